@@ -1,0 +1,1 @@
+"""Policies, training helpers, offline policy evaluation and the agent server."""

@@ -1,0 +1,1 @@
+"""Thin Hydra entry points: simulate, train, evaluate, ope; and benchmarks."""

@@ -1,0 +1,68 @@
+"""What every entry point needs: typed configs out of Hydra, run dirs, clean errors."""
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from envs.shield import ShieldConfig
+from simulators.catalogue import from_dict
+from simulators.costs import SloConfig
+from simulators.errors import ConfigError
+from simulators.scenario import ScenarioConfig
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def clean_errors(main: F) -> F:
+    """Print a :class:`ConfigError` as one line and exit 2, without a traceback."""
+
+    @functools.wraps(main)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return main(*args, **kwargs)
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def run_dir() -> Path:
+    """The Hydra run (or sweep job) directory; Hydra does not chdir into it."""
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def extra_config_dirs() -> tuple[str, ...]:
+    """Config roots added with ``hydra.searchpath=[file://DIR]`` (for mixture members)."""
+    try:
+        paths = HydraConfig.get().searchpath
+    except ValueError:
+        return ()
+    return tuple(str(p).removeprefix("file://") for p in paths if str(p).startswith("file://"))
+
+
+def plain(node: DictConfig) -> dict[str, Any]:
+    """A config node as plain Python containers."""
+    data = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(data, dict)
+    return {str(k): v for k, v in data.items()}
+
+
+def world_configs(cfg: DictConfig) -> tuple[ScenarioConfig, SloConfig, ShieldConfig]:
+    """The scenario, SLO and shield as library dataclasses (validated)."""
+    return (
+        from_dict(ScenarioConfig, plain(cfg.scenario), "scenario"),
+        from_dict(SloConfig, plain(cfg.slo), "slo"),
+        from_dict(ShieldConfig, plain(cfg.shield), "shield"),
+    )
+
+
+def episode_seeds(seed: int, n: int) -> list[int]:
+    """``n`` independent episode seeds derived from one run seed."""
+    return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(n)]

@@ -1,0 +1,240 @@
+"""The label pipeline: true labels arrive late, and sometimes the pipeline breaks.
+
+Each served row's label arrives after a random delay (or never, at the loss rate). Two
+kinds of incident break the pipeline for a while:
+
+* **outage**: labels stop; those due meanwhile are held and, when the outage ends on
+  its own, arrive as a late backlog with a share lost. A human who ends it releases
+  the backlog at once with nothing lost.
+* **corruption**: a broken join; a share of the labels arriving meanwhile is flipped
+  (``mode: flip``) or forced to one class (``mode: force``). Nobody notices unless a
+  human is paged: they end it and purge every label it touched.
+
+The pipeline state only changes at events the world announces (:meth:`advance` first),
+so the labels arriving between two events all see the same incident state.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulators.errors import require, require_positive, require_share
+from simulators.served_log import HELD, LOST, PENDING, ServedLog
+
+DELAY_KINDS = ("fixed", "exponential", "gamma", "lognormal")
+INCIDENT_KINDS = ("outage", "corruption")
+CORRUPTION_MODES = ("flip", "force")
+CDF_STEP_DAYS = 0.02  # grid of the delay CDF table
+
+
+@dataclass
+class DelayConfig:
+    """Distribution of the delay between serving a prediction and its label arriving."""
+
+    kind: str = "gamma"
+    mean_days: float = 2.0
+    shape: float = 2.0  # gamma shape (larger: less spread)
+    sigma: float = 0.5  # lognormal sigma
+    loss_rate: float = 0.02  # share of labels that never arrive
+
+    def __post_init__(self) -> None:
+        require(
+            self.kind in DELAY_KINDS,
+            "labels.delay.kind",
+            "unknown delay distribution",
+            f"use one of {', '.join(DELAY_KINDS)}",
+            self.kind,
+        )
+        require_positive(self.mean_days, "labels.delay.mean_days")
+        require_positive(self.shape, "labels.delay.shape")
+        require_positive(self.sigma, "labels.delay.sigma")
+        require_share(self.loss_rate, "labels.delay.loss_rate")
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Delays in days (``inf`` for lost labels)."""
+        delay = self._sample_delivered(n, rng)
+        if self.loss_rate > 0:
+            delay[rng.random(n) < self.loss_rate] = np.inf
+        return delay
+
+    def _sample_delivered(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        if self.kind == "fixed":
+            delay = np.full(n, self.mean_days)
+        elif self.kind == "exponential":
+            delay = rng.exponential(self.mean_days, n)
+        elif self.kind == "gamma":
+            delay = rng.gamma(self.shape, self.mean_days / self.shape, n)
+        else:
+            mu = np.log(self.mean_days) - self.sigma**2 / 2.0
+            delay = rng.lognormal(mu, self.sigma, n)
+        return np.asarray(delay, dtype=np.float64)
+
+    def cdf_table(self, horizon_days: float = 120.0) -> np.ndarray:
+        """P(delay <= t) on a grid of ``CDF_STEP_DAYS`` (for expected arrival counts)."""
+        grid = np.arange(0.0, horizon_days + CDF_STEP_DAYS, CDF_STEP_DAYS)
+        rng = np.random.default_rng(0)
+        if self.kind == "fixed":
+            cdf = (grid >= self.mean_days).astype(np.float64)
+        else:  # an exact enough CDF from a large fixed-seed sample; no scipy call per epoch
+            sample = np.sort(self._sample_delivered(200_000, rng))
+            cdf = np.searchsorted(sample, grid, side="right") / sample.shape[0]
+        return np.asarray(cdf * (1.0 - self.loss_rate))
+
+
+@dataclass
+class IncidentConfig:
+    """A label-pipeline incident scheduled in a scenario."""
+
+    kind: str = "outage"
+    anchor: str = "episode"  # start_day counts from the episode start, or from the concept drift
+    start_day: float = 30.0
+    start_jitter_days: float = 0.0  # the start is drawn in [start_day, start_day + jitter]
+    duration_days: float = 20.0
+    probability: float = 1.0  # chance the incident happens at all in an episode
+    share: float = 0.4  # corruption: share of arriving labels corrupted
+    mode: str = "force"  # corruption: flip or force
+    forced_class: int = 0
+    lost_share: float = 0.3  # outage: share of held labels lost when it ends on its own
+    backlog_delay_days: float = 0.5  # outage: mean extra delay of the released backlog
+
+    def __post_init__(self) -> None:
+        require(
+            self.kind in INCIDENT_KINDS,
+            "incidents.kind",
+            "unknown incident",
+            f"use one of {', '.join(INCIDENT_KINDS)}",
+            self.kind,
+        )
+        require(
+            self.anchor in ("episode", "concept"),
+            "incidents.anchor",
+            "unknown anchor",
+            "use episode or concept",
+            self.anchor,
+        )
+        require(
+            self.mode in CORRUPTION_MODES,
+            "incidents.mode",
+            "unknown corruption mode",
+            f"use one of {', '.join(CORRUPTION_MODES)}",
+            self.mode,
+        )
+        require_positive(self.start_day, "incidents.start_day", allow_zero=True)
+        require_positive(self.start_jitter_days, "incidents.start_jitter_days", allow_zero=True)
+        require_positive(self.duration_days, "incidents.duration_days")
+        require_share(self.probability, "incidents.probability")
+        require_share(self.share, "incidents.share")
+        require_share(self.lost_share, "incidents.lost_share")
+        require(
+            self.forced_class in (0, 1),
+            "incidents.forced_class",
+            "must be 0 or 1",
+            "use 0 or 1",
+            self.forced_class,
+        )
+        require_positive(self.backlog_delay_days, "incidents.backlog_delay_days")
+
+
+class Incident:
+    """A running or finished incident, with the rows it touched."""
+
+    def __init__(self, incident_id: int, config: IncidentConfig, start: float) -> None:
+        self.incident_id = incident_id
+        self.config = config
+        self.start = start
+        self.end = np.inf
+        self.active = False
+        self.ended_by_human = False
+        self.held_rows: list[np.ndarray] = []
+        self.corrupted_rows: list[np.ndarray] = []
+
+
+class LabelPipeline:
+    """Delivers labels for the rows in a :class:`ServedLog`.
+
+    Args:
+        log: the served rows.
+        delay: the delay distribution.
+        rng: the episode's generator.
+    """
+
+    def __init__(self, log: ServedLog, delay: DelayConfig, rng: np.random.Generator) -> None:
+        self.log = log
+        self.delay = delay
+        self.rng = rng
+        self.pending = np.empty(0, dtype=np.int64)
+        self.processed_until = -np.inf
+        self.incidents: list[Incident] = []
+
+    @property
+    def active_incidents(self) -> list[Incident]:
+        """Incidents running now."""
+        return [i for i in self.incidents if i.active]
+
+    def schedule(self, rows: slice) -> None:
+        """Queue freshly served rows for label delivery."""
+        idx = np.arange(rows.start, rows.stop, dtype=np.int64)
+        self.pending = np.concatenate([self.pending, idx[self.log.status[idx] == PENDING]])
+
+    def advance(self, to_time: float) -> int:
+        """Deliver every label due by ``to_time`` under the current incident state."""
+        log = self.log
+        due_mask = log.t_arrive[self.pending] <= to_time
+        if not due_mask.any():
+            self.processed_until = to_time
+            return 0
+        due = self.pending[due_mask]
+        self.pending = self.pending[~due_mask]
+        due = due[np.argsort(log.t_arrive[due], kind="stable")]
+        for incident in self.active_incidents:
+            if incident.config.kind == "outage":
+                log.status[due] = HELD
+                log.t_arrive[due] = np.inf
+                incident.held_rows.append(due)
+                self.processed_until = to_time
+                return 0
+        for incident in self.active_incidents:  # corruption
+            cfg = incident.config
+            hit = due[self.rng.random(due.shape[0]) < cfg.share]
+            if cfg.mode == "force":
+                log.y_label[hit] = cfg.forced_class
+            else:
+                log.y_label[hit] = 1 - log.y_label[hit]
+            log.corrupted[hit] = True
+            incident.corrupted_rows.append(hit)
+        log.record_arrivals(due)
+        self.processed_until = to_time
+        return int(due.shape[0])
+
+    def start_incident(self, incident: Incident, now: float) -> None:
+        """Begin an incident at ``now``."""
+        self.advance(now)
+        incident.active = True
+        incident.start = now
+        self.incidents.append(incident)
+
+    def end_incident(self, incident: Incident, now: float, *, by_human: bool) -> None:
+        """End an incident: release or lose an outage's backlog; purge if a human fixed it."""
+        if not incident.active:
+            return
+        self.advance(now)
+        incident.active = False
+        incident.end = now
+        incident.ended_by_human = by_human
+        log = self.log
+        if incident.config.kind == "outage" and incident.held_rows:
+            held = np.concatenate(incident.held_rows)
+            lost = (
+                np.zeros(held.shape[0], dtype=bool)
+                if by_human
+                else self.rng.random(held.shape[0]) < incident.config.lost_share
+            )
+            log.status[held[lost]] = LOST
+            released = held[~lost]
+            log.status[released] = PENDING
+            log.t_arrive[released] = now + self.rng.exponential(
+                incident.config.backlog_delay_days, released.shape[0]
+            )
+            self.pending = np.concatenate([self.pending, released])
+        if incident.config.kind == "corruption" and by_human and incident.corrupted_rows:
+            log.purged[np.concatenate(incident.corrupted_rows)] = True

@@ -1,0 +1,149 @@
+"""A model version: what is served, what it was trained on, and its drift reference."""
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+PSI_BINS = 10
+PSI_FLOOR = 1e-4  # share floor so an empty bin does not make the PSI infinite
+
+
+@dataclass(frozen=True)
+class DriftReference:
+    """Quantile bins of the training inputs and scores, to measure drift against."""
+
+    feature_edges: np.ndarray  # (n_features, PSI_BINS - 1)
+    feature_shares: np.ndarray  # (n_features, PSI_BINS)
+    score_edges: np.ndarray  # (PSI_BINS - 1,)
+    score_shares: np.ndarray  # (PSI_BINS,)
+    positive_rate: float  # share of positive labels in the training data
+
+    @classmethod
+    def from_training(
+        cls, features: np.ndarray, scores: np.ndarray, labels: np.ndarray
+    ) -> "DriftReference":
+        """Bin edges at the training deciles, and the training data's share in each bin."""
+        qs = np.linspace(0.0, 1.0, PSI_BINS + 1)[1:-1]
+        feature_edges = np.quantile(features, qs, axis=0).T
+        feature_shares = np.stack(
+            [_shares(features[:, j], feature_edges[j]) for j in range(features.shape[1])]
+        )
+        score_edges = np.quantile(scores, qs)
+        return cls(
+            feature_edges,
+            feature_shares,
+            score_edges,
+            _shares(scores, score_edges),
+            float(labels.mean()) if labels.size else 0.5,
+        )
+
+    def input_psi_by_day(self, features: np.ndarray, day_index: np.ndarray, n_days: int) -> np.ndarray:
+        """Largest PSI over the input features, for each day of a block of rows."""
+        d = features.shape[1]
+        columns = np.ascontiguousarray(features.T)
+        bins = np.zeros(columns.shape, dtype=np.int8)  # int8 sums of comparisons are fast
+        for b in range(PSI_BINS - 1):
+            bins += columns >= self.feature_edges[:, b : b + 1]
+        keys = (day_index[None, :] * d + np.arange(d)[:, None]) * PSI_BINS + bins
+        counts = np.bincount(keys.ravel(), minlength=n_days * d * PSI_BINS)
+        return _psi_rows(counts.reshape(n_days, d, PSI_BINS), self.feature_shares).max(axis=1)
+
+    def score_psi_by_day(self, scores: np.ndarray, day_index: np.ndarray, n_days: int) -> np.ndarray:
+        """PSI of the scores against the reference, for each day of a block of rows."""
+        keys = np.searchsorted(self.score_edges, scores, side="right") + day_index * PSI_BINS
+        counts = np.bincount(keys, minlength=n_days * PSI_BINS).reshape(n_days, PSI_BINS)
+        return _psi_rows(counts, self.score_shares)
+
+
+def _psi_rows(counts: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """PSI of each row of bin counts (last axis) against reference shares."""
+    total = np.maximum(counts.sum(axis=-1, keepdims=True), 1)
+    cur = np.maximum(counts / total, PSI_FLOOR)
+    ref = np.maximum(reference, PSI_FLOOR)
+    return np.asarray(np.sum((cur - ref) * np.log(cur / ref), axis=-1))
+
+
+def _shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=PSI_BINS)
+    return np.asarray(counts / max(values.shape[0], 1), dtype=np.float64)
+
+
+def psi(reference: np.ndarray, current: np.ndarray) -> float:
+    """Population stability index between two binned distributions."""
+    ref = np.maximum(reference, PSI_FLOOR)
+    cur = np.maximum(current, PSI_FLOOR)
+    return float(np.sum((cur - ref) * np.log(cur / ref)))
+
+
+def fingerprint(features: np.ndarray, labels: np.ndarray) -> str:
+    """A short content hash of a training set (its lineage fingerprint)."""
+    digest = hashlib.sha256(np.ascontiguousarray(features).tobytes())
+    digest.update(np.ascontiguousarray(labels).tobytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class ModelVersion:
+    """One entry in the registry.
+
+    ``kind`` is ``fit`` (a fitted estimator), ``calibrated`` (a calibrator over
+    ``members[0]``) or ``ensemble`` (the average of ``members``). Learned objects end in
+    ``_``; the truth kept for scoring (never shown to policies) is marked as such.
+    """
+
+    version_id: int
+    kind: str
+    primary_family: str
+    created_day: float
+    created_by: str  # the action (or "initial") that made it
+    parent_id: int | None = None
+    members: tuple["ModelVersion", ...] = ()
+    window_start_day: float = float("nan")
+    window_end_day: float = float("nan")
+    n_train_rows: int = 0
+    data_fingerprint: str = ""
+    promoted_day: float | None = None
+    metrics_at_promotion: dict[str, float] = field(default_factory=dict)
+    incident_labels_in_training: int = 0  # truth: corrupted labels it was fitted on
+    estimator_: Any = None
+    calibrator_: Any = None
+    reference_: DriftReference | None = None
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """Families served per request (an ensemble serves each member)."""
+        if self.kind == "ensemble":
+            return tuple(f for m in self.members for f in m.families)
+        if self.kind == "calibrated":
+            return self.members[0].families
+        return (self.primary_family,)
+
+    @property
+    def is_ensemble(self) -> bool:
+        """Whether requests are answered by more than one model."""
+        return self.kind == "ensemble"
+
+    @property
+    def is_calibrated(self) -> bool:
+        """Whether a calibrator sits on top of the model."""
+        return self.kind == "calibrated"
+
+    def lineage(self) -> dict[str, Any]:
+        """The registry record of this version (no fitted objects)."""
+        return {
+            "version_id": self.version_id,
+            "kind": self.kind,
+            "families": "+".join(self.families),
+            "created_by": self.created_by,
+            "created_day": round(self.created_day, 4),
+            "parent_id": self.parent_id,
+            "members": [m.version_id for m in self.members],
+            "window_start_day": round(self.window_start_day, 4),
+            "window_end_day": round(self.window_end_day, 4),
+            "n_train_rows": self.n_train_rows,
+            "data_fingerprint": self.data_fingerprint,
+            "promoted_day": self.promoted_day,
+            "metrics_at_promotion": {k: round(v, 6) for k, v in self.metrics_at_promotion.items()},
+        }
