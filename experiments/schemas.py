@@ -9,6 +9,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from agent.training.trainer import AgentConfig
 from envs.shield import ShieldConfig
 from simulators.costs import SloConfig
 from simulators.scenario import ScenarioConfig
@@ -32,7 +33,21 @@ class SimulateConfig:
     shield_enabled: bool = True
 
 
+@dataclass
+class TrainConfig:
+    """``python -m experiments.train``."""
+
+    scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
+    slo: SloConfig = field(default_factory=SloConfig)
+    shield: ShieldConfig = field(default_factory=ShieldConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    seed: int = 0
+    progress_bar: bool = True
+    tensorboard: bool = True
+
+
 def register_schemas() -> None:
     """Put every entry point's schema in Hydra's ConfigStore."""
     cs = ConfigStore.instance()
     cs.store(name="simulate_schema", node=SimulateConfig)
+    cs.store(name="train_schema", node=TrainConfig)

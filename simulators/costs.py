@@ -41,7 +41,6 @@ class FamilyCost:
 
 def _default_families() -> dict[str, FamilyCost]:
     return {
-        "naive_bayes": FamilyCost(0, 0.4, 0.001, 2.0, 0.1, 0.1, 0.005),
         "linear": FamilyCost(1, 0.8, 0.002, 4.0, 0.4, 0.2, 0.01),
         "tree": FamilyCost(3, 1.2, 0.003, 5.0, 0.6, 0.25, 0.015),
         "gbm": FamilyCost(3, 4.0, 0.010, 10.0, 2.0, 0.5, 0.05),

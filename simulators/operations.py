@@ -71,7 +71,7 @@ class Operations:
     def _derived_reference(self, version: ModelVersion) -> DriftReference:
         """Drift reference of a calibrated or ensembled version: recent traffic at promotion."""
         log = self.world.log
-        first = log.first_row_served_at(self.world.now - 7.0)
+        first = log.first_row_served_at(self.world.now - 2.0)
         rows = np.arange(first, log.n)
         features = log.features[rows]
         scores = self.world.backend.predict_proba(version, features)
@@ -226,12 +226,13 @@ class Operations:
             return
         w.change_in_flight = True
         w.charge("training", w.slo.calibration_cost)
-        scores = w.backend.predict_proba(base, w.log.features[rows])
+        features = w.log.features[rows]
+        base_scores = w.backend.predict_proba(base, features)
         labels = w.log.y_label[rows]
         cut = int(rows.shape[0] * 0.7)
         try:
             calibrator = w.backend.fit_calibrator(
-                scores[:cut], labels[:cut], w.active.calibration_method
+                base_scores[:cut], labels[:cut], w.active.calibration_method
             )
         except ValueError as err:
             w.change_in_flight = False
@@ -245,22 +246,26 @@ class Operations:
             window_start_day=float(w.log.t_serve[rows].min()),
             window_end_day=float(w.log.t_serve[rows].max()),
             n_train_rows=cut,
-            data_fingerprint=fingerprint(scores[:cut], labels[:cut]),
+            data_fingerprint=fingerprint(base_scores[:cut], labels[:cut]),
             incident_labels_in_training=int(w.log.corrupted[rows[:cut]].sum()),
             calibrator_=calibrator,
         )
         yield w.env.timeout(w.slo.calibration_days)
         while w.hold:
             yield w.hold_released
-        holdout = rows[cut:]
-        before = log_loss(w.backend.predict_proba(w.registry.live, w.log.features[holdout]), labels[cut:])
-        after = log_loss(w.backend.predict_proba(version, w.log.features[holdout]), labels[cut:])
+        calibrated = np.asarray(calibrator.predict(base_scores))
+        incumbent = (
+            base_scores
+            if w.registry.live is base
+            else w.backend.predict_proba(w.registry.live, features)
+        )
+        before = log_loss(incumbent[cut:], labels[cut:])
+        after = log_loss(calibrated[cut:], labels[cut:])
         w.change_in_flight = False
         if after < before:
-            version.reference_ = self._derived_reference(version)
-            holdout_scores = w.backend.predict_proba(version, w.log.features[holdout])
+            version.reference_ = DriftReference.from_training(features, calibrated, labels)
             metrics = {
-                "holdout_accuracy": accuracy(holdout_scores, labels[cut:]),
+                "holdout_accuracy": accuracy(calibrated[cut:], labels[cut:]),
                 "holdout_log_loss": after,
                 "incumbent_log_loss": before,
             }

@@ -129,7 +129,14 @@ class ChunkScorer:
         assert chunk is not None
         cached = self._scores.get(version.version_id)
         if cached is None or cached[0] > rows.start:
-            cached = (rows.start, self.backend.predict_proba(version, chunk.features[rows.start :]))
+            rest = slice(rows.start, chunk.day.shape[0])
+            if version.kind == "ensemble":  # members' cached scores, averaged
+                values = np.mean([self.scores(m, rest) for m in version.members], axis=0)
+            elif version.kind == "calibrated":  # the calibrator over the base's cached scores
+                values = np.asarray(version.calibrator_.predict(self.scores(version.members[0], rest)))
+            else:
+                values = self.backend.predict_proba(version, chunk.features[rest])
+            cached = (rows.start, values)
             self._scores[version.version_id] = cached
         first, values = cached
         return values[rows.start - first : rows.stop - first]

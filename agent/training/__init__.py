@@ -1,0 +1,1 @@
+"""Training helpers: vectorised envs, callbacks, and the saved artifacts."""

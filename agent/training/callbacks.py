@@ -1,0 +1,54 @@
+"""Training callbacks: what the agent did, in TensorBoard, per rollout."""
+
+from collections import Counter
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+from simulators.actions import ACTION_NAMES
+
+
+class LifecycleStatsCallback(BaseCallback):
+    """Logs executed-action shares, veto rate and episode returns in dollars."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._executed: Counter[int] = Counter()
+        self._vetoes = 0
+        self._steps = 0
+        self._episode_dollars: list[float] = []
+        self._running: np.ndarray | None = None
+
+    def _on_step(self) -> bool:
+        infos = self.locals.get("infos", [])
+        dones = self.locals.get("dones", np.zeros(len(infos), dtype=bool))
+        if self._running is None:
+            self._running = np.zeros(len(infos))
+        for i, info in enumerate(infos):
+            if "executed_action" not in info:
+                continue
+            self._executed[info["executed_action"]] += 1
+            self._vetoes += bool(info["veto_reasons"])
+            self._steps += 1
+            self._running[i] += info["reward_dollars"]
+            if dones[i]:
+                self._episode_dollars.append(float(self._running[i]))
+                self._running[i] = 0.0
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if not self._steps:
+            return
+        for action, name in enumerate(ACTION_NAMES):
+            self.logger.record(f"steward/share_{name}", self._executed[action] / self._steps)
+        self.logger.record("steward/veto_rate", self._vetoes / self._steps)
+        if self._episode_dollars:
+            self.logger.record("steward/episode_dollars", float(np.mean(self._episode_dollars[-20:])))
+        self._executed.clear()
+        self._vetoes = 0
+        self._steps = 0
+
+    @property
+    def episode_dollars(self) -> list[float]:
+        """Returns (dollars) of every finished training episode."""
+        return list(self._episode_dollars)

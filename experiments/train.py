@@ -1,0 +1,45 @@
+"""Train the lifecycle agent: ``python -m experiments.train [scenario=mixed] [agent=ppo]``.
+
+Writes ``policy.zip``, ``vecnormalize.pkl``, ``policy.sha256``, ``agent.json``,
+``config.yaml``, ``metrics.json`` and TensorBoard logs into the run dir. Sweeps:
+``python -m experiments.train -m seed=0,1,2 scenario=mixed,sudden_drift`` (joblib).
+"""
+
+import json
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from agent.training.trainer import AgentConfig, train
+from experiments.common import clean_errors, extra_config_dirs, plain, run_dir, world_configs
+from experiments.schemas import register_schemas
+from simulators.catalogue import from_dict
+
+register_schemas()
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+@clean_errors
+def main(cfg: DictConfig) -> None:
+    """Compose, train, save."""
+    scenario, slo, shield = world_configs(cfg)
+    agent = from_dict(AgentConfig, plain(cfg.agent), "agent")
+    out = run_dir()
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    metrics = train(
+        agent,
+        scenario,
+        slo,
+        shield,
+        seed=cfg.seed,
+        out_dir=out,
+        config_dirs=extra_config_dirs(),
+        progress_bar=cfg.progress_bar,
+        tensorboard=cfg.tensorboard,
+    )
+    print(json.dumps(metrics, indent=2))
+    print(f"wrote {out / 'policy.zip'}")
+
+
+if __name__ == "__main__":
+    main()
