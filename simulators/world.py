@@ -10,7 +10,7 @@ The world executes what it is told. Deciding what is allowed is the shield's job
 above; an impossible action (rollback with no previous version) is recorded as failed.
 """
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -82,6 +82,7 @@ class World:
         if scenario.stream == "mixture" and len(self.members) != len(scenario.members):
             raise ValueError("a mixture scenario needs its member scenarios resolved")
         self._streams: dict[str, Stream] = {}
+        self.execution_hooks: list[Callable[[World, Action], None]] = []
         self._delay_cdfs: dict[str, np.ndarray] = {}
 
     # -- episode ----------------------------------------------------------------------
@@ -167,6 +168,8 @@ class World:
         """Execute ``action`` now, then run the world to the next decision epoch."""
         self._epoch_costs = {"inference": 0.0, "training": 0.0, "pages": 0.0}
         self._events = []
+        for hook in self.execution_hooks:  # observers (e.g. an independent safety audit)
+            hook(self, Action(action))
         if self.day % max(int(round(self.slo.period_days)), 1) == 0 and self.day > 0:
             self.spend_period = 0.0
         self.ops.execute(Action(action), Action(proposed if proposed is not None else action), reason)

@@ -9,6 +9,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import GaussianNB
 from sklearn.tree import DecisionTreeClassifier
+from threadpoolctl import threadpool_limits
 
 from simulators.errors import ConfigError
 from simulators.models.version import ModelVersion
@@ -69,7 +70,15 @@ class ModelBackend(Protocol):
 
 
 class SklearnBackend:
-    """Real scikit-learn estimators; predictions go through ``predict_proba``."""
+    """Real scikit-learn estimators; predictions go through ``predict_proba``.
+
+    The backend pins BLAS and OpenMP to one thread for the whole process: the fits and
+    predictions here are small, and on a shared 2-core machine two BLAS threads made a
+    world step ~4x slower. Scale out with one env per core instead.
+    """
+
+    def __init__(self) -> None:
+        threadpool_limits(1)
 
     def fit(self, family: str, features: np.ndarray, labels: np.ndarray, seed: int) -> Any:
         """Fit ``family`` on the rows (raises ValueError on a one-class window)."""

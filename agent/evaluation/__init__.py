@@ -1,0 +1,1 @@
+"""Evaluation on held-out seeds: the agent against tuned baselines, in every scenario."""

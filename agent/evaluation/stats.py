@@ -1,0 +1,26 @@
+"""Means with 95 % confidence intervals."""
+
+import math
+
+import numpy as np
+from scipy import stats
+
+
+def mean_ci95(values: list[float] | np.ndarray) -> tuple[float, float, float]:
+    """Mean and Student-t 95 % interval of the mean (degenerate for one value)."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(x.mean())
+    if x.size < 2:
+        return mean, mean, mean
+    half = float(stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    return mean, mean - half, mean + half
+
+
+def normalized_score(value: float, never: float, oracle: float) -> float:
+    """(R - R_never) / (R_oracle - R_never); NaN when the oracle does not beat never."""
+    span = oracle - never
+    if not math.isfinite(span) or abs(span) < 1e-9:
+        return float("nan")
+    return (value - never) / span

@@ -1,0 +1,124 @@
+"""Evaluate the agent and every tuned baseline: ``python -m experiments.evaluate policy_path=PATH``.
+
+Baselines are tuned per scenario by grid search on training seeds, then every policy
+runs on the same held-out seeds through the same shield. Writes ``results.json``,
+``tuned_baselines.json`` and ``report.html`` into the run dir.
+"""
+
+import json
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from agent.evaluation.harness import (
+    BASELINES,
+    Task,
+    WorldSpec,
+    best_params,
+    grid_tasks,
+    run_parallel,
+)
+from agent.evaluation.results import add_normalized_scores, nan_to_none, policy_entry, verdicts
+from agent.reporting.evaluation_report import write_report
+from experiments.common import clean_errors, episode_seeds, extra_config_dirs, plain, run_dir
+from experiments.schemas import register_schemas
+from envs.shield import ShieldConfig
+from simulators.catalogue import from_dict, load_scenario
+from simulators.costs import SloConfig
+from simulators.errors import require
+
+register_schemas()
+
+
+def _worlds(cfg: DictConfig) -> list[WorldSpec]:
+    dirs = extra_config_dirs()
+    slo = from_dict(SloConfig, plain(cfg.slo), "slo")
+    shield = from_dict(ShieldConfig, plain(cfg.shield), "shield")
+    names = [cfg.scenario] if cfg.scenario else list(cfg.scenarios)
+    require(bool(names), "scenarios", "is empty", "list scenario names, e.g. scenarios=[mixed]")
+    return [
+        WorldSpec(load_scenario(name, dirs), slo, shield, cfg.history_len, 0.01, dirs)
+        for name in names
+    ]
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
+@clean_errors
+def main(cfg: DictConfig) -> None:
+    """Tune, evaluate, report."""
+    require(cfg.episodes >= 2, "episodes", "needs at least 2 for an interval", "use episodes=30", cfg.episodes)
+    worlds = _worlds(cfg)
+    out = run_dir()
+    grids = {k: {p: list(v) for p, v in g.items()} for k, g in plain(cfg.grids).items()}
+    tune_seeds = episode_seeds(cfg.tune_seed, cfg.tune_episodes)
+    eval_seeds = episode_seeds(cfg.eval_seed, cfg.episodes)
+    tuned: dict[str, dict[str, dict[str, Any]]] = {}
+    # 1. tune every baseline per scenario on training seeds
+    tasks = [t for w in worlds for t in grid_tasks(w, grids, tune_seeds)]
+    by_scenario: dict[str, list[Any]] = {w.scenario.name: [] for w in worlds}
+    for task, summaries, _ in tqdm(run_parallel(tasks, cfg.n_jobs), total=len(tasks), desc="tune baselines"):
+        by_scenario[task.world.scenario.name].append((task, summaries))
+    for name, results in by_scenario.items():
+        tuned[name] = best_params(results)
+    (out / "tuned_baselines.json").write_text(json.dumps(tuned, indent=2))
+    # 2. every policy on the held-out seeds
+    policies = [p for p in cfg.policies if p != "agent" or cfg.policy_path]
+    eval_tasks = [
+        Task(
+            w,
+            p,
+            tuned[w.scenario.name].get(p, {}),
+            eval_seeds,
+            policy_path=str(cfg.policy_path),
+            deterministic=cfg.deterministic,
+            keep_rows=True,
+        )
+        for w in worlds
+        for p in policies
+    ]
+    results: dict[str, dict[str, Any]] = {w.scenario.name: {} for w in worlds}
+    timelines: dict[str, dict[str, list[dict[str, Any]]]] = {w.scenario.name: {} for w in worlds}
+    incidents: dict[str, list[dict[str, Any]]] = {}
+    for task, summaries, rows in tqdm(
+        run_parallel(eval_tasks, cfg.n_jobs), total=len(eval_tasks), desc="evaluate"
+    ):
+        scenario = task.world.scenario.name
+        results[scenario][task.policy] = policy_entry(summaries)
+        timelines[scenario][task.policy] = rows
+        if task.policy == "agent":
+            incidents[scenario] = [
+                {"seed": s.seed, **i} for s in summaries for i in s.incidents
+            ]
+    summary: dict[str, Any] = {}
+    for scenario, entries in results.items():
+        add_normalized_scores(entries)
+        summary[scenario] = verdicts(entries, BASELINES)
+    payload = nan_to_none(
+        {
+            "scenarios": results,
+            "agent_vs_best_heuristic": summary,
+            "tuned_baselines": tuned,
+            "label_incidents_agent": incidents,
+            "settings": {
+                "policy_path": str(cfg.policy_path),
+                "episodes": cfg.episodes,
+                "eval_seed": cfg.eval_seed,
+                "tune_seed": cfg.tune_seed,
+                "tune_episodes": cfg.tune_episodes,
+                "deterministic": cfg.deterministic,
+            },
+        }
+    )
+    (out / "results.json").write_text(json.dumps(payload, indent=2))
+    write_report(payload, timelines, out / "report.html")
+    for scenario, verdict in summary.items():
+        if verdict:
+            print(f"{scenario:18s} agent - best ({verdict['best_heuristic']}): "
+                  f"{verdict['agent_minus_best']:+9.1f}  beats: {verdict['agent_beats_best_nonoverlapping']}")
+    print(f"wrote {out / 'results.json'} and {out / 'report.html'}")
+
+
+if __name__ == "__main__":
+    main()
