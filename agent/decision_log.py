@@ -81,7 +81,11 @@ def sql_tables(metadata: sa.MetaData | None = None) -> tuple[sa.Table, sa.Table]
         metadata,
         sa.Column("outcome_id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column(
-            "decision_id", sa.String(64), sa.ForeignKey("decisions.decision_id"), nullable=False, index=True
+            "decision_id",
+            sa.String(64),
+            sa.ForeignKey("decisions.decision_id"),
+            nullable=False,
+            index=True,
         ),
         sa.Column("reward", sa.Float, nullable=False),
         sa.Column("observed_at", sa.String(64), nullable=False),
@@ -121,4 +125,3 @@ def records_from_rollout(
             )
         )
     return records
-

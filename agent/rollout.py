@@ -73,7 +73,7 @@ def run_episode(
         row: dict[str, Any] = {
             "episode_id": episode_id,
             "step": step,
-            "day": int(round(context.portfolio.time_days)),
+            "day": round(context.portfolio.time_days),
             "scenario": info["scenario"],
             "policy": policy.name,
             "proposed_action": ACTION_NAMES[info["proposed_action"]],

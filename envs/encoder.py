@@ -156,7 +156,9 @@ class ObservationEncoder:
         )
         return np.asarray(values, dtype=np.float32)
 
-    def encode(self, p: ObservedPortfolio, mask: np.ndarray, last_action: int | None = None) -> np.ndarray:
+    def encode(
+        self, p: ObservedPortfolio, mask: np.ndarray, last_action: int | None = None
+    ) -> np.ndarray:
         """Observation for portfolio ``p``; remembers it for the next call.
 
         Args:
@@ -171,7 +173,9 @@ class ObservationEncoder:
         past = list(self._past)
         while len(past) < self.history_len - 1:
             past.append(past[-1] if past else core)
-        history = np.concatenate(past[: self.history_len - 1]) if self.history_len > 1 else np.empty(0)
+        history = (
+            np.concatenate(past[: self.history_len - 1]) if self.history_len > 1 else np.empty(0)
+        )
         last = np.zeros(N_ACTIONS, dtype=np.float32)
         if 0 <= self._last_action < N_ACTIONS:
             last[self._last_action] = 1.0

@@ -23,7 +23,9 @@ def default_horizon_days() -> int:
     return load_scenario(DEFAULT_SCENARIO).horizon_days
 
 
-def load_shield_config(name: str = "default", extra_dirs: tuple[str | Path, ...] = ()) -> ShieldConfig:
+def load_shield_config(
+    name: str = "default", extra_dirs: tuple[str | Path, ...] = ()
+) -> ShieldConfig:
     """A shield config from ``configs/shield/``."""
     return from_dict(ShieldConfig, read_config("shield", name, extra_dirs), "shield")
 
@@ -42,19 +44,51 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
     5 rollback, 6 escalate. ``action_masks()`` gives the shield's mask (MaskablePPO).
 
     ## Observation Space
-    ``Box(-1, 1, (N,), float32)``, built by :class:`envs.encoder.ObservationEncoder`:
+    ``Box(-1, 1, (N,), float32)``, built by :class:`envs.encoder.ObservationEncoder`
+    (N = 29 + 8 (history_len - 1) + 14; 67 with the default history of 4):
 
-    | block | entries | meaning (raw unit -> bound) |
-    |---|---|---|
-    | current | 29 | accuracy on recent labels [0,1]; has labels {0,1}; accuracy drop vs promotion x5 [-1,1]; rollback/ensemble shadow advantage x5 [-1,1]; region gap x5 [-1,1]; CBPE estimate [0,1]; estimate gap x5 [-1,1]; ECE x5 [-1,1]; input and prediction PSI tanh(psi/0.25) [0,1]; churn [0,1]; coverage [0,1]; label lag tanh(days/5); arrival ratio/2 [0,1]; label balance gap x5 [-1,1]; log labels in window [0,1]; p99/budget/2 [0,1]; spend/ceiling/2 [0,1]; period elapsed [0,1]; model age tanh(days/30); days since change tanh(days/14); in flight, hold, has previous {0,1}; live and previous complexity rank/3 [0,1]; ensemble {0,1}; traffic growth tanh(log ratio) [-1,1] |
-    | history | 8 x (history_len - 1) | accuracy, drop, rollback advantage, CBPE, input and prediction drift, arrival ratio, balance gap of past days |
-    | mask | 7 | shield's verdict per action (1 allowed) |
-    | last action | 7 | one-hot of the last executed action |
+    | idx | entry | raw signal (unit) | encoding -> bound |
+    |---|---|---|---|
+    | 0 | accuracy_recent | accuracy on labels of the last 3 days (share) | as is, [0, 1] |
+    | 1 | has_recent_labels | any labels in the last 3 days | {0, 1} |
+    | 2 | accuracy_drop | accuracy_recent - accuracy at promotion | x5, [-1, 1] |
+    | 3 | previous_advantage | rollback target's shadow accuracy - live | x5, [-1, 1] |
+    | 4 | ensemble_advantage | ensemble's shadow accuracy - live | x5, [-1, 1] |
+    | 5 | region_gap | best - worst region accuracy (share) | x5, [-1, 1] |
+    | 6 | estimated_accuracy | label-free CBPE estimate (share) | as is, [0, 1] |
+    | 7 | estimate_gap | estimated - observed accuracy | x5, [-1, 1] |
+    | 8 | ece_recent | calibration error (share) | x5, [-1, 1] |
+    | 9 | input_drift | max input PSI | tanh(psi / 0.25), [0, 1] |
+    | 10 | prediction_drift | prediction PSI | tanh(psi / 0.25), [0, 1] |
+    | 11 | prediction_churn | changed predictions (share) | as is, [0, 1] |
+    | 12 | label_coverage | labelled traffic, 14 days (share) | as is, [0, 1] |
+    | 13 | label_lag | mean label delay (days) | tanh(days / 5), [0, 1] |
+    | 14 | label_arrival | arrivals / SLA expectation (ratio) | / 2, [0, 1] |
+    | 15 | label_balance_gap | label share - predicted share | x5, [-1, 1] |
+    | 16 | labels_in_window | usable labels (rows) | log1p / log1p(2e4), [0, 1] |
+    | 17 | latency_ratio | p99 / budget (ratio) | / 2, [0, 1] |
+    | 18 | spend_ratio | period spend / ceiling (ratio) | / 2, [0, 1] |
+    | 19 | period_elapsed | days into the budget period / period | [0, 1] |
+    | 20 | model_age | days since training data end | tanh(days / 30), [0, 1] |
+    | 21 | days_since_change | days since the live version changed | tanh(days / 14), [0, 1] |
+    | 22-24 | change_in_flight, human_hold, has_previous_version | flags | {0, 1} |
+    | 25 | live_complexity | most complex live family rank / 3 | [0, 1] |
+    | 26 | live_is_ensemble | flag | {0, 1} |
+    | 27 | previous_complexity | rollback target's rank / 3 | [0, 1] |
+    | 28 | traffic_growth | log(requests today / at start) | tanh, [-1, 1] |
+    | 29.. | history | entries 0, 2, 3, 6, 9, 10, 14, 15 of past days | as above |
+    | -14.. | allowed_* | the shield's mask per action | {0, 1} |
+    | -7.. | last_* | one-hot of the last executed action | {0, 1} |
 
     ## Rewards
     Dollars per day times ``reward_scale``: value of correct predictions minus errors,
     critical errors, compute, pages, latency-budget and region-gap penalties, and a
-    penalty for a vetoed proposal (terms in ``info["reward_components"]``).
+    penalty for a vetoed proposal (terms in ``info["reward_components"]``, the total in
+    ``info["reward_dollars"]``). With ``volume_baseline`` (default) the reward subtracts
+    what the day's traffic would earn at ``nominal_accuracy``: traffic volume is
+    exogenous (no action changes it), so every policy's return shifts by the same amount
+    and the ranking of policies is unchanged, while the day-to-day variance from traffic
+    swings leaves the learning signal.
 
     ## Episode End
     Never terminated; truncated at the horizon (``max_episode_steps``).
@@ -79,6 +113,8 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
         history_len: int = 4,
         reward_scale: float = 0.01,
         config_dirs: tuple[str | Path, ...] = (),
+        volume_baseline: bool = True,
+        nominal_accuracy: float = 0.9,
     ) -> None:
         dirs = tuple(config_dirs)
         self.scenario = load_scenario(scenario, dirs) if isinstance(scenario, str) else scenario
@@ -88,6 +124,8 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
         self.world = World(self.scenario, self.slo, members=resolve_members(self.scenario, dirs))
         self.encoder = ObservationEncoder(self.slo, history_len)
         self.reward_scale = reward_scale
+        self.volume_baseline = volume_baseline
+        self.nominal_accuracy = nominal_accuracy
         self.action_space = gym.spaces.Discrete(N_ACTIONS)
         self.observation_space = gym.spaces.Box(-1.0, 1.0, (self.encoder.size,), np.float32)
         self._decision = ShieldDecision(np.ones(N_ACTIONS, dtype=bool), {})
@@ -122,7 +160,10 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
         self.encoder.reset()
         self._decision = self.shield.evaluate(self._report.observed)
         obs = self.encoder.encode(self._report.observed, self._decision.mask, last_action=None)
-        return obs, {"scenario": self.world.active.name, "portfolio": self._report.observed.to_dict()}
+        return obs, {
+            "scenario": self.world.active.name,
+            "portfolio": self._report.observed.to_dict(),
+        }
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Shield the proposal, execute, run one day, price it."""
@@ -153,7 +194,13 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
             "events": list(self._report.events),
         }
         truncated = self.world.done
-        return obs, dollars * self.reward_scale, False, truncated, info
+        baseline = self._volume_baseline(truth.requests) if self.volume_baseline else 0.0
+        return obs, (dollars - baseline) * self.reward_scale, False, truncated, info
+
+    def _volume_baseline(self, requests: float) -> float:
+        """What ``requests`` would earn at the nominal accuracy (policy-independent)."""
+        a = self.nominal_accuracy
+        return requests * (self.slo.value_per_correct * a - self.slo.cost_per_error * (1 - a))
 
     def state_for_audit(self) -> dict[str, Any]:
         """The observed portfolio and the shield's reasons (for logs)."""

@@ -20,7 +20,9 @@ def reward_components(report: EpochReport, slo: SloConfig, vetoed: bool) -> dict
         "critical_errors": -slo.cost_per_critical_error * truth.critical_requests,
         "compute": -(report.costs.inference + report.costs.training),
         "pages": -report.costs.pages,
-        "latency": -slo.latency_penalty if report.costs.latency_p99_ms > slo.latency_budget_ms else 0.0,
+        "latency": -slo.latency_penalty
+        if report.costs.latency_p99_ms > slo.latency_budget_ms
+        else 0.0,
         "region_gap": -slo.region_gap_penalty if gap == gap and gap > slo.region_gap_limit else 0.0,
         "veto": -slo.veto_penalty if vetoed else 0.0,
     }

@@ -28,7 +28,13 @@ from simulators.portfolio import ObservedPortfolio
 LABEL_HEALTH = "label health"
 ALWAYS_ALLOWED = (Action.WAIT, Action.ESCALATE)
 LABEL_FITS = (Action.RETRAIN, Action.RECALIBRATE, Action.SIMPLIFY)
-MODEL_CHANGES = (Action.RETRAIN, Action.RECALIBRATE, Action.ENSEMBLE, Action.SIMPLIFY, Action.ROLLBACK)
+MODEL_CHANGES = (
+    Action.RETRAIN,
+    Action.RECALIBRATE,
+    Action.ENSEMBLE,
+    Action.SIMPLIFY,
+    Action.ROLLBACK,
+)
 
 
 @dataclass
@@ -44,7 +50,9 @@ class ShieldConfig:
     max_train_rows: int = 4_000  # rows a fit uses at most (for its projected cost)
 
     def __post_init__(self) -> None:
-        require_positive(self.min_label_arrival_ratio, "shield.min_label_arrival_ratio", allow_zero=True)
+        require_positive(
+            self.min_label_arrival_ratio, "shield.min_label_arrival_ratio", allow_zero=True
+        )
         require_share(self.max_label_balance_gap, "shield.max_label_balance_gap")
         require_positive(self.quiet_prediction_psi, "shield.quiet_prediction_psi")
         require_positive(self.min_labels_in_window, "shield.min_labels_in_window", allow_zero=True)
@@ -244,7 +252,7 @@ class Shield:
             for action in rule.actions:
                 try:
                     why = rule.check(action, portfolio, self.slo, self.config)
-                except Exception as err:  # noqa: BLE001 - total by design: a broken state vetoes
+                except Exception as err:
                     why = f"{rule.name}: state not checkable ({type(err).__name__})"
                 if why:
                     mask[action] = False

@@ -22,9 +22,9 @@ from agent.evaluation.harness import (
 )
 from agent.evaluation.results import add_normalized_scores, nan_to_none, policy_entry, verdicts
 from agent.reporting.evaluation_report import write_report
+from envs.shield import ShieldConfig
 from experiments.common import clean_errors, episode_seeds, extra_config_dirs, plain, run_dir
 from experiments.schemas import register_schemas
-from envs.shield import ShieldConfig
 from simulators.catalogue import from_dict, load_scenario
 from simulators.costs import SloConfig
 from simulators.errors import require
@@ -48,7 +48,13 @@ def _worlds(cfg: DictConfig) -> list[WorldSpec]:
 @clean_errors
 def main(cfg: DictConfig) -> None:
     """Tune, evaluate, report."""
-    require(cfg.episodes >= 2, "episodes", "needs at least 2 for an interval", "use episodes=30", cfg.episodes)
+    require(
+        cfg.episodes >= 2,
+        "episodes",
+        "needs at least 2 for an interval",
+        "use episodes=30",
+        cfg.episodes,
+    )
     worlds = _worlds(cfg)
     out = run_dir()
     grids = {k: {p: list(v) for p, v in g.items()} for k, g in plain(cfg.grids).items()}
@@ -58,7 +64,9 @@ def main(cfg: DictConfig) -> None:
     # 1. tune every baseline per scenario on training seeds
     tasks = [t for w in worlds for t in grid_tasks(w, grids, tune_seeds)]
     by_scenario: dict[str, list[Any]] = {w.scenario.name: [] for w in worlds}
-    for task, summaries, _ in tqdm(run_parallel(tasks, cfg.n_jobs), total=len(tasks), desc="tune baselines"):
+    for task, summaries, _ in tqdm(
+        run_parallel(tasks, cfg.n_jobs), total=len(tasks), desc="tune baselines"
+    ):
         by_scenario[task.world.scenario.name].append((task, summaries))
     for name, results in by_scenario.items():
         tuned[name] = best_params(results)
@@ -88,9 +96,7 @@ def main(cfg: DictConfig) -> None:
         results[scenario][task.policy] = policy_entry(summaries)
         timelines[scenario][task.policy] = rows
         if task.policy == "agent":
-            incidents[scenario] = [
-                {"seed": s.seed, **i} for s in summaries for i in s.incidents
-            ]
+            incidents[scenario] = [{"seed": s.seed, **i} for s in summaries for i in s.incidents]
     summary: dict[str, Any] = {}
     for scenario, entries in results.items():
         add_normalized_scores(entries)
@@ -115,8 +121,11 @@ def main(cfg: DictConfig) -> None:
     write_report(payload, timelines, out / "report.html")
     for scenario, verdict in summary.items():
         if verdict:
-            print(f"{scenario:18s} agent - best ({verdict['best_heuristic']}): "
-                  f"{verdict['agent_minus_best']:+9.1f}  beats: {verdict['agent_beats_best_nonoverlapping']}")
+            beats = verdict["agent_beats_best_nonoverlapping"]
+            print(
+                f"{scenario:18s} agent - best ({verdict['best_heuristic']}): "
+                f"{verdict['agent_minus_best']:+9.1f}  beats: {beats}"
+            )
     print(f"wrote {out / 'results.json'} and {out / 'report.html'}")
 
 

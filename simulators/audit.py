@@ -50,4 +50,6 @@ class AuditTrail:
 
     def to_frame(self) -> pd.DataFrame:
         """The trail as a table."""
-        return pd.DataFrame([asdict(r) for r in self.records], columns=list(AuditRecord.__annotations__))
+        return pd.DataFrame(
+            [asdict(r) for r in self.records], columns=list(AuditRecord.__annotations__)
+        )

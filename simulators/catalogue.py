@@ -63,7 +63,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def read_config(group: str, name: str, extra_dirs: typing.Sequence[str | Path] = ()) -> dict[str, Any]:
+def read_config(
+    group: str, name: str, extra_dirs: typing.Sequence[str | Path] = ()
+) -> dict[str, Any]:
     """The raw mapping of ``configs/GROUP/NAME.yaml`` (extra folders searched first)."""
     return _read_yaml(_find(group, name, extra_dirs))
 
@@ -90,7 +92,9 @@ def resolve_members(
     for member in members:
         if member.stream == "mixture":
             raise ConfigError(
-                "scenario.members", "a mixture cannot contain a mixture", "list plain scenarios",
+                "scenario.members",
+                "a mixture cannot contain a mixture",
+                "list plain scenarios",
                 member.name,
             )
     return members
@@ -105,7 +109,9 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if not isinstance(value, dict):
-            raise ConfigError(path, f"must be a mapping of {tp.__name__} fields", "use key: value", value)
+            raise ConfigError(
+                path, f"must be a mapping of {tp.__name__} fields", "use key: value", value
+            )
         return from_dict(tp, value, path)
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):

@@ -37,4 +37,6 @@ def require_positive(value: float, field: str, *, allow_zero: bool = False) -> N
 
 def require_share(value: float, field: str) -> None:
     """Check a probability or share in [0, 1]."""
-    require(0.0 <= value <= 1.0, field, "must be a share in [0, 1]", f"set {field} in [0, 1]", value)
+    require(
+        0.0 <= value <= 1.0, field, "must be a share in [0, 1]", f"set {field} in [0, 1]", value
+    )

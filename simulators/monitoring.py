@@ -126,9 +126,7 @@ class Monitor:
         shadow = log.score_shadow[recent]
         has_shadow = np.isfinite(shadow)
         acc_previous = accuracy(shadow[has_shadow], labels[has_shadow])
-        acc_ensemble = accuracy(
-            (served[has_shadow] + shadow[has_shadow]) / 2.0, labels[has_shadow]
-        )
+        acc_ensemble = accuracy((served[has_shadow] + shadow[has_shadow]) / 2.0, labels[has_shadow])
         self.last_ensemble_accuracy = acc_ensemble
         worst, gap = region_accuracies(
             served, labels, log.region[recent], w.stream.n_regions, REGION_MIN_ROWS

@@ -100,7 +100,9 @@ class Operations:
             data.features[:cut], train_scores, data.label[:cut]
         )
         holdout = w.backend.predict_proba(version, data.features[cut:])
-        w.registry.promote(version, w.now, {"holdout_accuracy": accuracy(holdout, data.label[cut:])})
+        w.registry.promote(
+            version, w.now, {"holdout_accuracy": accuracy(holdout, data.label[cut:])}
+        )
         w.last_change_day = w.now
 
     # -- dispatch ---------------------------------------------------------------------
@@ -195,11 +197,16 @@ class Operations:
         train_days = w.slo.training_days(family, labels.shape[0])
         yield w.env.timeout(train_days + w.slo.canary_days)
         # shadow traffic for the canary
-        w.charge("training", w.slo.inference_cost(version.families, w.monitor.requests_per_day * w.slo.canary_days))
+        w.charge(
+            "training",
+            w.slo.inference_cost(version.families, w.monitor.requests_per_day * w.slo.canary_days),
+        )
         while w.hold:  # a human hold freezes promotions
             yield w.hold_released
         candidate = accuracy(w.backend.predict_proba(version, holdout_features), holdout_labels)
-        incumbent = accuracy(w.backend.predict_proba(w.registry.live, holdout_features), holdout_labels)
+        incumbent = accuracy(
+            w.backend.predict_proba(w.registry.live, holdout_features), holdout_labels
+        )
         metrics = {
             "holdout_accuracy": candidate,
             "incumbent_holdout_accuracy": incumbent,
@@ -213,7 +220,9 @@ class Operations:
         if wins:
             self._promote(version, metrics, name)
         else:
-            self._reject(name, f"canary lost {candidate:.3f} vs {incumbent:.3f}", version.version_id)
+            self._reject(
+                name, f"canary lost {candidate:.3f} vs {incumbent:.3f}", version.version_id
+            )
 
     # -- recalibrate ------------------------------------------------------------------
     def _recalibrate(self) -> Generator[simpy.Event, Any, None]:

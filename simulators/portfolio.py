@@ -92,22 +92,54 @@ NAN_OK = {
 FIELD_SPECS: dict[str, FieldSpec] = {
     "time_days": FieldSpec("days", 0, 1e6, "time since the service started"),
     "requests_per_day": FieldSpec("requests/day", 0, 1e12, "traffic volume of the last day"),
-    "accuracy_recent": FieldSpec("share", 0, 1, "accuracy of served predictions on labels arrived in the last 3 days"),
+    "accuracy_recent": FieldSpec(
+        "share", 0, 1, "accuracy of served predictions on labels arrived in the last 3 days"
+    ),
     "labels_recent": FieldSpec("rows", 0, 1e9, "labels that arrived in the last 3 days"),
-    "accuracy_reference": FieldSpec("share", 0, 1, "holdout accuracy of the live version when it was promoted"),
-    "accuracy_previous_version": FieldSpec("share", 0, 1, "shadow accuracy of the rollback target on the same recent labels"),
-    "accuracy_ensemble": FieldSpec("share", 0, 1, "shadow accuracy of live+rollback-target averaged, on the same labels"),
-    "worst_region_accuracy": FieldSpec("share", 0, 1, "accuracy of the worst region on recent labels"),
+    "accuracy_reference": FieldSpec(
+        "share", 0, 1, "holdout accuracy of the live version when it was promoted"
+    ),
+    "accuracy_previous_version": FieldSpec(
+        "share", 0, 1, "shadow accuracy of the rollback target on the same recent labels"
+    ),
+    "accuracy_ensemble": FieldSpec(
+        "share", 0, 1, "shadow accuracy of live+rollback-target averaged, on the same labels"
+    ),
+    "worst_region_accuracy": FieldSpec(
+        "share", 0, 1, "accuracy of the worst region on recent labels"
+    ),
     "region_gap": FieldSpec("share", 0, 1, "best minus worst region accuracy on recent labels"),
-    "estimated_accuracy": FieldSpec("share", 0, 1, "label-free estimate: mean confidence of the last day's predictions (CBPE)"),
+    "estimated_accuracy": FieldSpec(
+        "share", 0, 1, "label-free estimate: mean confidence of the last day's predictions (CBPE)"
+    ),
     "ece_recent": FieldSpec("share", 0, 1, "expected calibration error on recent labels (10 bins)"),
-    "input_drift_psi": FieldSpec("PSI", 0, 50, "largest PSI of the last day's inputs against the training reference"),
-    "prediction_drift_psi": FieldSpec("PSI", 0, 50, "PSI of the last day's scores against the training reference"),
-    "prediction_churn": FieldSpec("share", 0, 1, "share of the last day's predicted classes that the previous day's model would have called differently"),
-    "label_coverage": FieldSpec("share", 0, 1, "share of the last 14 days' traffic whose label arrived"),
-    "label_lag_days": FieldSpec("days", 0, 1e4, "mean delay of the labels that arrived in the last day"),
-    "label_arrival_ratio": FieldSpec("ratio", 0, 1e3, "labels arrived in the last day over the number the delay SLA predicts"),
-    "label_balance_gap": FieldSpec("share", -1, 1, "positive share of recent labels minus the mean predicted probability on the same rows"),
+    "input_drift_psi": FieldSpec(
+        "PSI", 0, 50, "largest PSI of the last day's inputs against the training reference"
+    ),
+    "prediction_drift_psi": FieldSpec(
+        "PSI", 0, 50, "PSI of the last day's scores against the training reference"
+    ),
+    "prediction_churn": FieldSpec(
+        "share",
+        0,
+        1,
+        "share of the last day's predicted classes the previous day's model calls differently",
+    ),
+    "label_coverage": FieldSpec(
+        "share", 0, 1, "share of the last 14 days' traffic whose label arrived"
+    ),
+    "label_lag_days": FieldSpec(
+        "days", 0, 1e4, "mean delay of the labels that arrived in the last day"
+    ),
+    "label_arrival_ratio": FieldSpec(
+        "ratio", 0, 1e3, "labels arrived in the last day over the number the delay SLA predicts"
+    ),
+    "label_balance_gap": FieldSpec(
+        "share",
+        -1,
+        1,
+        "positive share of recent labels minus the mean predicted probability on the same rows",
+    ),
     "labels_last_day": FieldSpec("rows", 0, 1e9, "labels that arrived in the last day"),
     "labels_in_window": FieldSpec("rows", 0, 1e9, "usable labels in the default training window"),
     "latency_p99_ms": FieldSpec("ms", 0, 1e6, "measured p99 latency over the last day"),
@@ -116,13 +148,17 @@ FIELD_SPECS: dict[str, FieldSpec] = {
     "cost_ceiling": FieldSpec("$", 1e-3, 1e9, "spend ceiling per budget period"),
     "period_elapsed_days": FieldSpec("days", 0, 1e4, "days elapsed in the current budget period"),
     "period_days": FieldSpec("days", 1e-3, 1e4, "length of a budget period"),
-    "model_age_days": FieldSpec("days", 0, 1e6, "days since the end of the live version's training data"),
+    "model_age_days": FieldSpec(
+        "days", 0, 1e6, "days since the end of the live version's training data"
+    ),
     "days_since_change": FieldSpec("days", 0, 1e6, "days since the live version changed"),
     "change_in_flight": FieldSpec("bool", 0, 1, "a training job or canary is running"),
     "human_hold": FieldSpec("bool", 0, 1, "a paged human has frozen model changes"),
     "has_previous_version": FieldSpec("bool", 0, 1, "a rollback target exists"),
     "live_families": FieldSpec("families", 0, 0, "model families of the live version, '+'-joined"),
-    "previous_families": FieldSpec("families", 0, 0, "model families of the rollback target, '' if none"),
+    "previous_families": FieldSpec(
+        "families", 0, 0, "model families of the rollback target, '' if none"
+    ),
 }
 
 
@@ -166,10 +202,9 @@ def expected_calibration_error(scores: np.ndarray, labels: np.ndarray, bins: int
     if n == 0:
         return float("nan")
     index = np.minimum((scores * bins).astype(np.int64), bins - 1)
-    count = np.bincount(index, minlength=bins)
-    mean_score = np.bincount(index, weights=scores, minlength=bins)
-    mean_label = np.bincount(index, weights=labels.astype(np.float64), minlength=bins)
-    return float(np.sum(np.abs(mean_score - mean_label)) / n)
+    score_sum = np.bincount(index, weights=scores, minlength=bins)
+    label_sum = np.bincount(index, weights=labels.astype(np.float64), minlength=bins)
+    return float(np.sum(np.abs(score_sum - label_sum)) / n)
 
 
 def region_accuracies(

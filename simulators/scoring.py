@@ -38,16 +38,27 @@ class VersionOnChunk:
 
 
 def _per_day_region(
-    correct: np.ndarray, day_index: np.ndarray, region: np.ndarray, n_days: int, n_regions: int, min_rows: int
+    correct: np.ndarray,
+    day_index: np.ndarray,
+    region: np.ndarray,
+    n_days: int,
+    n_regions: int,
+    min_rows: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     keys = day_index * n_regions + region
     count = np.bincount(keys, minlength=n_days * n_regions).reshape(n_days, n_regions)
-    hits = np.bincount(keys, weights=correct, minlength=n_days * n_regions).reshape(n_days, n_regions)
+    hits = np.bincount(keys, weights=correct, minlength=n_days * n_regions).reshape(
+        n_days, n_regions
+    )
     enough = count >= min_rows
     acc = np.where(enough, hits / np.maximum(count, 1), np.nan)
     with np.errstate(all="ignore"):
-        worst = np.where(enough.any(axis=1), np.nanmin(np.where(enough, acc, np.inf), axis=1), np.nan)
-        best = np.where(enough.any(axis=1), np.nanmax(np.where(enough, acc, -np.inf), axis=1), np.nan)
+        worst = np.where(
+            enough.any(axis=1), np.nanmin(np.where(enough, acc, np.inf), axis=1), np.nan
+        )
+        best = np.where(
+            enough.any(axis=1), np.nanmax(np.where(enough, acc, -np.inf), axis=1), np.nan
+        )
     return worst, best - worst
 
 
@@ -62,7 +73,11 @@ class ChunkScorer:
     """
 
     def __init__(
-        self, backend: ModelBackend, n_regions: int, critical_confidence: float, region_min_rows: int
+        self,
+        backend: ModelBackend,
+        n_regions: int,
+        critical_confidence: float,
+        region_min_rows: int,
     ) -> None:
         self.backend = backend
         self.n_regions = n_regions
@@ -104,7 +119,12 @@ class ChunkScorer:
         label_sum = np.bincount(ece_keys, weights=labels, minlength=size).reshape(n_days, ECE_BINS)
         rows = np.bincount(day_index, minlength=n_days).astype(np.float64)
         worst, gap = _per_day_region(
-            (~wrong).astype(np.float64), day_index, chunk.region[rest], n_days, self.n_regions, self.region_min_rows
+            (~wrong).astype(np.float64),
+            day_index,
+            chunk.region[rest],
+            n_days,
+            self.n_regions,
+            self.region_min_rows,
         )
         reference = version.reference_
         view = VersionOnChunk(
@@ -133,7 +153,9 @@ class ChunkScorer:
             if version.kind == "ensemble":  # members' cached scores, averaged
                 values = np.mean([self.scores(m, rest) for m in version.members], axis=0)
             elif version.kind == "calibrated":  # the calibrator over the base's cached scores
-                values = np.asarray(version.calibrator_.predict(self.scores(version.members[0], rest)))
+                values = np.asarray(
+                    version.calibrator_.predict(self.scores(version.members[0], rest))
+                )
             else:
                 values = self.backend.predict_proba(version, chunk.features[rest])
             cached = (rows.start, values)

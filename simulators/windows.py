@@ -83,7 +83,10 @@ def change_point(errors: np.ndarray, day: np.ndarray, min_segment_days: int) -> 
     rate_before = np.where(ok, e_before / np.maximum(n_before, 1), 0.0)
     rate_after = np.where(ok, e_after / np.maximum(n_after, 1), 0.0)
     pooled = c_wrong[-1] / max(c_count[-1], 1.0)
-    se = np.sqrt(max(pooled * (1 - pooled), 1e-9) * (1 / np.maximum(n_before, 1) + 1 / np.maximum(n_after, 1)))
+    se = np.sqrt(
+        max(pooled * (1 - pooled), 1e-9)
+        * (1 / np.maximum(n_before, 1) + 1 / np.maximum(n_after, 1))
+    )
     z = np.where(ok, (rate_after - rate_before) / se, -np.inf)
     best = int(np.argmax(z))
     return first + int(splits[best]), float(z[best])
@@ -104,7 +107,7 @@ def choose_window(log: ServedLog, now: float, config: WindowConfig) -> TrainingW
     if chosen.shape[0] < config.min_rows:
         chosen = rows
     chosen = chosen[-config.max_rows :]
-    n_holdout = int(round(chosen.shape[0] * config.holdout_share))
+    n_holdout = round(chosen.shape[0] * config.holdout_share)
     cut = chosen.shape[0] - n_holdout
     return TrainingWindow(
         chosen[:cut],

@@ -25,8 +25,8 @@ from simulators.monitoring import REGION_MIN_ROWS, Monitor
 from simulators.operations import Operations
 from simulators.portfolio import ObservedPortfolio, TruePortfolio
 from simulators.scenario import ScenarioConfig
-from simulators.served_log import ServedLog
 from simulators.scoring import ChunkScorer
+from simulators.served_log import ServedLog
 from simulators.streams import Stream, SyntheticStream, TableReplayStream
 
 CHUNK_DAYS = 16  # traffic is generated (and scored) this many days at a time
@@ -83,6 +83,7 @@ class World:
             raise ValueError("a mixture scenario needs its member scenarios resolved")
         self._streams: dict[str, Stream] = {}
         self.execution_hooks: list[Callable[[World, Action], None]] = []
+        self._log: ServedLog | None = None
         self._delay_cdfs: dict[str, np.ndarray] = {}
 
     # -- episode ----------------------------------------------------------------------
@@ -94,7 +95,7 @@ class World:
     @property
     def day(self) -> int:
         """The current decision epoch."""
-        return int(round(self.env.now))
+        return round(self.env.now)
 
     @property
     def done(self) -> bool:
@@ -126,8 +127,9 @@ class World:
         self.stream = self._stream_for(self.active)
         self.stream.start(self.rng, self.active.horizon_days + self.active.warmup_days)
         self.env = simpy.Environment(initial_time=-float(self.active.warmup_days))
-        if getattr(self, "log", None) is None or self.log.n_features != self.stream.n_features:
-            self.log = ServedLog(self.stream.n_features)
+        if self._log is None or self._log.n_features != self.stream.n_features:
+            self._log = ServedLog(self.stream.n_features)  # reused across episodes
+        self.log = self._log
         self.log.clear()
         self.pipeline = LabelPipeline(self.log, self.active.delay, self.rng)
         self.registry = Registry()
@@ -157,7 +159,9 @@ class World:
                     if incident.anchor == "concept"
                     else 0.0
                 )
-                start = anchor + incident.start_day + self.rng.uniform(0.0, incident.start_jitter_days)
+                start = (
+                    anchor + incident.start_day + self.rng.uniform(0.0, incident.start_jitter_days)
+                )
                 self.env.process(self._run_incident(Incident(i, incident, start)))
         self.env.run(until=0.0)
         self.pipeline.advance(0.0)
@@ -170,9 +174,11 @@ class World:
         self._events = []
         for hook in self.execution_hooks:  # observers (e.g. an independent safety audit)
             hook(self, Action(action))
-        if self.day % max(int(round(self.slo.period_days)), 1) == 0 and self.day > 0:
+        if self.day % max(round(self.slo.period_days), 1) == 0 and self.day > 0:
             self.spend_period = 0.0
-        self.ops.execute(Action(action), Action(proposed if proposed is not None else action), reason)
+        self.ops.execute(
+            Action(action), Action(proposed if proposed is not None else action), reason
+        )
         self.env.run(until=self.now + 1.0)
         self.pipeline.advance(self.now)
         return self._report()
@@ -221,11 +227,13 @@ class World:
                 chunk.t_serve_days + delays,
             )
         start, stop = np.searchsorted(chunk.day, [day, day + 1])
-        return slice(int(start), int(stop)), float(chunk.requests_per_day[day - self._chunk_first_day])
+        return slice(int(start), int(stop)), float(
+            chunk.requests_per_day[day - self._chunk_first_day]
+        )
 
     def _serve_traffic(self) -> Generator[simpy.Event, Any, None]:
         while True:
-            self._serve_day(int(round(self.env.now)))
+            self._serve_day(round(self.env.now))
             yield self.env.timeout(1.0)
 
     def _serve_day(self, day: int) -> None:

@@ -102,7 +102,9 @@ def run_task(task: Task) -> tuple[Task, list[EpisodeSummary], list[dict[str, Any
     return task, summaries, kept
 
 
-def run_parallel(tasks: list[Task], n_jobs: int) -> Iterator[tuple[Task, list[EpisodeSummary], list[dict[str, Any]]]]:
+def run_parallel(
+    tasks: list[Task], n_jobs: int
+) -> Iterator[tuple[Task, list[EpisodeSummary], list[dict[str, Any]]]]:
     """Run tasks in worker processes, yielding results as they finish."""
     if n_jobs == 1:
         yield from (run_task(t) for t in tasks)

@@ -115,7 +115,9 @@ class SafetyAudit:
         arrived = log.arrived_since(now - 1.0)
         served = slice(log.first_row_served_at(now - 60.0), log.n)
         age = now - log.t_serve[served]
-        expected = float(np.sum(delay_cdf(world.active.delay, age) - delay_cdf(world.active.delay, age - 1.0)))
+        expected = float(
+            np.sum(delay_cdf(world.active.delay, age) - delay_cdf(world.active.delay, age - 1.0))
+        )
         if arrived.size / max(expected, 1.0) < c.min_label_arrival_ratio:
             broken.append("label_arrival")
         if arrived.size:
@@ -123,12 +125,17 @@ class SafetyAudit:
             today = slice(log.first_row_served_at(math.floor(now) - 1.0), log.n)
             reference = world.registry.live.reference_
             assert reference is not None
-            quiet = _psi(reference.score_edges, reference.score_shares, log.score_live[today]) < c.quiet_prediction_psi
+            quiet = (
+                _psi(reference.score_edges, reference.score_shares, log.score_live[today])
+                < c.quiet_prediction_psi
+            )
             limit = max(c.max_label_balance_gap, c.balance_z * math.sqrt(0.25 / arrived.size))
             if abs(gap) > limit and quiet:
                 broken.append("label_balance")
         first = log.first_row_served_at(now - world.active.window.default_days)
-        usable = np.count_nonzero((log.status[first : log.n] == ARRIVED) & ~log.purged[first : log.n])
+        usable = np.count_nonzero(
+            (log.status[first : log.n] == ARRIVED) & ~log.purged[first : log.n]
+        )
         if usable < c.min_labels_in_window:
             broken.append("labels_in_window")
         return broken
@@ -152,15 +159,30 @@ class SafetyAudit:
                 broken.append("latency_budget")
         elapsed = world.now % slo.period_days
         rows = min(
-            int(np.count_nonzero(
-                (world.log.status[world.log.first_row_served_at(world.now - world.active.window.default_days) : world.log.n] == ARRIVED)
-                & ~world.log.purged[world.log.first_row_served_at(world.now - world.active.window.default_days) : world.log.n]
-            )),
+            int(
+                np.count_nonzero(
+                    (
+                        world.log.status[
+                            world.log.first_row_served_at(
+                                world.now - world.active.window.default_days
+                            ) : world.log.n
+                        ]
+                        == ARRIVED
+                    )
+                    & ~world.log.purged[
+                        world.log.first_row_served_at(
+                            world.now - world.active.window.default_days
+                        ) : world.log.n
+                    ]
+                )
+            ),
             self._config.max_train_rows,
         )
         one_off = 0.0
         if action in (Action.RETRAIN, Action.SIMPLIFY) and after:
-            one_off = slo.training_cost(after[0], rows) + slo.inference_cost(after, volume * slo.canary_days)
+            one_off = slo.training_cost(after[0], rows) + slo.inference_cost(
+                after, volume * slo.canary_days
+            )
         elif action == Action.RECALIBRATE:
             one_off = slo.calibration_cost
         run_rate = slo.inference_cost(after, volume) * max(slo.period_days - elapsed, 0.0)

@@ -63,5 +63,7 @@ class EpsilonSoft:
         """(1 - epsilon) * base + epsilon * uniform over allowed actions."""
         base = self.policy.action_probabilities(context)
         allowed = context.mask.astype(np.float64)
-        uniform = allowed / allowed.sum() if allowed.sum() > 0 else np.full(N_ACTIONS, 1 / N_ACTIONS)
+        uniform = (
+            allowed / allowed.sum() if allowed.sum() > 0 else np.full(N_ACTIONS, 1 / N_ACTIONS)
+        )
         return np.asarray((1.0 - self.epsilon) * base + self.epsilon * uniform)

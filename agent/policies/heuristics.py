@@ -43,7 +43,7 @@ class Periodic:
 
     def action_probabilities(self, context: DecisionContext) -> np.ndarray:
         """Retrain on days that are a multiple of the period."""
-        day = int(round(context.portfolio.time_days))
+        day = round(context.portfolio.time_days)
         return _retrain_if(day > 0 and day % self.period_days == 0)
 
 
@@ -115,8 +115,12 @@ class CostAware:
         if abs(changed_at - self.last_change_) > 1e-6:
             self.loss_, self.last_change_ = 0.0, changed_at
         if p.labels_recent > 0 and math.isfinite(p.accuracy_recent):
-            reference = p.accuracy_reference if math.isfinite(p.accuracy_reference) else p.accuracy_recent
-            self.loss_ += max(reference - p.accuracy_recent, 0.0) * p.requests_per_day * self.value_per_fix
+            reference = (
+                p.accuracy_reference if math.isfinite(p.accuracy_reference) else p.accuracy_recent
+            )
+            self.loss_ += (
+                max(reference - p.accuracy_recent, 0.0) * p.requests_per_day * self.value_per_fix
+            )
         if p.change_in_flight:
             return one_hot(Action.WAIT)
         return _retrain_if(self.loss_ > self.factor * self.retrain_cost)

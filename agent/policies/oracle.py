@@ -49,7 +49,11 @@ class Oracle:
         if p.latency_p99_ms >= self.latency_margin * p.latency_budget_ms and mask[Action.SIMPLIFY]:
             return one_hot(Action.SIMPLIFY)
         previous = truth.previous_version_accuracy
-        if math.isfinite(previous) and previous > truth.accuracy + self.accuracy_drop and mask[Action.ROLLBACK]:
+        if (
+            math.isfinite(previous)
+            and previous > truth.accuracy + self.accuracy_drop
+            and mask[Action.ROLLBACK]
+        ):
             return one_hot(Action.ROLLBACK)
         reference = p.accuracy_reference if math.isfinite(p.accuracy_reference) else truth.accuracy
         moved = abs(truth.base_rate - self._base_rate_at_change) > self.base_rate_move
@@ -57,14 +61,18 @@ class Oracle:
             self._moved_seen_at = float("nan")
         elif not math.isfinite(self._moved_seen_at):
             self._moved_seen_at = p.time_days
-        if moved and p.time_days - self._moved_seen_at >= self.label_wait_days and mask[Action.RECALIBRATE]:
+        if (
+            moved
+            and p.time_days - self._moved_seen_at >= self.label_wait_days
+            and mask[Action.RECALIBRATE]
+        ):
             return one_hot(Action.RECALIBRATE)
         dropped = truth.accuracy < reference - self.accuracy_drop
         if not dropped:
             self._drop_seen_at = float("nan")
         elif not math.isfinite(self._drop_seen_at):
             self._drop_seen_at = p.time_days
-        if dropped and p.time_days - self._drop_seen_at >= self.label_wait_days:
-            if mask[Action.RETRAIN]:
-                return one_hot(Action.RETRAIN)
+        waited = p.time_days - self._drop_seen_at >= self.label_wait_days
+        if dropped and waited and mask[Action.RETRAIN]:
+            return one_hot(Action.RETRAIN)
         return one_hot(Action.WAIT)

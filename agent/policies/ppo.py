@@ -61,13 +61,17 @@ class AgentPolicy:
         scaled = (obs - self.obs_mean) / np.sqrt(self.obs_var + self.epsilon)
         return np.clip(scaled, -self.clip_obs, self.clip_obs).astype(np.float32)
 
-    def probabilities_batch(self, observations: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
+    def probabilities_batch(
+        self, observations: np.ndarray, masks: np.ndarray | None = None
+    ) -> np.ndarray:
         """Proposal distributions for a batch of encoded observations."""
         obs = torch.as_tensor(self.normalize(np.atleast_2d(observations)))
         with torch.no_grad():
             logits = self.model.policy.get_distribution(obs).distribution.logits
         if self.masked and masks is not None:
-            logits = torch.where(torch.as_tensor(np.atleast_2d(masks), dtype=torch.bool), logits, -1e8)
+            logits = torch.where(
+                torch.as_tensor(np.atleast_2d(masks), dtype=torch.bool), logits, -1e8
+            )
         probs = torch.softmax(logits, dim=-1).numpy().astype(np.float64)
         if self.deterministic:
             hard = np.zeros_like(probs)
@@ -80,7 +84,9 @@ class AgentPolicy:
         return self.probabilities_batch(context.observation, context.mask)[0]
 
 
-def load_agent(policy_path: str | Path, env: Any = None, deterministic: bool = False) -> AgentPolicy:
+def load_agent(
+    policy_path: str | Path, env: Any = None, deterministic: bool = False
+) -> AgentPolicy:
     """Load ``policy.zip`` and its statistics after checking ``policy.sha256``.
 
     Args:
@@ -108,12 +114,22 @@ def load_agent(policy_path: str | Path, env: Any = None, deterministic: bool = F
     stats_path = path.parent / NORMALIZE_FILE
     if stats_path.exists():
         with stats_path.open("rb") as f:
-            stats = pickle.load(f)  # noqa: S301 - hash verified above
+            stats = pickle.load(f)
         mean, var = stats.obs_rms.mean.astype(np.float32), stats.obs_rms.var.astype(np.float32)
         clip_obs, epsilon = float(stats.clip_obs), float(stats.epsilon)
     expected = meta.get("observation_size")
     if expected is not None and model.observation_space.shape[0] != expected:
-        raise ConfigError("policy_path", "observation size mismatch", "retrain with this version", expected)
+        raise ConfigError(
+            "policy_path", "observation size mismatch", "retrain with this version", expected
+        )
     return AgentPolicy(
-        model, mean, var, clip_obs, epsilon, algo == "maskable_ppo", sha256[:12], sha256, deterministic
+        model,
+        mean,
+        var,
+        clip_obs,
+        epsilon,
+        algo == "maskable_ppo",
+        sha256[:12],
+        sha256,
+        deterministic,
     )

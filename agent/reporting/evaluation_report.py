@@ -30,9 +30,18 @@ def _bars(results: dict[str, dict[str, Any]]) -> str:
         names = list(entries)
         means = [entries[n]["mean_return"] for n in names]
         err = np.array(
-            [[m - (entries[n]["ci95"][0] or m), (entries[n]["ci95"][1] or m) - m] for n, m in zip(names, means, strict=True)]
+            [
+                [m - (entries[n]["ci95"][0] or m), (entries[n]["ci95"][1] or m) - m]
+                for n, m in zip(names, means, strict=True)
+            ]
         ).T
-        ax.bar(names, means, yerr=err, capsize=3, color=[POLICY_COLORS.get(n, "tab:cyan") for n in names])
+        ax.bar(
+            names,
+            means,
+            yerr=err,
+            capsize=3,
+            color=[POLICY_COLORS.get(n, "tab:cyan") for n in names],
+        )
         ax.set_title(scenario)
         ax.tick_params(axis="x", rotation=45, labelsize=8)
         ax.set_ylabel("return ($/episode)")
@@ -42,14 +51,16 @@ def _bars(results: dict[str, dict[str, Any]]) -> str:
 
 
 def _timeline(scenario: str, runs: dict[str, list[dict[str, Any]]]) -> str:
-    names = [n for n in POLICY_COLORS if n in runs and runs[n]]
+    names = [n for n in POLICY_COLORS if runs.get(n)]
     if not names:
         return ""
     fig, (acc, acts) = plt.subplots(2, 1, figsize=(12, 5.5), sharex=True, constrained_layout=True)
     for name in names:
         rows = runs[name]
         day = [r["day"] for r in rows]
-        acc.plot(day, [r["true_accuracy"] for r in rows], color=POLICY_COLORS[name], label=name, lw=1)
+        acc.plot(
+            day, [r["true_accuracy"] for r in rows], color=POLICY_COLORS[name], label=name, lw=1
+        )
         level = names.index(name)
         for action, (marker, color) in ACTION_MARKERS.items():
             days = [r["day"] for r in rows if r["executed_action"] == action]
@@ -60,7 +71,9 @@ def _timeline(scenario: str, runs: dict[str, list[dict[str, Any]]]) -> str:
     acc.set_ylabel("true accuracy")
     acc.legend(fontsize=7, ncol=4)
     acts.set_yticks(range(len(names)), names, fontsize=8)
-    acts.set_xlabel("day (markers: " + ", ".join(f"{m} {a}" for a, (m, _) in ACTION_MARKERS.items()) + ")")
+    acts.set_xlabel(
+        "day (markers: " + ", ".join(f"{m} {a}" for a, (m, _) in ACTION_MARKERS.items()) + ")"
+    )
     fig.suptitle(f"{scenario}: one held-out episode, every policy (same seed)")
     return figure_tag(fig)
 
@@ -71,34 +84,103 @@ def write_report(
     """Write the evaluation report."""
     results = payload["scenarios"]
     sections = ["<h2>Mean return per episode, 95 % intervals (held-out seeds)</h2>", _bars(results)]
-    headers = ["scenario", "policy", "mean $", "ci95 lo", "ci95 hi", "normalized", "unsafe", "vetoed", "retrains", "escalations", "SLO breach epochs"]
+    headers = [
+        "scenario",
+        "policy",
+        "mean $",
+        "ci95 lo",
+        "ci95 hi",
+        "normalized",
+        "unsafe",
+        "vetoed",
+        "retrains",
+        "escalations",
+        "SLO breach epochs",
+    ]
     rows, classes = [], []
     for scenario, entries in results.items():
         verdict = payload["agent_vs_best_heuristic"].get(scenario, {})
         for name, e in entries.items():
-            rows.append([scenario, name, e["mean_return"], e["ci95"][0], e["ci95"][1], e["normalized_score"],
-                         e["unsafe_executed"], e["vetoed"], e["retrains"], e["escalations"], e["slo_breach_epochs"]])
+            rows.append(
+                [
+                    scenario,
+                    name,
+                    e["mean_return"],
+                    e["ci95"][0],
+                    e["ci95"][1],
+                    e["normalized_score"],
+                    e["unsafe_executed"],
+                    e["vetoed"],
+                    e["retrains"],
+                    e["escalations"],
+                    e["slo_breach_epochs"],
+                ]
+            )
             good = name == "agent" and verdict.get("agent_beats_best_nonoverlapping")
             bad = name == "agent" and verdict and not verdict.get("agent_not_worse_beyond_interval")
             classes.append("good" if good else "bad" if bad else "")
     sections += ["<h2>All figures</h2>", table(headers, rows, classes)]
     verdict_rows = [
-        [s, v.get("best_heuristic"), v.get("agent_minus_best"), v.get("agent_beats_best_nonoverlapping"), v.get("agent_not_worse_beyond_interval")]
-        for s, v in payload["agent_vs_best_heuristic"].items() if v
+        [
+            s,
+            v.get("best_heuristic"),
+            v.get("agent_minus_best"),
+            v.get("agent_beats_best_nonoverlapping"),
+            v.get("agent_not_worse_beyond_interval"),
+        ]
+        for s, v in payload["agent_vs_best_heuristic"].items()
+        if v
     ]
-    sections += ["<h2>Agent against the best tuned heuristic (oracle excluded)</h2>",
-                 table(["scenario", "best heuristic", "agent - best ($)", "beats (CIs apart)", "not worse beyond CI"], verdict_rows)]
+    sections += [
+        "<h2>Agent against the best tuned heuristic (oracle excluded)</h2>",
+        table(
+            [
+                "scenario",
+                "best heuristic",
+                "agent - best ($)",
+                "beats (CIs apart)",
+                "not worse beyond CI",
+            ],
+            verdict_rows,
+        ),
+    ]
     incident_rows = [
-        [s, i["seed"], i["kind"], i["start_day"], i.get("end_day"), i["first_escalation_day"], i["retrains_proposed"], i["retrains_executed"]]
-        for s, items in payload.get("label_incidents_agent", {}).items() for i in items
+        [
+            s,
+            i["seed"],
+            i["kind"],
+            i["start_day"],
+            i.get("end_day"),
+            i["first_escalation_day"],
+            i["retrains_proposed"],
+            i["retrains_executed"],
+        ]
+        for s, items in payload.get("label_incidents_agent", {}).items()
+        for i in items
     ]
     if incident_rows:
-        sections += ["<h2>How the agent handled each label incident</h2>",
-                     table(["scenario", "seed", "kind", "start", "end", "first escalation", "retrains proposed", "retrains executed"], incident_rows)]
+        sections += [
+            "<h2>How the agent handled each label incident</h2>",
+            table(
+                [
+                    "scenario",
+                    "seed",
+                    "kind",
+                    "start",
+                    "end",
+                    "first escalation",
+                    "retrains proposed",
+                    "retrains executed",
+                ],
+                incident_rows,
+            ),
+        ]
     sections.append("<h2>Timelines</h2>")
     for scenario, runs in timelines.items():
         sections.append(_timeline(scenario, runs))
     tuned = payload.get("tuned_baselines", {})
-    sections += ["<h2>Tuned baseline parameters (grid search on training seeds)</h2>",
-                 table(["scenario", "parameters"], [[s, str(p)] for s, p in tuned.items()])]
+    sections += [
+        "<h2>Tuned baseline parameters (grid search on training seeds)</h2>",
+        table(["scenario", "parameters"], [[s, str(p)] for s, p in tuned.items()]),
+    ]
     path.write_text(page("Steward evaluation", sections))

@@ -7,10 +7,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from simulators.actions import ACTION_NAMES  # noqa: E402
+from simulators.actions import ACTION_NAMES
 
 WIDE_COLUMNS = ("observation",)
 ACTION_MARKERS = {
@@ -46,8 +46,16 @@ def plot_timeline(frame: pd.DataFrame, path: Path, title: str) -> None:
     fig, axes = plt.subplots(4, 1, figsize=(11, 10), sharex=True, constrained_layout=True)
     ax = axes[0]
     ax.plot(day, episode["true_accuracy"], label="true accuracy", color="black")
-    ax.plot(day, episode["obs_accuracy_recent"], label="observed (arrived labels)", color="tab:blue")
-    ax.plot(day, episode["obs_estimated_accuracy"], label="label-free estimate", color="tab:gray", ls="--")
+    ax.plot(
+        day, episode["obs_accuracy_recent"], label="observed (arrived labels)", color="tab:blue"
+    )
+    ax.plot(
+        day,
+        episode["obs_estimated_accuracy"],
+        label="label-free estimate",
+        color="tab:gray",
+        ls="--",
+    )
     ax.set_ylabel("accuracy")
     ax.legend(loc="lower left", fontsize=8)
     incident = episode["true_label_incident"].astype(bool)
@@ -75,7 +83,13 @@ def plot_timeline(frame: pd.DataFrame, path: Path, title: str) -> None:
         level = ACTION_NAMES.index(name)
         proposed = episode[episode["proposed_action"] == name]
         executed = episode[episode["executed_action"] == name]
-        marks.scatter(proposed["day"], [level] * len(proposed), marker=marker, facecolors="none", edgecolors=color)
+        marks.scatter(
+            proposed["day"],
+            [level] * len(proposed),
+            marker=marker,
+            facecolors="none",
+            edgecolors=color,
+        )
         marks.scatter(executed["day"], [level] * len(executed), marker=marker, color=color)
     ax.set_xlabel("day (hollow: proposed, filled: executed; red band: label incident)")
     fig.suptitle(title)

@@ -44,10 +44,14 @@ def verify_hashes(policy_path: Path) -> str:
     run_dir = policy_path.parent
     hash_file = run_dir / HASH_FILE
     if not policy_path.exists():
-        raise ConfigError("policy_path", "file not found", "point at a trained run's policy.zip", str(policy_path))
+        raise ConfigError(
+            "policy_path", "file not found", "point at a trained run's policy.zip", str(policy_path)
+        )
     if not hash_file.exists():
         raise ConfigError(
-            "policy_path", f"no {HASH_FILE} beside the policy", "use a run dir written by experiments.train",
+            "policy_path",
+            f"no {HASH_FILE} beside the policy",
+            "use a run dir written by experiments.train",
             str(policy_path),
         )
     expected: dict[str, str] = {}

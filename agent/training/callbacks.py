@@ -43,7 +43,9 @@ class LifecycleStatsCallback(BaseCallback):
             self.logger.record(f"steward/share_{name}", self._executed[action] / self._steps)
         self.logger.record("steward/veto_rate", self._vetoes / self._steps)
         if self._episode_dollars:
-            self.logger.record("steward/episode_dollars", float(np.mean(self._episode_dollars[-20:])))
+            self.logger.record(
+                "steward/episode_dollars", float(np.mean(self._episode_dollars[-20:]))
+            )
         self._executed.clear()
         self._vetoes = 0
         self._steps = 0

@@ -60,11 +60,26 @@ class AgentConfig:
             f"use one of {', '.join(ALGORITHMS)}",
             self.algorithm,
         )
-        require(self.vec_env in ("dummy", "subproc"), "agent.vec_env", "unknown", "use dummy or subproc", self.vec_env)
-        for name in ("total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "history_len"):
+        require(
+            self.vec_env in ("dummy", "subproc"),
+            "agent.vec_env",
+            "unknown",
+            "use dummy or subproc",
+            self.vec_env,
+        )
+        for name in (
+            "total_timesteps",
+            "n_envs",
+            "n_steps",
+            "batch_size",
+            "n_epochs",
+            "history_len",
+        ):
             require_positive(getattr(self, name), f"agent.{name}")
         require_positive(self.learning_rate, "agent.learning_rate")
-        require(0.0 < self.gamma <= 1.0, "agent.gamma", "must be in (0, 1]", "use e.g. 0.95", self.gamma)
+        require(
+            0.0 < self.gamma <= 1.0, "agent.gamma", "must be in (0, 1]", "use e.g. 0.95", self.gamma
+        )
 
 
 def train(

@@ -48,7 +48,9 @@ def env_factory(
     return make
 
 
-def make_vec_env(factory: Callable[[], gym.Env[Any, Any]], n_envs: int, kind: str, seed: int) -> VecEnv:
+def make_vec_env(
+    factory: Callable[[], gym.Env[Any, Any]], n_envs: int, kind: str, seed: int
+) -> VecEnv:
     """``n_envs`` copies in a Dummy (in-process) or Subproc vector env, monitored and seeded."""
     thunks = [factory for _ in range(n_envs)]
     venv: VecEnv = SubprocVecEnv(thunks) if kind == "subproc" else DummyVecEnv(thunks)

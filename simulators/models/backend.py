@@ -23,7 +23,10 @@ def make_estimator(family: str, seed: int) -> Any:
         return LogisticRegression(C=1.0, max_iter=200)
     if family == "gbm":
         return HistGradientBoostingClassifier(
-            max_iter=20, max_leaf_nodes=15, learning_rate=0.2, early_stopping=False,
+            max_iter=20,
+            max_leaf_nodes=15,
+            learning_rate=0.2,
+            early_stopping=False,
             random_state=seed,
         )
     if family == "tree":

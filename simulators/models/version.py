@@ -39,7 +39,9 @@ class DriftReference:
             float(labels.mean()) if labels.size else 0.5,
         )
 
-    def input_psi_by_day(self, features: np.ndarray, day_index: np.ndarray, n_days: int) -> np.ndarray:
+    def input_psi_by_day(
+        self, features: np.ndarray, day_index: np.ndarray, n_days: int
+    ) -> np.ndarray:
         """Largest PSI over the input features, for each day of a block of rows."""
         d = features.shape[1]
         columns = np.ascontiguousarray(features.T)
@@ -50,7 +52,9 @@ class DriftReference:
         counts = np.bincount(keys.ravel(), minlength=n_days * d * PSI_BINS)
         return _psi_rows(counts.reshape(n_days, d, PSI_BINS), self.feature_shares).max(axis=1)
 
-    def score_psi_by_day(self, scores: np.ndarray, day_index: np.ndarray, n_days: int) -> np.ndarray:
+    def score_psi_by_day(
+        self, scores: np.ndarray, day_index: np.ndarray, n_days: int
+    ) -> np.ndarray:
         """PSI of the scores against the reference, for each day of a block of rows."""
         keys = np.searchsorted(self.score_edges, scores, side="right") + day_index * PSI_BINS
         counts = np.bincount(keys, minlength=n_days * PSI_BINS).reshape(n_days, PSI_BINS)

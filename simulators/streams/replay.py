@@ -95,7 +95,9 @@ class TableReplayStream:
             ("replay.region_column", config.region_column),
         ):
             if column and column not in table.columns:
-                raise ConfigError(name, "column not in the table", "name an existing column", column)
+                raise ConfigError(
+                    name, "column not in the table", "name an existing column", column
+                )
         if config.time_column:
             stamps = pd.to_datetime(table[config.time_column], errors="coerce")
             if stamps.isna().any():
@@ -104,7 +106,7 @@ class TableReplayStream:
                     "replay.time_column", f"unparseable times in rows {bad}", "fix those cells"
                 )
             table = table.assign(_t=stamps).sort_values("_t", kind="stable")
-            epoch_of_row = ((table["_t"] - table["_t"].iloc[0]) // pd.Timedelta(config.epoch_length))
+            epoch_of_row = (table["_t"] - table["_t"].iloc[0]) // pd.Timedelta(config.epoch_length)
             epoch = epoch_of_row.to_numpy(dtype=np.int64)
         else:
             epoch = np.arange(len(table), dtype=np.int64) // config.rows_per_epoch
@@ -127,7 +129,9 @@ class TableReplayStream:
         features = table[feature_cols].to_numpy(dtype=np.float64)
         if not np.isfinite(features).all():
             bad = np.unique(np.nonzero(~np.isfinite(features))[0])[:5].tolist()
-            raise ConfigError("replay.features", f"NaN or infinite values in rows {bad}", "fill them")
+            raise ConfigError(
+                "replay.features", f"NaN or infinite values in rows {bad}", "fill them"
+            )
         self.n_regions = int(region_codes.max()) + 1
         if self.n_regions > 1:
             features = np.column_stack([features, region_codes.astype(np.float64)])
@@ -173,8 +177,8 @@ class TableReplayStream:
         day = self._epoch[rows] - self.offset_
         counts = np.bincount(day - first_day, minlength=n_days)[:n_days]
         # spread the rows of each epoch evenly over its day, in table order
-        within = np.concatenate([np.arange(c) / max(c, 1) for c in counts]) if counts.any() else []
-        t = day + np.asarray(within, dtype=np.float64)
+        within = [np.arange(c) / max(c, 1) for c in counts]
+        t = day + (np.concatenate(within) if counts.any() else np.empty(0))
         volume = counts.astype(np.float64) * self.config.requests_per_row
         return Chunk(
             day.astype(np.int64),

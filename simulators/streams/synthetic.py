@@ -3,7 +3,8 @@
 Labels come first, inputs follow from them (class-conditional Gaussians, so the Bayes
 classifier is linear and a prior shift is a true label shift):
 
-    y ~ Bernoulli(base_rate(t));   x | y, region ~ N((2y - 1) h s(t, region) + c(t) u + o_region v, I)
+    y ~ Bernoulli(base_rate(t))
+    x | y, region ~ N((2y - 1) h s(t, region) + c(t) u + o_region v, I)
 
 ``s`` is a sign pattern over the features (the *concept*): drift flips some of its signs
 (sudden, gradual or recurring), and per-region drift flips others in one region only.
