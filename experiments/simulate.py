@@ -4,6 +4,8 @@ Writes ``timeline.csv`` and ``timeline.png`` into the run dir (and ``logs.parque
 ``log=true``, the offline-evaluation log of an epsilon-soft behaviour policy).
 """
 
+import json
+
 import hydra
 import numpy as np
 from omegaconf import DictConfig
@@ -35,7 +37,13 @@ def build_policy(cfg: DictConfig, env: LifecycleEnv) -> Policy:
         policy: Policy = load_agent(cfg.policy_path, env)
     else:
         policy = make_heuristic(cfg.policy, dict(cfg.policy_params))
-    require(0.0 <= cfg.epsilon <= 1.0, "epsilon", "must be in [0, 1]", "use e.g. epsilon=0.1", cfg.epsilon)
+    require(
+        0.0 <= cfg.epsilon <= 1.0,
+        "epsilon",
+        "must be in [0, 1]",
+        "use e.g. epsilon=0.1",
+        cfg.epsilon,
+    )
     return EpsilonSoft(policy, cfg.epsilon) if cfg.epsilon > 0 else policy
 
 
@@ -43,7 +51,9 @@ def build_policy(cfg: DictConfig, env: LifecycleEnv) -> Policy:
 @clean_errors
 def main(cfg: DictConfig) -> None:
     """Simulate, then write the timeline (and logs)."""
-    require(cfg.episodes >= 1, "episodes", "must be at least 1", "use episodes=1 or more", cfg.episodes)
+    require(
+        cfg.episodes >= 1, "episodes", "must be at least 1", "use episodes=1 or more", cfg.episodes
+    )
     scenario, slo, shield = world_configs(cfg)
     env = LifecycleEnv(
         scenario, slo, shield, shield_enabled=cfg.shield_enabled, config_dirs=extra_config_dirs()
@@ -56,15 +66,28 @@ def main(cfg: DictConfig) -> None:
         rows += run_episode(env, policy, seed, rng, episode_id=f"{scenario.name}-{cfg.seed}-{i}")
     out = run_dir()
     frame = write_timeline_csv(rows, out / "timeline.csv")
+    # the last episode's registry lineage and the world's audit trail of actions
+    (out / "lineage.json").write_text(json.dumps(env.world.registry.lineage(), indent=1))
+    env.world.audit.to_frame().to_csv(out / "audit.csv", index=False, lineterminator="\n")
     if cfg.plot:
-        plot_timeline(frame, out / "timeline.png", f"{scenario.name} under {policy.name} (seed {cfg.seed})")
+        plot_timeline(
+            frame, out / "timeline.png", f"{scenario.name} under {policy.name} (seed {cfg.seed})"
+        )
     if cfg.log:
         from agent.ope.logs import write_logs
 
-        write_logs(rows, out / "logs.parquet", policy_version=policy.name)
+        write_logs(
+            rows,
+            out / "logs.parquet",
+            policy_version=policy.name,
+            shield_version=env.shield.version,
+            world=scenario.name,
+        )
     total = frame.groupby("episode_id")["reward_dollars"].sum()
-    print(f"{scenario.name} / {policy.name}: {len(frame)} epochs, mean return ${total.mean():,.0f}, "
-          f"executed {frame['executed_action'].value_counts().to_dict()}; wrote {out}")
+    print(
+        f"{scenario.name} / {policy.name}: {len(frame)} epochs, mean return ${total.mean():,.0f}, "
+        f"executed {frame['executed_action'].value_counts().to_dict()}; wrote {out}"
+    )
 
 
 if __name__ == "__main__":

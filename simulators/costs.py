@@ -53,8 +53,8 @@ class SloConfig:
 
     value_per_correct: float = 1e-4  # $ earned per correct prediction
     cost_per_error: float = 2e-4  # $ lost per wrong prediction
-    cost_per_critical_error: float = 5e-4  # extra $ per confident error (a critical one)
-    critical_confidence: float = 0.9  # an error made with at least this confidence is critical
+    cost_per_critical_error: float = 2e-3  # extra $ per critical error
+    critical_confidence: float = 0.9  # a wrong positive call with a score >= this is critical
     page_cost: float = 60.0  # $ per page to a human
     latency_budget_ms: float = 25.0  # p99 budget
     latency_penalty: float = 30.0  # $ per epoch with p99 over budget

@@ -68,7 +68,7 @@ class ChunkScorer:
     Args:
         backend: the model backend that predicts.
         n_regions: number of regions in the stream.
-        critical_confidence: an error at or above this confidence is critical.
+        critical_confidence: a wrong positive call at or above this score is critical.
         region_min_rows: a region needs this many rows a day to count in the gap.
     """
 
@@ -111,7 +111,8 @@ class ChunkScorer:
         n_days = self.n_days
         wrong = (scores >= 0.5) != labels
         confidence = np.maximum(scores, 1.0 - scores)
-        critical = wrong & (confidence >= self.critical_confidence)
+        # critical: an automated positive action on a wrong call (score >= threshold)
+        critical = wrong & (scores >= self.critical_confidence)
         ece_bins = np.minimum((scores * ECE_BINS).astype(np.int64), ECE_BINS - 1)
         ece_keys = day_index * ECE_BINS + ece_bins
         size = n_days * ECE_BINS

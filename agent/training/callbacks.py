@@ -1,6 +1,10 @@
 """Training callbacks: what the agent did, in TensorBoard, per rollout."""
 
+import json
+import time
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
@@ -54,3 +58,38 @@ class LifecycleStatsCallback(BaseCallback):
     def episode_dollars(self) -> list[float]:
         """Returns (dollars) of every finished training episode."""
         return list(self._episode_dollars)
+
+
+class SnapshotCallback(BaseCallback):
+    """Saves a loadable policy (zip, statistics, hashes) every ``every`` steps.
+
+    Each snapshot records the wall time since training started, so a benchmark can ask
+    "how long until the agent beats X" from one training run.
+
+    Args:
+        every: steps between snapshots.
+        out_dir: snapshots go to ``out_dir/stepN/``.
+        save: writes a run dir's artifacts (the trainer's saver).
+    """
+
+    def __init__(self, every: int, out_dir: Path, save: Callable[[Path], object]) -> None:
+        super().__init__()
+        self.every = every
+        self.out_dir = out_dir
+        self.save = save
+        self._next = every
+        self._started = time.perf_counter()
+
+    def _on_training_start(self) -> None:
+        self._started = time.perf_counter()
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self._next:
+            self._next += self.every
+            folder = self.out_dir / f"step{self.num_timesteps}"
+            wall = time.perf_counter() - self._started
+            self.save(folder)
+            (folder / "snapshot.json").write_text(
+                json.dumps({"steps": self.num_timesteps, "wall_seconds": round(wall, 2)})
+            )
+        return True

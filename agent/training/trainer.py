@@ -18,7 +18,7 @@ from agent.training.artifacts import (
     write_hashes,
     write_meta,
 )
-from agent.training.callbacks import LifecycleStatsCallback
+from agent.training.callbacks import LifecycleStatsCallback, SnapshotCallback
 from agent.training.vec_env import env_factory, make_vec_env
 from envs.shield import ShieldConfig
 from simulators.costs import SloConfig
@@ -92,6 +92,7 @@ def train(
     config_dirs: tuple[str, ...] = (),
     progress_bar: bool = True,
     tensorboard: bool = True,
+    snapshot_every: int = 0,
 ) -> dict[str, Any]:
     """Train, save ``policy.zip`` + statistics + hashes + ``agent.json``; return metrics."""
     torch.set_num_threads(1)
@@ -124,28 +125,35 @@ def train(
         model: Any = MaskablePPO("MlpPolicy", venv, **kwargs)
     else:
         model = PPO("MlpPolicy", venv, **kwargs)
-    stats = LifecycleStatsCallback()
-    started = time.perf_counter()
-    model.learn(total_timesteps=agent.total_timesteps, callback=stats, progress_bar=progress_bar)
-    wall = time.perf_counter() - started
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save(out_dir / POLICY_FILE)
-    venv.save(str(out_dir / NORMALIZE_FILE))
     observation_size = int(venv.observation_space.shape[0])  # type: ignore[index]
-    venv.close()
-    write_meta(
-        out_dir,
-        {
-            "algorithm": agent.algorithm,
-            "observation_size": observation_size,
-            "history_len": agent.history_len,
-            "reward_scale": agent.reward_scale,
-            "scenario": scenario.name,
-            "seed": seed,
-            "agent": asdict(agent),
-        },
+    meta = {
+        "algorithm": agent.algorithm,
+        "observation_size": observation_size,
+        "history_len": agent.history_len,
+        "reward_scale": agent.reward_scale,
+        "scenario": scenario.name,
+        "seed": seed,
+        "agent": asdict(agent),
+    }
+
+    def save(folder: Path) -> str:
+        folder.mkdir(parents=True, exist_ok=True)
+        model.save(folder / POLICY_FILE)
+        venv.save(str(folder / NORMALIZE_FILE))
+        write_meta(folder, meta)
+        return write_hashes(folder)
+
+    callbacks: list[Any] = [LifecycleStatsCallback()]
+    if snapshot_every > 0:
+        callbacks.append(SnapshotCallback(snapshot_every, out_dir / "snapshots", save))
+    stats = callbacks[0]
+    started = time.perf_counter()
+    model.learn(
+        total_timesteps=agent.total_timesteps, callback=callbacks, progress_bar=progress_bar
     )
-    sha = write_hashes(out_dir)
+    wall = time.perf_counter() - started
+    sha = save(out_dir)
+    venv.close()
     episodes = stats.episode_dollars
     metrics = {
         "total_timesteps": int(model.num_timesteps),

@@ -70,6 +70,7 @@ class PriorShiftConfig:
     start_day: float = 30.0
     start_jitter_days: float = 0.0
     width_days: float = 5.0
+    back_after_days: float = 0.0  # > 0: the rate returns to base_rate this long after the shift
 
     def __post_init__(self) -> None:
         for name in ("base_rate", "shifted_rate"):
@@ -84,6 +85,7 @@ class PriorShiftConfig:
         require_positive(self.start_day, "prior.start_day", allow_zero=True)
         require_positive(self.start_jitter_days, "prior.start_jitter_days", allow_zero=True)
         require_positive(self.width_days, "prior.width_days")
+        require_positive(self.back_after_days, "prior.back_after_days", allow_zero=True)
 
 
 @dataclass
@@ -238,9 +240,10 @@ class SyntheticStream:
     def base_rate_at(self, t: np.ndarray) -> np.ndarray:
         """P(y = 1) at times ``t``."""
         p = self.config.prior
-        return p.base_rate + (p.shifted_rate - p.base_rate) * _ramp(
-            t, self.prior_start_, p.width_days
-        )
+        weight = _ramp(t, self.prior_start_, p.width_days)
+        if p.back_after_days > 0:
+            weight = weight - _ramp(t, self.prior_start_ + p.back_after_days, p.width_days)
+        return p.base_rate + (p.shifted_rate - p.base_rate) * weight
 
     # -- sampling ------------------------------------------------------------------------
     def _sample(
