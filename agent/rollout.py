@@ -37,6 +37,7 @@ def run_episode(
     rng: np.random.Generator,
     deterministic: bool = False,
     episode_id: str = "",
+    member: str | None = None,
 ) -> list[dict[str, Any]]:
     """One episode; a row per decision with portfolio, truth, proposal, verdict, money.
 
@@ -47,9 +48,10 @@ def run_episode(
         rng: draws the stochastic proposals.
         deterministic: propose the most likely action instead of sampling.
         episode_id: written into every row.
+        member: for a mixture scenario, the member world to run.
     """
     policy.reset()
-    observation, _ = env.reset(seed=seed)
+    observation, _ = env.reset(seed=seed, options={"member": member} if member else None)
     rows: list[dict[str, Any]] = []
     done = False
     step = 0

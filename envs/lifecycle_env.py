@@ -153,10 +153,14 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start an episode in a fresh world (drawn per episode for ``mixed``)."""
+        """Start an episode in a fresh world (drawn per episode for ``mixed``).
+
+        ``options={"member": NAME}`` runs that member of a mixture instead of drawing one.
+        """
         super().reset(seed=seed)
         world_seed = int(self.np_random.integers(2**63 - 1))
-        self._report = self.world.reset(world_seed)
+        member = (options or {}).get("member")
+        self._report = self.world.reset(world_seed, member=member)
         self.encoder.reset()
         self._decision = self.shield.evaluate(self._report.observed)
         obs = self.encoder.encode(self._report.observed, self._decision.mask, last_action=None)

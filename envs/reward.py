@@ -8,9 +8,9 @@ def reward_components(report: EpochReport, slo: SloConfig, vetoed: bool) -> dict
     """Dollar value of one epoch, term by term (the sum is the reward before scaling).
 
     Terms: value of correct predictions; cost of errors and of critical errors (wrong
-    positive calls confident enough for automation to act on unreviewed); compute (inference, training, canaries); pages; a penalty per epoch over the
-    latency budget and over the region-gap limit (true gap); a penalty for a vetoed
-    proposal.
+    positive calls confident enough for automation to act on unreviewed); compute
+    (inference, training, canaries); pages; a penalty per epoch over the latency budget
+    and over the region-gap limit (true gap); a penalty for a vetoed proposal.
     """
     truth = report.truth
     gap = truth.region_gap

@@ -19,6 +19,7 @@ from agent.evaluation.harness import (
     best_params,
     grid_tasks,
     run_parallel,
+    stratify,
 )
 from agent.evaluation.results import add_normalized_scores, nan_to_none, policy_entry, verdicts
 from agent.reporting.evaluation_report import write_report
@@ -62,7 +63,9 @@ def main(cfg: DictConfig) -> None:
     eval_seeds = episode_seeds(cfg.eval_seed, cfg.episodes)
     tuned: dict[str, dict[str, dict[str, Any]]] = {}
     # 1. tune every baseline per scenario on training seeds
-    tasks = [t for w in worlds for t in grid_tasks(w, grids, tune_seeds)]
+    tasks = [
+        t for w in worlds for t in grid_tasks(w, grids, tune_seeds, cfg.tune_episodes_per_member)
+    ]
     by_scenario: dict[str, list[Any]] = {w.scenario.name: [] for w in worlds}
     for task, summaries, _ in tqdm(
         run_parallel(tasks, cfg.n_jobs), total=len(tasks), desc="tune baselines"
@@ -73,19 +76,22 @@ def main(cfg: DictConfig) -> None:
     (out / "tuned_baselines.json").write_text(json.dumps(tuned, indent=2))
     # 2. every policy on the held-out seeds
     policies = [p for p in cfg.policies if p != "agent" or cfg.policy_path]
-    eval_tasks = [
-        Task(
-            w,
-            p,
-            tuned[w.scenario.name].get(p, {}),
-            eval_seeds,
-            policy_path=str(cfg.policy_path),
-            deterministic=cfg.deterministic,
-            keep_rows=True,
-        )
-        for w in worlds
-        for p in policies
-    ]
+    eval_tasks = []
+    for w in worlds:
+        seeds, members = stratify(w, eval_seeds, cfg.episodes_per_member)
+        for p in policies:
+            eval_tasks.append(
+                Task(
+                    w,
+                    p,
+                    tuned[w.scenario.name].get(p, {}),
+                    seeds,
+                    policy_path=str(cfg.policy_path),
+                    deterministic=cfg.deterministic,
+                    keep_rows=True,
+                    members=members,
+                )
+            )
     results: dict[str, dict[str, Any]] = {w.scenario.name: {} for w in worlds}
     timelines: dict[str, dict[str, list[dict[str, Any]]]] = {w.scenario.name: {} for w in worlds}
     incidents: dict[str, list[dict[str, Any]]] = {}

@@ -46,8 +46,68 @@ class TrainConfig:
     tensorboard: bool = True
 
 
+@dataclass
+class ServeConfig:
+    """``python -m agent.server`` (see ``configs/server/default.yaml`` for each setting)."""
+
+    slo: SloConfig = field(default_factory=SloConfig)
+    shield: ShieldConfig = field(default_factory=ShieldConfig)
+    policy_path: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    db: str = "sqlite:///outputs/server/audit.db"
+    epsilon: float = 0.05
+    deterministic: bool = False
+    seed: int = 0
+    allow_no_auth: bool = False
+    max_body_bytes: int = 65_536
+    reload_dir: str = ""
+    watch_seconds: float = 0.0
+    max_services: int = 10_000
+    sqlite_synchronous: str = "FULL"
+    write_batch: int = 256
+    log_level: str = "info"
+    access_log: bool = False
+
+
+def _all_scenarios() -> list[str]:
+    return [
+        "mixed", "stable", "covariate_shift", "sudden_drift", "gradual_drift", "recurring_drift",
+        "prior_shift", "latency_pressure", "label_outage", "label_corruption", "regional_drift",
+        "elec2",
+    ]
+
+
+@dataclass
+class EvaluateConfig:
+    """``python -m experiments.evaluate``."""
+
+    slo: SloConfig = field(default_factory=SloConfig)
+    shield: ShieldConfig = field(default_factory=ShieldConfig)
+    policy_path: str = ""
+    scenario: str = ""  # shorthand for scenarios=[NAME]
+    scenarios: list[str] = field(default_factory=_all_scenarios)
+    policies: list[str] = field(
+        default_factory=lambda: [
+            "agent", "never", "periodic", "accuracy_trigger", "drift_trigger", "cost_aware", "oracle"
+        ]
+    )
+    episodes: int = 30
+    episodes_per_member: int = 10  # a mixture runs each member this many times (stratified)
+    eval_seed: int = 20_000
+    tune_seed: int = 10_000
+    tune_episodes: int = 8
+    tune_episodes_per_member: int = 2
+    grids: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    deterministic: bool = True
+    history_len: int = 4
+    n_jobs: int = 2
+
+
 def register_schemas() -> None:
     """Put every entry point's schema in Hydra's ConfigStore."""
     cs = ConfigStore.instance()
     cs.store(name="simulate_schema", node=SimulateConfig)
     cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="evaluate_schema", node=EvaluateConfig)
+    cs.store(name="serve_schema", node=ServeConfig)

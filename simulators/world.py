@@ -19,6 +19,7 @@ import simpy
 from simulators.actions import Action
 from simulators.audit import AuditTrail
 from simulators.costs import SloConfig
+from simulators.errors import ConfigError
 from simulators.labels import Incident, LabelPipeline
 from simulators.models import ModelBackend, Registry, SklearnBackend
 from simulators.monitoring import REGION_MIN_ROWS, Monitor
@@ -102,9 +103,16 @@ class World:
         """Whether the horizon is reached."""
         return self.day >= self.active.horizon_days
 
-    def _draw_scenario(self) -> ScenarioConfig:
+    def _draw_scenario(self, member: str | None) -> ScenarioConfig:
         if self.scenario.stream != "mixture":
             return self.scenario
+        if member is not None:
+            names = [m.name for m in self.members]
+            if member not in names:
+                raise ConfigError(
+                    "member", "not in this mixture", f"use one of {', '.join(names)}", member
+                )
+            return self.members[names.index(member)]
         weights = np.asarray(self.scenario.member_weights or [1.0] * len(self.members))
         pick = int(self.rng.choice(len(self.members), p=weights / weights.sum()))
         return self.members[pick]
@@ -120,10 +128,15 @@ class World:
             self._delay_cdfs[key] = self.active.delay.cdf_table()
         return self._delay_cdfs[key]
 
-    def reset(self, seed: int | None = None) -> EpochReport:
-        """Start a new episode: fit the first model, serve the warm-up days."""
+    def reset(self, seed: int | None = None, member: str | None = None) -> EpochReport:
+        """Start a new episode: fit the first model, serve the warm-up days.
+
+        Args:
+            seed: the episode's seed.
+            member: for a mixture, run this member instead of drawing one.
+        """
         self.rng = np.random.default_rng(seed)
-        self.active = self._draw_scenario()
+        self.active = self._draw_scenario(member)
         self.stream = self._stream_for(self.active)
         self.stream.start(self.rng, self.active.horizon_days + self.active.warmup_days)
         self.env = simpy.Environment(initial_time=-float(self.active.warmup_days))

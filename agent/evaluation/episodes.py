@@ -21,6 +21,7 @@ class EpisodeSummary(NamedTuple):
     slo_breach_epochs: int
     incidents: list[dict[str, Any]]
     promoted_on_incident_labels: int
+    member: str  # the world that ran (the mixture member, or the scenario itself)
 
 
 def incident_handling(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -58,6 +59,7 @@ def evaluate_episode(
     seed: int,
     deterministic: bool,
     unsafe_counter: Any = None,
+    member: str | None = None,
 ) -> tuple[EpisodeSummary, list[dict[str, Any]]]:
     """Run one episode and summarise it (rows returned for timelines).
 
@@ -66,13 +68,16 @@ def evaluate_episode(
         policy: the policy under evaluation (its proposals go through the shield).
         seed: the episode's world seed.
         deterministic: propose the most likely action.
-        unsafe_counter: optional independent checker with ``reset(env)`` and
-            ``count(rows)``; without one, ``unsafe_executed`` is -1 (not measured).
+        unsafe_counter: optional independent checker (``attach(env)``, then
+            ``violations()``); without one, ``unsafe_executed`` is -1 (not measured).
+        member: for a mixture scenario, the member world to run.
     """
     rng = np.random.default_rng(seed)
     if unsafe_counter is not None:
         unsafe_counter.attach(env)
-    rows = run_episode(env, policy, seed, rng, deterministic=deterministic, episode_id=str(seed))
+    rows = run_episode(
+        env, policy, seed, rng, deterministic=deterministic, episode_id=str(seed), member=member
+    )
     unsafe = unsafe_counter.violations() if unsafe_counter is not None else -1
     promoted_bad = sum(
         1
@@ -91,5 +96,6 @@ def evaluate_episode(
         ),
         incidents=incident_handling(rows),
         promoted_on_incident_labels=promoted_bad,
+        member=env.world.active.name,
     )
     return summary, rows

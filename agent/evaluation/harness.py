@@ -59,6 +59,7 @@ class Task:
     policy_path: str = ""
     deterministic: bool = True
     keep_rows: bool = False  # keep the first episode's rows (for timelines)
+    members: list[str] = field(default_factory=list)  # mixture: run each member on all seeds
 
 
 _ENVS: dict[str, LifecycleEnv] = {}  # one env per scenario, per worker process
@@ -93,13 +94,23 @@ def run_task(task: Task) -> tuple[Task, list[EpisodeSummary], list[dict[str, Any
     env = _env(task.world)
     policy = _policy(task)
     audit = SafetyAudit()
-    summaries, kept = [], []
-    for i, seed in enumerate(task.seeds):
-        summary, rows = evaluate_episode(env, policy, seed, task.deterministic, audit)
-        summaries.append(summary)
-        if task.keep_rows and i == 0:
-            kept = rows
+    summaries: list[EpisodeSummary] = []
+    kept: list[dict[str, Any]] = []
+    members: list[str | None] = list(task.members) or [None]
+    for member in members:
+        for seed in task.seeds:
+            summary, rows = evaluate_episode(env, policy, seed, task.deterministic, audit, member)
+            summaries.append(summary)
+            if task.keep_rows and not kept:
+                kept = rows
     return task, summaries, kept
+
+
+def stratify(world: WorldSpec, seeds: list[int], per_member: int) -> tuple[list[int], list[str]]:
+    """Seeds and members for a task: a mixture runs every member (stratified sampling)."""
+    if world.scenario.stream != "mixture":
+        return seeds, []
+    return seeds[:per_member], list(world.scenario.members)
 
 
 def run_parallel(
@@ -114,14 +125,19 @@ def run_parallel(
 
 
 def grid_tasks(
-    world: WorldSpec, grids: dict[str, dict[str, list[float]]], seeds: list[int]
+    world: WorldSpec,
+    grids: dict[str, dict[str, list[float]]],
+    seeds: list[int],
+    per_member: int = 2,
 ) -> list[Task]:
     """Every grid point of every tunable baseline, as tasks."""
+    seeds, members = stratify(world, seeds, per_member)
     tasks = []
     for name, grid in grids.items():
         keys = list(grid)
         for values in itertools.product(*(grid[k] for k in keys)):
-            tasks.append(Task(world, name, dict(zip(keys, values, strict=True)), seeds))
+            params = dict(zip(keys, values, strict=True))
+            tasks.append(Task(world, name, params, seeds, members=members))
     return tasks
 
 

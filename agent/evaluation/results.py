@@ -5,13 +5,18 @@ from typing import Any
 import numpy as np
 
 from agent.evaluation.episodes import EpisodeSummary
-from agent.evaluation.stats import mean_ci95, normalized_score
+from agent.evaluation.stats import mean_ci95, normalized_score, stratified_mean_ci95
 
 
 def policy_entry(summaries: list[EpisodeSummary]) -> dict[str, Any]:
     """One policy's numbers in one scenario."""
     returns = [s.return_dollars for s in summaries]
-    mean, lo, hi = mean_ci95(returns)
+    members = sorted({s.member for s in summaries})
+    if len(members) > 1:  # a mixture, sampled member by member
+        groups = {m: [s.return_dollars for s in summaries if s.member == m] for m in members}
+        mean, lo, hi = stratified_mean_ci95(groups)
+    else:
+        mean, lo, hi = mean_ci95(returns)
     unsafe = [s.unsafe_executed for s in summaries]
     return {
         "mean_return": mean,
@@ -25,6 +30,7 @@ def policy_entry(summaries: list[EpisodeSummary]) -> dict[str, Any]:
         "episodes": len(summaries),
         "promoted_on_incident_labels": int(sum(s.promoted_on_incident_labels for s in summaries)),
         "returns": [round(r, 2) for r in returns],
+        "members": [s.member for s in summaries] if len(members) > 1 else [],
     }
 
 

@@ -24,3 +24,25 @@ def normalized_score(value: float, never: float, oracle: float) -> float:
     if not math.isfinite(span) or abs(span) < 1e-9:
         return float("nan")
     return (value - never) / span
+
+
+def stratified_mean_ci95(groups: dict[str, list[float]]) -> tuple[float, float, float]:
+    """Mean of an equal-weight mixture of groups, with a 95 % interval.
+
+    Each group was sampled on its own (stratified sampling), so the variance of the
+    estimate is the sum of the groups' variances of the mean, weighted by the squared
+    weights; the interval uses the normal quantile.
+    """
+    means, variances = [], []
+    for values in groups.values():
+        x = np.asarray(values, dtype=np.float64)
+        if x.size == 0:
+            continue
+        means.append(float(x.mean()))
+        variances.append(float(x.var(ddof=1) / x.size) if x.size > 1 else 0.0)
+    if not means:
+        return float("nan"), float("nan"), float("nan")
+    k = len(means)
+    mean = float(np.mean(means))
+    half = 1.959964 * math.sqrt(sum(variances) / k**2)
+    return mean, mean - half, mean + half
