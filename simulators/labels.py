@@ -119,7 +119,13 @@ class IncidentConfig:
             f"use one of {', '.join(CORRUPTION_MODES)}",
             self.mode,
         )
-        require_positive(self.start_day, "incidents.start_day", allow_zero=True)
+        require(
+            self.start_day >= 0 or self.anchor == "concept",
+            "incidents.start_day",
+            "must be >= 0 (negative only with anchor: concept, to start before the drift)",
+            "use a start_day >= 0",
+            self.start_day,
+        )
         require_positive(self.start_jitter_days, "incidents.start_jitter_days", allow_zero=True)
         require_positive(self.duration_days, "incidents.duration_days")
         require_share(self.probability, "incidents.probability")

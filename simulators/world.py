@@ -187,13 +187,13 @@ class World:
         self._events = []
         for hook in self.execution_hooks:  # observers (e.g. an independent safety audit)
             hook(self, Action(action))
-        if self.day % max(round(self.slo.period_days), 1) == 0 and self.day > 0:
-            self.spend_period = 0.0
         self.ops.execute(
             Action(action), Action(proposed if proposed is not None else action), reason
         )
         self.env.run(until=self.now + 1.0)
         self.pipeline.advance(self.now)
+        if self.day % max(round(self.slo.period_days), 1) == 0:
+            self.spend_period = 0.0  # a new budget period starts with this decision
         return self._report()
 
     def _report(self) -> EpochReport:
