@@ -29,6 +29,7 @@ from experiments.schemas import register_schemas
 from simulators.catalogue import from_dict, load_scenario
 from simulators.costs import SloConfig
 from simulators.errors import require
+from simulators.scenario import ScenarioConfig
 
 register_schemas()
 
@@ -37,12 +38,13 @@ def _worlds(cfg: DictConfig) -> list[WorldSpec]:
     dirs = extra_config_dirs()
     slo = from_dict(SloConfig, plain(cfg.slo), "slo")
     shield = from_dict(ShieldConfig, plain(cfg.shield), "shield")
-    names = [cfg.scenario] if cfg.scenario else list(cfg.scenarios)
-    require(bool(names), "scenarios", "is empty", "list scenario names, e.g. scenarios=[mixed]")
-    return [
-        WorldSpec(load_scenario(name, dirs), slo, shield, cfg.history_len, 0.01, dirs)
-        for name in names
-    ]
+    if cfg.scenario is not None:  # scenario=NAME: the one world Hydra composed
+        scenarios = [from_dict(ScenarioConfig, plain(cfg.scenario), "scenario")]
+    else:
+        names = list(cfg.scenarios)
+        require(bool(names), "scenarios", "is empty", "list scenario names, e.g. scenarios=[mixed]")
+        scenarios = [load_scenario(name, dirs) for name in names]
+    return [WorldSpec(s, slo, shield, cfg.history_len, 0.01, dirs) for s in scenarios]
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
