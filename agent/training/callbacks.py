@@ -21,6 +21,7 @@ class LifecycleStatsCallback(BaseCallback):
         self._vetoes = 0
         self._steps = 0
         self._episode_dollars: list[float] = []
+        self._by_scenario: dict[str, list[float]] = {}
         self._running: np.ndarray | None = None
 
     def _on_step(self) -> bool:
@@ -37,6 +38,9 @@ class LifecycleStatsCallback(BaseCallback):
             self._running[i] += info["reward_dollars"]
             if dones[i]:
                 self._episode_dollars.append(float(self._running[i]))
+                self._by_scenario.setdefault(info.get("scenario", "?"), []).append(
+                    float(self._running[i])
+                )
                 self._running[i] = 0.0
         return True
 

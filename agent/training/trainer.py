@@ -51,6 +51,7 @@ class AgentConfig:
     normalize_reward: bool = True
     history_len: int = 4
     reward_scale: float = 0.01
+    wait_prior_logit: float = 0.0  # initial extra logit for WAIT (a prior towards doing nothing)
 
     def __post_init__(self) -> None:
         require(
@@ -146,6 +147,9 @@ def train(
     callbacks: list[Any] = [LifecycleStatsCallback()]
     if snapshot_every > 0:
         callbacks.append(SnapshotCallback(snapshot_every, out_dir / "snapshots", save))
+    if agent.wait_prior_logit:
+        with torch.no_grad():  # the policy starts out preferring to wait (fewer costly probes)
+            model.policy.action_net.bias[0] += agent.wait_prior_logit
     stats = callbacks[0]
     started = time.perf_counter()
     model.learn(
