@@ -64,7 +64,7 @@ class ServeConfig:
     reload_dir: str = ""
     watch_seconds: float = 0.0
     max_services: int = 10_000
-    sqlite_synchronous: str = "FULL"
+    sqlite_synchronous: str = "NORMAL"
     write_batch: int = 256
     log_level: str = "info"
     access_log: bool = False
@@ -85,7 +85,7 @@ class EvaluateConfig:
     slo: SloConfig = field(default_factory=SloConfig)
     shield: ShieldConfig = field(default_factory=ShieldConfig)
     policy_path: str = ""
-    scenario: str = ""  # shorthand for scenarios=[NAME]
+    scenario: ScenarioConfig | None = None  # scenario=NAME evaluates that one (composed) world
     scenarios: list[str] = field(default_factory=_all_scenarios)
     policies: list[str] = field(
         default_factory=lambda: [
@@ -104,10 +104,67 @@ class EvaluateConfig:
     n_jobs: int = 2
 
 
+@dataclass
+class OpeTargetSpec:
+    """A heuristic target policy of ``experiments.ope``: its name and parameters."""
+
+    policy: str = "periodic"
+    params: dict[str, Any] = field(default_factory=dict)
+    epsilon: float = 0.0  # > 0: evaluate the epsilon-soft version
+
+
+@dataclass
+class OpeVerdictConfig:
+    """Thresholds of the OPE verdict (see ``agent.ope.verdict``)."""
+
+    estimator: str = "dr"
+    margin: float = 0.0
+    min_ess: float = 20.0
+    max_unsupported_mass: float = 0.01
+    min_propensity: float = 0.005
+
+
+@dataclass
+class OpeValidationConfig:
+    """Validation against on-policy rollouts, when the logs come from the simulator."""
+
+    enabled: bool = True
+    world: str = ""  # scenario to roll out; "" = the one recorded in the logs
+    worlds: str = "logged"  # logged: replay the logged worlds; fresh: new seeds
+    episodes: int = 100  # fresh worlds only
+    seed: int = 1  # episode seeds of the rollouts (differ from the logging run's)
+    true_values_path: str = ""  # reuse a previous run's true_values.json
+
+
+@dataclass
+class OpeConfig:
+    """``python -m experiments.ope``."""
+
+    slo: SloConfig = field(default_factory=SloConfig)
+    shield: ShieldConfig = field(default_factory=ShieldConfig)
+    logs: str = "???"  # .parquet, .csv or a SQLAlchemy URL (sqlite:///audit.db)
+    policy_path: str = ""  # a trained agent's policy.zip (optional)
+    agent_deterministic: bool = False
+    primary_target: str = ""  # "" = agent if policy_path is given, else the first target
+    targets: dict[str, OpeTargetSpec] = field(default_factory=dict)
+    allow_version_mix: bool = False
+    gamma: float = 1.0
+    n_bootstrap: int = 1000
+    fqe_iterations: int = 4
+    fqe_backup: str = "tree_backup"
+    fqe_max_iter: int = 100
+    fqe_learning_rate: float = 0.1
+    seed: int = 0
+    verdict: OpeVerdictConfig = field(default_factory=OpeVerdictConfig)
+    validation: OpeValidationConfig = field(default_factory=OpeValidationConfig)
+    progress_bar: bool = True
+
+
 def register_schemas() -> None:
     """Put every entry point's schema in Hydra's ConfigStore."""
     cs = ConfigStore.instance()
     cs.store(name="simulate_schema", node=SimulateConfig)
     cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="ope_schema", node=OpeConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(name="serve_schema", node=ServeConfig)

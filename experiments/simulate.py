@@ -82,6 +82,7 @@ def main(cfg: DictConfig) -> None:
             policy_version=policy.name,
             shield_version=env.shield.version,
             world=scenario.name,
+            episode_seeds=seeds,
         )
     total = frame.groupby("episode_id")["reward_dollars"].sum()
     print(

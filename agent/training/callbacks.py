@@ -54,6 +54,8 @@ class LifecycleStatsCallback(BaseCallback):
             self.logger.record(
                 "steward/episode_dollars", float(np.mean(self._episode_dollars[-20:]))
             )
+        for scenario, returns in self._by_scenario.items():
+            self.logger.record(f"scenario_return/{scenario}", float(np.mean(returns[-10:])))
         self._executed.clear()
         self._vetoes = 0
         self._steps = 0
