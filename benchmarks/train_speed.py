@@ -21,7 +21,8 @@ from stable_baselines3 import PPO
 
 from agent.evaluation.harness import Task, WorldSpec, best_params, grid_tasks, run_parallel
 from agent.evaluation.stats import mean_ci95
-from agent.training.trainer import AgentConfig, train
+from agent.training.config import AgentConfig
+from agent.training.trainer import train
 from envs.lifecycle_env import load_shield_config
 from experiments.common import episode_seeds
 from simulators.catalogue import load_scenario, load_slo

@@ -42,8 +42,8 @@ class ShieldConfig:
     """Thresholds of the shield's rules, from ``configs/shield/``."""
 
     min_label_arrival_ratio: float = 0.5  # labels arriving at under half the SLA rate: broken
-    max_label_balance_gap: float = 0.07  # label share vs predicted share, when predictions hold
-    balance_z: float = 4.0  # ... and the gap must also exceed this many standard errors
+    max_label_balance_gap: float = 0.05  # label share vs predicted share, when predictions hold
+    balance_z: float = 3.0  # ... and the gap must also exceed this many standard errors
     quiet_prediction_psi: float = 0.1  # predictions count as "not moving" under this PSI
     min_labels_in_window: int = 300  # a fit needs this many usable labels
     min_days_between_changes: float = 2.0  # rate limit on model changes
@@ -213,7 +213,7 @@ RULES: tuple[Rule, ...] = (
     Rule("human_hold", MODEL_CHANGES, _no_human_hold),
     Rule("rate_limit", MODEL_CHANGES, _rate_limit),
     Rule("cost_ceiling", MODEL_CHANGES, _within_ceiling),
-    Rule("latency_budget", MODEL_CHANGES, _within_latency),
+    Rule("latency_budget", (Action.ENSEMBLE, Action.ROLLBACK), _within_latency),
     Rule("previous_version", (Action.ROLLBACK, Action.ENSEMBLE), _has_previous),
     Rule("single_ensemble", (Action.ENSEMBLE,), _not_ensembled),
     Rule("simpler_family", (Action.SIMPLIFY,), _has_simpler),

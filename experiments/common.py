@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from envs.shield import ShieldConfig
-from simulators.catalogue import from_dict
+from simulators.catalogue import available, from_dict
 from simulators.costs import SloConfig
 from simulators.errors import ConfigError
 from simulators.scenario import ScenarioConfig
@@ -66,3 +66,29 @@ def world_configs(cfg: DictConfig) -> tuple[ScenarioConfig, SloConfig, ShieldCon
 def episode_seeds(seed: int, n: int) -> list[int]:
     """``n`` independent episode seeds derived from one run seed."""
     return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(n)]
+
+
+def check_group_choices(argv: list[str], groups: tuple[str, ...]) -> None:
+    """Fail in one line on ``GROUP=NAME`` overrides that name no config, before Hydra runs.
+
+    Hydra's own message for an unknown choice spans many lines; this names the group,
+    the bad choice and the valid ones (searching ``hydra.searchpath`` folders too).
+    """
+    extra: list[str] = []
+    for arg in argv:
+        if arg.startswith("hydra.searchpath="):
+            inner = arg.split("=", 1)[1].strip("[]")
+            extra += [p.strip().strip("'\"") for p in inner.split(",") if p.strip()]
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key not in groups or not value:
+            continue
+        known = available(key, extra)
+        for choice in value.split(","):  # multirun: a,b,c
+            if choice not in known and choice != "null":
+                print(
+                    f"error: {key}: no config named {choice!r}. Fix: use one of "
+                    f"{', '.join(known)} (or add {key}/{choice}.yaml under hydra.searchpath)",
+                    file=sys.stderr,
+                )
+                sys.exit(2)

@@ -6,6 +6,7 @@ runs on the same held-out seeds through the same shield. Writes ``results.json``
 """
 
 import json
+import sys
 from typing import Any
 
 import hydra
@@ -24,7 +25,14 @@ from agent.evaluation.harness import (
 from agent.evaluation.results import add_normalized_scores, nan_to_none, policy_entry, verdicts
 from agent.reporting.evaluation_report import write_report
 from envs.shield import ShieldConfig
-from experiments.common import clean_errors, episode_seeds, extra_config_dirs, plain, run_dir
+from experiments.common import (
+    check_group_choices,
+    clean_errors,
+    episode_seeds,
+    extra_config_dirs,
+    plain,
+    run_dir,
+)
 from experiments.schemas import register_schemas
 from simulators.catalogue import from_dict, load_scenario
 from simulators.costs import SloConfig
@@ -138,4 +146,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_group_choices(sys.argv[1:], ("scenario", "slo", "shield"))
     main()

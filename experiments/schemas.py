@@ -9,7 +9,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from agent.training.trainer import AgentConfig
+from agent.training.config import AgentConfig
 from envs.shield import ShieldConfig
 from simulators.costs import SloConfig
 from simulators.scenario import ScenarioConfig
@@ -22,7 +22,8 @@ class SimulateConfig:
     scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
     slo: SloConfig = field(default_factory=SloConfig)
     shield: ShieldConfig = field(default_factory=ShieldConfig)
-    policy: str = "periodic"  # never, periodic, accuracy_trigger, drift_trigger, cost_aware, oracle, agent
+    # never, periodic, accuracy_trigger, drift_trigger, cost_aware, oracle, or agent
+    policy: str = "periodic"
     policy_params: dict[str, Any] = field(default_factory=dict)
     policy_path: str = ""  # for policy=agent
     seed: int = 0
@@ -72,8 +73,17 @@ class ServeConfig:
 
 def _all_scenarios() -> list[str]:
     return [
-        "mixed", "stable", "covariate_shift", "sudden_drift", "gradual_drift", "recurring_drift",
-        "prior_shift", "latency_pressure", "label_outage", "label_corruption", "regional_drift",
+        "mixed",
+        "stable",
+        "covariate_shift",
+        "sudden_drift",
+        "gradual_drift",
+        "recurring_drift",
+        "prior_shift",
+        "latency_pressure",
+        "label_outage",
+        "label_corruption",
+        "regional_drift",
         "elec2",
     ]
 
@@ -89,7 +99,13 @@ class EvaluateConfig:
     scenarios: list[str] = field(default_factory=_all_scenarios)
     policies: list[str] = field(
         default_factory=lambda: [
-            "agent", "never", "periodic", "accuracy_trigger", "drift_trigger", "cost_aware", "oracle"
+            "agent",
+            "never",
+            "periodic",
+            "accuracy_trigger",
+            "drift_trigger",
+            "cost_aware",
+            "oracle",
         ]
     )
     episodes: int = 30

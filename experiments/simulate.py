@@ -5,6 +5,7 @@ Writes ``timeline.csv`` and ``timeline.png`` into the run dir (and ``logs.parque
 """
 
 import json
+import sys
 
 import hydra
 import numpy as np
@@ -16,6 +17,7 @@ from agent.reporting.timeline import plot_timeline, write_timeline_csv
 from agent.rollout import run_episode
 from envs.lifecycle_env import LifecycleEnv
 from experiments.common import (
+    check_group_choices,
     clean_errors,
     episode_seeds,
     extra_config_dirs,
@@ -92,4 +94,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_group_choices(sys.argv[1:], ("scenario", "slo", "shield"))
     main()

@@ -6,12 +6,20 @@ Writes ``policy.zip``, ``vecnormalize.pkl``, ``policy.sha256``, ``agent.json``,
 """
 
 import json
+import sys
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from agent.training.trainer import AgentConfig, train
-from experiments.common import clean_errors, extra_config_dirs, plain, run_dir, world_configs
+from agent.training.config import AgentConfig
+from experiments.common import (
+    check_group_choices,
+    clean_errors,
+    extra_config_dirs,
+    plain,
+    run_dir,
+    world_configs,
+)
 from experiments.schemas import register_schemas
 from simulators.catalogue import from_dict
 
@@ -26,6 +34,8 @@ def main(cfg: DictConfig) -> None:
     agent = from_dict(AgentConfig, plain(cfg.agent), "agent")
     out = run_dir()
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    from agent.training.trainer import train  # torch loads only when training
+
     metrics = train(
         agent,
         scenario,
@@ -42,4 +52,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_group_choices(sys.argv[1:], ("scenario", "slo", "shield", "agent", "experiment"))
     main()

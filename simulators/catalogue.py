@@ -156,4 +156,7 @@ def from_dict(cls: type[T], data: dict[str, Any], path: str) -> T:
                 f"{path}.{key}", "unknown key", f"use one of {', '.join(sorted(known))}"
             )
     kwargs = {k: _convert(v, hints[k], f"{path}.{k}") for k, v in data.items()}
-    return typing.cast(T, cls(**kwargs))
+    try:
+        return typing.cast(T, cls(**kwargs))
+    except ConfigError as err:
+        raise err.under(path) from None

@@ -14,6 +14,24 @@ class ConfigError(ValueError):
         got = "" if value is None else f" (got {value!r})"
         super().__init__(f"{field}: {problem}{got}. Fix: {fix}")
         self.field = field
+        self.problem = problem
+        self.fix = fix
+        self.value = value
+
+    def under(self, path: str) -> "ConfigError":
+        """The same error with the field named by its full path (``path.FIELD``).
+
+        Validators name a field relative to their own config (``delay.mean_days``); the
+        loader knows where that config sits (``scenario.delay``).
+        """
+        if self.field.startswith(path):
+            return self
+        last = path.rsplit(".", 1)[-1].split("[")[0]
+        marker = f"{last}."
+        dotted = f".{self.field}"
+        relative = dotted.rsplit(f".{marker}", 1)[-1] if f".{marker}" in dotted else self.field
+        full = f"{path}.{relative}"
+        return ConfigError(full, self.problem, self.fix.replace(self.field, full), self.value)
 
 
 def require(condition: bool, field: str, problem: str, fix: str, value: Any = None) -> None:

@@ -230,6 +230,7 @@ class Operations:
         live = w.registry.live
         base = live.members[0] if live.is_calibrated else live
         rows = w.log.arrived_since(w.now - w.active.calibration_days)
+        rows = rows[w.log.t_arrive[rows] <= w.now - w.active.window.label_maturity_days]
         if rows.shape[0] < 50:
             self._reject("recalibrate", "too few recent labels")
             return

@@ -54,7 +54,7 @@ class ScenarioConfig:
     calibration_method: str = "isotonic"
     calibration_days: float = 4.0  # labels arrived in the last N days fit a calibrator
     recent_days: float = 3.0  # labels arrived in the last N days back the accuracy signals
-    promotion_margin: float = 0.0  # a retrained candidate must beat the incumbent by this
+    promotion_margin: float = 0.005  # a retrained candidate must beat the incumbent by this
     simplify_tolerance: float = 0.03  # a simpler model may lose this much holdout accuracy
     members: list[str] = field(default_factory=list)
     member_weights: list[float] = field(default_factory=list)

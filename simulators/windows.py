@@ -2,8 +2,9 @@
 
 The rule, in order:
 
-1. Candidates are rows served in the last ``max_days`` whose label arrived and was not
-   purged.
+1. Candidates are rows served in the last ``max_days`` whose label arrived at least
+   ``label_maturity_days`` ago and was not purged (fresh labels settle first: a label
+   incident that began in the last hours cannot reach a fit before monitoring sees it).
 2. Group the served model's errors on them by serve day and look for one change point:
    the split that maximises the two-sample z statistic of *rising* error rate, with at
    least ``min_segment_days`` on each side. If that z reaches ``change_z``, the window
@@ -36,6 +37,7 @@ class WindowConfig:
     change_z: float = 4.0
     min_segment_days: int = 2
     holdout_share: float = 0.2
+    label_maturity_days: float = 0.5
 
     def __post_init__(self) -> None:
         require_positive(self.default_days, "window.default_days")
@@ -45,6 +47,7 @@ class WindowConfig:
         require_positive(self.change_z, "window.change_z")
         require_positive(self.min_segment_days, "window.min_segment_days")
         require_share(self.holdout_share, "window.holdout_share")
+        require_positive(self.label_maturity_days, "window.label_maturity_days", allow_zero=True)
         require(
             self.default_days <= self.max_days,
             "window.default_days",
@@ -96,6 +99,7 @@ def choose_window(log: ServedLog, now: float, config: WindowConfig) -> TrainingW
     """Apply the window rule at time ``now``."""
     first = log.first_row_served_at(now - config.max_days)
     rows = log.usable_labels(first, log.n)
+    rows = rows[log.t_arrive[rows] <= now - config.label_maturity_days]
     empty = np.empty(0, dtype=np.int64)
     if rows.shape[0] == 0:
         return TrainingWindow(empty, empty, now, now, float("nan"))

@@ -1,0 +1,1 @@
+"""Benchmarks: world and env speed, and the shield audit (run as ``python -m benchmarks.NAME``)."""

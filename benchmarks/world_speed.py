@@ -1,0 +1,204 @@
+"""World speed: decision epochs per second, and the share of time spent fitting models.
+
+    python -m benchmarks.world_speed                    # scenario stable, 5 episodes each
+    python -m benchmarks.world_speed --scenario sudden_drift --episodes 3
+
+Runs the world directly (no env, no shield) under ``never`` (wait every day) and under
+weekly ``periodic`` retraining (retrain on days 7, 14, ...). Fit time is measured by a
+:class:`TimingBackend` that wraps the real :class:`SklearnBackend` and times each call
+(a measurement wrapper: every fit and prediction is the real scikit-learn one).
+
+Targets (the world issue): at least 1,000 epochs/s between fits, at least 300 epochs/s
+averaged over an episode of weekly retraining, a fit of the default model family on the
+default window under 50 ms.
+"""
+
+import argparse
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from simulators.actions import Action
+from simulators.catalogue import load_scenario, load_slo
+from simulators.models import ModelVersion, SklearnBackend
+from simulators.world import World
+
+TARGET_EPOCHS_PER_S_BETWEEN_FITS = 1_000.0
+TARGET_EPOCHS_PER_S_PERIODIC = 300.0
+TARGET_FIT_MS = 50.0
+RETRAIN_EVERY_DAYS = 7
+
+
+class TimingBackend:
+    """Delegates to a real backend and records how long each call takes.
+
+    Args:
+        inner: the backend that does the work.
+    """
+
+    def __init__(self, inner: SklearnBackend) -> None:
+        self.inner = inner
+        self.fit_seconds: list[float] = []
+        self.fit_rows: list[int] = []
+        self.fit_families: list[str] = []
+        self.calibrator_seconds = 0.0
+        self.predict_seconds = 0.0
+
+    @property
+    def fitting_seconds(self) -> float:
+        """Time in fits and calibrator fits so far."""
+        return sum(self.fit_seconds) + self.calibrator_seconds
+
+    def fit(self, family: str, features: np.ndarray, labels: np.ndarray, seed: int) -> Any:
+        start = time.perf_counter()
+        try:
+            return self.inner.fit(family, features, labels, seed)
+        finally:
+            self.fit_seconds.append(time.perf_counter() - start)
+            self.fit_rows.append(int(labels.shape[0]))
+            self.fit_families.append(family)
+
+    def fit_calibrator(self, scores: np.ndarray, labels: np.ndarray, method: str) -> Any:
+        start = time.perf_counter()
+        try:
+            return self.inner.fit_calibrator(scores, labels, method)
+        finally:
+            self.calibrator_seconds += time.perf_counter() - start
+
+    def predict_proba(self, version: ModelVersion, features: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        try:
+            return self.inner.predict_proba(version, features)
+        finally:
+            self.predict_seconds += time.perf_counter() - start
+
+
+@dataclass
+class PolicyRun:
+    """Timings of one policy over several episodes (resets excluded)."""
+
+    policy: str
+    epochs: int = 0
+    seconds: float = 0.0
+    episode_rates: list[float] = field(default_factory=list)
+    quiet_epochs: int = 0  # epochs in which no model was fitted
+    quiet_seconds: float = 0.0
+    fit_seconds: list[float] = field(default_factory=list)  # fits during the episodes
+    fit_rows: list[int] = field(default_factory=list)
+    fit_families: list[str] = field(default_factory=list)
+    initial_fit_seconds: list[float] = field(default_factory=list)
+    reset_seconds: list[float] = field(default_factory=list)
+    predict_seconds: float = 0.0
+    promotions: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.epochs / self.seconds
+
+    @property
+    def quiet_rate(self) -> float:
+        return self.quiet_epochs / self.quiet_seconds if self.quiet_seconds else float("nan")
+
+    @property
+    def fit_share(self) -> float:
+        return sum(self.fit_seconds) / self.seconds
+
+
+def run_policy(scenario_name: str, policy: str, episodes: int, seed: int) -> PolicyRun:
+    """Run ``episodes`` whole episodes of ``policy`` (``never`` or ``periodic``)."""
+    scenario, slo = load_scenario(scenario_name), load_slo()
+    backend = TimingBackend(SklearnBackend())
+    world = World(scenario, slo, backend=backend)
+    out = PolicyRun(policy)
+    for episode in range(episodes):
+        fits_before = len(backend.fit_seconds)
+        start = time.perf_counter()
+        world.reset(seed=seed + episode)
+        out.reset_seconds.append(time.perf_counter() - start)
+        out.initial_fit_seconds += backend.fit_seconds[fits_before:]
+        fits_before = len(backend.fit_seconds)
+        predict_before = backend.predict_seconds
+        episode_epochs, episode_seconds = 0, 0.0
+        while not world.done:
+            day = world.day
+            retrain = policy == "periodic" and day > 0 and day % RETRAIN_EVERY_DAYS == 0
+            action = Action.RETRAIN if retrain else Action.WAIT
+            n_fits = len(backend.fit_seconds)
+            start = time.perf_counter()
+            world.step(action)
+            elapsed = time.perf_counter() - start
+            episode_epochs += 1
+            episode_seconds += elapsed
+            if len(backend.fit_seconds) == n_fits:
+                out.quiet_epochs += 1
+                out.quiet_seconds += elapsed
+        out.epochs += episode_epochs
+        out.seconds += episode_seconds
+        out.episode_rates.append(episode_epochs / episode_seconds)
+        out.fit_seconds += backend.fit_seconds[fits_before:]
+        out.fit_rows += backend.fit_rows[fits_before:]
+        out.fit_families += backend.fit_families[fits_before:]
+        out.predict_seconds += backend.predict_seconds - predict_before
+        out.promotions += sum(
+            v.created_by == "retrain" and v.promoted_day is not None
+            for v in world.registry.versions.values()
+        )
+    return out
+
+
+def _ratio(value: float, target: float, higher_is_better: bool = True) -> str:
+    ratio = value / target if higher_is_better else target / value
+    return f"{ratio:.2f}x target ({'meets' if ratio >= 1 else 'MISSES'})"
+
+
+def report(scenario: str, episodes: int, never: PolicyRun, periodic: PolicyRun) -> str:
+    fits_ms = np.array(periodic.fit_seconds) * 1e3
+    median_fit = float(np.median(fits_ms)) if fits_ms.size else float("nan")
+    family = periodic.fit_families[0] if periodic.fit_families else "?"
+    rows = periodic.fit_rows
+    lines = [
+        f"World speed on scenario '{scenario}' (the catalogue's simplest world: no drift, "
+        f"healthy labels), {episodes} episodes per policy, resets excluded",
+        "",
+        f"never (wait every day):      {never.rate:8,.0f} epochs/s  -> "
+        + _ratio(never.rate, TARGET_EPOCHS_PER_S_BETWEEN_FITS)
+        + f" for epochs between fits  (episodes: "
+        f"{', '.join(f'{r:,.0f}' for r in never.episode_rates)})",
+        f"periodic (retrain weekly):   {periodic.rate:8,.0f} epochs/s  -> "
+        + _ratio(periodic.rate, TARGET_EPOCHS_PER_S_PERIODIC)
+        + f"  (episodes: {', '.join(f'{r:,.0f}' for r in periodic.episode_rates)})",
+        f"  epochs without a fit:      {periodic.quiet_rate:8,.0f} epochs/s  -> "
+        + _ratio(periodic.quiet_rate, TARGET_EPOCHS_PER_S_BETWEEN_FITS),
+        f"  share of time fitting:     {periodic.fit_share:8.1%}  "
+        f"({len(fits_ms)} fits, {sum(periodic.fit_seconds):.2f} s of {periodic.seconds:.2f} s; "
+        f"predict_proba {periodic.predict_seconds / periodic.seconds:.1%})",
+        f"  retrains promoted:         {periodic.promotions:8d}",
+        "",
+        f"fit of the default family ('{family}') on the default window "
+        f"({min(rows, default=0):,}-{max(rows, default=0):,} rows):",
+        f"  median {median_fit:6.1f} ms, p90 {np.percentile(fits_ms, 90):6.1f} ms, "
+        f"max {fits_ms.max():6.1f} ms  -> " + _ratio(median_fit, TARGET_FIT_MS, False),
+        f"  first model at reset: median "
+        f"{statistics.median(periodic.initial_fit_seconds) * 1e3:.1f} ms; "
+        f"reset median {statistics.median(periodic.reset_seconds) * 1e3:.1f} ms",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenario", default="stable")
+    parser.add_argument("--episodes", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    run_policy(args.scenario, "periodic", 1, args.seed + 10_000)  # warm caches and imports
+    never = run_policy(args.scenario, "never", args.episodes, args.seed)
+    periodic = run_policy(args.scenario, "periodic", args.episodes, args.seed)
+    print(report(args.scenario, args.episodes, never, periodic))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""Offline policy evaluation: ``python -m experiments.ope logs=PATH_OR_URL [policy_path=PATH]``.
+
+Estimates, from decisions logged under the current (behaviour) policy, how each target
+policy would have done: the trained agent (with ``policy_path``) and the heuristics of
+``targets``. Writes ``ope.json`` and ``report.html`` into the run dir. When the logs come
+from the simulator, every target is also rolled out on-policy and each estimator is
+scored against those true values (``true_values.json`` keeps them for reuse).
+"""
+
+import hashlib
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from agent.ope.checks import LoggedDecisions, LogValidationError
+from agent.ope.episodes import logged_episodes
+from agent.ope.evaluation import OpeSettings, TargetEvaluation, evaluate_policies
+from agent.ope.logs import load_logs
+from agent.ope.report import ope_report, validation_section, write_json
+from agent.ope.report_html import write_html
+from agent.ope.targets import logged_states
+from agent.ope.validation import (
+    TrueValue,
+    fresh_strata,
+    load_true_values,
+    logged_strata,
+    save_true_values,
+    true_values,
+)
+from agent.ope.verdict import VerdictRule
+from agent.policies import EpsilonSoft, Policy, make_heuristic
+from envs.lifecycle_env import LifecycleEnv
+from envs.shield import Shield, ShieldConfig
+from experiments.common import clean_errors, extra_config_dirs, plain, run_dir
+from experiments.schemas import register_schemas
+from simulators.catalogue import from_dict
+from simulators.costs import SloConfig
+from simulators.errors import ConfigError, require
+
+register_schemas()
+
+
+def build_targets(cfg: DictConfig) -> dict[str, Policy]:
+    """The trained agent (if ``policy_path``) and the configured heuristics, by name."""
+    targets: dict[str, Policy] = {}
+    if cfg.policy_path:
+        from agent.policies.ppo import load_agent
+
+        targets["agent"] = load_agent(cfg.policy_path, deterministic=cfg.agent_deterministic)
+    for name, spec in cfg.targets.items():
+        require(
+            spec.policy != "oracle",
+            f"targets.{name}",
+            "the oracle reads the simulator's truth, which logs do not hold",
+            "drop it from the targets",
+        )
+        policy = make_heuristic(spec.policy, dict(spec.params))
+        targets[str(name)] = EpsilonSoft(policy, spec.epsilon) if spec.epsilon > 0 else policy
+    require(bool(targets), "targets", "no target policy", "pass policy_path=... or targets")
+    return targets
+
+
+def logged_world(logged: LoggedDecisions) -> str:
+    """The simulated world the logs came from ("" for production logs or a mix)."""
+    worlds = {str(e.get("world") or e.get("scenario") or "") for e in logged.frame["extra"]}
+    return worlds.pop() if len(worlds) == 1 else ""
+
+
+def validate(
+    cfg: DictConfig,
+    world: str,
+    slo: SloConfig,
+    shield: ShieldConfig,
+    policies: dict[str, Policy],
+    evaluations: dict[str, TargetEvaluation],
+    logged: LoggedDecisions,
+) -> dict[str, Any]:
+    """True values of the targets from on-policy rollouts, and each estimator's score."""
+    env = LifecycleEnv(world, slo, shield, config_dirs=extra_config_dirs())
+    first_rows = logged.frame.groupby("service_id", sort=False)["extra"].first()
+    plan = logged_strata(list(first_rows)) if cfg.validation.worlds == "logged" else None
+    worlds = "logged" if plan is not None else "fresh"
+    if plan is None:
+        plan = fresh_strata(env, cfg.validation.episodes, cfg.validation.seed)
+    seeds = [s for stratum in plan for s in stratum.seeds]
+    meta = {
+        "world": world,
+        "worlds": worlds,
+        "seeds_digest": hashlib.sha256(repr(seeds).encode()).hexdigest()[:16],
+        "seed": cfg.validation.seed,
+        "gamma": cfg.gamma,
+    }
+    truth: dict[str, TrueValue] = {}
+    if cfg.validation.true_values_path:
+        truth = load_true_values(cfg.validation.true_values_path, **meta)
+    missing = {n: p for n, p in policies.items() if n not in truth}
+    truth |= true_values(env, missing, plan, cfg.validation.seed, cfg.gamma, cfg.progress_bar)
+    save_true_values(truth, run_dir() / "true_values.json", **meta)
+    matches = env.shield.version in logged.shield_versions
+    return validation_section(evaluations, truth, world, worlds, cfg.validation.seed, matches)
+
+
+def _rejecting_bad_logs(main: Callable[[DictConfig], None]) -> Callable[[DictConfig], None]:
+    """Print a rejected log's message (rows and fields named) and exit 2."""
+
+    def wrapper(cfg: DictConfig) -> None:
+        try:
+            main(cfg)
+        except LogValidationError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="ope")
+@clean_errors
+@_rejecting_bad_logs
+def main(cfg: DictConfig) -> None:
+    """Evaluate the targets on the logs; validate in simulation; write the report."""
+    require(
+        not OmegaConf.is_missing(cfg, "logs"),
+        "logs",
+        "is required",
+        "pass logs=RUN/logs.parquet or logs=sqlite:///audit.db",
+    )
+    require(
+        cfg.validation.worlds in ("logged", "fresh"),
+        "validation.worlds",
+        "unknown",
+        "use logged (replay the logged worlds) or fresh (new seeds)",
+        cfg.validation.worlds,
+    )
+    if cfg.fqe_backup not in ("tree_backup", "one_step"):
+        raise ConfigError(
+            "fqe_backup", "unknown backup", "use tree_backup or one_step", cfg.fqe_backup
+        )
+    slo = from_dict(SloConfig, plain(cfg.slo), "slo")
+    shield_config = from_dict(ShieldConfig, plain(cfg.shield), "shield")
+    logged = load_logs(cfg.logs, allow_version_mix=cfg.allow_version_mix)
+    states = logged_states(logged, Shield(shield_config, slo))
+    episodes = logged_episodes(logged)
+    policies = build_targets(cfg)
+    primary = cfg.primary_target or next(iter(policies))
+    require(
+        primary in policies,
+        "primary_target",
+        "not among the targets",
+        f"use one of {list(policies)}",
+        primary,
+    )
+    settings = OpeSettings(
+        gamma=cfg.gamma,
+        n_bootstrap=cfg.n_bootstrap,
+        fqe_iterations=cfg.fqe_iterations,
+        fqe_backup=cfg.fqe_backup,
+        seed=cfg.seed,
+        fqe_max_iter=cfg.fqe_max_iter,
+        fqe_learning_rate=cfg.fqe_learning_rate,
+    )
+    rule = VerdictRule(**plain(cfg.verdict))
+    require(
+        rule.estimator in ("is", "wis", "pdis", "wpdis", "dr", "wdr", "fqe"),
+        "verdict.estimator",
+        "unknown estimator",
+        "use dr, wdr, fqe, is, wis, pdis or wpdis",
+        rule.estimator,
+    )
+    behaviour, evaluations = evaluate_policies(
+        episodes, states, policies, settings, rule, cfg.progress_bar
+    )
+    world = cfg.validation.world or logged_world(logged)
+    validation = None
+    if cfg.validation.enabled and world:
+        validation = validate(cfg, world, slo, shield_config, policies, evaluations, logged)
+    shield_replay = {
+        "mask_mismatches": states.mask_mismatches,
+        "behaviour_mismatches": states.behaviour_mismatches,
+    }
+    report = ope_report(
+        logged, behaviour, evaluations, primary, settings, rule, shield_replay, validation
+    )
+    out = run_dir()
+    write_json(report, out / "ope.json")
+    write_html(report, evaluations, out / "report.html")
+    for name, evaluation in evaluations.items():
+        est = evaluation.estimates[rule.estimator]
+        print(
+            f"{name}: {rule.estimator} {est.estimate:,.0f} [{est.lower:,.0f}, {est.upper:,.0f}] vs "
+            f"behaviour {behaviour.estimate:,.0f} -> {evaluation.verdict.decision}"
+        )
+    print(f"verdict for {primary}: {report['verdict']} ({report['verdict_reason']}); wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
