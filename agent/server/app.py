@@ -1,0 +1,75 @@
+"""The FastAPI app: routes, error handlers, body limit, and a lifespan that loads the models.
+
+Nothing heavy happens at import or in :func:`create_app`: the policy (with its
+normalisation statistics, hash-checked), the shield and the audit trail load in the
+lifespan, before the first request is accepted, and close after the last one.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import torch
+from fastapi import FastAPI
+
+from agent.server.errors import install_error_handlers
+from agent.server.limits import BodySizeLimit
+from agent.server.metrics import ServerMetrics
+from agent.server.openapi import install_openapi
+from agent.server.routers import decisions, health, policy
+from agent.server.runtime import open_runtime
+from agent.server.schemas import check_against_specs
+from agent.server.settings import ServerSettings
+
+DESCRIPTION = """
+Monitoring posts a service's metric portfolio; the server answers the next lifecycle
+action after the safety shield, with the verdict, the reasons and the propensities
+offline evaluation needs. Every decision and outcome is committed to the audit trail
+before the answer leaves. `/v1` routes need `Authorization: Bearer $STEWARD_API_TOKEN`
+(reload: `$STEWARD_ADMIN_TOKEN`).
+"""
+
+
+def configure_torch() -> None:
+    """One torch thread (the forward is one small batch; threads would only contend)."""
+    torch.set_num_threads(1)
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    """The agent server for ``settings`` (models load when the app starts)."""
+    check_against_specs()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_torch()
+        runtime = open_runtime(settings, app.state.metrics)
+        app.state.runtime = runtime
+        watcher = None
+        if settings.watch_seconds > 0:
+            watcher = asyncio.create_task(runtime.store.watch(settings.watch_seconds))
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            app.state.runtime = None
+            runtime.audit.close()
+
+    app = FastAPI(
+        title="Steward agent server",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = ServerMetrics()
+    app.state.runtime = None
+    install_error_handlers(app)
+    install_openapi(app)
+    app.include_router(decisions.router)
+    app.include_router(policy.router)
+    app.include_router(health.router)
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    return app

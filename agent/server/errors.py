@@ -1,0 +1,79 @@
+"""Error answers: always JSON ``{"message": ..., "detail": ...}``, the message naming the field.
+
+FastAPI's own 422 echoes the offending input, which may be NaN or infinity; those are
+not JSON, so rendering such an answer would fail with a 500. These handlers keep the
+location, message and type of each error and drop the input.
+"""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+def _location(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] == "body" and len(parts) > 1:
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def validation_errors(errors: list[dict[str, Any]] | Any) -> list[dict[str, Any]]:
+    """Each error's location, message and type (never the input)."""
+    errors = list(errors)
+    if len(errors) == 1 and errors[0].get("type") == "json_invalid" and "ctx" in errors[0]:
+        # FastAPI's own JSON decoding error: the position is in loc, the reason in ctx
+        error = errors[0]
+        position = error.get("loc", ("body", "?"))[-1]
+        reason = str(error.get("ctx", {}).get("error", "malformed"))
+        message = f"not valid JSON at character {position}: {reason}"
+        return [{"loc": ["body"], "msg": message, "type": "json_invalid"}]
+    return [
+        {
+            "loc": [str(p) for p in e.get("loc", ())],
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
+        for e in errors
+    ]
+
+
+def invalid(field: str, message: str) -> JSONResponse:
+    """A 422 about one field of the body."""
+    detail = [{"loc": ["body", *field.split(".")], "msg": message, "type": "value_error"}]
+    return JSONResponse({"message": f"{field}: {message}", "detail": detail}, 422)
+
+
+async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = validation_errors(exc.errors())
+    message = "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in errors[:5])
+    if len(errors) > 5:
+        message += f"; and {len(errors) - 5} more"
+    return JSONResponse({"message": message, "detail": errors}, 422)
+
+
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    return JSONResponse({"message": message, "detail": None}, exc.status_code, headers=exc.headers)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(
+        {"message": f"internal error ({type(exc).__name__}); see the server log", "detail": None},
+        status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the JSON error handlers on ``app``."""
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(HTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_unexpected)

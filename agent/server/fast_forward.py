@@ -1,0 +1,113 @@
+"""The policy's forward in numpy, used only where it matches the torch forward exactly.
+
+A decision's torch forward (SB3 ``get_distribution``: a dozen small torch ops and a
+``Categorical``) costs most of a decision's CPU time; the same MLP in numpy costs a
+tenth. :func:`policy_forward` builds the numpy actor from the loaded weights and
+checks it against :meth:`AgentPolicy.probabilities_batch` (the reference, used
+everywhere else) on seeded probe observations and masks; if the architecture is not a
+plain MLP, or any probe differs, the server uses the torch forward.
+"""
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+from torch import nn
+
+from agent.policies.ppo import AgentPolicy
+from simulators.actions import N_ACTIONS, Action
+
+log = logging.getLogger(__name__)
+
+Forward = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
+ACTIVATIONS: dict[type[nn.Module], Callable[[np.ndarray], np.ndarray]] = {
+    nn.Tanh: np.tanh,
+    nn.ReLU: lambda x: np.maximum(x, 0.0),
+}
+PROBES = 256
+TOLERANCE = 1e-6
+
+
+class NumpyActor:
+    """Observation -> proposal distribution, as ``AgentPolicy.probabilities_batch`` computes it.
+
+    Args:
+        agent: the loaded policy (weights, normalisation, masking, determinism).
+        layers: (weight, bias, activation) of each hidden layer, then the action layer.
+    """
+
+    def __init__(
+        self,
+        agent: AgentPolicy,
+        layers: list[tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray] | None]],
+    ) -> None:
+        self.agent = agent
+        self.layers = layers
+
+    @classmethod
+    def from_agent(cls, agent: AgentPolicy) -> "NumpyActor | None":
+        """The numpy actor of a plain-MLP SB3 policy (``None`` for anything else)."""
+        policy = agent.model.policy
+        extractor = getattr(policy, "pi_features_extractor", None)
+        if type(extractor).__name__ != "FlattenExtractor":
+            return None
+        modules = [*policy.mlp_extractor.policy_net, policy.action_net]
+        layers: list[tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray] | None]] = []
+        for module in modules:
+            if isinstance(module, nn.Linear):
+                weight = module.weight.detach().numpy().astype(np.float32).T.copy()
+                bias = module.bias.detach().numpy().astype(np.float32).copy()
+                layers.append((weight, bias, None))
+            elif type(module) in ACTIVATIONS and layers and layers[-1][2] is None:
+                weight, bias, _ = layers[-1]
+                layers[-1] = (weight, bias, ACTIVATIONS[type(module)])
+            else:
+                return None
+        return cls(agent, layers)
+
+    def probabilities_batch(
+        self, observations: np.ndarray, masks: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Proposal distributions for a batch of encoded observations."""
+        x = self.agent.normalize(np.atleast_2d(observations))
+        for weight, bias, activation in self.layers:
+            x = x @ weight + bias
+            if activation is not None:
+                x = activation(x)
+        logits = x.astype(np.float32)
+        if self.agent.masked and masks is not None:
+            logits = np.where(np.atleast_2d(masks).astype(bool), logits, np.float32(-1e8))
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs = (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float64)
+        if self.agent.deterministic:
+            hard = np.zeros_like(probs)
+            hard[np.arange(len(probs)), probs.argmax(axis=1)] = 1.0
+            return hard
+        return probs
+
+
+def probe_inputs(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded observations in [-1, 1] and shield-like masks (wait and escalate allowed)."""
+    rng = np.random.default_rng(seed)
+    observations = rng.uniform(-1.0, 1.0, (PROBES, size)).astype(np.float32)
+    masks = rng.random((PROBES, N_ACTIONS)) < 0.6
+    masks[:, [int(Action.WAIT), int(Action.ESCALATE)]] = True
+    return observations, masks
+
+
+def policy_forward(agent: AgentPolicy, observation_size: int) -> tuple[Forward, str]:
+    """The fastest forward that matches ``agent.probabilities_batch``, and its name."""
+    actor = NumpyActor.from_agent(agent)
+    if actor is None:
+        log.info("policy is not a plain MLP: serving with the torch forward")
+        return agent.probabilities_batch, "torch"
+    observations, masks = probe_inputs(observation_size)
+    reference = agent.probabilities_batch(observations, masks)
+    fast = actor.probabilities_batch(observations, masks)
+    worst = float(np.max(np.abs(reference - fast)))
+    if not worst <= TOLERANCE:
+        log.warning(
+            "numpy forward differs by %.2g on probes: serving with the torch forward", worst
+        )
+        return agent.probabilities_batch, "torch"
+    return actor.probabilities_batch, "numpy"

@@ -1,0 +1,92 @@
+"""Request body size limit: a pure ASGI middleware answering 413 before the app reads it."""
+
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+def _too_large(limit: int, size: int | None) -> bytes:
+    got = f"{size} bytes" if size is not None else "more"
+    return json.dumps(
+        {"message": f"request body: {got} exceeds the limit of {limit} bytes", "detail": None}
+    ).encode()
+
+
+class BodySizeLimit:
+    """Refuse bodies over ``limit`` bytes with 413 (declared length or streamed chunks).
+
+    Args:
+        app: the wrapped ASGI app.
+        limit: the largest body accepted, in bytes.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared: int | None = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = None
+                break
+        if declared is not None:
+            if declared > self.limit:
+                await self._refuse(send, declared)
+                return
+            await self.app(scope, receive, send)
+            return
+        # no declared length (chunked): read it all, up to the limit, then replay it
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message], receive), send)
+                return
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.limit:
+                await self._refuse(send, None)
+                return
+            chunks.append(body)
+            more = bool(message.get("more_body", False))
+        replay: list[Message] = [
+            {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        ]
+        await self.app(scope, _replay(replay, receive), send)
+
+    async def _refuse(self, send: Send, size: int | None) -> None:
+        body = _too_large(self.limit, size)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _replay(messages: list[Message], receive: Receive | None = None) -> Receive:
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        if receive is not None:
+            return await receive()
+        return {"type": "http.disconnect"}
+
+    return replay

@@ -1,0 +1,1 @@
+"""HTTP routes, one module per resource: decisions (and outcomes), policy, health."""

@@ -1,0 +1,68 @@
+"""What the server loads at start and holds while it runs (built in the app's lifespan)."""
+
+import logging
+from dataclasses import dataclass, field
+
+from agent.server.audit import AuditLog
+from agent.server.batching import ForwardBatcher
+from agent.server.decide import Decider
+from agent.server.metrics import ServerMetrics
+from agent.server.policy_store import PolicyStore, load_policy
+from agent.server.settings import ServerSettings
+from agent.server.state import ServiceStates
+from envs.shield import Shield
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """The loaded policy, shield, per-service states, audit trail and metrics."""
+
+    settings: ServerSettings
+    store: PolicyStore
+    decider: Decider
+    states: ServiceStates
+    audit: AuditLog
+    metrics: ServerMetrics
+    batcher: ForwardBatcher = field(default_factory=ForwardBatcher)
+
+    @property
+    def shield(self) -> Shield:
+        """The execution shield."""
+        return self.decider.shield
+
+
+def open_runtime(settings: ServerSettings, metrics: ServerMetrics) -> Runtime:
+    """Load the policy (hash-checked) and the shield, open the audit trail.
+
+    Raises:
+        ConfigError: the policy was refused.
+    """
+    policy = load_policy(
+        settings.policy_path, settings.slo, settings.epsilon, settings.deterministic
+    )
+    store = PolicyStore(
+        policy, settings.slo, settings.epsilon, settings.deterministic, settings.reload_dir
+    )
+    store.on_reload = lambda new: metrics.set_policy(new.version)
+    shield = Shield(settings.shield, settings.slo, enabled=True)
+    audit = AuditLog(settings.db_url, settings.sqlite_synchronous, settings.write_batch)
+    audit.on_batch = metrics.observe_batch
+    audit.open()
+    metrics.set_policy(policy.version)
+    log.info(
+        "serving policy %s (%s) with %s; audit trail %s",
+        policy.version,
+        policy.path,
+        shield.version,
+        audit.engine.url.render_as_string(hide_password=True),
+    )
+    return Runtime(
+        settings=settings,
+        store=store,
+        decider=Decider(shield, settings.seed),
+        states=ServiceStates(settings.slo, settings.max_services),
+        audit=audit,
+        metrics=metrics,
+    )

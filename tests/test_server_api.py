@@ -1,0 +1,378 @@
+"""The agent server's HTTP contract, against a real uvicorn on 127.0.0.1 and a SQLite file."""
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from test_server_harness import (
+    ADMIN_AUTH,
+    AUTH,
+    ThreadedServer,
+    copy_run,
+    decision_body,
+    dumps_loose,
+    iter_chunks,
+    raw_post,
+    settings_for,
+    sqlite_url,
+    stored_rows,
+    trained_policy,
+)
+
+from agent.server.schemas import EXAMPLE_PORTFOLIO
+from envs.shield import LABEL_HEALTH, MODEL_CHANGES
+from simulators.actions import ACTION_NAMES
+
+EPSILON = 0.05
+
+
+@pytest.fixture(scope="module")
+def policy_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return trained_policy(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def reload_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("reload")
+
+
+@pytest.fixture(scope="module")
+def db_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("audit") / "audit.db"
+
+
+@pytest.fixture(scope="module")
+def server(policy_path: Path, db_path: Path, reload_dir: Path) -> Iterator[ThreadedServer]:
+    settings = settings_for(policy_path, db_path, epsilon=EPSILON, reload_dir=reload_dir, seed=7)
+    with ThreadedServer(settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server: ThreadedServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=30) as http:
+        yield http
+
+
+def decide(client: httpx.Client, service_id: str, **changes: Any) -> dict[str, Any]:
+    response = client.post(
+        "/v1/decisions?observation=true",
+        json=decision_body(service_id, {**EXAMPLE_PORTFOLIO, **changes}),
+    )
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+# -- decisions ---------------------------------------------------------------------------
+def test_decision_answer_is_complete_and_stored(client: httpx.Client, db_path: Path) -> None:
+    answer = decide(client, "api-complete")
+    assert answer["action"] in ACTION_NAMES and answer["proposed_action"] in ACTION_NAMES
+    assert answer["step"] == 0 and len(answer["decision_id"]) == 32
+    proposal, executed = answer["probabilities"]["proposal"], answer["probabilities"]["executed"]
+    assert list(proposal) == list(ACTION_NAMES) == list(executed)
+    assert sum(proposal.values()) == pytest.approx(1.0) and sum(executed.values()) == pytest.approx(
+        1.0
+    )
+    assert answer["propensity"] == pytest.approx(executed[answer["action"]])
+    policy = client.get("/v1/policy").json()
+    assert answer["policy_version"] == policy["version"] == policy["sha256"][:12]
+    assert answer["shield_version"] == policy["shield_version"]
+    assert answer["vetoed"] == (answer["action"] != answer["proposed_action"])
+    (row,) = [r for r in stored_rows(db_path) if r["decision_id"] == answer["decision_id"]]
+    assert row["service_id"] == "api-complete" and row["step"] == 0
+    assert ACTION_NAMES[row["executed_action"]] == answer["action"]
+    assert row["propensity"] == pytest.approx(answer["propensity"])
+    assert row["observation"] == pytest.approx(answer["observation"])
+    assert row["portfolio"]["labels_recent"] == EXAMPLE_PORTFOLIO["labels_recent"]
+    assert row["reward"] is None and row["policy_version"] == answer["policy_version"]
+    assert row["extra"]["rng_seed"] == 7
+
+
+def test_observation_is_in_the_answer_only_when_asked(client: httpx.Client) -> None:
+    body = decision_body("api-observation", EXAMPLE_PORTFOLIO)
+    assert "observation" not in client.post("/v1/decisions", json=body).json()
+    assert len(client.post("/v1/decisions?observation=1", json=body).json()["observation"]) == 67
+    wrong = client.post("/v1/decisions?observation=maybe", json=body)
+    assert wrong.status_code == 422 and wrong.json()["message"].startswith("query.observation")
+
+
+def test_sqlite_audit_trail_runs_in_wal_mode(client: httpx.Client, db_path: Path) -> None:
+    decide(client, "api-wal")
+    engine = sa.create_engine(sqlite_url(db_path))
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
+    engine.dispose()
+
+
+def test_exploration_floor_keeps_every_allowed_action_possible(client: httpx.Client) -> None:
+    answer = decide(client, "api-floor")
+    allowed = answer["allowed_actions"]
+    for action in allowed:
+        assert answer["probabilities"]["proposal"][action] >= EPSILON / len(allowed) - 1e-12
+        assert answer["probabilities"]["executed"][action] > 0.0
+    for action in set(ACTION_NAMES) - set(allowed):
+        assert answer["probabilities"]["executed"][action] == 0.0
+
+
+def test_history_and_last_action_are_kept_per_service(client: httpx.Client) -> None:
+    n = len(ACTION_NAMES)
+    first_a = decide(client, "api-hist-a")
+    first_b = decide(client, "api-hist-b", estimated_accuracy=0.5)
+    second_a = decide(client, "api-hist-a", estimated_accuracy=0.7)
+    assert (first_a["step"], first_b["step"], second_a["step"]) == (0, 0, 1)
+    assert first_a["observation"][-n:] == [0.0] * n  # no action before the first portfolio
+    last = second_a["observation"][-n:]
+    assert last.index(1.0) == ACTION_NAMES.index(first_a["action"])
+    # the first history lag of service a holds a's previous portfolio, not b's
+    assert second_a["observation"][29:37] == pytest.approx(first_a["observation"][29:37])
+
+
+def test_vetoed_proposal_returns_fallback_with_reasons(client: httpx.Client) -> None:
+    vetoed = []
+    for i in range(30):
+        answer = decide(client, f"api-veto-{i}", change_in_flight=True)
+        assert set(answer["allowed_actions"]) == {"wait", "escalate"}
+        if answer["vetoed"]:
+            vetoed.append(answer)
+    assert vetoed, "no model change was proposed in 30 draws"
+    for answer in vetoed:
+        assert ACTION_NAMES.index(answer["proposed_action"]) in [int(a) for a in MODEL_CHANGES]
+        assert answer["action"] == "wait"
+        assert any("in flight" in reason for reason in answer["veto_reasons"])
+        executed = answer["probabilities"]["executed"]
+        assert executed["wait"] + executed["escalate"] == pytest.approx(1.0)
+
+
+def test_label_health_veto_falls_back_to_escalate(client: httpx.Client) -> None:
+    vetoed = []
+    for i in range(30):
+        answer = decide(client, f"api-labels-{i}", label_arrival_ratio=0.1)
+        if answer["vetoed"] and answer["proposed_action"] in ("retrain", "recalibrate"):
+            vetoed.append(answer)
+    assert vetoed
+    for answer in vetoed:
+        assert answer["action"] == "escalate"
+        assert any(reason.startswith(LABEL_HEALTH) for reason in answer["veto_reasons"])
+
+
+# -- outcomes ---------------------------------------------------------------------------
+def test_outcome_is_joined_to_its_decision(client: httpx.Client, db_path: Path) -> None:
+    answer = decide(client, "api-outcome")
+    path = f"/v1/decisions/{answer['decision_id']}/outcome"
+    created = client.post(path, json={"reward": 42.5, "details": {"source": "billing"}})
+    assert created.status_code == 201, created.text
+    assert created.json()["created"] is True
+    retried = client.post(path, json={"reward": 42.5})
+    assert retried.status_code == 200 and retried.json()["created"] is False
+    assert retried.json()["outcome_id"] == created.json()["outcome_id"]
+    conflict = client.post(path, json={"reward": -1.0})
+    assert conflict.status_code == 409 and "decision_id" in conflict.json()["message"]
+    (outcome,) = [
+        r for r in stored_rows(db_path, "outcomes") if r["decision_id"] == answer["decision_id"]
+    ]
+    assert outcome["reward"] == 42.5 and outcome["details"] == {"source": "billing"}
+    (decision,) = [r for r in stored_rows(db_path) if r["decision_id"] == answer["decision_id"]]
+    assert decision["reward"] == 42.5
+
+
+def test_outcome_for_unknown_or_malformed_decision(
+    client: httpx.Client, server: ThreadedServer
+) -> None:
+    missing = client.post(f"/v1/decisions/{'0' * 32}/outcome", json={"reward": 1.0})
+    assert missing.status_code == 404 and "decision_id" in missing.json()["message"]
+    malformed = client.post("/v1/decisions/not-an-id/outcome", json={"reward": 1.0})
+    assert malformed.status_code == 422 and "decision_id" in malformed.json()["message"]
+    nan = raw_post(
+        server.url,
+        f"/v1/decisions/{'0' * 32}/outcome",
+        b'{"reward": NaN}',
+    )
+    assert nan.status_code == 422 and "reward" in nan.json()["message"]
+
+
+# -- bad input: 4xx naming the field, never 5xx -------------------------------------------
+def _with(**changes: Any) -> dict[str, Any]:
+    return decision_body("api-bad", {**EXAMPLE_PORTFOLIO, **changes})
+
+
+def _without(field: str) -> dict[str, Any]:
+    portfolio = {k: v for k, v in EXAMPLE_PORTFOLIO.items() if k != field}
+    return decision_body("api-bad", portfolio)
+
+
+BAD_BODIES: dict[str, tuple[bytes, str]] = {
+    "missing field": (dumps_loose(_without("latency_p99_ms")), "portfolio.latency_p99_ms"),
+    "missing nullable field": (dumps_loose(_without("ece_recent")), "portfolio.ece_recent"),
+    "wrong type": (dumps_loose(_with(labels_recent="many")), "portfolio.labels_recent"),
+    "float for int": (dumps_loose(_with(labels_in_window=12.5)), "portfolio.labels_in_window"),
+    "number for bool": (dumps_loose(_with(human_hold=1)), "portfolio.human_hold"),
+    "NaN": (dumps_loose(_with(input_drift_psi=float("nan"))), "portfolio.input_drift_psi"),
+    "NaN where null is allowed": (
+        dumps_loose(_with(accuracy_recent=float("nan"))),
+        "portfolio.accuracy_recent",
+    ),
+    "Infinity": (dumps_loose(_with(spend_period=float("inf"))), "portfolio.spend_period"),
+    "-Infinity": (
+        dumps_loose(_with(label_balance_gap=float("-inf"))),
+        "portfolio.label_balance_gap",
+    ),
+    "huge number": (
+        b'{"service_id": "x", "timestamp": "2025-01-01T00:00:00Z",'
+        b' "portfolio": {"time_days": 1e999}}',
+        "portfolio.time_days",
+    ),
+    "above range": (dumps_loose(_with(accuracy_recent=1.5)), "portfolio.accuracy_recent"),
+    "below range": (dumps_loose(_with(requests_per_day=-3.0)), "portfolio.requests_per_day"),
+    "zero budget": (dumps_loose(_with(latency_budget_ms=0.0)), "portfolio.latency_budget_ms"),
+    "null not allowed": (dumps_loose(_with(latency_p99_ms=None)), "portfolio.latency_p99_ms"),
+    "unknown family": (
+        dumps_loose(_with(live_families="linear+quantum")),
+        "portfolio.live_families",
+    ),
+    "malformed families": (
+        dumps_loose(_with(previous_families="Linear Model")),
+        "portfolio.previous_families",
+    ),
+    "extra field": (dumps_loose(_with(gpu_temperature=80.0)), "portfolio.gpu_temperature"),
+    "naive timestamp": (dumps_loose({**_with(), "timestamp": "2025-03-01T06:00:00"}), "timestamp"),
+    "bad timestamp": (dumps_loose({**_with(), "timestamp": "yesterday"}), "timestamp"),
+    "bad service id": (dumps_loose({**_with(), "service_id": "../../etc"}), "service_id"),
+    "empty service id": (dumps_loose({**_with(), "service_id": ""}), "service_id"),
+    "portfolio not an object": (dumps_loose({**_with(), "portfolio": [1, 2]}), "portfolio"),
+    "body not an object": (b"[1, 2, 3]", "body"),
+    "not JSON": (b"{'service_id': ", "body"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BODIES))
+def test_bad_bodies_get_422_naming_the_field(server: ThreadedServer, case: str) -> None:
+    body, field = BAD_BODIES[case]
+    response = raw_post(server.url, "/v1/decisions", body)
+    assert response.status_code == 422, response.text
+    message = response.json()["message"]
+    assert message.startswith(field) or f"; {field}" in message or field in message, message
+
+
+def test_oversized_bodies_get_413(server: ThreadedServer) -> None:
+    padding = {"service_id": "api-big", "timestamp": "2025-01-01T00:00:00Z", "pad": "x" * 70_000}
+    declared = raw_post(server.url, "/v1/decisions", dumps_loose(padding))
+    assert declared.status_code == 413 and "limit" in declared.json()["message"]
+    chunked = httpx.post(
+        f"{server.url}/v1/decisions",
+        content=iter_chunks(dumps_loose(padding), 8192),
+        headers={"content-type": "application/json", **AUTH},
+    )
+    assert chunked.status_code == 413
+
+
+def test_chunked_body_under_the_limit_is_served(server: ThreadedServer) -> None:
+    body = dumps_loose(decision_body("api-chunked", EXAMPLE_PORTFOLIO))
+    response = httpx.post(
+        f"{server.url}/v1/decisions",
+        content=iter_chunks(body, 256),
+        headers={"content-type": "application/json", **AUTH},
+    )
+    assert response.status_code == 200, response.text
+
+
+# -- auth ------------------------------------------------------------------------------------
+V1_ROUTES = [
+    ("POST", "/v1/decisions", decision_body("api-auth", EXAMPLE_PORTFOLIO)),
+    ("POST", f"/v1/decisions/{'a' * 32}/outcome", {"reward": 1.0}),
+    ("GET", "/v1/policy", None),
+    ("POST", "/v1/policy/reload", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), V1_ROUTES)
+@pytest.mark.parametrize("token", [None, "wrong-token-0123456789", "Basic abc"])
+def test_v1_routes_need_the_right_token(
+    server: ThreadedServer, method: str, path: str, body: Any, token: str | None
+) -> None:
+    headers = {}
+    if token is not None:
+        headers["Authorization"] = token if token.startswith("Basic") else f"Bearer {token}"
+    response = httpx.request(method, f"{server.url}{path}", json=body, headers=headers)
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_api_token_cannot_reload(server: ThreadedServer) -> None:
+    response = httpx.post(f"{server.url}/v1/policy/reload", headers=AUTH)
+    assert response.status_code == 401
+
+
+def test_health_metrics_and_docs_need_no_token(
+    server: ThreadedServer, client: httpx.Client
+) -> None:
+    decide(client, "api-metrics")
+    assert httpx.get(f"{server.url}/healthz").json()["status"] == "ok"
+    assert httpx.get(f"{server.url}/readyz").json()["status"] == "ok"
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert "steward_decisions_total{action=" in metrics
+    assert "steward_decision_seconds_bucket" in metrics and "steward_audit_batch_size" in metrics
+    assert httpx.get(f"{server.url}/docs").status_code == 200
+    schema = httpx.get(f"{server.url}/openapi.json").json()
+    portfolio = schema["components"]["schemas"]["Portfolio"]
+    assert set(portfolio["required"]) == set(EXAMPLE_PORTFOLIO)
+    assert "Unit: ms" in portfolio["properties"]["latency_p99_ms"]["description"]
+    assert portfolio["examples"][0] == EXAMPLE_PORTFOLIO
+    decide_route = schema["paths"]["/v1/decisions"]["post"]
+    body_schema = decide_route["requestBody"]["content"]["application/json"]["schema"]
+    assert body_schema == {"$ref": "#/components/schemas/DecisionRequest"}
+    assert decide_route["security"] == [{"api_token": []}]
+    request_schema = schema["components"]["schemas"]["DecisionRequest"]
+    assert request_schema["examples"][0]["portfolio"] == EXAMPLE_PORTFOLIO
+
+
+# -- reload --------------------------------------------------------------------------------
+def test_reload_swaps_the_policy_and_decisions_record_it(
+    client: httpx.Client, server: ThreadedServer, policy_path: Path, reload_dir: Path, db_path: Path
+) -> None:
+    before = decide(client, "api-reload")
+    new_path = copy_run(policy_path, reload_dir / "run-b", rezip=True)
+    reloaded = httpx.post(
+        f"{server.url}/v1/policy/reload", json={"policy_path": str(new_path)}, headers=ADMIN_AUTH
+    )
+    assert reloaded.status_code == 200, reloaded.text
+    info = reloaded.json()
+    assert info["previous_version"] == before["policy_version"]
+    assert info["policy"]["version"] != before["policy_version"]
+    after = decide(client, "api-reload")
+    assert after["policy_version"] == info["policy"]["version"] and after["step"] == 1
+    versions = {r["decision_id"]: r["policy_version"] for r in stored_rows(db_path)}
+    assert versions[before["decision_id"]] == before["policy_version"]
+    assert versions[after["decision_id"]] == info["policy"]["version"]
+    assert client.get("/v1/policy").json()["path"] == str(new_path)
+    assert (
+        f'steward_policy_info{{version="{after["policy_version"]}"}} 1.0'
+        in httpx.get(f"{server.url}/metrics").text
+    )
+
+
+def test_reload_refuses_tampered_or_outside_files(
+    client: httpx.Client,
+    server: ThreadedServer,
+    policy_path: Path,
+    reload_dir: Path,
+    tmp_path: Path,
+) -> None:
+    current = client.get("/v1/policy").json()["version"]
+    tampered = copy_run(policy_path, reload_dir / "run-tampered", rezip=False)
+    with tampered.open("ab") as f:
+        f.write(b"\0")
+    refused = httpx.post(
+        f"{server.url}/v1/policy/reload", json={"policy_path": str(tampered)}, headers=ADMIN_AUTH
+    )
+    assert refused.status_code == 422 and "sha256" in refused.json()["message"]
+    outside = copy_run(policy_path, tmp_path / "run-outside", rezip=True)
+    refused = httpx.post(
+        f"{server.url}/v1/policy/reload", json={"policy_path": str(outside)}, headers=ADMIN_AUTH
+    )
+    assert refused.status_code == 422 and "reload folder" in refused.json()["message"]
+    assert client.get("/v1/policy").json()["version"] == current
+    assert decide(client, "api-after-refusal")["policy_version"] == current

@@ -1,0 +1,221 @@
+"""Shared parts of the agent server tests: a trained policy, real servers on 127.0.0.1.
+
+Not a test module of its own (it holds no tests): the ``test_server_*`` modules import
+it. Servers are real uvicorn servers, either in a thread of the test process (quick to
+start; the policy loads once per process) or as a ``python -m agent.server`` subprocess
+(for kill and restart tests). Audit trails are real SQLite files in tmp dirs.
+"""
+
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+import uvicorn
+
+from agent.decision_log import sql_tables
+from agent.server.app import create_app
+from agent.server.settings import ServerSettings
+from agent.training.artifacts import write_hashes
+from envs.lifecycle_env import load_shield_config
+from simulators.catalogue import load_slo
+from simulators.portfolio import ObservedPortfolio
+
+REPO = Path(__file__).resolve().parents[1]
+API_TOKEN = "test-api-token-0123456789"
+ADMIN_TOKEN = "test-admin-token-0123456789"
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+START_TIMEOUT_S = 180.0
+
+
+def trained_policy(base: Path) -> Path:
+    """A smoke-trained policy under ``base`` (trained once, then reused by every module)."""
+    run = base / "server-smoke-run"
+    if not (run / "policy.sha256").exists():
+        subprocess.run(
+            [sys.executable, "-m", "experiments.train", "experiment=smoke", f"hydra.run.dir={run}"],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+    return run / "policy.zip"
+
+
+def copy_run(policy_path: Path, target: Path, rezip: bool) -> Path:
+    """Copy a run dir; ``rezip`` rewrites ``policy.zip`` (same model, new sha256) and rehashes."""
+    shutil.copytree(policy_path.parent, target)
+    if rezip:
+        source, rewritten = target / "policy.zip", target / "policy.rezipped"
+        with (
+            zipfile.ZipFile(source) as zin,
+            zipfile.ZipFile(rewritten, "w", zipfile.ZIP_STORED) as zout,
+        ):
+            for item in zin.infolist():
+                zout.writestr(item.filename, zin.read(item.filename))
+        rewritten.replace(source)
+        write_hashes(target)
+    return target / "policy.zip"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def sqlite_url(path: Path) -> str:
+    """SQLAlchemy URL of a SQLite file."""
+    return f"sqlite:///{path}"
+
+
+def settings_for(policy_path: Path, db_path: Path, **overrides: Any) -> ServerSettings:
+    """Server settings for tests: the real SLO and shield configs, test tokens, a SQLite file."""
+    values: dict[str, Any] = {
+        "policy_path": policy_path,
+        "db_url": sqlite_url(db_path),
+        "slo": load_slo(),
+        "shield": load_shield_config(),
+        "api_token": API_TOKEN,
+        "admin_token": ADMIN_TOKEN,
+        **overrides,
+    }
+    return ServerSettings(**values)
+
+
+class ThreadedServer:
+    """A real uvicorn server for ``settings`` in a thread of this process."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "ThreadedServer":
+        self.thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the threaded server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+class ServerProcess:
+    """``python -m agent.server`` as a subprocess (the real entry point)."""
+
+    def __init__(self, policy_path: Path, db_path: Path, run_dir: Path, *overrides: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.run_dir = run_dir
+        self.args = [
+            sys.executable,
+            "-m",
+            "agent.server",
+            f"policy_path={policy_path}",
+            f"port={self.port}",
+            f"db={sqlite_url(db_path)}",
+            f"hydra.run.dir={run_dir}",
+            *overrides,
+        ]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "ServerProcess":
+        """Start and wait until ``/readyz`` answers 200."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "STEWARD_API_TOKEN": API_TOKEN, "STEWARD_ADMIN_TOKEN": ADMIN_TOKEN}
+        log = (self.run_dir / "server.out").open("ab")
+        self.process = subprocess.Popen(self.args, cwd=REPO, env=env, stdout=log, stderr=log)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.output()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server not ready in time: {self.output()}")
+
+    def output(self) -> str:
+        """What the server printed."""
+        path = self.run_dir / "server.out"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` and wait for the process to end."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=60)
+
+
+def portfolio_json(portfolio: ObservedPortfolio) -> dict[str, Any]:
+    """A portfolio as the API takes it (missing values as null)."""
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+        for k, v in portfolio.to_dict().items()
+    }
+
+
+def decision_body(service_id: str, portfolio: dict[str, Any], day: int = 0) -> dict[str, Any]:
+    """A decision request."""
+    stamp = f"2025-03-{1 + day % 28:02d}T06:00:00+00:00"
+    return {"service_id": service_id, "timestamp": stamp, "portfolio": portfolio}
+
+
+def raw_post(
+    url: str, path: str, body: bytes, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    """POST raw bytes as JSON (for bodies ``json.dumps`` would refuse to write)."""
+    return httpx.post(
+        f"{url}{path}",
+        content=body,
+        headers={"content-type": "application/json", **AUTH, **(headers or {})},
+        timeout=30,
+    )
+
+
+def dumps_loose(value: Any) -> bytes:
+    """JSON with NaN and Infinity literals allowed (what a sloppy client might send)."""
+    return json.dumps(value, allow_nan=True).encode()
+
+
+def stored_rows(db_path: Path, table: str = "decisions") -> list[dict[str, Any]]:
+    """Every row of an audit table, as dicts."""
+    decisions, outcomes = sql_tables()
+    chosen = decisions if table == "decisions" else outcomes
+    engine = sa.create_engine(sqlite_url(db_path))
+    try:
+        with engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(chosen))]
+    finally:
+        engine.dispose()
+
+
+def iter_chunks(data: bytes, size: int) -> Iterator[bytes]:
+    """``data`` in chunks (a chunked request body with no declared length)."""
+    for start in range(0, len(data), size):
+        yield data[start : start + size]

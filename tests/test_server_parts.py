@@ -1,0 +1,126 @@
+"""Parts of the agent server with real inputs: the portfolio schema against FIELD_SPECS,
+the numpy forward against the torch policy, the exploration floor against EpsilonSoft,
+metric labels, settings checks."""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_server_harness import trained_policy
+
+from agent.policies.base import DecisionContext, EpsilonSoft
+from agent.policies.ppo import load_agent
+from agent.server.decide import draw, with_floor
+from agent.server.fast_forward import NumpyActor, policy_forward, probe_inputs
+from agent.server.metrics import reason_kind
+from agent.server.schemas import EXAMPLE_PORTFOLIO, Portfolio, check_against_specs
+from agent.server.settings import ServerSettings
+from agent.server.state import ServiceStates
+from envs.lifecycle_env import LifecycleEnv
+from simulators.costs import SloConfig
+from simulators.errors import ConfigError
+from simulators.portfolio import FIELD_SPECS, NAN_OK, ObservedPortfolio
+
+
+@pytest.fixture(scope="module")
+def policy_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return trained_policy(tmp_path_factory.getbasetemp())
+
+
+def test_portfolio_schema_matches_the_observed_portfolio_and_its_specs() -> None:
+    check_against_specs()
+    schema = Portfolio.model_json_schema()
+    assert set(schema["required"]) == {f.name for f in dataclasses.fields(ObservedPortfolio)}
+    for name, spec in FIELD_SPECS.items():
+        description = schema["properties"][name]["description"]
+        assert spec.description[1:] in description
+        if spec.unit not in ("bool", "families"):
+            assert f"Unit: {spec.unit}" in description and f"{spec.upper:g}]" in description
+        assert ("null" in description) == (name in NAN_OK)
+    assert Portfolio.model_validate(EXAMPLE_PORTFOLIO).to_observed().live_families == "linear"
+
+
+def test_null_becomes_nan_only_where_a_field_may_be_missing() -> None:
+    values = {**EXAMPLE_PORTFOLIO, **{name: None for name in NAN_OK}}
+    observed = Portfolio.model_validate(values).to_observed()
+    assert all(np.isnan(getattr(observed, name)) for name in NAN_OK)
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_numpy_forward_equals_the_torch_policy(policy_path: Path, deterministic: bool) -> None:
+    agent = load_agent(policy_path, deterministic=deterministic)
+    forward, name = policy_forward(agent, 67)
+    assert name == "numpy"
+    env = LifecycleEnv(scenario="label_corruption")
+    observation, _ = env.reset(seed=4)
+    observations, masks = [observation], [env.action_masks()]
+    for day in range(10):
+        observation, *_ = env.step(day % 7)
+        observations.append(observation)
+        masks.append(env.action_masks())
+    batch, mask_batch = np.stack(observations), np.stack(masks)
+    np.testing.assert_allclose(
+        forward(batch, mask_batch), agent.probabilities_batch(batch, mask_batch), atol=1e-6
+    )
+    actor = NumpyActor.from_agent(agent)
+    assert actor is not None
+    probes, probe_masks = probe_inputs(67, seed=9)
+    np.testing.assert_allclose(
+        actor.probabilities_batch(probes, probe_masks),
+        agent.probabilities_batch(probes, probe_masks),
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.05, 0.5])
+def test_exploration_floor_is_epsilon_soft(policy_path: Path, epsilon: float) -> None:
+    agent = load_agent(policy_path)
+    env = LifecycleEnv(scenario="latency_pressure")
+    observation, _ = env.reset(seed=2)
+    context = DecisionContext(observation, env.report.observed, env.action_masks())
+    expected = EpsilonSoft(agent, epsilon).action_probabilities(context)
+    base = agent.probabilities_batch(observation, env.action_masks())[0]
+    np.testing.assert_allclose(with_floor(base, env.action_masks(), epsilon), expected)
+
+
+def test_draw_never_picks_an_action_without_mass() -> None:
+    probabilities = np.array([0.0, 0.5, 0.0, 0.0, 0.5, 0.0, 0.0])
+    rng = np.random.default_rng(0)
+    drawn = {draw(probabilities, float(u)) for u in rng.random(2000)}
+    assert drawn == {1, 4}
+    assert draw(probabilities, 0.0) == 1 and draw(probabilities, 0.999999) == 4
+
+
+@pytest.mark.parametrize(
+    ("reason", "kind"),
+    [
+        ("rate limit: last change 1.0 days ago (< 2.0)", "rate limit"),
+        ("label health: labels arrive at 0.10 of the expected rate", "label health"),
+        ("too few labels in the window (12 < 300)", "too few labels in the window"),
+        ("no simpler model family", "no simpler model family"),
+        ("", "other"),
+    ],
+)
+def test_veto_reason_labels_drop_the_numbers(reason: str, kind: str) -> None:
+    assert reason_kind(reason) == kind
+
+
+def test_service_states_drop_the_least_recently_used() -> None:
+    states = ServiceStates(SloConfig(), capacity=2)
+    first = states.get("a")
+    states.get("b")
+    assert states.get("a") is first  # a is now the most recently used
+    states.get("c")
+    assert len(states) == 2 and states.get("a") is first  # b was dropped, not a
+    assert not states.get("b").ready_for(4)  # b comes back empty: rebuilt from the audit trail
+
+
+def test_settings_refuse_short_tokens_and_bad_modes(tmp_path: Path) -> None:
+    path, url = tmp_path / "policy.zip", "sqlite:///x.db"
+    with pytest.raises(ConfigError, match="api_token"):
+        ServerSettings(path, url, api_token="short")
+    with pytest.raises(ConfigError, match="sqlite_synchronous"):
+        ServerSettings(path, url, sqlite_synchronous="SOMETIMES")
+    with pytest.raises(ConfigError, match="epsilon"):
+        ServerSettings(path, url, epsilon=1.5)
