@@ -78,6 +78,8 @@ def train(
         "scenario": scenario.name,
         "seed": seed,
         "agent": asdict(agent),
+        "slo": asdict(slo),  # the goals and the shield the policy was trained under
+        "shield": asdict(shield),
     }
 
     def save(folder: Path) -> str:
