@@ -10,7 +10,8 @@ def reward_components(report: EpochReport, slo: SloConfig, vetoed: bool) -> dict
     Terms: value of correct predictions; cost of errors and of critical errors (wrong
     positive calls confident enough for automation to act on unreviewed); compute
     (inference, training, canaries); pages; a penalty per epoch over the latency budget
-    and over the region-gap limit (true gap); a penalty for a vetoed proposal.
+    and over the region-gap limit (true gap); a penalty for a vetoed proposal; a cost per
+    deployment (each promotion or rollback puts a new version live).
     """
     truth = report.truth
     gap = truth.region_gap
@@ -25,4 +26,10 @@ def reward_components(report: EpochReport, slo: SloConfig, vetoed: bool) -> dict
         else 0.0,
         "region_gap": -slo.region_gap_penalty if gap == gap and gap > slo.region_gap_limit else 0.0,
         "veto": -slo.veto_penalty if vetoed else 0.0,
+        "deployments": -slo.change_cost * deployments(report.events),
     }
+
+
+def deployments(events: tuple[str, ...]) -> int:
+    """Versions that went live this epoch (promotions and rollbacks)."""
+    return sum(("promoted" in e) or ("live again" in e) for e in events)
