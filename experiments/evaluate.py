@@ -22,6 +22,7 @@ from agent.evaluation.harness import (
     run_parallel,
     stratify,
 )
+from agent.evaluation.matched_compute import matched_compute
 from agent.evaluation.results import add_normalized_scores, nan_to_none, policy_entry, verdicts
 from agent.reporting.evaluation_report import write_report
 from envs.shield import ShieldConfig
@@ -113,6 +114,14 @@ def main(cfg: DictConfig) -> None:
         timelines[scenario][task.policy] = rows
         if task.policy == "agent":
             incidents[scenario] = [{"seed": s.seed, **i} for s in summaries for i in s.incidents]
+    matched: dict[str, Any] = {}
+    if cfg.policy_path and cfg.matched_compute:
+        for w in worlds:
+            if w.scenario.stream == "replay":  # real data: agent vs periodic at equal compute
+                print(f"matched compute on {w.scenario.name} ...")
+                matched[w.scenario.name] = matched_compute(
+                    w, str(cfg.policy_path), eval_seeds, n_jobs=cfg.n_jobs
+                )
     summary: dict[str, Any] = {}
     for scenario, entries in results.items():
         add_normalized_scores(entries)
@@ -123,6 +132,7 @@ def main(cfg: DictConfig) -> None:
             "agent_vs_best_heuristic": summary,
             "tuned_baselines": tuned,
             "label_incidents_agent": incidents,
+            "matched_compute": matched,
             "settings": {
                 "policy_path": str(cfg.policy_path),
                 "episodes": cfg.episodes,

@@ -118,6 +118,7 @@ class EvaluateConfig:
     deterministic: bool = True
     history_len: int = 4
     n_jobs: int = 2
+    matched_compute: bool = True  # on replays: the agent vs periodic(N) at equal compute
 
 
 @dataclass
@@ -170,6 +171,8 @@ class OpeConfig:
     fqe_backup: str = "tree_backup"
     fqe_max_iter: int = 100
     fqe_learning_rate: float = 0.1
+    fqe_scale_by: str = "time_traffic"  # none, time, time_traffic
+    fqe_two_stage: bool = False
     seed: int = 0
     verdict: OpeVerdictConfig = field(default_factory=OpeVerdictConfig)
     validation: OpeValidationConfig = field(default_factory=OpeValidationConfig)

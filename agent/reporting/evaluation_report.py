@@ -175,6 +175,18 @@ def write_report(
                 incident_rows,
             ),
         ]
+    for scenario, m in payload.get("matched_compute", {}).items():
+        rows_m = [["agent", m["agent"]["mean_compute"], m["agent"]["mean_return"]]] + [
+            [f"periodic({p})", v["mean_compute"], v["mean_return"]]
+            for p, v in m["periodic"].items()
+        ]
+        margin = m["agent_minus_periodic_at_matched_compute"]
+        sections += [
+            f"<h2>{scenario}: the agent against periodic retraining at matched compute</h2>",
+            table(["policy", "compute $/episode", "return $/episode"], rows_m),
+            f"<p>agent - periodic at the agent's compute (interpolated per episode): "
+            f"{margin['mean']:+,.0f} $ [{margin['ci95'][0]:+,.0f}, {margin['ci95'][1]:+,.0f}]</p>",
+        ]
     sections.append("<h2>Timelines</h2>")
     for scenario, runs in timelines.items():
         sections.append(_timeline(scenario, runs))
