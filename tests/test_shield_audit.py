@@ -1,50 +1,53 @@
-"""The shield audit, small: no executed action breaks a rule; corrupted labels stay out.
+"""The safety audit, small: no executed action breaks a rule; corrupted labels stay out of fits.
 
-The full runs (100,000 steps, 20 corruption episodes) are ``python -m
+The full runs (100,000 steps, 40 corruption episodes) are ``python -m
 benchmarks.shield_audit``; these are the same code on a few thousand steps.
 """
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
-from benchmarks.shield_audit import (
+from agent.evaluation.episodes import evaluate_episode
+from agent.evaluation.safety_audit import (
     INCIDENT_RETRAIN_TARGET,
-    AuditResult,
-    CorruptionResult,
+    CorruptionAudit,
+    RandomPolicyAudit,
+    SafetyAudit,
     audit_label_corruption,
     audit_random_policy,
     delay_cdf,
     exact_delay_cdf,
-    format_label_corruption,
-    format_random_policy,
 )
+from agent.policies import make_heuristic
+from envs.lifecycle_env import LifecycleEnv
 from envs.shield import RULES
 from simulators.catalogue import load_scenario
 from simulators.labels import DelayConfig
 
 
 @pytest.fixture(scope="module")
-def random_policy_audit() -> AuditResult:
+def random_policy_audit() -> RandomPolicyAudit:
     return audit_random_policy(2_000, seed=1, progress=False)
 
 
 @pytest.fixture(scope="module")
-def corruption_audit() -> CorruptionResult:
-    return audit_label_corruption(4, seed=1, progress=False)
+def corruption_audit() -> CorruptionAudit:
+    return audit_label_corruption(6, seed=1, progress=False)
 
 
-def test_no_executed_action_breaks_a_rule(random_policy_audit: AuditResult) -> None:
+def test_no_executed_action_breaks_a_rule(random_policy_audit: RandomPolicyAudit) -> None:
     r = random_policy_audit
-    print(format_random_policy(r))
+    print(r.table())
     assert r.steps >= 2_000 and r.episodes >= 12, "every scenario ran at least once"
     assert r.executed_changes >= 200, "enough executed model changes to audit"
-    assert r.breaches == 0, r.breach_examples
+    assert r.unsafe_executed == 0 and r.breaches == 0, r.breach_examples
 
 
-def test_the_checker_sees_what_the_shield_vetoes(random_policy_audit: AuditResult) -> None:
-    """The checker is not vacuous: on proposals it fires with the shield's rules."""
+def test_the_checker_sees_what_the_shield_vetoes(random_policy_audit: RandomPolicyAudit) -> None:
+    """The checker is not vacuous: it fires with the shield's rules, exactly where exact."""
     r = random_policy_audit
     assert r.vetoed_proposals > 200
     for rule in ("human_hold", "rate_limit", "previous_version", "single_ensemble"):
@@ -53,11 +56,11 @@ def test_the_checker_sees_what_the_shield_vetoes(random_policy_audit: AuditResul
         assert counts["shield"] == counts["checker"] == 0, (rule, counts)
 
 
-def test_checker_and_shield_agree_on_every_rule(random_policy_audit: AuditResult) -> None:
+def test_checker_and_shield_agree_on_every_rule(random_policy_audit: RandomPolicyAudit) -> None:
     """Where the shield's rule and the world's state disagree, one of them is wrong.
 
     The rules read the observed portfolio; the checker recomputes from the world. They
-    should fire together (the checker's counts are exact or within its tolerance).
+    should fire together (estimated quantities may differ a little at the threshold).
     """
     disagreements = {
         rule.name: dict(r)
@@ -68,18 +71,48 @@ def test_checker_and_shield_agree_on_every_rule(random_policy_audit: AuditResult
     assert not disagreements
 
 
-def test_label_corruption_retrains_rarely_and_never_promotes_incident_labels(
-    corruption_audit: CorruptionResult,
+def test_label_corruption_stays_out_of_fits_and_promotions(
+    corruption_audit: CorruptionAudit,
 ) -> None:
+    """Issue 3 under always-retrain: what must hold once an incident's labels can be seen.
+
+    At the first decision after onset (a random time of day) few incident labels have
+    arrived and a fit uses only labels older than the label maturity, so a retrain there
+    fits on clean labels; it is reported, not asserted. After that decision no retrain
+    may execute while the incident runs, and no fit may use incident labels.
+    """
     (incident,) = load_scenario("label_corruption").incidents
     assert incident.kind == "corruption" and incident.share >= 0.3
     r = corruption_audit
-    summary = format_label_corruption(r)
-    print(summary)
-    assert r.incidents >= 3 and r.incident_epochs >= 4, summary
+    print(r.table())
+    assert r.incidents >= 4 and r.corrupted_labels > 0, "the incidents ran and corrupted labels"
+    assert r.first_epochs == r.incidents and r.later_epochs >= 3, "enough epochs to judge"
     assert r.retrains > 10 * r.episodes, "outside incidents, proposed retrains execute"
-    assert r.incident_models_promoted == 0, summary
-    assert r.incident_retrain_share < INCIDENT_RETRAIN_TARGET, summary
+    assert r.later_retrains <= INCIDENT_RETRAIN_TARGET * r.later_epochs
+    assert r.incident_retrains_on_incident_labels == 0
+    assert r.retrains_on_incident_labels == 0
+    assert r.incident_label_versions_promoted == 0
+
+
+def test_the_corruption_figures_can_fail_without_the_shield() -> None:
+    """Positive control: unshielded, the same audit sees retrains on incident labels."""
+    r = audit_label_corruption(1, seed=1, shield_enabled=False, progress=False)
+    assert r.incident_retrains_on_incident_labels > 0 and r.later_retrains > 0
+    assert r.incident_label_versions_promoted > 0
+
+
+def test_the_hook_api_the_harness_uses() -> None:
+    scenario = dataclasses.replace(load_scenario("sudden_drift"), horizon_days=15)
+    env = LifecycleEnv(scenario)
+    audit = SafetyAudit()
+    policy = make_heuristic("periodic", {"period_days": 3})
+    for seed in (0, 1):  # attaching again neither doubles the hook nor keeps old counts
+        summary, rows = evaluate_episode(env, policy, seed, True, audit)
+        assert env.world.execution_hooks.count(audit._on_execution) == 1
+        assert audit.checked == len(rows) == 15 and summary.unsafe_executed == 0
+        assert audit.violations() == 0 and not audit.broken
+    audit.detach()
+    assert not env.world.execution_hooks
 
 
 @pytest.mark.parametrize(

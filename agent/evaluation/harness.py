@@ -97,12 +97,17 @@ def run_task(task: Task) -> tuple[Task, list[EpisodeSummary], list[dict[str, Any
     summaries: list[EpisodeSummary] = []
     kept: list[dict[str, Any]] = []
     members: list[str | None] = list(task.members) or [None]
-    for member in members:
-        for seed in task.seeds:
-            summary, rows = evaluate_episode(env, policy, seed, task.deterministic, audit, member)
-            summaries.append(summary)
-            if task.keep_rows and not kept:
-                kept = rows
+    try:
+        for member in members:
+            for seed in task.seeds:
+                summary, rows = evaluate_episode(
+                    env, policy, seed, task.deterministic, audit, member
+                )
+                summaries.append(summary)
+                if task.keep_rows and not kept:
+                    kept = rows
+    finally:
+        audit.detach()  # the env outlives the task (one per worker): drop this task's hook
     return task, summaries, kept
 
 
