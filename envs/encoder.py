@@ -20,7 +20,7 @@ MAX_COMPLEXITY = 3.0
 
 
 def _num(x: float, default: float = 0.0) -> float:
-    return float(x) if isinstance(x, int | float) and math.isfinite(x) else default
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else default
 
 
 def _squash(x: float, scale: float) -> float:
@@ -91,9 +91,9 @@ class ObservationEncoder:
     def __init__(self, slo: SloConfig, history_len: int = 4) -> None:
         self.slo = slo
         self.history_len = history_len
-        self._history_index = [
-            [name for name, _ in CURRENT_FEATURES].index(h) for h in HISTORY_FEATURES
-        ]
+        self._history_index = np.array(
+            [[name for name, _ in CURRENT_FEATURES].index(h) for h in HISTORY_FEATURES]
+        )
         self.size = (
             len(CURRENT_FEATURES) + (history_len - 1) * len(HISTORY_FEATURES) + 2 * N_ACTIONS
         )
@@ -111,6 +111,10 @@ class ObservationEncoder:
 
     def current(self, p: ObservedPortfolio) -> np.ndarray:
         """The current-portfolio block."""
+        return np.asarray(self._current_values(p), dtype=np.float32)
+
+    def _current_values(self, p: ObservedPortfolio) -> tuple[float, ...]:
+        """The current-portfolio block, as Python floats."""
         reference = _num(p.accuracy_reference, 0.5)
         has_labels = p.labels_recent > 0 and math.isfinite(p.accuracy_recent)
         acc = _num(p.accuracy_recent, reference) if has_labels else reference
@@ -154,7 +158,7 @@ class ObservationEncoder:
             self._complexity(p.previous_family_tuple),
             math.tanh(growth),
         )
-        return np.asarray(values, dtype=np.float32)
+        return values
 
     def encode(
         self, p: ObservedPortfolio, mask: np.ndarray, last_action: int | None = None
@@ -168,18 +172,22 @@ class ObservationEncoder:
         """
         if last_action is not None:
             self._last_action = int(last_action)
-        current = self.current(p)
-        core = current[self._history_index]
-        past = list(self._past)
-        while len(past) < self.history_len - 1:
-            past.append(past[-1] if past else core)
-        history = (
-            np.concatenate(past[: self.history_len - 1]) if self.history_len > 1 else np.empty(0)
-        )
-        last = np.zeros(N_ACTIONS, dtype=np.float32)
+        out = np.empty(self.size, dtype=np.float32)  # a new array: callers may keep it
+        n_current = len(CURRENT_FEATURES)
+        out[:n_current] = self._current_values(p)
+        core = out[self._history_index]  # a copy, remembered below
+        # past cores, newest first; missing ones repeat the oldest (or this one)
+        width, start = len(HISTORY_FEATURES), n_current
+        for lag in range(self.history_len - 1):
+            if lag < len(self._past):
+                out[start : start + width] = self._past[lag]
+            else:
+                out[start : start + width] = self._past[-1] if self._past else core
+            start += width
+        out[start : start + N_ACTIONS] = mask
+        start += N_ACTIONS
+        out[start:] = 0.0
         if 0 <= self._last_action < N_ACTIONS:
-            last[self._last_action] = 1.0
+            out[start + self._last_action] = 1.0
         self._past.appendleft(core)
-        return np.concatenate(
-            [current, history.astype(np.float32), mask.astype(np.float32), last]
-        ).astype(np.float32)
+        return out

@@ -79,17 +79,23 @@ class Verdict(NamedTuple):
 
 
 # -- projections: what an action would do to latency and spend -------------------------
+# the members as plain module constants: looking an enum member up on its class costs
+# more than the comparison (these helpers run for several rules at every decision)
+_RETRAIN, _RECALIBRATE, _ENSEMBLE = Action.RETRAIN, Action.RECALIBRATE, Action.ENSEMBLE
+_SIMPLIFY, _ROLLBACK, _ESCALATE = Action.SIMPLIFY, Action.ROLLBACK, Action.ESCALATE
+
+
 def families_after(action: Action, p: ObservedPortfolio, slo: SloConfig) -> tuple[str, ...]:
     """Families served if ``action`` goes through."""
     live = p.live_family_tuple
-    if action == Action.ENSEMBLE:
+    if action == _ENSEMBLE:
         return live + p.previous_family_tuple
-    if action == Action.ROLLBACK:
+    if action == _ROLLBACK:
         return p.previous_family_tuple
-    if action == Action.SIMPLIFY:
+    if action == _SIMPLIFY:
         simpler = simpler_target(p, slo)
         return (simpler,) if simpler else live
-    if action == Action.RETRAIN:
+    if action == _RETRAIN:
         return live[:1]
     return live
 
@@ -99,6 +105,8 @@ def simpler_target(p: ObservedPortfolio, slo: SloConfig) -> str | None:
     live = p.live_family_tuple
     if not live:
         return None
+    if len(live) == 1:  # (an unknown family raises in simpler_family as in the key below)
+        return slo.simpler_family(live[0])
     most_complex = max(live, key=lambda f: slo.family(f).complexity)
     return slo.simpler_family(most_complex)
 
@@ -112,13 +120,13 @@ def projected_period_spend(
     run_rate = slo.inference_cost(families, p.requests_per_day) * days_left
     rows = min(int(p.labels_in_window), config.max_train_rows)
     one_off = 0.0
-    if action in (Action.RETRAIN, Action.SIMPLIFY):
+    if action in (_RETRAIN, _SIMPLIFY):
         one_off = slo.training_cost(families[0], rows) + slo.inference_cost(
             families, p.requests_per_day * slo.canary_days
         )
-    elif action == Action.RECALIBRATE:
+    elif action == _RECALIBRATE:
         one_off = slo.calibration_cost
-    elif action == Action.ESCALATE:
+    elif action == _ESCALATE:
         one_off = slo.page_cost
     return p.spend_period + one_off + run_rate
 
@@ -219,6 +227,9 @@ RULES: tuple[Rule, ...] = (
     Rule("simpler_family", (Action.SIMPLIFY,), _has_simpler),
 )
 RULE_NAMES = tuple(r.name for r in RULES)
+# every (rule, action) pair in evaluation order, with the action's mask index
+_CHECKS = tuple((rule, action, int(action)) for rule in RULES for action in rule.actions)
+_ALWAYS_ALLOWED_INDEX = tuple(int(a) for a in ALWAYS_ALLOWED)
 
 
 def _code_digest() -> str:
@@ -248,18 +259,18 @@ class Shield:
         reasons: dict[int, list[str]] = {}
         if not self.enabled:
             return ShieldDecision(mask, reasons)
-        for rule in RULES:
-            for action in rule.actions:
-                try:
-                    why = rule.check(action, portfolio, self.slo, self.config)
-                except Exception as err:
-                    why = f"{rule.name}: state not checkable ({type(err).__name__})"
-                if why:
-                    mask[action] = False
-                    reasons.setdefault(int(action), []).append(why)
-        for action in ALWAYS_ALLOWED:
-            mask[action] = True
-            reasons.pop(int(action), None)
+        slo, config = self.slo, self.config
+        for rule, action, index in _CHECKS:
+            try:
+                why = rule.check(action, portfolio, slo, config)
+            except Exception as err:
+                why = f"{rule.name}: state not checkable ({type(err).__name__})"
+            if why:
+                mask[index] = False
+                reasons.setdefault(index, []).append(why)
+        for index in _ALWAYS_ALLOWED_INDEX:
+            mask[index] = True
+            reasons.pop(index, None)
         return ShieldDecision(mask, reasons)
 
     def apply(self, proposed: int, decision: ShieldDecision, human_hold: bool) -> Verdict:

@@ -82,8 +82,8 @@ def main(cfg: DictConfig) -> None:
         run_parallel(tasks, cfg.n_jobs), total=len(tasks), desc="tune baselines"
     ):
         by_scenario[task.world.scenario.name].append((task, summaries))
-    for name, results in by_scenario.items():
-        tuned[name] = best_params(results)
+    for name, scored in by_scenario.items():
+        tuned[name] = best_params(scored)
     (out / "tuned_baselines.json").write_text(json.dumps(tuned, indent=2))
     # 2. every policy on the held-out seeds
     policies = [p for p in cfg.policies if p != "agent" or cfg.policy_path]

@@ -63,7 +63,7 @@ class SloConfig:
     cost_ceiling: float = 160.0  # $ of compute and pages per period
     period_days: float = 7.0
     veto_penalty: float = 25.0  # $ per proposal the shield vetoed
-    change_cost: float = 5.0  # $ per deployment (promotion, rollback): rollout, cache, re-validation
+    change_cost: float = 5.0  # $ per deployment (promotion, rollback): rollout, re-validation
     canary_days: float = 0.5  # shadow time before a candidate is promoted or rejected
     calibration_cost: float = 1.0  # $ per calibrator fit
     calibration_days: float = 0.1

@@ -168,7 +168,10 @@ class LabelPipeline:
         self.log = log
         self.delay = delay
         self.rng = rng
+        # rows waiting for their label, sorted by due time (ties: in the order queued), so
+        # the labels due by any time are a prefix, already in delivery order
         self.pending = np.empty(0, dtype=np.int64)
+        self._pending_due = np.empty(0)
         self.processed_until = -np.inf
         self.incidents: list[Incident] = []
 
@@ -179,19 +182,30 @@ class LabelPipeline:
 
     def schedule(self, rows: slice) -> None:
         """Queue freshly served rows for label delivery."""
-        idx = np.arange(rows.start, rows.stop, dtype=np.int64)
-        self.pending = np.concatenate([self.pending, idx[self.log.status[idx] == PENDING]])
+        waiting = self.log.status[rows] == PENDING
+        self._queue(np.flatnonzero(waiting) + rows.start)
+
+    def _queue(self, rows: np.ndarray) -> None:
+        """Add ``rows`` behind the pending ones, keeping the queue sorted by due time.
+
+        A stable sort of (queue, new rows) orders by due time and breaks ties by queueing
+        order: the order in which the labels are delivered.
+        """
+        due = np.concatenate([self._pending_due, self.log.t_arrive[rows]])
+        order = np.argsort(due, kind="stable")
+        self.pending = np.concatenate([self.pending, rows])[order]
+        self._pending_due = due[order]
 
     def advance(self, to_time: float) -> int:
         """Deliver every label due by ``to_time`` under the current incident state."""
         log = self.log
-        due_mask = log.t_arrive[self.pending] <= to_time
-        if not due_mask.any():
+        n_due = int(np.searchsorted(self._pending_due, to_time, side="right"))
+        if n_due == 0:
             self.processed_until = to_time
             return 0
-        due = self.pending[due_mask]
-        self.pending = self.pending[~due_mask]
-        due = due[np.argsort(log.t_arrive[due], kind="stable")]
+        due = self.pending[:n_due]  # in delivery order (by due time, then queueing order)
+        self.pending = self.pending[n_due:]
+        self._pending_due = self._pending_due[n_due:]
         for incident in self.active_incidents:
             if incident.config.kind == "outage":
                 log.status[due] = HELD
@@ -206,7 +220,7 @@ class LabelPipeline:
                 log.y_label[hit] = cfg.forced_class
             else:
                 log.y_label[hit] = 1 - log.y_label[hit]
-            log.corrupted[hit] = True
+            log.mark_corrupted(hit)
             incident.corrupted_rows.append(hit)
         log.record_arrivals(due)
         self.processed_until = to_time
@@ -241,6 +255,6 @@ class LabelPipeline:
             log.t_arrive[released] = now + self.rng.exponential(
                 incident.config.backlog_delay_days, released.shape[0]
             )
-            self.pending = np.concatenate([self.pending, released])
+            self._queue(released)
         if incident.config.kind == "corruption" and by_human and incident.corrupted_rows:
-            log.purged[np.concatenate(incident.corrupted_rows)] = True
+            log.purge(np.concatenate(incident.corrupted_rows))

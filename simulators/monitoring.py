@@ -1,19 +1,20 @@
 """Monitoring: the observed portfolio production would compute, and the truth beside it."""
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from simulators.labels import CDF_STEP_DAYS
 from simulators.portfolio import (
+    ECE_BINS,
     ObservedPortfolio,
     TruePortfolio,
     accuracy,
-    expected_calibration_error,
-    region_accuracies,
+    region_accuracies_of,
+    share,
 )
 from simulators.scoring import VersionOnChunk
-from simulators.served_log import ARRIVED
+from simulators.served_log import ServedLog
 
 if TYPE_CHECKING:
     from simulators.world import World
@@ -21,6 +22,133 @@ if TYPE_CHECKING:
 COVERAGE_DAYS = 14.0
 REGION_MIN_ROWS = 30
 ARRIVAL_LOOKBACK_DAYS = 60
+
+
+class ArrivedColumns(NamedTuple):
+    """What monitoring reads of a run of arrived labels, in arrival order."""
+
+    score: np.ndarray  # the live model's served score
+    label: np.ndarray  # int8, the label as it arrived
+    correct: np.ndarray  # the served call matches the label
+    has_shadow: np.ndarray  # a rollback target shadowed the row
+    previous_correct: np.ndarray  # has_shadow, and the shadow's call matches the label
+    ensemble_correct: np.ndarray  # has_shadow, and the live+shadow average's call matches
+    ece_bin: np.ndarray  # the served score's calibration bin
+    ece_label_key: np.ndarray  # 2 * ece_bin + label: positives per bin by counting
+    region: np.ndarray
+    lag_days: np.ndarray  # from serving to the label's arrival
+
+
+class ArrivedLabels:
+    """Per-arrival columns for monitoring, appended as labels arrive (arrival order).
+
+    A row's label, scores and arrival time never change once its label has arrived (a
+    corruption happens on arrival, a purge only flags the row), so each arrival is read
+    from the log once, and the arrivals since any time are a slice instead of a gather.
+    Positions match the log's ``arrival_rows``.
+
+    Args:
+        log: the served rows whose arrivals to follow.
+        capacity: initial number of arrivals.
+    """
+
+    def __init__(self, log: ServedLog, capacity: int = 16_384) -> None:
+        self.log = log
+        self.n = 0
+        flag, index = np.dtype(bool), np.dtype(np.int64)
+        dtypes = (np.float64, np.int8, flag, flag, flag, flag, index, index, np.int8, np.float64)
+        self._data = ArrivedColumns(*(np.empty(capacity, dtype=d) for d in dtypes))
+
+    def catch_up(self) -> None:
+        """Read the arrivals recorded in the log since the last call."""
+        start, stop = self.n, self.log.n_arrivals
+        if start == stop:
+            return
+        if stop > self._data.score.shape[0]:
+            self._grow(stop)
+        new = ArrivedColumns._make([column[start:stop] for column in self._data])
+        _read_arrivals(self.log, self.log.arrival_rows[start:stop], new)
+        self.n = stop
+
+    def _grow(self, needed: int) -> None:
+        size = max(needed, 2 * self._data.score.shape[0])
+        grown = []
+        for column in self._data:
+            bigger = np.empty(size, dtype=column.dtype)
+            bigger[: self.n] = column[: self.n]
+            grown.append(bigger)
+        self._data = ArrivedColumns(*grown)
+
+    def since(self, first: int) -> ArrivedColumns:
+        """Columns of the arrivals from position ``first`` on, purged labels left out."""
+        window = slice(first, self.n)
+        columns = ArrivedColumns._make([column[window] for column in self._data])
+        if self.log.n_purged == 0:  # nothing was ever purged: the slices are the answer
+            return columns
+        keep = ~self.log.purged[self.log.arrival_rows[window]]
+        return ArrivedColumns._make([column[keep] for column in columns])
+
+
+def _read_arrivals(log: ServedLog, rows: np.ndarray, out: ArrivedColumns) -> None:
+    """Write the monitoring columns of arrived ``rows`` into ``out`` (views of the store).
+
+    The arithmetic is the one a window of those rows would do, row by row.
+    """
+    score = np.take(log.score_live, rows, out=out.score)
+    label = np.take(log.y_label, rows, out=out.label)
+    np.equal(score >= 0.5, label, out=out.correct)
+    shadow = log.score_shadow[rows]
+    has_shadow = np.isfinite(shadow, out=out.has_shadow)
+    if has_shadow.any():
+        previous = np.equal(shadow >= 0.5, label, out=out.previous_correct)
+        np.logical_and(previous, has_shadow, out=previous)
+        ensemble = np.equal((score + shadow) / 2.0 >= 0.5, label, out=out.ensemble_correct)
+        np.logical_and(ensemble, has_shadow, out=ensemble)
+    else:  # no rollback target served them: nothing shadowed
+        out.previous_correct[:] = False
+        out.ensemble_correct[:] = False
+    ece_bin = np.minimum((score * ECE_BINS).astype(np.int64), ECE_BINS - 1, out=out.ece_bin)
+    np.add(2 * ece_bin, label, out=out.ece_label_key)
+    np.take(log.region, rows, out=out.region)
+    np.subtract(log.t_arrive[rows], log.t_serve[rows], out=out.lag_days)
+
+
+def _mean(values: np.ndarray) -> float:
+    """``np.mean`` of a non-empty float array (the same sum over the count, less overhead)."""
+    return float(np.add.reduce(values) / values.shape[0])
+
+
+def _balance_gap(labels: ArrivedColumns) -> float:
+    """Share of positive labels minus the mean served score (NaN without labels)."""
+    n = labels.score.shape[0]
+    if n == 0:
+        return float("nan")
+    return int(np.count_nonzero(labels.label)) / n - _mean(labels.score)
+
+
+def _shadow_accuracies(recent: ArrivedColumns) -> tuple[float, float]:
+    """Accuracy of the rollback target and of the ensemble, on the shadowed rows."""
+    n_shadowed = int(np.count_nonzero(recent.has_shadow))
+    if n_shadowed == 0:
+        return float("nan"), float("nan")
+    return (
+        int(np.count_nonzero(recent.previous_correct)) / n_shadowed,
+        int(np.count_nonzero(recent.ensemble_correct)) / n_shadowed,
+    )
+
+
+def _calibration_error(recent: ArrivedColumns) -> float:
+    """Expected calibration error of the served scores (NaN without labels).
+
+    Same as :func:`simulators.portfolio.expected_calibration_error`: the score sums per bin
+    accumulate in arrival order, and the label sums are counts (exact either way).
+    """
+    n = recent.score.shape[0]
+    if n == 0:
+        return float("nan")
+    score_sum = np.bincount(recent.ece_bin, weights=recent.score, minlength=ECE_BINS)
+    positives = np.bincount(recent.ece_label_key, minlength=2 * ECE_BINS)[1::2]
+    return float(np.sum(np.abs(score_sum - positives)) / n)
 
 
 class Monitor:
@@ -34,8 +162,10 @@ class Monitor:
     def __init__(self, world: "World", delay_cdf: np.ndarray) -> None:
         self.world = world
         self.delay_cdf = delay_cdf
-        self.served_days: list[int] = []
-        self.served_rows: list[int] = []
+        self.arrived = ArrivedLabels(world.log)
+        self.last_served_day: int | None = None
+        self._served_counts = np.empty(1024)  # rows served each day, in order
+        self._n_served_days = 0
         self.requests_per_day = 0.0
         self.latency_p99_ms = 0.0
         self.last_ensemble_accuracy = float("nan")
@@ -46,6 +176,7 @@ class Monitor:
         self._weights: dict[float, np.ndarray] = {}
         self._score_psi = 0.0
         self._estimated_accuracy = float("nan")
+        self._mid_day_truth: tuple[list[float], list[float]] | None = None
 
     # -- per served day -----------------------------------------------------------------
     def record_day(
@@ -65,8 +196,7 @@ class Monitor:
         self._churn = churn
         n_rows = view.rows[day_index]
         if n_rows > 0:
-            self.served_days.append(int(self.world.log.day[rows.start]))
-            self.served_rows.append(rows.stop - rows.start)
+            self._count_served_day(int(self.world.log.day[rows.start]), rows.stop - rows.start)
         per_row = volume / max(n_rows, 1.0)
         wrong, critical = view.wrong[day_index], view.critical[day_index]
         nan = float("nan")
@@ -92,13 +222,21 @@ class Monitor:
             "critical_requests": critical * per_row,
         }
 
+    def _count_served_day(self, day: int, n_rows: int) -> None:
+        if self._n_served_days == self._served_counts.shape[0]:
+            self._served_counts = np.concatenate([self._served_counts, self._served_counts])
+        self._served_counts[self._n_served_days] = n_rows
+        self._n_served_days += 1
+        self.last_served_day = day
+
     # -- observed -----------------------------------------------------------------------
     def _expected_arrivals_last_day(self, now: float) -> float:
         """Labels the delay SLA predicts for the last day, from the rows served each day."""
-        counts = np.asarray(self.served_rows[-ARRIVAL_LOOKBACK_DAYS:], dtype=np.float64)
-        if counts.size == 0:
+        n_days = self._n_served_days
+        if n_days == 0 or self.last_served_day is None:
             return 0.0
-        first_age = now - (self.served_days[-1] + 0.5)  # newest day's age at mid-day
+        counts = self._served_counts[max(n_days - ARRIVAL_LOOKBACK_DAYS, 0) : n_days]
+        first_age = now - (self.last_served_day + 0.5)  # newest day's age at mid-day
         return float(counts[::-1] @ self._arrival_weights(first_age)[: counts.size])
 
     def _arrival_weights(self, first_age: float) -> np.ndarray:
@@ -112,59 +250,69 @@ class Monitor:
             self._weights[key] = upper - lower
         return self._weights[key]
 
+    def _label_windows(self, now: float) -> tuple[ArrivedColumns, ArrivedColumns]:
+        """Labels arrived in the recent window and in the last day (not purged)."""
+        w = self.world
+        self.arrived.catch_up()
+        log = w.log
+        first_recent, first_last_day = np.searchsorted(
+            log.arrival_times[: log.n_arrivals],
+            (now - w.active.recent_days, now - 1.0),
+            side="right",
+        ).tolist()
+        return self.arrived.since(first_recent), self.arrived.since(first_last_day)
+
+    def _usable_label_counts(self, now: float) -> tuple[float, int]:
+        """Label coverage of the last ``COVERAGE_DAYS``, and usable labels in the window."""
+        w = self.world
+        log = w.log
+        first_cov, first_window = np.searchsorted(
+            log.t_serve[: log.n],
+            (now - COVERAGE_DAYS, now - w.active.window.default_days),
+            side="left",
+        ).tolist()
+        covered = log.count_usable(first_cov)
+        n_cov = log.n - first_cov
+        in_window = covered if first_window == first_cov else log.count_usable(first_window)
+        return (covered / n_cov if n_cov else 0.0), in_window
+
     def observe(self) -> ObservedPortfolio:
         """The portfolio at the current time, from what production could see."""
         w = self.world
-        log = w.log
         now = w.now
         live = w.registry.live
         previous = w.registry.previous
-        recent = log.arrived_since(now - w.active.recent_days)
-        last_day = log.arrived_since(now - 1.0)
-        served = log.score_live[recent]
-        labels = log.y_label[recent]
-        shadow = log.score_shadow[recent]
-        has_shadow = np.isfinite(shadow)
-        acc_previous = accuracy(shadow[has_shadow], labels[has_shadow])
-        acc_ensemble = accuracy((served[has_shadow] + shadow[has_shadow]) / 2.0, labels[has_shadow])
+        recent, last_day = self._label_windows(now)
+        n_recent = recent.score.shape[0]
+        acc_previous, acc_ensemble = _shadow_accuracies(recent)
         self.last_ensemble_accuracy = acc_ensemble
-        worst, gap = region_accuracies(
-            served, labels, log.region[recent], w.stream.n_regions, REGION_MIN_ROWS
+        worst, gap = region_accuracies_of(
+            recent.correct, recent.region, w.stream.n_regions, REGION_MIN_ROWS
         )
-        first_cov = log.first_row_served_at(now - COVERAGE_DAYS)
-        covered = (log.status[first_cov : log.n] == ARRIVED) & ~log.purged[first_cov : log.n]
-        first_window = log.first_row_served_at(now - w.active.window.default_days)
-        labels_in_window = int(
-            np.count_nonzero(
-                (log.status[first_window : log.n] == ARRIVED) & ~log.purged[first_window : log.n]
-            )
-        )
+        coverage, labels_in_window = self._usable_label_counts(now)
         expected = self._expected_arrivals_last_day(now)
+        n_last = last_day.score.shape[0]
         period = w.slo.period_days
         return ObservedPortfolio(
             time_days=now,
             requests_per_day=self.requests_per_day,
-            accuracy_recent=accuracy(served, labels),
-            labels_recent=int(recent.shape[0]),
+            accuracy_recent=share(recent.correct),
+            labels_recent=n_recent,
             accuracy_reference=float(live.metrics_at_promotion.get("holdout_accuracy", np.nan)),
             accuracy_previous_version=acc_previous,
             accuracy_ensemble=acc_ensemble,
             worst_region_accuracy=worst,
             region_gap=gap,
             estimated_accuracy=self._estimated_accuracy,
-            ece_recent=expected_calibration_error(served, labels),
+            ece_recent=_calibration_error(recent),
             input_drift_psi=self._input_psi,
             prediction_drift_psi=self._score_psi,
             prediction_churn=self._churn,
-            label_coverage=float(covered.mean()) if covered.size else 0.0,
-            label_lag_days=float(np.mean(log.t_arrive[last_day] - log.t_serve[last_day]))
-            if last_day.size
-            else float("nan"),
-            label_arrival_ratio=float(last_day.shape[0] / max(expected, 1.0)),
-            label_balance_gap=float(log.y_label[last_day].mean() - log.score_live[last_day].mean())
-            if last_day.size
-            else float("nan"),
-            labels_last_day=int(last_day.shape[0]),
+            label_coverage=coverage,
+            label_lag_days=_mean(last_day.lag_days) if n_last else float("nan"),
+            label_arrival_ratio=float(n_last / max(expected, 1.0)),
+            label_balance_gap=_balance_gap(last_day),
+            labels_last_day=n_last,
             labels_in_window=labels_in_window,
             latency_p99_ms=self.latency_p99_ms,
             latency_budget_ms=w.slo.latency_budget_ms,
@@ -182,21 +330,46 @@ class Monitor:
         )
 
     # -- truth --------------------------------------------------------------------------
+    def _stream_truth(self, t: float) -> tuple[float, float]:
+        """The stream's base rate and concept weight at time ``t`` (NaN: not known)."""
+        if self._mid_day_truth is None:
+            self._mid_day_truth = self._mid_day_table()
+        day = int(t + 0.5)
+        base_rates, concepts = self._mid_day_truth
+        if t == day - 0.5 and 0 <= day < len(base_rates):
+            return base_rates[day], concepts[day]
+        stream = self.world.stream
+        base_rate = (
+            float(stream.base_rate_at(np.array([t]))[0])
+            if hasattr(stream, "base_rate_at")
+            else float("nan")
+        )
+        return base_rate, stream.concept_at(t)
+
+    def _mid_day_table(self) -> tuple[list[float], list[float]]:
+        """Base rate and concept weight in the middle of each day before a decision.
+
+        The truth reads them at ``now - 0.5`` for every decision ``now`` = 0, 1, ...: one
+        vectorised evaluation per episode (elementwise the same arithmetic).
+        """
+        stream = self.world.stream
+        if not (hasattr(stream, "base_rate_at") and hasattr(stream, "concept_weights")):
+            return [], []
+        t = np.arange(self.world.active.horizon_days + 1) - 0.5
+        return stream.base_rate_at(t).tolist(), stream.concept_weights(t).tolist()
+
     def truth(self) -> TruePortfolio:
         """What really happened on the last served day."""
         w = self.world
         log = w.log
         now = w.now
         running = [i for i in w.pipeline.incidents if i.start < now and i.end > now - 1.0]
-        first_window = log.first_row_served_at(now - w.active.window.default_days)
-        usable = (log.status[first_window : log.n] == ARRIVED) & ~log.purged[first_window : log.n]
-        corrupted = int(np.count_nonzero(usable & log.corrupted[first_window : log.n]))
-        stream = w.stream
-        base_rate = (
-            float(stream.base_rate_at(np.array([now - 0.5]))[0])
-            if hasattr(stream, "base_rate_at")
-            else float("nan")
-        )
+        corrupted = 0
+        if log.n_corrupted:  # only an incident corrupts labels
+            first_window = log.first_row_served_at(now - w.active.window.default_days)
+            usable = log.usable[first_window : log.n]
+            corrupted = int(np.count_nonzero(usable & log.corrupted[first_window : log.n]))
+        base_rate, concept_weight = self._stream_truth(now - 0.5)
         d = self._truth_day
         return TruePortfolio(
             accuracy=d.get("accuracy", float("nan")),
@@ -211,7 +384,7 @@ class Monitor:
             label_incident=bool(running),
             label_incident_active=bool(w.pipeline.active_incidents),
             incident_kind="+".join(sorted({i.config.kind for i in running})),
-            concept_weight=stream.concept_at(now - 0.5),
+            concept_weight=concept_weight,
             base_rate=base_rate,
             corrupted_labels_usable=corrupted,
             previous_version_accuracy=d.get("previous_version_accuracy", float("nan")),

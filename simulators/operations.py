@@ -8,6 +8,7 @@ import simpy
 
 from simulators.actions import Action
 from simulators.models import DriftReference, ModelVersion
+from simulators.models.backend import calibrated_scores
 from simulators.models.version import fingerprint
 from simulators.portfolio import accuracy
 from simulators.streams import TrainingSet
@@ -169,10 +170,11 @@ class Operations:
         w = self.world
         name = action.name.lower()
         log = w.log
-        features = log.features[window.train_rows].copy()
-        labels = log.y_label[window.train_rows].copy()
-        holdout_features = log.features[window.holdout_rows].copy()
-        holdout_labels = log.y_label[window.holdout_rows].copy()
+        # indexing by row arrays copies: the job keeps its own rows
+        features = log.features[window.train_rows]
+        labels = log.y_label[window.train_rows]
+        holdout_features = log.features[window.holdout_rows]
+        holdout_labels = log.y_label[window.holdout_rows]
         incident_labels = int(log.corrupted[window.train_rows].sum())
         try:
             estimator = w.backend.fit(family, features, labels, seed=int(w.rng.integers(2**31)))
@@ -263,7 +265,7 @@ class Operations:
         yield w.env.timeout(w.slo.calibration_days)
         while w.hold:
             yield w.hold_released
-        calibrated = np.asarray(calibrator.predict(base_scores))
+        calibrated = calibrated_scores(calibrator, base_scores)
         incumbent = (
             base_scores
             if w.registry.live is base

@@ -7,9 +7,12 @@ env card are built from these specs.
 """
 
 from dataclasses import dataclass, fields
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
+
+ECE_BINS = 10  # equal-width bins of the expected calibration error
 
 
 class FieldSpec(NamedTuple):
@@ -65,16 +68,22 @@ class ObservedPortfolio:
     @property
     def live_family_tuple(self) -> tuple[str, ...]:
         """Families the live version serves with (``"a+b"`` for an ensemble)."""
-        return tuple(f for f in self.live_families.split("+") if f)
+        return _split_families(self.live_families)
 
     @property
     def previous_family_tuple(self) -> tuple[str, ...]:
         """Families of the rollback target (empty when there is none)."""
-        return tuple(f for f in self.previous_families.split("+") if f)
+        return _split_families(self.previous_families)
 
     def to_dict(self) -> dict[str, object]:
         """Plain dict of every field."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@lru_cache(maxsize=1024)  # few distinct values; the shield and encoder ask many times
+def _split_families(joined: str) -> tuple[str, ...]:
+    """``"a+b"`` as ``("a", "b")`` (``""`` as ``()``)."""
+    return tuple(f for f in joined.split("+") if f)
 
 
 NAN_OK = {
@@ -189,21 +198,40 @@ class TruePortfolio:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+def share(flags: np.ndarray) -> float:
+    """Share of True in a boolean array (NaN when empty).
+
+    A count over the size: exactly the float ``np.mean`` gives (the sum of zeros and
+    ones is exact), without converting the flags to floats first.
+    """
+    n = flags.shape[0]
+    return int(np.count_nonzero(flags)) / n if n else float("nan")
+
+
 def accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
     """Share of thresholded scores equal to the labels (NaN without rows)."""
-    if labels.shape[0] == 0:
-        return float("nan")
-    return float(np.mean((scores >= 0.5) == labels))
+    return share((scores >= 0.5) == labels)
+
+
+def ece_bins(scores: np.ndarray, bins: int = ECE_BINS) -> np.ndarray:
+    """Equal-width calibration bin of each score."""
+    return np.minimum((scores * bins).astype(np.int64), bins - 1)
 
 
 def expected_calibration_error(scores: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
     """ECE of P(y = 1) over equal-width bins (NaN without rows)."""
+    return binned_calibration_error(scores, labels, ece_bins(scores, bins), bins)
+
+
+def binned_calibration_error(
+    scores: np.ndarray, labels: np.ndarray, index: np.ndarray, bins: int = ECE_BINS
+) -> float:
+    """ECE of scores already put in their bins (``index``; NaN without rows)."""
     n = labels.shape[0]
     if n == 0:
         return float("nan")
-    index = np.minimum((scores * bins).astype(np.int64), bins - 1)
     score_sum = np.bincount(index, weights=scores, minlength=bins)
-    label_sum = np.bincount(index, weights=labels.astype(np.float64), minlength=bins)
+    label_sum = np.bincount(index, weights=labels, minlength=bins)  # exact: 0/1 weights
     return float(np.sum(np.abs(score_sum - label_sum)) / n)
 
 
@@ -211,13 +239,21 @@ def region_accuracies(
     scores: np.ndarray, labels: np.ndarray, region: np.ndarray, n_regions: int, min_rows: int
 ) -> tuple[float, float]:
     """Worst region's accuracy and the best-minus-worst gap (regions with enough rows)."""
-    if labels.shape[0] == 0:
+    return region_accuracies_of((scores >= 0.5) == labels, region, n_regions, min_rows)
+
+
+def region_accuracies_of(
+    correct: np.ndarray, region: np.ndarray, n_regions: int, min_rows: int
+) -> tuple[float, float]:
+    """:func:`region_accuracies` from each row's correctness (bool) and region."""
+    if correct.shape[0] == 0:
         return float("nan"), float("nan")
-    correct = ((scores >= 0.5) == labels).astype(np.float64)
-    count = np.bincount(region, minlength=n_regions)
-    hits = np.bincount(region, weights=correct, minlength=n_regions)
-    ok = count >= min_rows
-    if not ok.any():
-        return float(correct.mean()), 0.0
-    acc = hits[ok] / count[ok]
-    return float(acc.min()), float(acc.max() - acc.min())
+    if n_regions == 1:  # one region: its accuracy, and no gap
+        return share(correct), 0.0
+    count = np.bincount(region, minlength=n_regions).tolist()
+    hits = np.bincount(region, weights=correct, minlength=n_regions).tolist()  # exact: 0/1
+    acc = [h / c for h, c in zip(hits, count, strict=True) if c >= min_rows]
+    if not acc:
+        return share(correct), 0.0
+    worst = min(acc)
+    return worst, max(acc) - worst

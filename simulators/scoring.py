@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulators.models import ModelBackend, ModelVersion
+from simulators.models.backend import calibrated_scores
 from simulators.streams import Chunk
 
 ECE_BINS = 10
@@ -45,6 +46,13 @@ def _per_day_region(
     n_regions: int,
     min_rows: int,
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Per day: worst region's accuracy and the best-minus-worst gap (NaN: no region
+    has ``min_rows``)."""
+    if n_regions == 1:  # the one region's accuracy; the gap is 0 (NaN with too few rows)
+        count = np.bincount(day_index, minlength=n_days)
+        hits = np.bincount(day_index, weights=correct, minlength=n_days)
+        worst = np.where(count >= min_rows, hits / np.maximum(count, 1), np.nan)
+        return worst, worst - worst
     keys = day_index * n_regions + region
     count = np.bincount(keys, minlength=n_days * n_regions).reshape(n_days, n_regions)
     hits = np.bincount(keys, weights=correct, minlength=n_days * n_regions).reshape(
@@ -154,8 +162,8 @@ class ChunkScorer:
             if version.kind == "ensemble":  # members' cached scores, averaged
                 values = np.mean([self.scores(m, rest) for m in version.members], axis=0)
             elif version.kind == "calibrated":  # the calibrator over the base's cached scores
-                values = np.asarray(
-                    version.calibrator_.predict(self.scores(version.members[0], rest))
+                values = calibrated_scores(
+                    version.calibrator_, self.scores(version.members[0], rest)
                 )
             else:
                 values = self.backend.predict_proba(version, chunk.features[rest])

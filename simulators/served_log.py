@@ -12,7 +12,8 @@ class ServedLog:
     Traffic is written ahead in chunks (``n_generated`` rows); the first ``n`` rows have
     been served. Arrays grow by doubling. Each row keeps what production saw
     (features, served score, the arrived label) beside the truth (the true label, whether
-    an incident corrupted its label).
+    an incident corrupted its label). ``usable`` caches "arrived and not purged", the
+    test every label window applies.
 
     Args:
         n_features: width of the model input.
@@ -36,6 +37,9 @@ class ServedLog:
         self.status = np.empty(capacity, dtype=np.int8)
         self.corrupted = np.zeros(capacity, dtype=bool)
         self.purged = np.zeros(capacity, dtype=bool)
+        self.usable = np.zeros(capacity, dtype=bool)  # status == ARRIVED and not purged
+        self.n_corrupted = 0  # rows ever marked corrupted this episode
+        self.n_purged = 0  # rows ever purged this episode
         # arrivals in arrival order (for "labels that arrived in the last k days")
         self.arrival_rows = np.empty(capacity, dtype=np.int64)
         self.arrival_times = np.empty(capacity)
@@ -61,6 +65,7 @@ class ServedLog:
             "status",
             "corrupted",
             "purged",
+            "usable",
         ):
             old = getattr(self, name)
             grown = np.zeros((new, *old.shape[1:]), dtype=old.dtype)
@@ -72,6 +77,8 @@ class ServedLog:
         self.n = 0
         self.n_generated = 0
         self.n_arrivals = 0
+        self.n_corrupted = 0
+        self.n_purged = 0
 
     def add_traffic(
         self,
@@ -97,6 +104,7 @@ class ServedLog:
         self.status[rows] = np.where(np.isfinite(t_arrive), PENDING, LOST)
         self.corrupted[rows] = False
         self.purged[rows] = False
+        self.usable[rows] = False
         self.n_generated += k
         return first
 
@@ -121,9 +129,21 @@ class ServedLog:
             times_grown[: self.n_arrivals] = self.arrival_times[: self.n_arrivals]
             self.arrival_rows, self.arrival_times = rows_grown, times_grown
         self.status[rows] = ARRIVED
+        self.usable[rows] = True
         self.arrival_rows[self.n_arrivals : self.n_arrivals + k] = rows
         self.arrival_times[self.n_arrivals : self.n_arrivals + k] = self.t_arrive[rows]
         self.n_arrivals += k
+
+    def mark_corrupted(self, rows: np.ndarray) -> None:
+        """An incident corrupted the labels of ``rows`` (as they arrive)."""
+        self.corrupted[rows] = True
+        self.n_corrupted += int(rows.shape[0])
+
+    def purge(self, rows: np.ndarray) -> None:
+        """A human purged the labels of ``rows``: no window uses them any more."""
+        self.purged[rows] = True
+        self.usable[rows] = False
+        self.n_purged += int(rows.shape[0])
 
     def arrived_since(self, t_from: float) -> np.ndarray:
         """Rows whose label arrived after ``t_from`` and was not purged, in arrival order."""
@@ -138,6 +158,8 @@ class ServedLog:
 
     def usable_labels(self, first_row: int, last_row: int) -> np.ndarray:
         """Rows in ``[first_row, last_row)`` whose label arrived and was not purged."""
-        status = self.status[first_row:last_row]
-        ok = (status == ARRIVED) & ~self.purged[first_row:last_row]
-        return np.nonzero(ok)[0] + first_row
+        return np.nonzero(self.usable[first_row:last_row])[0] + first_row
+
+    def count_usable(self, first_row: int) -> int:
+        """Served rows from ``first_row`` on whose label arrived and was not purged."""
+        return int(np.count_nonzero(self.usable[first_row : self.n]))

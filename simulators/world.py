@@ -24,7 +24,7 @@ from simulators.labels import Incident, LabelPipeline
 from simulators.models import ModelBackend, Registry, SklearnBackend
 from simulators.monitoring import REGION_MIN_ROWS, Monitor
 from simulators.operations import Operations
-from simulators.portfolio import ObservedPortfolio, TruePortfolio
+from simulators.portfolio import ObservedPortfolio, TruePortfolio, share
 from simulators.scenario import ScenarioConfig
 from simulators.scoring import ChunkScorer
 from simulators.served_log import ServedLog
@@ -162,6 +162,8 @@ class World:
         self._events: list[str] = []
         self._last_served_version = -1
         self._chunk_first_day = 0
+        self._day_starts: list[int] = []  # first row of each day of the chunk, and its end
+        self._day_volumes: list[float] = []  # requests on each day of the chunk
         self._incident_resolved: dict[int, simpy.Event] = {}
         self.ops.fit_initial(self.stream.initial_training_set(self.rng))
         self.env.process(self._serve_traffic())
@@ -239,9 +241,13 @@ class World:
                 chunk.region,
                 chunk.t_serve_days + delays,
             )
-        start, stop = np.searchsorted(chunk.day, [day, day + 1])
-        return slice(int(start), int(stop)), float(
-            chunk.requests_per_day[day - self._chunk_first_day]
+            self._day_starts = np.searchsorted(
+                chunk.day, np.arange(day, day + CHUNK_DAYS + 1)
+            ).tolist()
+            self._day_volumes = chunk.requests_per_day.tolist()
+        index = day - self._chunk_first_day
+        return slice(self._day_starts[index], self._day_starts[index + 1]), float(
+            self._day_volumes[index]
         )
 
     def _serve_traffic(self) -> Generator[simpy.Event, Any, None]:
@@ -263,7 +269,7 @@ class World:
         churn = 0.0
         if self._last_served_version not in (-1, live.version_id) and scores.size:
             before = self.cache.scores(self.registry.versions[self._last_served_version], rows)
-            churn = float(np.mean((before >= 0.5) != (scores >= 0.5)))
+            churn = share((before >= 0.5) != (scores >= 0.5))
         self._last_served_version = live.version_id
         offset = self._chunk_offset
         served = slice(offset + rows.start, offset + rows.stop)

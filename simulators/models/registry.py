@@ -13,6 +13,7 @@ class Registry:
     def __init__(self) -> None:
         self.versions: dict[int, ModelVersion] = {}
         self.live_history: list[int] = []
+        self._previous: ModelVersion | None = None  # the rollback target, kept up to date
 
     def next_id(self) -> int:
         """The id the next registered version gets."""
@@ -27,7 +28,7 @@ class Registry:
         """Make ``version`` live."""
         version.promoted_day = day
         version.metrics_at_promotion = dict(metrics)
-        self.live_history.append(version.version_id)
+        self._go_live(version.version_id)
 
     @property
     def live(self) -> ModelVersion:
@@ -37,16 +38,22 @@ class Registry:
     @property
     def previous(self) -> ModelVersion | None:
         """The rollback target: the version live just before the current one."""
-        for version_id in reversed(self.live_history[:-1]):
-            if version_id != self.live_history[-1]:
-                return self.versions[version_id]
-        return None
+        return self._previous
+
+    def _go_live(self, version_id: int) -> None:
+        """Append to the live history and find the new rollback target."""
+        self.live_history.append(version_id)
+        self._previous = None
+        for earlier in reversed(self.live_history[:-1]):
+            if earlier != version_id:
+                self._previous = self.versions[earlier]
+                break
 
     def rollback(self, day: float) -> ModelVersion | None:
         """Redeploy the previous version; ``None`` if there is none."""
         target = self.previous
         if target is not None:
-            self.live_history.append(target.version_id)
+            self._go_live(target.version_id)
         return target
 
     def lineage(self) -> list[dict[str, object]]:

@@ -2,6 +2,7 @@
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -24,18 +25,22 @@ class DriftReference:
     def from_training(
         cls, features: np.ndarray, scores: np.ndarray, labels: np.ndarray
     ) -> "DriftReference":
-        """Bin edges at the training deciles, and the training data's share in each bin."""
+        """Bin edges at the training deciles, and the training data's share in each bin.
+
+        Each input (and the scores) is sorted once: deciles of sorted values are the same
+        order statistics (``np.quantile`` just partitions less), and bin counts become
+        edge look-ups.
+        """
         qs = np.linspace(0.0, 1.0, PSI_BINS + 1)[1:-1]
-        feature_edges = np.quantile(features, qs, axis=0).T
-        feature_shares = np.stack(
-            [_shares(features[:, j], feature_edges[j]) for j in range(features.shape[1])]
-        )
-        score_edges = np.quantile(scores, qs)
+        # one row per input, then the scores; each row ascending
+        table = np.sort(np.column_stack([features, scores]), axis=0).T
+        edges = np.quantile(table, qs, axis=1).T
+        shares = _sorted_shares(table, edges)
         return cls(
-            feature_edges,
-            feature_shares,
-            score_edges,
-            _shares(scores, score_edges),
+            edges[:-1],
+            shares[:-1],
+            np.ascontiguousarray(edges[-1]),
+            shares[-1],
             float(labels.mean()) if labels.size else 0.5,
         )
 
@@ -70,8 +75,25 @@ def _psi_rows(counts: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 def _shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Share of ``values`` in each bin (bin = how many edges are <= the value)."""
     counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=PSI_BINS)
     return np.asarray(counts / max(values.shape[0], 1), dtype=np.float64)
+
+
+def _sorted_shares(table: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """:func:`_shares` of each row of ascending values against its row of edges.
+
+    With ascending edges, bin ``b`` holds the values in ``[edges[b - 1], edges[b])``: the
+    counts come from locating each edge among the sorted values.
+    """
+    if not bool(np.all(edges[:, 1:] >= edges[:, :-1])):  # (deciles always ascend; be safe)
+        return np.stack([_shares(row, e) for row, e in zip(table, edges, strict=True)])
+    n = table.shape[1]
+    below = np.stack(  # values below each edge
+        [np.searchsorted(row, e, side="left") for row, e in zip(table, edges, strict=True)]
+    )
+    counts = np.diff(below, axis=1, prepend=0, append=n)
+    return np.asarray(counts / max(n, 1), dtype=np.float64)
 
 
 def psi(reference: np.ndarray, current: np.ndarray) -> float:
@@ -115,7 +137,7 @@ class ModelVersion:
     calibrator_: Any = None
     reference_: DriftReference | None = None
 
-    @property
+    @cached_property  # kind and members never change once a version exists
     def families(self) -> tuple[str, ...]:
         """Families served per request (an ensemble serves each member)."""
         if self.kind == "ensemble":

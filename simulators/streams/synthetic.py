@@ -223,9 +223,10 @@ class SyntheticStream:
     # -- truth over time -----------------------------------------------------------------
     def concept_at(self, day: float) -> float:
         """Weight of the drifted concept at ``day`` (0 = original, 1 = drifted)."""
-        return float(self._concept_weight(np.array([day]))[0])
+        return float(self.concept_weights(np.array([day]))[0])
 
-    def _concept_weight(self, t: np.ndarray) -> np.ndarray:
+    def concept_weights(self, t: np.ndarray) -> np.ndarray:
+        """:meth:`concept_at` for each of the times ``t``."""
         c = self.config.concept
         start = self.concept_start_
         if c.kind == "sudden":
@@ -252,13 +253,11 @@ class SyntheticStream:
         cfg = self.config
         n = t.shape[0]
         x = rng.standard_normal((n, cfg.n_features + (1 if self.n_regions > 1 else 0)))
-        cumulative = np.cumsum(cfg.regions.shares)
-        region = np.searchsorted(cumulative / cumulative[-1], rng.random(n), side="right")
-        region = np.minimum(region, self.n_regions - 1).astype(np.int8)
+        region = self._regions(rng.random((n,)))
         label = (rng.random(n) < self.base_rate_at(t)).astype(np.int8)
         # per-row concept: the sign pattern, moved from concept a towards b by its weight
         class_sign = (2.0 * label - 1.0) * self.half_gap_
-        weight = self._concept_weight(t)
+        weight = self.concept_weights(t)
         inputs = x[:, : cfg.n_features]
         if cfg.regions.drifting_region < 0 and not weight.any():
             inputs += class_sign[:, None] * self.signs_a_
@@ -281,6 +280,14 @@ class SyntheticStream:
                 inputs += np.outer(cfg.regions.input_offset * region, self.region_direction_)
             x[:, -1] = region
         return x, label, region
+
+    def _regions(self, draw: np.ndarray) -> np.ndarray:
+        """Region of each row from its uniform ``draw`` (by the regions' traffic shares)."""
+        if self.n_regions == 1:  # every draw falls in the only region
+            return np.zeros(draw.shape[0], dtype=np.int8)
+        cumulative = np.cumsum(self.config.regions.shares)
+        region = np.searchsorted(cumulative / cumulative[-1], draw, side="right")
+        return np.minimum(region, self.n_regions - 1).astype(np.int8)
 
     def initial_training_set(self, rng: np.random.Generator) -> TrainingSet:
         """Rows from the week before day 0 (original concept, unshifted prior)."""
