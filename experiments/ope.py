@@ -15,9 +15,11 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from agent.ope.baseline import traffic_baseline
 from agent.ope.checks import LoggedDecisions, LogValidationError
 from agent.ope.episodes import logged_episodes
-from agent.ope.evaluation import OpeSettings, TargetEvaluation, evaluate_policies
+from agent.ope.estimators import ESTIMATORS
+from agent.ope.evaluation import OpeSettings, TargetEvaluation, evaluate_policies, model_check
 from agent.ope.logs import load_logs
 from agent.ope.report import ope_report, validation_section, write_json
 from agent.ope.report_html import write_html
@@ -38,9 +40,25 @@ from experiments.common import clean_errors, extra_config_dirs, plain, run_dir
 from experiments.schemas import register_schemas
 from simulators.catalogue import from_dict
 from simulators.costs import SloConfig
-from simulators.errors import ConfigError, require
+from simulators.errors import require
 
 register_schemas()
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "fqe_backup": ("tree_backup", "one_step"),
+    "fqe_scale_by": ("time_traffic", "time", "none"),
+    "verdict.estimator": tuple(ESTIMATORS),
+    "validation.worlds": ("logged", "fresh"),
+    "reward_baseline": ("traffic", "none"),
+}
+
+
+def check_choices(cfg: DictConfig) -> None:
+    """Every enumerated setting holds one of its choices."""
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        require(value in allowed, key, "unknown choice", f"use one of {', '.join(allowed)}", value)
 
 
 def build_targets(cfg: DictConfig) -> dict[str, Policy]:
@@ -127,22 +145,14 @@ def main(cfg: DictConfig) -> None:
         "is required",
         "pass logs=RUN/logs.parquet or logs=sqlite:///audit.db",
     )
-    require(
-        cfg.validation.worlds in ("logged", "fresh"),
-        "validation.worlds",
-        "unknown",
-        "use logged (replay the logged worlds) or fresh (new seeds)",
-        cfg.validation.worlds,
-    )
-    if cfg.fqe_backup not in ("tree_backup", "one_step"):
-        raise ConfigError(
-            "fqe_backup", "unknown backup", "use tree_backup or one_step", cfg.fqe_backup
-        )
+    check_choices(cfg)
     slo = from_dict(SloConfig, plain(cfg.slo), "slo")
     shield_config = from_dict(ShieldConfig, plain(cfg.shield), "shield")
     logged = load_logs(cfg.logs, allow_version_mix=cfg.allow_version_mix)
     states = logged_states(logged, Shield(shield_config, slo))
     episodes = logged_episodes(logged)
+    if cfg.reward_baseline == "traffic":
+        episodes = episodes.with_baseline(traffic_baseline(logged.frame, slo, cfg.nominal_accuracy))
     policies = build_targets(cfg)
     primary = cfg.primary_target or next(iter(policies))
     require(
@@ -160,15 +170,12 @@ def main(cfg: DictConfig) -> None:
         seed=cfg.seed,
         fqe_max_iter=cfg.fqe_max_iter,
         fqe_learning_rate=cfg.fqe_learning_rate,
+        fqe_scale_by=cfg.fqe_scale_by,
+        fqe_two_stage=cfg.fqe_two_stage,
+        fqe_reward_model=cfg.fqe_reward_model,
+        fqe_per_action=cfg.fqe_per_action,
     )
     rule = VerdictRule(**plain(cfg.verdict))
-    require(
-        rule.estimator in ("is", "wis", "pdis", "wpdis", "dr", "wdr", "fqe"),
-        "verdict.estimator",
-        "unknown estimator",
-        "use dr, wdr, fqe, is, wis, pdis or wpdis",
-        rule.estimator,
-    )
     behaviour, evaluations = evaluate_policies(
         episodes, states, policies, settings, rule, cfg.progress_bar
     )
@@ -180,8 +187,9 @@ def main(cfg: DictConfig) -> None:
         "mask_mismatches": states.mask_mismatches,
         "behaviour_mismatches": states.behaviour_mismatches,
     }
+    check = model_check(episodes, settings, rule) if cfg.model_check else None
     report = ope_report(
-        logged, behaviour, evaluations, primary, settings, rule, shield_replay, validation
+        logged, behaviour, evaluations, primary, settings, rule, shield_replay, validation, check
     )
     out = run_dir()
     write_json(report, out / "ope.json")

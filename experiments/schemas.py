@@ -167,12 +167,17 @@ class OpeConfig:
     allow_version_mix: bool = False
     gamma: float = 1.0
     n_bootstrap: int = 1000
-    fqe_iterations: int = 4
+    fqe_iterations: int = 12
     fqe_backup: str = "tree_backup"
-    fqe_max_iter: int = 100
-    fqe_learning_rate: float = 0.1
+    fqe_max_iter: int = 60
+    fqe_learning_rate: float = 0.15
     fqe_scale_by: str = "time_traffic"  # none, time, time_traffic
     fqe_two_stage: bool = False
+    fqe_reward_model: bool = True
+    fqe_per_action: bool = False
+    reward_baseline: str = "traffic"  # traffic, none
+    nominal_accuracy: float = 0.9
+    model_check: bool = True  # evaluate the logged behaviour itself: the Q model's bias
     seed: int = 0
     verdict: OpeVerdictConfig = field(default_factory=OpeVerdictConfig)
     validation: OpeValidationConfig = field(default_factory=OpeValidationConfig)

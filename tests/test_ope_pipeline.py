@@ -1,0 +1,216 @@
+"""OPE on real simulated logs: shield replay, stateful targets, SQLite, the entry point.
+
+The module fixture logs two episodes of ``stable`` under an epsilon-soft cost-aware
+rule (stateful: it accumulates estimated loss within an episode), through the real env
+and shield.
+"""
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from agent.decision_log import records_from_rollout, sql_tables
+from agent.ope.baseline import traffic_baseline
+from agent.ope.checks import LoggedDecisions
+from agent.ope.episodes import logged_episodes
+from agent.ope.evaluation import OpeSettings, evaluate_policies
+from agent.ope.logs import load_logs, write_logs
+from agent.ope.targets import LoggedStates, logged_states, target_probabilities
+from agent.ope.validation import logged_strata, true_values
+from agent.ope.verdict import VerdictRule
+from agent.policies import CostAware, EpsilonSoft, Never, Oracle, Periodic
+from agent.rollout import run_episode
+from envs.lifecycle_env import LifecycleEnv
+from simulators.catalogue import load_slo
+from simulators.errors import ConfigError
+
+EntryPoint = Callable[..., subprocess.Popen[str]]  # the ``entry_point`` fixture
+EPSILON = 0.2
+SEEDS = (11, 12)
+PROPOSAL_SEED = 0
+TIMEOUT_S = 300
+
+
+def behaviour_policy() -> EpsilonSoft:
+    return EpsilonSoft(CostAware(), EPSILON)
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Two logged episodes of ``stable`` (rows, the parquet log, the env)."""
+    env = LifecycleEnv("stable")
+    policy = behaviour_policy()
+    rng = np.random.default_rng(PROPOSAL_SEED)
+    rows = []
+    for i, seed in enumerate(SEEDS):
+        rows += run_episode(env, policy, seed, rng, episode_id=f"stable-{i}")
+    path = tmp_path_factory.mktemp("ope") / "logs.parquet"
+    write_logs(rows, path, policy.name, env.shield.version, world="stable", episode_seeds=SEEDS)
+    return {"rows": rows, "path": path, "env": env}
+
+
+@pytest.fixture(scope="module")
+def logged(simulated: dict[str, Any]) -> LoggedDecisions:
+    return load_logs(simulated["path"])
+
+
+@pytest.fixture(scope="module")
+def states(simulated: dict[str, Any], logged: LoggedDecisions) -> LoggedStates:
+    return logged_states(logged, simulated["env"].shield)
+
+
+def test_the_rebuilt_shield_reproduces_the_logged_masks_and_behaviour(
+    logged: LoggedDecisions, states: LoggedStates
+) -> None:
+    assert logged.n_decisions == 200 and logged.n_trajectories == 2
+    assert logged.frame["extra"].iloc[0]["world"] == "stable"
+    assert states.mask_mismatches == 0
+    assert states.behaviour_mismatches == 0
+
+
+def test_replaying_the_stateful_behaviour_gives_its_logged_probabilities(
+    logged: LoggedDecisions, states: LoggedStates
+) -> None:
+    replayed = target_probabilities(behaviour_policy(), states)
+    logged_probabilities = np.asarray(logged.frame["probabilities"].tolist())
+    np.testing.assert_allclose(replayed, logged_probabilities, atol=1e-12)
+    # the cost-aware rule's memory matters: without resets between episodes it drifts
+    assert (logged.frame["executed_action"] == 1).sum() > 0
+
+
+def test_importance_sampling_with_the_behaviour_as_target_returns_the_observed_value(
+    logged: LoggedDecisions, states: LoggedStates
+) -> None:
+    episodes = logged_episodes(logged)
+    settings = OpeSettings(n_bootstrap=50, fqe_iterations=1, fqe_max_iter=20)
+    targets = {"behaviour": behaviour_policy(), "never": Never(), "weekly": Periodic(7)}
+    behaviour, results = evaluate_policies(episodes, states, targets, settings, VerdictRule())
+    observed = float(logged.frame["reward"].sum() / 2)
+    assert behaviour.estimate == pytest.approx(observed)
+    for name in ("is", "wis", "pdis", "wpdis"):
+        assert results["behaviour"].estimates[name].estimate == pytest.approx(observed), name
+    assert results["behaviour"].diagnostics["ess_trajectory"] == pytest.approx(2.0)
+    # deterministic targets lose weight wherever the logged action differs from theirs
+    assert results["never"].diagnostics["zero_weight_episodes_share"] == 1.0
+    assert results["never"].verdict.decision == "not enough evidence"
+
+
+def test_replaying_the_logged_worlds_reproduces_the_logged_returns(
+    simulated: dict[str, Any], logged: LoggedDecisions
+) -> None:
+    """Truth on logged worlds is a counterfactual on the same worlds: the behaviour itself,
+    replayed with the same seeds and proposal stream, earns exactly what the log shows."""
+    extras = list(logged.frame.groupby("service_id", sort=False)["extra"].first())
+    plan = logged_strata(extras)
+    assert plan is not None and plan[0].seeds == list(SEEDS)
+    truth = true_values(
+        simulated["env"], {"behaviour": behaviour_policy()}, plan, PROPOSAL_SEED, progress=False
+    )
+    assert truth["behaviour"].value == pytest.approx(logged.frame["reward"].sum() / len(SEEDS))
+    assert truth["behaviour"].member_mismatches == 0
+    assert logged_strata([{"scenario": "stable"}]) is None  # no seeds logged: no replay
+
+
+def test_the_traffic_baseline_is_added_back_exactly(
+    logged: LoggedDecisions, states: LoggedStates
+) -> None:
+    """The baseline is added back identically for every target: IS of the behaviour still
+    returns the observed value."""
+    slo = load_slo()
+    plain = logged_episodes(logged)
+    baseline = traffic_baseline(logged.frame, slo)
+    assert (baseline > 0).all()
+    with_baseline = plain.with_baseline(baseline)
+    np.testing.assert_allclose(
+        with_baseline.residual_rewards + with_baseline.baseline, plain.rewards, atol=1e-9
+    )
+    settings = OpeSettings(n_bootstrap=50, fqe_iterations=1, fqe_max_iter=20)
+    targets = {"behaviour": behaviour_policy()}
+    observed, raw = evaluate_policies(plain, states, targets, settings, VerdictRule())
+    _, controlled = evaluate_policies(with_baseline, states, targets, settings, VerdictRule())
+    is_raw, is_controlled = (
+        raw["behaviour"].estimates["is"],
+        controlled["behaviour"].estimates["is"],
+    )
+    assert is_controlled.estimate == pytest.approx(observed.estimate)
+    assert is_raw.estimate == pytest.approx(observed.estimate)
+
+
+def test_the_oracle_cannot_be_a_target(states: LoggedStates) -> None:
+    with pytest.raises(ConfigError, match="cannot be evaluated on logs"):
+        target_probabilities(Oracle(), states)
+
+
+def test_sqlite_store_of_real_decisions_reads_back_like_the_file(
+    simulated: dict[str, Any], logged: LoggedDecisions, tmp_path: Path
+) -> None:
+    env = simulated["env"]
+    records = records_from_rollout(simulated["rows"], behaviour_policy().name, env.shield.version)
+    for record in records:
+        record.extra["world"] = "stable"
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'audit.db'}")
+    metadata = sa.MetaData()
+    decisions, _ = sql_tables(metadata)
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(decisions.insert(), [r.__dict__ for r in records])
+    engine.dispose()
+    from_sql = load_logs(f"sqlite:///{tmp_path / 'audit.db'}")
+    assert from_sql.n_decisions == logged.n_decisions
+    columns = ["decision_id", "step", "executed_action", "propensity", "reward"]
+    pd.testing.assert_frame_equal(from_sql.frame[columns], logged.frame[columns])
+    # NaN portfolio fields survive the JSON round trip
+    assert from_sql.frame["portfolio"].iloc[0].keys() == logged.frame["portfolio"].iloc[0].keys()
+    sql_states = logged_states(from_sql, env.shield)
+    assert sql_states.behaviour_mismatches == 0
+
+
+def test_entry_point_writes_the_report_and_rejects_bad_logs(
+    entry_point: EntryPoint, simulated: dict[str, Any], tmp_path: Path
+) -> None:
+    frame = pd.read_parquet(simulated["path"])
+    frame.loc[5, "propensity"] = 0.0
+    bad = tmp_path / "bad.parquet"
+    frame.to_parquet(bad)
+    run = tmp_path / "ope"
+    tiny = ["n_bootstrap=50", "fqe_iterations=1", "fqe_max_iter=20"]
+    dropped = ("periodic_3", "periodic_7", "periodic_14", "accuracy_trigger", "drift_trigger")
+    drop = [f"~targets.{t}" for t in dropped]
+    good = entry_point(
+        "experiments.ope",
+        [f"logs={simulated['path']}", *tiny, *drop, "progress_bar=false", f"hydra.run.dir={run}"],
+    )
+    rejected = entry_point("experiments.ope", [f"logs={bad}", f"hydra.run.dir={tmp_path / 'bad'}"])
+    _, bad_err = rejected.communicate(timeout=TIMEOUT_S)
+    assert rejected.returncode == 2
+    assert "propensity: propensity of a logged action outside (0, 1] in 1 rows: row 5" in bad_err
+    assert "Traceback" not in bad_err
+    stdout, stderr = good.communicate(timeout=TIMEOUT_S)
+    assert good.returncode == 0, f"{stdout}\n{stderr}"
+    report = json.loads((run / "ope.json").read_text())
+    assert report["verdict"] in ("better", "not enough evidence")
+    assert report["primary_target"] == "never"
+    assert set(report["targets"]) == {"never", "cost_aware"}
+    for name in ("is", "wis", "pdis", "wpdis", "dr", "wdr", "fqe"):
+        entry = report["estimators"][name]
+        assert {"estimate", "ci95", "ess"} <= set(entry)
+        assert set(report["validation"]["estimators"][name]) >= {
+            "mean_relative_error",
+            "spearman",
+            "regret_at_1",
+        }
+    assert report["behaviour_value"] == pytest.approx(report["behaviour"]["value"])
+    validation = report["validation"]
+    assert set(validation["true_values"]) == {"never", "cost_aware"}
+    assert validation["shield_version_matches_logs"] is True
+    assert validation["worlds"] == "logged" and validation["member_mismatches"] == 0
+    html = (run / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 5
+    assert (run / "true_values.json").exists()
