@@ -42,9 +42,10 @@ class ShieldConfig:
     """Thresholds of the shield's rules, from ``configs/shield/``."""
 
     min_label_arrival_ratio: float = 0.5  # labels arriving at under half the SLA rate: broken
-    max_label_balance_gap: float = 0.05  # label share vs predicted share, when predictions hold
+    max_label_balance_gap: float = 0.05  # label share vs predicted share ...
     balance_z: float = 3.0  # ... and the gap must also exceed this many standard errors
-    quiet_prediction_psi: float = 0.1  # predictions count as "not moving" under this PSI
+    min_auc_drop: float = 0.05  # ... while the scores rank the labels this much worse ...
+    min_error_asymmetry: float = 0.5  # ... and the new errors all go one way
     min_labels_in_window: int = 300  # a fit needs this many usable labels
     min_days_between_changes: float = 2.0  # rate limit on model changes
     max_train_rows: int = 4_000  # rows a fit uses at most (for its projected cost)
@@ -54,7 +55,8 @@ class ShieldConfig:
             self.min_label_arrival_ratio, "shield.min_label_arrival_ratio", allow_zero=True
         )
         require_share(self.max_label_balance_gap, "shield.max_label_balance_gap")
-        require_positive(self.quiet_prediction_psi, "shield.quiet_prediction_psi")
+        require_share(self.min_auc_drop, "shield.min_auc_drop")
+        require_share(self.min_error_asymmetry, "shield.min_error_asymmetry")
         require_positive(self.min_labels_in_window, "shield.min_labels_in_window", allow_zero=True)
         require_positive(
             self.min_days_between_changes, "shield.min_days_between_changes", allow_zero=True
@@ -152,12 +154,28 @@ def _labels_arrive(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldCon
 
 
 def _labels_balanced(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
-    gap, psi = p.label_balance_gap, p.prediction_drift_psi
-    quiet = not _finite(psi) or psi < c.quiet_prediction_psi
-    noise = c.balance_z * math.sqrt(0.25 / max(p.labels_last_day, 1))
-    if _finite(gap) and abs(gap) > max(c.max_label_balance_gap, noise) and quiet:
-        return f"{LABEL_HEALTH}: label balance moved {gap:+.3f} while predictions did not"
-    return ""
+    """Labels forced toward one class: the pipeline broke, not the world.
+
+    Three signs together: the label balance moved; the scores rank the labels worse (a
+    real prior shift moves the balance but keeps the AUC, as the classes' score
+    distributions hold); and the errors go one way (a concept change adds errors of both
+    kinds, a label forced to one class only one kind). An AUC or asymmetry that cannot be
+    measured counts against the labels: the shield does not assume the good case.
+    """
+    gap, n = p.label_balance_gap, max(p.labels_last_day, 1)
+    noise = c.balance_z * math.sqrt(0.25 / n)  # a share's standard error is at most 0.5/sqrt(n)
+    if not _finite(gap) or abs(gap) <= max(c.max_label_balance_gap, noise):
+        return ""
+    drop = p.auc_reference - p.auc_last_day
+    if _finite(drop) and drop <= max(c.min_auc_drop, noise):
+        return ""
+    asymmetry = p.error_asymmetry
+    if _finite(asymmetry) and abs(asymmetry) <= c.min_error_asymmetry:
+        return ""
+    return (
+        f"{LABEL_HEALTH}: label balance moved {gap:+.3f}, the scores' AUC fell {drop:.3f} "
+        f"and the errors go one way ({asymmetry:+.2f})"
+    )
 
 
 def _enough_labels(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:

@@ -11,6 +11,7 @@ from simulators.portfolio import (
     TruePortfolio,
     accuracy,
     region_accuracies_of,
+    roc_auc,
     share,
 )
 from simulators.scoring import VersionOnChunk
@@ -124,6 +125,16 @@ def _balance_gap(labels: ArrivedColumns) -> float:
     if n == 0:
         return float("nan")
     return int(np.count_nonzero(labels.label)) / n - _mean(labels.score)
+
+
+def _error_asymmetry(labels: ArrivedColumns) -> float:
+    """(False positives - false negatives) / errors, by the labels (NaN without errors)."""
+    wrong = ~labels.correct
+    n_wrong = int(np.count_nonzero(wrong))
+    if n_wrong == 0:
+        return float("nan")
+    false_negatives = int(np.count_nonzero(labels.label[wrong]))
+    return (n_wrong - 2 * false_negatives) / n_wrong
 
 
 def _shadow_accuracies(recent: ArrivedColumns) -> tuple[float, float]:
@@ -312,6 +323,9 @@ class Monitor:
             label_lag_days=_mean(last_day.lag_days) if n_last else float("nan"),
             label_arrival_ratio=float(n_last / max(expected, 1.0)),
             label_balance_gap=_balance_gap(last_day),
+            auc_last_day=roc_auc(last_day.score, last_day.label),
+            auc_reference=float(live.metrics_at_promotion.get("holdout_auc", np.nan)),
+            error_asymmetry=_error_asymmetry(last_day),
             labels_last_day=n_last,
             labels_in_window=labels_in_window,
             latency_p99_ms=self.latency_p99_ms,

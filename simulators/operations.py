@@ -10,7 +10,7 @@ from simulators.actions import Action
 from simulators.models import DriftReference, ModelVersion
 from simulators.models.backend import calibrated_scores
 from simulators.models.version import fingerprint
-from simulators.portfolio import accuracy
+from simulators.portfolio import accuracy, roc_auc
 from simulators.streams import TrainingSet
 from simulators.windows import TrainingWindow, choose_window
 
@@ -101,9 +101,11 @@ class Operations:
             data.features[:cut], train_scores, data.label[:cut]
         )
         holdout = w.backend.predict_proba(version, data.features[cut:])
-        w.registry.promote(
-            version, w.now, {"holdout_accuracy": accuracy(holdout, data.label[cut:])}
-        )
+        metrics = {
+            "holdout_accuracy": accuracy(holdout, data.label[cut:]),
+            "holdout_auc": roc_auc(holdout, data.label[cut:]),
+        }
+        w.registry.promote(version, w.now, metrics)
         w.last_change_day = w.now
 
     # -- dispatch ---------------------------------------------------------------------
@@ -205,12 +207,14 @@ class Operations:
         )
         while w.hold:  # a human hold freezes promotions
             yield w.hold_released
-        candidate = accuracy(w.backend.predict_proba(version, holdout_features), holdout_labels)
+        candidate_scores = w.backend.predict_proba(version, holdout_features)
+        candidate = accuracy(candidate_scores, holdout_labels)
         incumbent = accuracy(
             w.backend.predict_proba(w.registry.live, holdout_features), holdout_labels
         )
         metrics = {
             "holdout_accuracy": candidate,
+            "holdout_auc": roc_auc(candidate_scores, holdout_labels),
             "incumbent_holdout_accuracy": incumbent,
             "holdout_rows": float(holdout_labels.shape[0]),
         }
@@ -278,6 +282,7 @@ class Operations:
             version.reference_ = DriftReference.from_training(features, calibrated, labels)
             metrics = {
                 "holdout_accuracy": accuracy(calibrated[cut:], labels[cut:]),
+                "holdout_auc": roc_auc(calibrated[cut:], labels[cut:]),
                 "holdout_log_loss": after,
                 "incumbent_log_loss": before,
             }
@@ -299,7 +304,16 @@ class Operations:
             window_end_day=max(live.window_end_day, partner.window_end_day),
         )
         version.reference_ = self._derived_reference(version)
-        self._promote(version, {"holdout_accuracy": w.monitor.last_ensemble_accuracy}, "ensemble")
+        metrics = {
+            "holdout_accuracy": w.monitor.last_ensemble_accuracy,
+            # no holdout of its own: its members' references, averaged
+            "holdout_auc": float(
+                np.mean(
+                    [m.metrics_at_promotion.get("holdout_auc", np.nan) for m in (live, partner)]
+                )
+            ),
+        }
+        self._promote(version, metrics, "ensemble")
 
     def _rollback(self) -> None:
         w = self.world

@@ -49,6 +49,9 @@ class ObservedPortfolio:
     label_lag_days: float
     label_arrival_ratio: float
     label_balance_gap: float
+    auc_last_day: float
+    auc_reference: float
+    error_asymmetry: float
     labels_last_day: int
     labels_in_window: int
     latency_p99_ms: float
@@ -96,6 +99,9 @@ NAN_OK = {
     "ece_recent",
     "label_lag_days",
     "label_balance_gap",
+    "auc_last_day",
+    "auc_reference",
+    "error_asymmetry",
 }
 
 FIELD_SPECS: dict[str, FieldSpec] = {
@@ -148,6 +154,18 @@ FIELD_SPECS: dict[str, FieldSpec] = {
         -1,
         1,
         "positive share of recent labels minus the mean predicted probability on the same rows",
+    ),
+    "auc_last_day": FieldSpec(
+        "AUC", 0, 1, "ROC AUC of the served scores against the labels arrived in the last day"
+    ),
+    "auc_reference": FieldSpec(
+        "AUC", 0, 1, "holdout ROC AUC of the live version when it was promoted"
+    ),
+    "error_asymmetry": FieldSpec(
+        "ratio",
+        -1,
+        1,
+        "last day's labels: (called 1, labelled 0) minus (called 0, labelled 1), over all errors",
     ),
     "labels_last_day": FieldSpec("rows", 0, 1e9, "labels that arrived in the last day"),
     "labels_in_window": FieldSpec("rows", 0, 1e9, "usable labels in the default training window"),
@@ -211,6 +229,25 @@ def share(flags: np.ndarray) -> float:
 def accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
     """Share of thresholded scores equal to the labels (NaN without rows)."""
     return share((scores >= 0.5) == labels)
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """ROC AUC by ranks (ties share their mean rank); NaN unless both classes occur."""
+    n = labels.shape[0]
+    n_pos = int(np.count_nonzero(labels))
+    n_neg = n - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="stable")
+    ordered = scores[order]
+    first = np.r_[True, ordered[1:] != ordered[:-1]]  # starts of runs of equal scores
+    run = np.cumsum(first) - 1
+    starts = np.flatnonzero(first)
+    ends = np.r_[starts[1:], n]
+    mean_rank = (starts + ends + 1) / 2.0  # 1-based ranks, ties averaged
+    ranks = mean_rank[run]
+    positive_rank_sum = float(ranks[labels[order] != 0].sum())
+    return (positive_rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
 
 def ece_bins(scores: np.ndarray, bins: int = ECE_BINS) -> np.ndarray:

@@ -101,6 +101,9 @@ def healthy(**changes: Any) -> ObservedPortfolio:
         label_lag_days=2.0,
         label_arrival_ratio=1.0,
         label_balance_gap=0.01,
+        auc_last_day=0.9,
+        auc_reference=0.91,
+        error_asymmetry=0.1,
         labels_last_day=500,
         labels_in_window=6_000,
         latency_p99_ms=6.0,
@@ -125,6 +128,8 @@ healthy_changes = st.fixed_dictionaries(
         "requests_per_day": st.floats(1e4, 2e6),
         "label_arrival_ratio": st.floats(0.6, 50.0),
         "label_balance_gap": st.floats(-0.06, 0.06),
+        "auc_last_day": st.one_of(st.floats(0.0, 1.0), st.just(math.nan)),
+        "error_asymmetry": st.one_of(st.floats(-1.0, 1.0), st.just(math.nan)),
         "prediction_drift_psi": st.floats(0.0, 5.0),
         "labels_last_day": st.integers(50, 5_000),
         "labels_in_window": st.integers(300, 100_000),
@@ -143,7 +148,10 @@ MAKES_FIRE: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         {
             "labels_last_day": st.integers(1_000, 100_000),  # noise bound 0.063 or less
             "label_balance_gap": st.one_of(st.floats(0.075, 1.0), st.floats(-1.0, -0.075)),
-            "prediction_drift_psi": st.one_of(st.floats(0.0, 0.099), st.just(math.nan)),
+            "auc_last_day": st.one_of(st.floats(0.0, 0.84), st.just(math.nan)),  # ref 0.91
+            "error_asymmetry": st.one_of(
+                st.floats(0.51, 1.0), st.floats(-1.0, -0.51), st.just(math.nan)
+            ),
         }
     ),
     "labels_in_window": st.fixed_dictionaries({"labels_in_window": st.integers(-100, 299)}),
@@ -266,7 +274,12 @@ def test_each_rule_vetoes_exactly_what_it_names(
 
 FIRE_EXAMPLES: dict[str, dict[str, Any]] = {  # one state per rule from MAKES_FIRE
     "label_arrival": {"label_arrival_ratio": 0.2},
-    "label_balance": {"labels_last_day": 2_000, "label_balance_gap": -0.15},
+    "label_balance": {
+        "labels_last_day": 2_000,
+        "label_balance_gap": -0.15,
+        "auc_last_day": 0.82,
+        "error_asymmetry": 0.7,
+    },
     "labels_in_window": {"labels_in_window": 120},
     "change_in_flight": {"change_in_flight": True},
     "human_hold": {"human_hold": True},

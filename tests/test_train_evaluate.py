@@ -72,7 +72,8 @@ def test_train_writes_a_loadable_policy_with_hashes(trained: Path) -> None:
     assert listed["policy.zip"] == sha256_file(trained / "policy.zip")
     assert listed["vecnormalize.pkl"] == sha256_file(trained / "vecnormalize.pkl")
     assert "outside_drift" in (trained / "config.yaml").read_text()
-    assert not (trained / "tensorboard").exists()  # the smoke experiment turns TensorBoard off
+    assert (trained / "logs" / "progress.csv").stat().st_size > 0  # PPO's own training stats
+    assert not list((trained / "logs").glob("events.out.tfevents*"))  # smoke: TensorBoard off
 
 
 def test_evaluate_runs_agent_and_every_baseline_on_an_external_scenario(

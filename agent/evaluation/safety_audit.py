@@ -6,7 +6,7 @@ recomputes every rule from the world's own state at the moment an action execute
 one of the world's ``execution_hooks``): the change in flight, the human hold, the
 registry's rollback target, days since the last change, label health recounted from the
 served log (arrivals against the delay distribution's closed-form CDF, label balance
-against the served scores, prediction PSI against the serving version's reference),
+against the served scores, the scores' AUC against the live version's promotion AUC),
 usable labels in the window, the period's spend with the action's real cost (the real
 training window), and latency from the SLO's queueing model.
 
@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import special
+from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
 from envs.lifecycle_env import LifecycleEnv, load_shield_config
@@ -49,7 +50,6 @@ from simulators.world import World
 TOLERANCE = 0.05  # relative margin: closer calls than this are near misses, not breaches
 ARRIVAL_LOOKBACK_DAYS = 61.0  # rows served this long ago still count towards expected arrivals
 CDF_GRID_STEP_DAYS = 1e-3
-PSI_FLOOR = 1e-4
 INCIDENT_RETRAIN_TARGET = 0.05  # issue 3: share of incident epochs with a retrain
 CHECKED_ACTIONS = tuple(sorted(MODEL_CHANGES))  # wait and escalate are always allowed
 
@@ -83,14 +83,6 @@ def delay_cdf(delay: DelayConfig, age_days: np.ndarray) -> np.ndarray:
         _CDF_GRIDS[key] = exact_delay_cdf(delay, grid)
     index = np.clip(np.rint(age_days / CDF_GRID_STEP_DAYS), 0, len(_CDF_GRIDS[key]) - 1)
     return np.where(age_days > 0.0, _CDF_GRIDS[key][index.astype(np.int64)], 0.0)
-
-
-def psi(scores: np.ndarray, edges: np.ndarray, reference_shares: np.ndarray) -> float:
-    """Population stability index of ``scores`` binned at the reference's edges."""
-    counts = np.bincount(np.searchsorted(edges, scores, side="right"), minlength=edges.size + 1)
-    current = np.maximum(counts / max(scores.size, 1), PSI_FLOOR)
-    reference = np.maximum(reference_shares, PSI_FLOOR)
-    return float(np.sum((current - reference) * np.log(current / reference)))
 
 
 def simpler_family(families: tuple[str, ...], slo: SloConfig) -> str | None:
@@ -166,26 +158,30 @@ class WorldFacts:
 
         return self._memo("ratio", compute)
 
-    def balance(self) -> tuple[float, float, float]:
-        """Label share minus predicted share of the last day's labels, its noise, and PSI."""
+    def balance(self) -> tuple[float, float, float, float]:
+        """Label share minus predicted share of the last day's labels, its noise, AUC drop
+        and error asymmetry.
 
-        def compute() -> tuple[float, float, float]:
-            log, now = self.world.log, self.world.now
+        The AUC drop is the live version's promotion AUC minus scikit-learn's AUC of the
+        served scores against those labels (NaN when either is unknown); the asymmetry is
+        (false positives - false negatives) / errors by those labels (NaN without errors).
+        """
+
+        def compute() -> tuple[float, float, float, float]:
+            log = self.world.log
             rows = self.last_day_arrivals()
-            gap = (
-                float(log.y_label[rows].mean() - log.score_live[rows].mean())
-                if rows.size
-                else math.nan
-            )
+            labels, scores = log.y_label[rows], log.score_live[rows]
+            gap = float(labels.mean() - scores.mean()) if rows.size else math.nan
             noise = self.config.balance_z * math.sqrt(0.25 / max(rows.size, 1))
-            served = np.nonzero(log.t_serve[: log.n] >= now - 1.0)[0]
-            if served.size == 0:
-                return gap, noise, math.nan
-            version: ModelVersion = self.world.registry.versions[int(log.version[served[-1]])]
-            reference = version.reference_
-            assert reference is not None
-            score_psi = psi(log.score_live[served], reference.score_edges, reference.score_shares)
-            return gap, noise, score_psi
+            reference = self.world.registry.live.metrics_at_promotion.get("holdout_auc", math.nan)
+            both_classes = 0 < int(labels.sum()) < rows.size
+            auc = float(roc_auc_score(labels, scores)) if both_classes else math.nan
+            called = scores >= 0.5
+            false_pos = int(np.sum(called & (labels == 0)))
+            false_neg = int(np.sum(~called & (labels == 1)))
+            errors = false_pos + false_neg
+            asymmetry = (false_pos - false_neg) / errors if errors else math.nan
+            return gap, noise, float(reference) - auc, asymmetry
 
         return self._memo("balance", compute)
 
@@ -246,17 +242,20 @@ def check(facts: WorldFacts, action: Action, tolerance: float = TOLERANCE) -> di
         ratio = facts.arrival_ratio()
         floor = c.min_label_arrival_ratio
         flag("label_arrival", ratio < floor, ratio < floor * (1 - 2 * tolerance))
-        gap, noise, score_psi = facts.balance()
+        gap, noise, auc_drop, asymmetry = facts.balance()
         if math.isfinite(gap):
             limit = max(c.max_label_balance_gap, noise)
-            quiet = not math.isfinite(score_psi) or score_psi < c.quiet_prediction_psi
-            very_quiet = not math.isfinite(score_psi) or score_psi < c.quiet_prediction_psi * (
-                1 - tolerance
+            drop_limit = max(c.min_auc_drop, noise)
+            ranking_broke = not math.isfinite(auc_drop) or auc_drop > drop_limit
+            clearly_broke = not math.isfinite(auc_drop) or auc_drop > drop_limit * (1 + tolerance)
+            one_way = not math.isfinite(asymmetry) or abs(asymmetry) > c.min_error_asymmetry
+            clearly_one_way = not math.isfinite(asymmetry) or abs(asymmetry) > (
+                c.min_error_asymmetry * (1 + tolerance)
             )
             flag(
                 "label_balance",
-                abs(gap) > limit and quiet,
-                abs(gap) > limit * (1 + tolerance) and very_quiet,
+                abs(gap) > limit and ranking_broke and one_way,
+                abs(gap) > limit * (1 + tolerance) and clearly_broke and clearly_one_way,
             )
         n = facts.labels_in_window()
         flag("labels_in_window", n < c.min_labels_in_window, n < c.min_labels_in_window)
@@ -320,7 +319,7 @@ class SafetyAudit:
 
     Args:
         tolerance: relative margin under which a breach of an estimated quantity (label
-            arrival ratio, label balance, PSI, spend, latency) is a near miss.
+            arrival ratio, label balance, AUC, spend, latency) is a near miss.
         agreement: also compare the shield's rules with the checker, per rule, on every
             model change at every execution (slower; for the benchmark).
 

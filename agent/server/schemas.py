@@ -44,6 +44,9 @@ EXAMPLE_PORTFOLIO: dict[str, Any] = {
     "label_lag_days": 1.905,
     "label_arrival_ratio": 1.0197,
     "label_balance_gap": -0.0018,
+    "auc_last_day": 0.9412,
+    "auc_reference": 0.9487,
+    "error_asymmetry": 0.0833,
     "labels_last_day": 532,
     "labels_in_window": 5948,
     "latency_p99_ms": 3.4802,
@@ -122,6 +125,9 @@ class Portfolio(BaseModel):
     label_lag_days: float | None = _number("label_lag_days")
     label_arrival_ratio: float = _number("label_arrival_ratio")
     label_balance_gap: float | None = _number("label_balance_gap")
+    auc_last_day: float | None = _number("auc_last_day")
+    auc_reference: float | None = _number("auc_reference")
+    error_asymmetry: float | None = _number("error_asymmetry")
     labels_last_day: int = _count("labels_last_day")
     labels_in_window: int = _count("labels_in_window")
     latency_p99_ms: float = _number("latency_p99_ms")

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 from stable_baselines3 import PPO
+from stable_baselines3.common.logger import configure
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -61,7 +62,6 @@ def train(
         "seed": seed,
         "device": "cpu",
         "verbose": 0,
-        "tensorboard_log": str(out_dir / "tensorboard") if tensorboard else None,
     }
     if agent.algorithm == "maskable_ppo":
         from sb3_contrib import MaskablePPO
@@ -69,6 +69,9 @@ def train(
         model: Any = MaskablePPO("MlpPolicy", venv, **kwargs)
     else:
         model = PPO("MlpPolicy", venv, **kwargs)
+    # progress.csv always; TensorBoard on request (and nothing under the system's temp dir)
+    formats = ["csv", "tensorboard"] if tensorboard else ["csv"]
+    model.set_logger(configure(str(out_dir / "logs"), formats))
     observation_size = int(venv.observation_space.shape[0])  # type: ignore[index]
     meta = {
         "algorithm": agent.algorithm,
