@@ -11,6 +11,7 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from agent.reporting.learning_curve import plot_learning_curve
 from agent.training.config import AgentConfig
 from experiments.common import (
     check_group_choices,
@@ -48,6 +49,8 @@ def main(cfg: DictConfig) -> None:
         tensorboard=cfg.tensorboard,
     )
     print(json.dumps(metrics, indent=2))
+    if plot_learning_curve(out / "logs" / "progress.csv", out / "learning_curve.png"):
+        print(f"wrote {out / 'learning_curve.png'}")
     print(f"wrote {out / 'policy.zip'}")
 
 

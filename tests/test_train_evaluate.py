@@ -73,6 +73,7 @@ def test_train_writes_a_loadable_policy_with_hashes(trained: Path) -> None:
     assert listed["vecnormalize.pkl"] == sha256_file(trained / "vecnormalize.pkl")
     assert "outside_drift" in (trained / "config.yaml").read_text()
     assert (trained / "logs" / "progress.csv").stat().st_size > 0  # PPO's own training stats
+    assert (trained / "learning_curve.png").stat().st_size > 0
     assert not list((trained / "logs").glob("events.out.tfevents*"))  # smoke: TensorBoard off
 
 
