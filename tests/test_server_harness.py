@@ -46,7 +46,15 @@ def trained_policy(base: Path) -> Path:
     run = base / "server-smoke-run"
     if not (run / "policy.sha256").exists():
         subprocess.run(
-            [sys.executable, "-m", "experiments.train", "experiment=smoke", f"hydra.run.dir={run}"],
+            # unmasked PPO: its proposals can break a rule, so the server's veto path runs
+            [
+                sys.executable,
+                "-m",
+                "experiments.train",
+                "experiment=smoke",
+                "agent=ppo",
+                f"hydra.run.dir={run}",
+            ],
             cwd=REPO,
             check=True,
             capture_output=True,
