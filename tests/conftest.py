@@ -32,6 +32,14 @@ def shield_config() -> ShieldConfig:
     return load_shield_config()
 
 
+@pytest.fixture(scope="session")
+def policy_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A smoke-trained policy, trained once per session (the server tests' policy)."""
+    from test_server_harness import trained_policy
+
+    return trained_policy(tmp_path_factory.getbasetemp())
+
+
 def start_entry_point(module: str, overrides: Sequence[str]) -> subprocess.Popen[str]:
     """Start ``python -m MODULE OVERRIDES...`` from the repo root (CleanRL-style).
 

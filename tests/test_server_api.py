@@ -19,7 +19,6 @@ from test_server_harness import (
     settings_for,
     sqlite_url,
     stored_rows,
-    trained_policy,
 )
 
 from agent.server.schemas import EXAMPLE_PORTFOLIO
@@ -27,11 +26,6 @@ from envs.shield import LABEL_HEALTH, MODEL_CHANGES
 from simulators.actions import ACTION_NAMES
 
 EPSILON = 0.05
-
-
-@pytest.fixture(scope="module")
-def policy_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return trained_policy(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="module")

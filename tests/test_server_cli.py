@@ -9,16 +9,11 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from test_server_harness import API_TOKEN, REPO, copy_run, free_port, trained_policy
+from test_server_harness import API_TOKEN, REPO, copy_run, free_port
 
 from agent.server.__main__ import settings_from_config
 from agent.server.settings import API_TOKEN_ENV, ServerSettings
 from simulators.errors import ConfigError
-
-
-@pytest.fixture(scope="module")
-def policy_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return trained_policy(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture

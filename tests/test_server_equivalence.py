@@ -20,7 +20,6 @@ from test_server_harness import (
     decision_body,
     portfolio_json,
     settings_for,
-    trained_policy,
 )
 
 from agent.policies.ppo import AgentPolicy, load_agent
@@ -28,11 +27,6 @@ from envs.lifecycle_env import LifecycleEnv
 from simulators.actions import ACTION_NAMES
 
 STEPS = 24
-
-
-@pytest.fixture(scope="module")
-def policy_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return trained_policy(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from test_server_harness import (
     settings_for,
     sqlite_url,
     stored_rows,
-    trained_policy,
 )
 
 from agent.server.schemas import EXAMPLE_PORTFOLIO
@@ -27,11 +26,6 @@ from agent.training.artifacts import write_hashes
 
 CLIENTS = 16
 PER_CLIENT = 12
-
-
-@pytest.fixture(scope="module")
-def policy_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return trained_policy(tmp_path_factory.getbasetemp())
 
 
 def post_many(url: str, service_ids: list[str]) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_server_harness import trained_policy
 
 from agent.policies.base import DecisionContext, EpsilonSoft
 from agent.policies.ppo import load_agent
@@ -21,11 +20,6 @@ from envs.lifecycle_env import LifecycleEnv
 from simulators.costs import SloConfig
 from simulators.errors import ConfigError
 from simulators.portfolio import FIELD_SPECS, NAN_OK, ObservedPortfolio
-
-
-@pytest.fixture(scope="module")
-def policy_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return trained_policy(tmp_path_factory.getbasetemp())
 
 
 def test_portfolio_schema_matches_the_observed_portfolio_and_its_specs() -> None:
