@@ -16,6 +16,7 @@ so the labels arriving between two events all see the same incident state.
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from simulators.errors import require, require_positive, require_share
@@ -188,13 +189,15 @@ class LabelPipeline:
     def _queue(self, rows: np.ndarray) -> None:
         """Add ``rows`` behind the pending ones, keeping the queue sorted by due time.
 
-        A stable sort of (queue, new rows) orders by due time and breaks ties by queueing
-        order: the order in which the labels are delivered.
+        The order is a stable sort of (queue, new rows) by due time: ties go by queueing
+        order, the order in which the labels are delivered. The queue is sorted already,
+        so only the new rows are sorted, then merged in after any queued equal due time.
         """
-        due = np.concatenate([self._pending_due, self.log.t_arrive[rows]])
-        order = np.argsort(due, kind="stable")
-        self.pending = np.concatenate([self.pending, rows])[order]
-        self._pending_due = due[order]
+        new_due = self.log.t_arrive[rows]
+        order = np.argsort(new_due, kind="stable")
+        self.pending, self._pending_due = _merge_queue(
+            self.pending, self._pending_due, rows[order].astype(np.int64), new_due[order]
+        )
 
     def advance(self, to_time: float) -> int:
         """Deliver every label due by ``to_time`` under the current incident state."""
@@ -258,3 +261,22 @@ class LabelPipeline:
             self._queue(released)
         if incident.config.kind == "corruption" and by_human and incident.corrupted_rows:
             log.purge(np.concatenate(incident.corrupted_rows))
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge_queue(
+    rows: np.ndarray, due: np.ndarray, new_rows: np.ndarray, new_due: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Merge two queues sorted by due time; on a tie the first queue's row goes first."""
+    n, m = due.shape[0], new_due.shape[0]
+    merged_rows = np.empty(n + m, dtype=np.int64)
+    merged_due = np.empty(n + m, dtype=np.float64)
+    i = j = 0
+    for k in range(n + m):
+        if j == m or (i < n and due[i] <= new_due[j]):
+            merged_rows[k], merged_due[k] = rows[i], due[i]
+            i += 1
+        else:
+            merged_rows[k], merged_due[k] = new_rows[j], new_due[j]
+            j += 1
+    return merged_rows, merged_due

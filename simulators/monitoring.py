@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING, NamedTuple
 
+import numba
 import numpy as np
 
 from simulators.labels import CDF_STEP_DAYS
@@ -95,23 +96,53 @@ def _read_arrivals(log: ServedLog, rows: np.ndarray, out: ArrivedColumns) -> Non
 
     The arithmetic is the one a window of those rows would do, row by row.
     """
-    score = np.take(log.score_live, rows, out=out.score)
-    label = np.take(log.y_label, rows, out=out.label)
-    np.equal(score >= 0.5, label, out=out.correct)
-    shadow = log.score_shadow[rows]
-    has_shadow = np.isfinite(shadow, out=out.has_shadow)
-    if has_shadow.any():
-        previous = np.equal(shadow >= 0.5, label, out=out.previous_correct)
-        np.logical_and(previous, has_shadow, out=previous)
-        ensemble = np.equal((score + shadow) / 2.0 >= 0.5, label, out=out.ensemble_correct)
-        np.logical_and(ensemble, has_shadow, out=ensemble)
-    else:  # no rollback target served them: nothing shadowed
-        out.previous_correct[:] = False
-        out.ensemble_correct[:] = False
-    ece_bin = np.minimum((score * ECE_BINS).astype(np.int64), ECE_BINS - 1, out=out.ece_bin)
-    np.add(2 * ece_bin, label, out=out.ece_label_key)
-    np.take(log.region, rows, out=out.region)
-    np.subtract(log.t_arrive[rows], log.t_serve[rows], out=out.lag_days)
+    _fill_arrivals(
+        rows,
+        log.score_live,
+        log.y_label,
+        log.score_shadow,
+        log.region,
+        log.t_arrive,
+        log.t_serve,
+        *out,
+    )
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill_arrivals(
+    rows: np.ndarray,
+    score_live: np.ndarray,
+    y_label: np.ndarray,
+    score_shadow: np.ndarray,
+    region: np.ndarray,
+    t_arrive: np.ndarray,
+    t_serve: np.ndarray,
+    score: np.ndarray,
+    label: np.ndarray,
+    correct: np.ndarray,
+    has_shadow: np.ndarray,
+    previous_correct: np.ndarray,
+    ensemble_correct: np.ndarray,
+    ece_bin: np.ndarray,
+    ece_label_key: np.ndarray,
+    out_region: np.ndarray,
+    lag_days: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    for j in range(rows.shape[0]):
+        row = rows[j]
+        s, y = score_live[row], y_label[row]
+        score[j], label[j] = s, y
+        correct[j] = (s >= 0.5) == y
+        shadow = score_shadow[row]
+        shadowed = np.isfinite(shadow)
+        has_shadow[j] = shadowed
+        previous_correct[j] = shadowed and (shadow >= 0.5) == y
+        ensemble_correct[j] = shadowed and ((s + shadow) / 2.0 >= 0.5) == y
+        b = min(int(s * ECE_BINS), ECE_BINS - 1)
+        ece_bin[j] = b
+        ece_label_key[j] = 2 * b + y
+        out_region[j] = region[row]
+        lag_days[j] = t_arrive[row] - t_serve[row]
 
 
 def _mean(values: np.ndarray) -> float:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import NamedTuple
 
+import numba
 import numpy as np
 
 ECE_BINS = 10  # equal-width bins of the expected calibration error
@@ -238,16 +239,32 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     n_neg = n - n_pos
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    order = np.argsort(scores, kind="stable")
-    ordered = scores[order]
-    first = np.r_[True, ordered[1:] != ordered[:-1]]  # starts of runs of equal scores
-    run = np.cumsum(first) - 1
-    starts = np.flatnonzero(first)
-    ends = np.r_[starts[1:], n]
-    mean_rank = (starts + ends + 1) / 2.0  # 1-based ranks, ties averaged
-    ranks = mean_rank[run]
-    positive_rank_sum = float(ranks[labels[order] != 0].sum())
+    order = np.argsort(scores)  # any order of equal scores gives the same runs
+    positive_rank_sum = _positive_rank_sum(scores[order], labels[order])
     return (positive_rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
+@numba.njit(cache=True, nogil=True)
+def _positive_rank_sum(ordered: np.ndarray, labels: np.ndarray) -> float:  # pragma: no cover
+    """Sum of the positives' 1-based ranks in ascending ``ordered`` scores, each run of
+    equal scores at its mean rank.
+
+    Every rank is a half-integer, so the sum is exact in any order of addition.
+    """
+    n = ordered.shape[0]
+    total = 0.0
+    start = 0
+    while start < n:
+        end = start + 1
+        while end < n and ordered[end] == ordered[start]:
+            end += 1
+        positives = 0
+        for k in range(start, end):
+            if labels[k] != 0:
+                positives += 1
+        total += positives * ((start + end + 1) / 2.0)
+        start = end
+    return total
 
 
 def ece_bins(scores: np.ndarray, bins: int = ECE_BINS) -> np.ndarray:

@@ -14,6 +14,7 @@ from sklearn.tree import DecisionTreeClassifier
 from threadpoolctl import threadpool_limits
 
 from simulators.errors import ConfigError
+from simulators.models.tree_paths import gbm_path_is_exact, gbm_positive
 from simulators.models.version import ModelVersion
 
 CALIBRATION_METHODS = ("isotonic", "sigmoid")
@@ -95,6 +96,10 @@ def positive_proba(estimator: Any, features: np.ndarray) -> np.ndarray:
     if type(estimator) is DecisionTreeClassifier:  # its own no-validation path
         proba = estimator.predict_proba(features.astype(np.float32), check_input=False)
         return np.asarray(proba[:, 1], dtype=np.float64)
+    if type(estimator) is HistGradientBoostingClassifier and gbm_path_is_exact():
+        positive = gbm_positive(estimator, features)
+        if positive is not None:
+            return positive
     with sklearn.config_context(assume_finite=True):
         return np.asarray(estimator.predict_proba(features)[:, 1], dtype=np.float64)
 
