@@ -84,7 +84,7 @@ class World:
             raise ValueError("a mixture scenario needs its member scenarios resolved")
         self._streams: dict[str, Stream] = {}
         self.execution_hooks: list[Callable[[World, Action], None]] = []
-        self._log: ServedLog | None = None
+        self._logs: dict[int, ServedLog] = {}  # by input width, reused across episodes
         self._delay_cdfs: dict[str, np.ndarray] = {}
 
     # -- episode ----------------------------------------------------------------------
@@ -140,9 +140,9 @@ class World:
         self.stream = self._stream_for(self.active)
         self.stream.start(self.rng, self.active.horizon_days + self.active.warmup_days)
         self.env = simpy.Environment(initial_time=-float(self.active.warmup_days))
-        if self._log is None or self._log.n_features != self.stream.n_features:
-            self._log = ServedLog(self.stream.n_features)  # reused across episodes
-        self.log = self._log
+        if self.stream.n_features not in self._logs:  # a mixture's members may differ
+            self._logs[self.stream.n_features] = ServedLog(self.stream.n_features)
+        self.log = self._logs[self.stream.n_features]
         self.log.clear()
         self.pipeline = LabelPipeline(self.log, self.active.delay, self.rng)
         self.registry = Registry()
