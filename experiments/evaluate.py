@@ -13,6 +13,7 @@ import hydra
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from agent.evaluation.cache import ResultCache
 from agent.evaluation.harness import (
     BASELINES,
     Task,
@@ -73,13 +74,14 @@ def main(cfg: DictConfig) -> None:
     tune_seeds = episode_seeds(cfg.tune_seed, cfg.tune_episodes)
     eval_seeds = episode_seeds(cfg.eval_seed, cfg.episodes)
     tuned: dict[str, dict[str, dict[str, Any]]] = {}
+    cache = ResultCache(cfg.cache_dir) if cfg.cache_dir else None
     # 1. tune every baseline per scenario on training seeds
     tasks = [
         t for w in worlds for t in grid_tasks(w, grids, tune_seeds, cfg.tune_episodes_per_member)
     ]
     by_scenario: dict[str, list[Any]] = {w.scenario.name: [] for w in worlds}
     for task, summaries, _ in tqdm(
-        run_parallel(tasks, cfg.n_jobs), total=len(tasks), desc="tune baselines"
+        run_parallel(tasks, cfg.n_jobs, cache), total=len(tasks), desc="tune baselines"
     ):
         by_scenario[task.world.scenario.name].append((task, summaries))
     for name, scored in by_scenario.items():
@@ -107,13 +109,18 @@ def main(cfg: DictConfig) -> None:
     timelines: dict[str, dict[str, list[dict[str, Any]]]] = {w.scenario.name: {} for w in worlds}
     incidents: dict[str, list[dict[str, Any]]] = {}
     for task, summaries, rows in tqdm(
-        run_parallel(eval_tasks, cfg.n_jobs), total=len(eval_tasks), desc="evaluate"
+        run_parallel(eval_tasks, cfg.n_jobs, cache), total=len(eval_tasks), desc="evaluate"
     ):
         scenario = task.world.scenario.name
         results[scenario][task.policy] = policy_entry(summaries)
         timelines[scenario][task.policy] = rows
         if task.policy == "agent":
             incidents[scenario] = [{"seed": s.seed, **i} for s in summaries for i in s.incidents]
+    if cache is not None:
+        print(
+            f"baseline results: {cache.hits} tasks from the cache ({cache.directory}), "
+            f"{cache.misses} computed"
+        )
     matched: dict[str, Any] = {}
     if cfg.policy_path and cfg.matched_compute:
         for w in worlds:

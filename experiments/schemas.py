@@ -119,6 +119,8 @@ class EvaluateConfig:
     history_len: int = 4
     n_jobs: int = 2
     matched_compute: bool = True  # on replays: the agent vs periodic(N) at equal compute
+    # baseline results keyed by code, configs and seeds (agent/evaluation/cache.py); "" = off
+    cache_dir: str = "outputs/cache/evaluate"
 
 
 @dataclass

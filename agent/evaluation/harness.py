@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from joblib import Parallel, delayed
 
+from agent.evaluation.cache import ResultCache
 from agent.evaluation.episodes import EpisodeSummary, evaluate_episode
 from agent.policies import make_heuristic
 from agent.policies.base import Policy
@@ -119,14 +120,31 @@ def stratify(world: WorldSpec, seeds: list[int], per_member: int) -> tuple[list[
 
 
 def run_parallel(
-    tasks: list[Task], n_jobs: int
+    tasks: list[Task], n_jobs: int, cache: ResultCache | None = None
 ) -> Iterator[tuple[Task, list[EpisodeSummary], list[dict[str, Any]]]]:
-    """Run tasks in worker processes, yielding results as they finish."""
+    """Run tasks in worker processes, yielding results as they finish.
+
+    With a ``cache``, baseline tasks already computed under the same code, configs and
+    seeds are served from it (first), and the rest are stored as they finish.
+    """
+    todo = []
+    for task in tasks:
+        entry = cache.get(task) if cache is not None else None
+        if entry is None:
+            todo.append(task)
+        else:
+            yield task, entry[0], entry[1]
     if n_jobs == 1:
-        yield from (run_task(t) for t in tasks)
-        return
-    parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")
-    yield from parallel(delayed(run_task)(t) for t in tasks)
+        finished: Iterator[tuple[Task, list[EpisodeSummary], list[dict[str, Any]]]] = (
+            run_task(t) for t in todo
+        )
+    else:
+        parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")
+        finished = parallel(delayed(run_task)(t) for t in todo)
+    for task, summaries, rows in finished:
+        if cache is not None:
+            cache.put(task, summaries, rows)
+        yield task, summaries, rows
 
 
 def grid_tasks(
