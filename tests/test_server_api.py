@@ -1,5 +1,7 @@
 """The agent server's HTTP contract, against a real uvicorn on 127.0.0.1 and a SQLite file."""
 
+import math
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,8 @@ from test_server_harness import (
     stored_rows,
 )
 
-from agent.server.schemas import EXAMPLE_PORTFOLIO
+from agent.ope.logs import load_logs
+from agent.server.schemas import EXAMPLE_PORTFOLIO, DecisionResponse
 from envs.shield import LABEL_HEALTH, MODEL_CHANGES
 from simulators.actions import ACTION_NAMES
 
@@ -64,6 +67,8 @@ def decide(client: httpx.Client, service_id: str, **changes: Any) -> dict[str, A
 # -- decisions ---------------------------------------------------------------------------
 def test_decision_answer_is_complete_and_stored(client: httpx.Client, db_path: Path) -> None:
     answer = decide(client, "api-complete")
+    DecisionResponse.model_validate(answer)  # the hand-written JSON is the documented model
+    assert uuid.UUID(hex=answer["decision_id"]).version == 4
     assert answer["action"] in ACTION_NAMES and answer["proposed_action"] in ACTION_NAMES
     assert answer["step"] == 0 and len(answer["decision_id"]) == 32
     proposal, executed = answer["probabilities"]["proposal"], answer["probabilities"]["executed"]
@@ -84,6 +89,21 @@ def test_decision_answer_is_complete_and_stored(client: httpx.Client, db_path: P
     assert row["portfolio"]["labels_recent"] == EXAMPLE_PORTFOLIO["labels_recent"]
     assert row["reward"] is None and row["policy_version"] == answer["policy_version"]
     assert row["extra"]["rng_seed"] == 7
+
+
+def test_audit_trail_reads_back_for_offline_evaluation(client: httpx.Client, db_path: Path) -> None:
+    answer = decide(client, "api-ope", accuracy_recent=None)  # a missing value
+    outcome = client.post(f"/v1/decisions/{answer['decision_id']}/outcome", json={"reward": 4.5})
+    assert outcome.status_code == 201
+    logs = load_logs(sqlite_url(db_path), allow_version_mix=True)
+    (row,) = logs.frame[logs.frame["decision_id"] == answer["decision_id"]].to_dict("records")
+    assert row["reward"] == 4.5 and row["service_id"] == "api-ope"
+    assert math.isnan(row["portfolio"]["accuracy_recent"])  # NaN, as simulation logs keep it
+    assert row["observation"] == pytest.approx(answer["observation"])
+    assert row["proposal_probabilities"] == pytest.approx(
+        list(answer["probabilities"]["proposal"].values())
+    )
+    assert row["extra"]["allowed"] == [int(a in answer["allowed_actions"]) for a in ACTION_NAMES]
 
 
 def test_observation_is_in_the_answer_only_when_asked(client: httpx.Client) -> None:
@@ -370,3 +390,40 @@ def test_reload_refuses_tampered_or_outside_files(
     assert refused.status_code == 422 and "reload folder" in refused.json()["message"]
     assert client.get("/v1/policy").json()["version"] == current
     assert decide(client, "api-after-refusal")["policy_version"] == current
+
+
+# -- the decision route through FastAPI's router answers the same -----------------------------
+@pytest.fixture(scope="module")
+def routed(policy_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
+    db = tmp_path_factory.mktemp("routed") / "audit.db"
+    with ThreadedServer(settings_for(policy_path, db, seed=7), fast_decisions=False) as running:
+        yield running
+
+
+def test_fastapi_route_answers_like_the_fast_endpoint(
+    server: ThreadedServer, routed: ThreadedServer
+) -> None:
+    body = dumps_loose(decision_body("api-routed", EXAMPLE_PORTFOLIO))
+    fast = raw_post(server.url, "/v1/decisions?observation=true", body)
+    slow = raw_post(routed.url, "/v1/decisions?observation=true", body)
+    assert fast.status_code == slow.status_code == 200
+    assert fast.headers["content-type"] == slow.headers["content-type"] == "application/json"
+    a, b = (
+        DecisionResponse.model_validate(fast.json()),
+        DecisionResponse.model_validate(slow.json()),
+    )
+    assert list(fast.json()) == list(slow.json())
+    assert (a.step, a.allowed_actions, a.observation) == (b.step, b.allowed_actions, b.observation)
+    for case in ("missing field", "unknown family", "NaN", "not JSON", "body not an object"):
+        bad = BAD_BODIES[case][0]
+        fast, slow = (
+            raw_post(server.url, "/v1/decisions", bad),
+            raw_post(routed.url, "/v1/decisions", bad),
+        )
+        assert fast.status_code == slow.status_code == 422, case
+        assert fast.json() == slow.json(), case
+    for headers in ({"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": ""}):
+        fast = raw_post(server.url, "/v1/decisions", body, headers)
+        slow = raw_post(routed.url, "/v1/decisions", body, headers)
+        assert fast.status_code == slow.status_code == 401
+        assert fast.json() == slow.json() and fast.headers["www-authenticate"] == "Bearer"

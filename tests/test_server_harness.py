@@ -108,12 +108,13 @@ def settings_for(policy_path: Path, db_path: Path, **overrides: Any) -> ServerSe
 class ThreadedServer:
     """A real uvicorn server for ``settings`` in a thread of this process."""
 
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerSettings, fast_decisions: bool = True) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning"
-        )
+        app = create_app(settings)
+        if not fast_decisions:  # POST /v1/decisions through FastAPI's routing instead
+            app.decision_endpoint = None  # type: ignore[attr-defined]
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -3,6 +3,10 @@ the numpy forward against the torch policy, the exploration floor against Epsilo
 metric labels, settings checks."""
 
 import dataclasses
+import json
+import math
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +14,18 @@ import pytest
 
 from agent.policies.base import DecisionContext, EpsilonSoft
 from agent.policies.ppo import load_agent
-from agent.server.decide import draw, with_floor
+from agent.rollout import shielded_probabilities
+from agent.server.audit_sql import json_cell
+from agent.server.decide import Decider, DecisionIds, draw, with_floor
 from agent.server.fast_forward import NumpyActor, policy_forward, probe_inputs
 from agent.server.metrics import reason_kind
+from agent.server.policy_store import load_policy
 from agent.server.schemas import EXAMPLE_PORTFOLIO, Portfolio, check_against_specs
 from agent.server.settings import ServerSettings
-from agent.server.state import ServiceStates
+from agent.server.state import ServiceState, ServiceStates
+from envs.encoder import ObservationEncoder
 from envs.lifecycle_env import LifecycleEnv
+from envs.shield import Shield, ShieldConfig
 from simulators.costs import SloConfig
 from simulators.errors import ConfigError
 from simulators.portfolio import FIELD_SPECS, NAN_OK, ObservedPortfolio
@@ -76,6 +85,79 @@ def test_exploration_floor_is_epsilon_soft(policy_path: Path, epsilon: float) ->
     expected = EpsilonSoft(agent, epsilon).action_probabilities(context)
     base = agent.probabilities_batch(observation, env.action_masks())[0]
     np.testing.assert_allclose(with_floor(base, env.action_masks(), epsilon), expected)
+
+
+def test_decisions_match_the_numpy_reference(
+    policy_path: Path, slo: SloConfig, shield_config: ShieldConfig
+) -> None:
+    """The server's pure-Python floor, draw and propensities are the reference's numbers."""
+    epsilon, seed = 0.1, 3
+    policy = load_policy(policy_path, slo, epsilon, deterministic=False)
+    shield = Shield(shield_config, slo)
+    decider, reference_rng = Decider(shield, seed), np.random.default_rng(seed)
+    state = ServiceState(encoder=ObservationEncoder(slo, policy.history_len))
+    env = LifecycleEnv(scenario="label_corruption")
+    env.reset(seed=5)
+    rng = np.random.default_rng(0)
+    vetoes = 0
+    for day in range(40):
+        portfolio = env.report.observed
+        observed = decider.observe(portfolio, state)
+        base = rng.dirichlet(np.full(7, 0.3))  # any distribution, zeros included
+        base[rng.random(7) < 0.2] = 0.0
+        base /= base.sum()
+        decision = decider.decide("svc", env_time(day), observed, base, state, policy)
+        mask = observed.shield.mask
+        allowed = mask.astype(np.float64)
+        uniform = allowed / allowed.sum()  # EpsilonSoft's mixture
+        mixed = np.asarray((1.0 - epsilon) * base + epsilon * uniform)
+        mixed = mixed / mixed.sum()
+        cumulative = np.cumsum(mixed)
+        u = float(reference_rng.random())
+        proposed = min(int(np.searchsorted(cumulative, u * cumulative[-1], side="right")), 6)
+        executed = shielded_probabilities(
+            mixed, observed.shield, portfolio.human_hold, shield.apply
+        )
+        record = decision.record
+        # the same float64 operations; numpy may add the seven terms in another order
+        np.testing.assert_allclose(record.proposal_probabilities, mixed, rtol=1e-14, atol=0)
+        np.testing.assert_allclose(record.probabilities, executed, rtol=1e-14, atol=0)
+        assert record.proposed_action == proposed
+        assert record.propensity == record.probabilities[record.executed_action]
+        assert record.step == day and state.next_step == day + 1
+        vetoes += record.vetoed
+        env.step(record.proposed_action)
+    assert vetoes > 0  # the veto path ran
+
+
+def env_time(day: int) -> "datetime":
+    return datetime(2025, 3, 1, tzinfo=UTC) + timedelta(days=day)
+
+
+def test_decision_ids_are_unique_version_4_uuids() -> None:
+    new_id = DecisionIds()
+    ids = [new_id() for _ in range(3 * DecisionIds.BLOCK // 16 + 5)]  # several blocks
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(hex=text)
+        assert parsed.hex == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        [0.1, 1e-05, 1e20, -0.0, 5e-324, 0.38811492919921875],
+        {"a": math.nan, "b": 1.5, "c": "x"},
+        {"inf": math.inf, "ok": True, "none": None},
+        {"big": 2**70, "small": -3},
+        {"families": "null", "list": [1, 2]},
+    ],
+)
+def test_json_cells_read_back_as_json_dumps_writes_them(value: object) -> None:
+    cell = json_cell(value)
+    expected = json.loads(json.dumps(value))
+    got = json.loads(cell)
+    assert repr(got) == repr(expected)  # NaN stays NaN (not null), floats round-trip
 
 
 def test_draw_never_picks_an_action_without_mass() -> None:

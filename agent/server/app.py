@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator
 
 import torch
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from agent.server.errors import install_error_handlers
 from agent.server.limits import BodySizeLimit
 from agent.server.metrics import ServerMetrics
 from agent.server.openapi import install_openapi
 from agent.server.routers import decisions, health, policy
+from agent.server.routers.decisions import DecisionEndpoint
 from agent.server.runtime import open_runtime
 from agent.server.schemas import check_against_specs
 from agent.server.settings import ServerSettings
@@ -33,6 +35,30 @@ before the answer leaves. `/v1` routes need `Authorization: Bearer $STEWARD_API_
 def configure_torch() -> None:
     """One torch thread (the forward is one small batch; threads would only contend)."""
     torch.set_num_threads(1)
+
+
+DECISIONS_PATH = "/v1/decisions"
+
+
+class StewardApp(FastAPI):
+    """FastAPI, with ``POST /v1/decisions`` answered ahead of its middleware and routing.
+
+    Every other request (and the decision route's documentation) goes through FastAPI.
+    """
+
+    decision_endpoint: DecisionEndpoint | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self.decision_endpoint
+        if (
+            endpoint is not None
+            and scope["type"] == "http"
+            and scope["path"] == DECISIONS_PATH
+            and scope["method"] == "POST"
+        ):
+            await endpoint(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
@@ -57,7 +83,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             app.state.runtime = None
             runtime.audit.close()
 
-    app = FastAPI(
+    app = StewardApp(
         title="Steward agent server",
         version="1",
         description=DESCRIPTION,
@@ -72,4 +98,5 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(policy.router)
     app.include_router(health.router)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.decision_endpoint = DecisionEndpoint(app, settings.max_body_bytes)
     return app

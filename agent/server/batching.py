@@ -60,8 +60,11 @@ class ForwardBatcher:
             return
         self.last_batch_size = len(live)
         try:
-            observations = np.stack([row.observation for row in live])
-            masks = np.stack([row.mask for row in live])
+            if len(live) == 1:  # a lone decision: a view, not a copy
+                observations, masks = live[0].observation[None], live[0].mask[None]
+            else:
+                observations = np.stack([row.observation for row in live])
+                masks = np.stack([row.mask for row in live])
             probabilities = live[0].policy.forward(observations, masks)
         except Exception as err:
             for row in live:

@@ -11,14 +11,17 @@ shield (:func:`agent.rollout.shielded_probabilities`).
 forward, which the server batches across concurrent decisions.
 """
 
-import uuid
+import bisect
+import itertools
+import math
+import os
+from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 
 import numpy as np
 
 from agent.decision_log import DecisionRecord
-from agent.rollout import shielded_probabilities
 from agent.server.policy_store import LoadedPolicy
 from agent.server.state import ServiceState
 from envs.shield import Shield, ShieldDecision, Verdict
@@ -43,22 +46,66 @@ class Decision(NamedTuple):
 
     record: DecisionRecord
     verdict: Verdict
-    allowed: np.ndarray
+    allowed: list[bool]
 
 
-def with_floor(probabilities: np.ndarray, mask: np.ndarray, epsilon: float) -> np.ndarray:
+# The distributions of one decision have seven entries: plain Python floats cost less
+# than numpy calls on them. Each step does the float64 operations of the numpy reference
+# (EpsilonSoft's mixture, agent.rollout.shielded_probabilities); only the total may be
+# summed in another order than numpy's, so a probability may differ in its last bit.
+
+
+def with_floor(probabilities: Sequence[float], mask: Sequence[bool], epsilon: float) -> list[float]:
     """``(1 - epsilon) * policy + epsilon * uniform over allowed actions`` (EpsilonSoft's mix)."""
-    allowed = mask.astype(np.float64)
-    count = allowed.sum()
-    uniform = allowed / count if count > 0 else np.full(N_ACTIONS, 1.0 / N_ACTIONS)
-    return np.asarray((1.0 - epsilon) * probabilities + epsilon * uniform)
+    allowed = [bool(a) for a in mask]
+    count = sum(allowed)
+    keep = 1.0 - epsilon
+    if count == 0:
+        share = epsilon * (1.0 / N_ACTIONS)
+        return [keep * float(p) + share for p in probabilities]
+    share = epsilon * (1.0 / count)
+    return [
+        keep * float(p) + (share if a else 0.0) for p, a in zip(probabilities, allowed, strict=True)
+    ]
 
 
-def draw(probabilities: np.ndarray, uniform: float) -> int:
+def draw(probabilities: Sequence[float], uniform: float) -> int:
     """The action at ``uniform`` on the distribution's CDF (zero-mass actions never)."""
-    cumulative = np.cumsum(probabilities)
-    index = int(np.searchsorted(cumulative, uniform * cumulative[-1], side="right"))
+    cumulative = list(itertools.accumulate(float(p) for p in probabilities))
+    index = bisect.bisect_right(cumulative, uniform * cumulative[-1])
     return min(index, N_ACTIONS - 1)
+
+
+class DecisionIds:
+    """Random version-4 UUIDs as 32 hex digits (``uuid.uuid4().hex``), 256 per ``os.urandom``.
+
+    The same bits as :func:`uuid.uuid4` (16 random bytes, version and variant set), taking
+    the randomness in blocks: one system call per id costs more than the id.
+    """
+
+    BLOCK = 16 * 256
+    _CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+    _SET = (0x4000 << 64) | (0x8000 << 48)
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._next = 0
+
+    def __call__(self) -> str:
+        """A new id."""
+        if self._next >= len(self._pool):
+            self._pool, self._next = os.urandom(self.BLOCK), 0
+        start = self._next
+        self._next = start + 16
+        value = int.from_bytes(self._pool[start : start + 16]) & self._CLEAR | self._SET
+        return f"{value:032x}"
+
+
+def _total(values: list[float]) -> float:
+    total = 0.0
+    for value in values:
+        total += value
+    return total
 
 
 class Decider:
@@ -74,6 +121,7 @@ class Decider:
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.draws = 0
+        self.new_id = DecisionIds()
 
     def observe(self, portfolio: ObservedPortfolio, state: ServiceState) -> Observed:
         """Shield the portfolio and encode it with the service's history (advances the encoder)."""
@@ -81,6 +129,24 @@ class Decider:
         verdicts = self.shield.evaluate(portfolio)
         observation = state.encoder.encode(portfolio, verdicts.mask, last_action=state.last_action)
         return Observed(portfolio, verdicts, observation)
+
+    def executed_probabilities(
+        self, probabilities: list[float], verdicts: ShieldDecision, mask: list[bool], hold: bool
+    ) -> list[float]:
+        """P(execute a): each vetoed action's mass moves to the shield's fallback for it.
+
+        :func:`agent.rollout.shielded_probabilities`, asking the shield only about the
+        vetoed actions (an allowed action executes as proposed).
+        """
+        out = [0.0] * N_ACTIONS
+        for action, mass in enumerate(probabilities):
+            if mass == 0.0:
+                continue
+            executed = (
+                action if mask[action] else int(self.shield.apply(action, verdicts, hold).executed)
+            )
+            out[executed] += mass
+        return out
 
     def decide(
         self,
@@ -97,30 +163,34 @@ class Decider:
             PolicyError: the policy's distribution is not a distribution.
         """
         portfolio, verdicts = observed.portfolio, observed.shield
-        probs = with_floor(policy_probabilities, verdicts.mask, policy.epsilon)
-        total = float(probs.sum())
-        if not np.all(np.isfinite(probs)) or total <= 0.0 or np.any(probs < 0.0):
-            raise PolicyError(f"policy {policy.version} returned {policy_probabilities.tolist()}")
-        probs = probs / total
+        mask: list[bool] = verdicts.mask.tolist()
+        policy_values: list[float] = np.asarray(policy_probabilities, dtype=np.float64).tolist()
+        if len(policy_values) != N_ACTIONS:
+            raise PolicyError(f"policy {policy.version} returned {policy_values}")
+        probs = with_floor(policy_values, mask, policy.epsilon)
+        total = _total(probs)
+        if not all(map(math.isfinite, probs)) or total <= 0.0 or min(probs) < 0.0:
+            raise PolicyError(f"policy {policy.version} returned {policy_values}")
+        probs = [p / total for p in probs]
         draw_index, self.draws = self.draws, self.draws + 1
         proposed = draw(probs, float(self.rng.random()))
-        verdict = self.shield.apply(proposed, verdicts, portfolio.human_hold)
-        executed_probs = shielded_probabilities(
-            probs, verdicts, portfolio.human_hold, self.shield.apply
-        )
+        hold = portfolio.human_hold
+        verdict = self.shield.apply(proposed, verdicts, hold)
+        executed_probs = self.executed_probabilities(probs, verdicts, mask, hold)
+        executed = int(verdict.executed)
         record = DecisionRecord(
-            decision_id=uuid.uuid4().hex,
+            decision_id=self.new_id(),
             service_id=service_id,
             step=state.next_step,
             time_days=float(portfolio.time_days),
             timestamp=timestamp.isoformat(),
-            observation=observed.observation.astype(np.float64).tolist(),
+            observation=observed.observation.tolist(),  # float32 -> Python float is exact
             portfolio=dict(vars(portfolio)),  # to_dict() without dataclasses.fields()
             proposed_action=int(verdict.proposed),
-            executed_action=int(verdict.executed),
-            propensity=float(executed_probs[int(verdict.executed)]),
-            probabilities=executed_probs.tolist(),
-            proposal_probabilities=probs.tolist(),
+            executed_action=executed,
+            propensity=executed_probs[executed],
+            probabilities=executed_probs,
+            proposal_probabilities=probs,
             vetoed=bool(verdict.vetoed),
             veto_reasons="; ".join(verdict.reasons),
             reward=None,
@@ -132,10 +202,10 @@ class Decider:
                 "rng_draw": draw_index,
                 "epsilon": policy.epsilon,
                 "deterministic": policy.agent.deterministic,
-                "allowed": verdicts.mask.astype(int).tolist(),
+                "allowed": [int(a) for a in mask],
                 "veto_reasons": list(verdict.reasons),
             },
         )
-        state.last_action = int(verdict.executed)
+        state.last_action = executed
         state.next_step += 1
-        return Decision(record, verdict, verdicts.mask)
+        return Decision(record, verdict, mask)

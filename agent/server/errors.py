@@ -43,14 +43,14 @@ def validation_errors(errors: list[dict[str, Any]] | Any) -> list[dict[str, Any]
     ]
 
 
-def invalid(field: str, message: str) -> JSONResponse:
-    """A 422 about one field of the body."""
-    detail = [{"loc": ["body", *field.split(".")], "msg": message, "type": "value_error"}]
-    return JSONResponse({"message": f"{field}: {message}", "detail": detail}, 422)
+def invalid(field: str, message: str) -> RequestValidationError:
+    """A 422 about one field of the body (raise it)."""
+    error = {"loc": ("body", *field.split(".")), "msg": message, "type": "value_error"}
+    return RequestValidationError([error])
 
 
-async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+def validation_response(exc: RequestValidationError) -> JSONResponse:
+    """The 422 answer: each error's location, message and type; the message names them."""
     errors = validation_errors(exc.errors())
     message = "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in errors[:5])
     if len(errors) > 5:
@@ -58,18 +58,33 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"message": message, "detail": errors}, 422)
 
 
-async def _on_http(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, HTTPException)
+def http_response(exc: HTTPException) -> JSONResponse:
+    """The answer to an ``HTTPException`` (401, 404, 503, ...)."""
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     return JSONResponse({"message": message, "detail": None}, exc.status_code, headers=exc.headers)
 
 
-async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+def unexpected_response(exc: Exception, method: str, path: str) -> JSONResponse:
+    """A 500 for a bug (logged with its traceback); the body names only the error's type."""
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
     return JSONResponse(
         {"message": f"internal error ({type(exc).__name__}); see the server log", "detail": None},
         status.HTTP_500_INTERNAL_SERVER_ERROR,
     )
+
+
+async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return validation_response(exc)
+
+
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return http_response(exc)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    return unexpected_response(exc, request.method, request.url.path)
 
 
 def install_error_handlers(app: FastAPI) -> None:

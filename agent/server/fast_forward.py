@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 
 Forward = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 ACTIVATIONS: dict[type[nn.Module], Callable[[np.ndarray], np.ndarray]] = {
-    nn.Tanh: np.tanh,
-    nn.ReLU: lambda x: np.maximum(x, 0.0),
+    nn.Tanh: lambda x: np.tanh(x, out=x),
+    nn.ReLU: lambda x: np.maximum(x, np.float32(0.0), out=x),
 }
 PROBES = 256
 TOLERANCE = 1e-6
@@ -43,6 +43,15 @@ class NumpyActor:
     ) -> None:
         self.agent = agent
         self.layers = layers
+        # agent.normalize's statistics, with its square root taken once (the same float32s)
+        if agent.obs_mean is not None and agent.obs_var is not None:
+            self._mean: np.ndarray | None = agent.obs_mean.astype(np.float32)
+            self._scale = np.sqrt(agent.obs_var + agent.epsilon).astype(np.float32)
+        else:
+            self._mean = None
+        self._clip = np.float32(agent.clip_obs)
+        self._masked = agent.masked
+        self._deterministic = agent.deterministic
 
     @classmethod
     def from_agent(cls, agent: AgentPolicy) -> "NumpyActor | None":
@@ -68,18 +77,28 @@ class NumpyActor:
     def probabilities_batch(
         self, observations: np.ndarray, masks: np.ndarray | None = None
     ) -> np.ndarray:
-        """Proposal distributions for a batch of encoded observations."""
-        x = self.agent.normalize(np.atleast_2d(observations))
+        """Proposal distributions for a batch of encoded observations.
+
+        The same float32 operations as :meth:`AgentPolicy.normalize` and the torch MLP,
+        written for a small batch: in-place where the numbers allow it.
+        """
+        x = np.atleast_2d(np.asarray(observations, dtype=np.float32))
+        if self._mean is not None:
+            x = (x - self._mean) / self._scale
+            np.maximum(x, -self._clip, out=x)  # np.clip, without its Python-level overhead
+            np.minimum(x, self._clip, out=x)
         for weight, bias, activation in self.layers:
-            x = x @ weight + bias
+            x = x @ weight
+            x += bias
             if activation is not None:
                 x = activation(x)
-        logits = x.astype(np.float32)
-        if self.agent.masked and masks is not None:
-            logits = np.where(np.atleast_2d(masks).astype(bool), logits, np.float32(-1e8))
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs = (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float64)
-        if self.agent.deterministic:
+        if self._masked and masks is not None:
+            x = np.where(np.atleast_2d(masks).astype(bool, copy=False), x, np.float32(-1e8))
+        x -= x.max(axis=1, keepdims=True)
+        np.exp(x, out=x)
+        x /= x.sum(axis=1, keepdims=True)
+        probs = x.astype(np.float64)
+        if self._deterministic:
             hard = np.zeros_like(probs)
             hard[np.arange(len(probs)), probs.argmax(axis=1)] = 1.0
             return hard

@@ -12,6 +12,23 @@ def _too_large(limit: int, size: int | None) -> bytes:
     ).encode()
 
 
+async def too_large(send: Send, limit: int, size: int | None) -> None:
+    """Answer 413 (and close the connection) for a body over ``limit`` bytes."""
+    body = _too_large(limit, size)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 class BodySizeLimit:
     """Refuse bodies over ``limit`` bytes with 413 (declared length or streamed chunks).
 
@@ -38,7 +55,7 @@ class BodySizeLimit:
                 break
         if declared is not None:
             if declared > self.limit:
-                await self._refuse(send, declared)
+                await too_large(send, self.limit, declared)
                 return
             await self.app(scope, receive, send)
             return
@@ -54,7 +71,7 @@ class BodySizeLimit:
             body = message.get("body", b"")
             size += len(body)
             if size > self.limit:
-                await self._refuse(send, None)
+                await too_large(send, self.limit, None)
                 return
             chunks.append(body)
             more = bool(message.get("more_body", False))
@@ -62,21 +79,6 @@ class BodySizeLimit:
             {"type": "http.request", "body": b"".join(chunks), "more_body": False}
         ]
         await self.app(scope, _replay(replay, receive), send)
-
-    async def _refuse(self, send: Send, size: int | None) -> None:
-        body = _too_large(self.limit, size)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
 
 
 def _replay(messages: list[Message], receive: Receive | None = None) -> Receive:

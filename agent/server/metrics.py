@@ -1,8 +1,11 @@
 """Prometheus metrics of one server (its own registry, so several apps can share a process)."""
 
 import re
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from simulators.actions import ACTION_NAMES
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 _REASON_HEAD = re.compile(r"^[^:(\d]*")
@@ -75,6 +78,28 @@ class ServerMetrics:
             "Services whose state is held in memory.",
             registry=self.registry,
         )
+
+        # labelled children, looked up once: labels() takes a lock and builds a key each call
+        self._decided: dict[int, Any] = {}
+        self._vetoed: dict[tuple[int, str], Any] = {}
+
+    def observe_decision(
+        self, executed: int, proposed: int, reasons: list[str], seconds: float
+    ) -> None:
+        """Count an answered decision (by executed action), its vetoes, and its latency."""
+        counter = self._decided.get(executed)
+        if counter is None:
+            counter = self._decided[executed] = self.decisions.labels(action=ACTION_NAMES[executed])
+        counter.inc()
+        for reason in reasons:
+            key = (proposed, reason_kind(reason))
+            vetoes = self._vetoed.get(key)
+            if vetoes is None:
+                vetoes = self._vetoed[key] = self.vetoes.labels(
+                    proposed=ACTION_NAMES[proposed], reason=key[1]
+                )
+            vetoes.inc()
+        self.decision_seconds.observe(seconds)
 
     def set_policy(self, version: str) -> None:
         """Point ``steward_policy_info`` at ``version``."""

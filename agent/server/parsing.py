@@ -6,6 +6,7 @@ as any other route's.
 """
 
 from typing import TypeVar
+from urllib.parse import parse_qsl
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -25,7 +26,19 @@ def parse_body(model: type[ModelT], raw: bytes) -> ModelT:
 
 def flag(request: Request, name: str) -> bool:
     """A boolean query parameter (absent: false); 422 naming it when it is not a boolean."""
-    value = request.query_params.get(name)
+    return flag_value(request.query_params.get(name), name)
+
+
+def query_flag(query_string: bytes, name: str) -> bool:
+    """:func:`flag` from a raw query string (the last value wins, as in Starlette)."""
+    if not query_string:
+        return False
+    values = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    return flag_value(dict(values).get(name), name)
+
+
+def flag_value(value: str | None, name: str) -> bool:
+    """A boolean query value (absent: false); 422 naming it when it is not a boolean."""
     if value is None:
         return False
     if value.lower() in ("true", "1", "yes", "on"):

@@ -4,18 +4,33 @@ import asyncio
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, status
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from agent.server.audit import AuditUnavailableError
 from agent.server.decide import Decision, PolicyError
-from agent.server.deps import RuntimeDep, authorize, get_runtime, require_api_token
-from agent.server.errors import invalid
-from agent.server.metrics import reason_kind
+from agent.server.deps import (
+    RuntimeDep,
+    authorize,
+    authorize_header,
+    get_runtime,
+    require_api_token,
+)
+from agent.server.errors import (
+    http_response,
+    invalid,
+    unexpected_response,
+    validation_response,
+)
+from agent.server.limits import too_large
 from agent.server.openapi import DECISION_BODY
-from agent.server.parsing import flag, parse_body
+from agent.server.parsing import flag, parse_body, query_flag
 from agent.server.policy_store import LoadedPolicy
 from agent.server.runtime import Runtime
 from agent.server.schemas import (
@@ -25,7 +40,6 @@ from agent.server.schemas import (
     ErrorBody,
     OutcomeRequest,
     OutcomeResponse,
-    Probabilities,
 )
 from agent.server.state import ServiceState
 from simulators.actions import ACTION_NAMES
@@ -44,27 +58,34 @@ def _unknown_family(families: str, known: Mapping[str, object]) -> str:
     return next((f for f in families.split("+") if f and f not in known), "")
 
 
-def _answer(decision: Decision, with_observation: bool) -> DecisionResponse:
-    """The answer (built without re-validation: every value comes from the decision)."""
+def answer_json(decision: Decision, with_observation: bool) -> bytes:
+    """The answer, a :class:`DecisionResponse` in JSON (every value from the decision).
+
+    Written with orjson from a dict in the model's field order: building and dumping the
+    pydantic model costs more than the policy's forward. A test validates answers
+    against the model.
+    """
     record, names = decision.record, ACTION_NAMES
-    return DecisionResponse.model_construct(
-        decision_id=record.decision_id,
-        service_id=record.service_id,
-        step=record.step,
-        action=names[record.executed_action],
-        proposed_action=names[record.proposed_action],
-        vetoed=record.vetoed,
-        veto_reasons=list(decision.verdict.reasons),
-        allowed_actions=[names[a] for a in range(len(names)) if decision.allowed[a]],
-        probabilities=Probabilities.model_construct(
-            proposal=dict(zip(names, record.proposal_probabilities, strict=True)),
-            executed=dict(zip(names, record.probabilities, strict=True)),
-        ),
-        propensity=record.propensity,
-        policy_version=record.policy_version,
-        shield_version=record.shield_version,
-        observation=record.observation if with_observation else None,
-    )
+    answer: dict[str, Any] = {
+        "decision_id": record.decision_id,
+        "service_id": record.service_id,
+        "step": record.step,
+        "action": names[record.executed_action],
+        "proposed_action": names[record.proposed_action],
+        "vetoed": record.vetoed,
+        "veto_reasons": decision.verdict.reasons,
+        "allowed_actions": [name for name, ok in zip(names, decision.allowed, strict=True) if ok],
+        "probabilities": {
+            "proposal": dict(zip(names, record.proposal_probabilities, strict=True)),
+            "executed": dict(zip(names, record.probabilities, strict=True)),
+        },
+        "propensity": record.propensity,
+        "policy_version": record.policy_version,
+        "shield_version": record.shield_version,
+    }
+    if with_observation:
+        answer["observation"] = record.observation
+    return orjson.dumps(answer)
 
 
 def _invalidate_on_failure(future: asyncio.Future[None], state: ServiceState) -> None:
@@ -113,31 +134,23 @@ async def _store(runtime: Runtime, state: ServiceState, decision: Decision) -> N
         ) from None
 
 
-@router.post(
-    "/decisions",
-    response_model=DecisionResponse,
-    responses=ERRORS,  # type: ignore[arg-type]
-    summary="Decide the next lifecycle action for a service",
-    openapi_extra=DECISION_BODY,
-)
-async def post_decision(request: Request) -> Response:
-    """Shield, encode (with the service's history), propose, veto or pass, and record.
+async def decide_json(runtime: Runtime, raw: bytes, with_observation: bool) -> bytes:
+    """Decide on a raw :class:`DecisionRequest` body; the answer's JSON once it is committed.
 
-    The body is a :class:`DecisionRequest`; ``?observation=true`` adds the encoded
-    observation to the answer. The answer is sent only after the decision is committed
-    to the audit trail. The route reads its token, query and body itself (documented in
-    ``openapi_extra``): FastAPI's parameter machinery costs more than the shield.
+    Shield, encode (with the service's history), propose, veto or pass, record, and wait
+    for the record's commit.
+
+    Raises:
+        RequestValidationError: a bad body (422 naming the field).
+        HTTPException: 503 when the policy or the audit trail failed (nothing decided).
     """
     started = time.perf_counter()
-    runtime = await get_runtime(request)
-    authorize(request, runtime.settings.api_token)
-    observation = flag(request, "observation")
-    body = parse_body(DecisionRequest, await request.body())
+    body = parse_body(DecisionRequest, raw)
     known = runtime.settings.slo.families
     for name in ("live_families", "previous_families"):
         unknown = _unknown_family(getattr(body.portfolio, name), known)
         if unknown:
-            return invalid(
+            raise invalid(
                 f"portfolio.{name}", f"unknown model family {unknown!r} (known: {', '.join(known)})"
             )
     portfolio = body.portfolio.to_observed()
@@ -152,16 +165,112 @@ async def post_decision(request: Request) -> Response:
             runtime.states.restore(state, history, policy.history_len)
         decision = await _decide(runtime, body, portfolio, state, policy)
         await _store(runtime, state, decision)
-    metrics = runtime.metrics
-    metrics.decisions.labels(action=ACTION_NAMES[decision.record.executed_action]).inc()
-    for reason in decision.verdict.reasons:
-        metrics.vetoes.labels(
-            proposed=ACTION_NAMES[decision.record.proposed_action], reason=reason_kind(reason)
-        ).inc()
-    metrics.decision_seconds.observe(time.perf_counter() - started)
-    answer = _answer(decision, with_observation=observation)
-    omit = None if observation else {"observation"}
-    return Response(answer.model_dump_json(exclude=omit), media_type="application/json")
+    runtime.metrics.observe_decision(
+        decision.record.executed_action,
+        decision.record.proposed_action,
+        decision.verdict.reasons,
+        time.perf_counter() - started,
+    )
+    return answer_json(decision, with_observation)
+
+
+@router.post(
+    "/decisions",
+    response_model=DecisionResponse,
+    responses=ERRORS,  # type: ignore[arg-type]
+    summary="Decide the next lifecycle action for a service",
+    openapi_extra=DECISION_BODY,
+)
+async def post_decision(request: Request) -> Response:
+    """Shield, encode (with the service's history), propose, veto or pass, and record.
+
+    The body is a :class:`DecisionRequest`; ``?observation=true`` adds the encoded
+    observation to the answer. The answer is sent only after the decision is committed
+    to the audit trail. The server answers this route with :class:`DecisionEndpoint`
+    ahead of FastAPI's routing; this route documents it (its body, query and token in
+    ``openapi_extra``) and answers the same when reached through the router.
+    """
+    runtime = await get_runtime(request)
+    authorize(request, runtime.settings.api_token)
+    observation = flag(request, "observation")
+    answer = await decide_json(runtime, await request.body(), observation)
+    return Response(answer, media_type="application/json")
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+class DecisionEndpoint:
+    """``POST /v1/decisions`` as a plain ASGI app, answered ahead of FastAPI's routing.
+
+    The same checks in the same order as the FastAPI stack would make them (413 for a
+    body over the limit, 503 while starting, 401, 422 naming the field) with the same
+    JSON error bodies, and :func:`decide_json` for the decision. FastAPI's middleware,
+    routing and request objects cost several times the decision's shield.
+
+    Args:
+        app: the FastAPI app (its ``state.runtime`` is read per request).
+        limit: the largest body accepted, in bytes.
+    """
+
+    def __init__(self, app: FastAPI, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await too_large(send, self.limit, int(declared))
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away: nothing to answer
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await too_large(send, self.limit, None)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            runtime: Runtime | None = self.app.state.runtime
+            if runtime is None:
+                raise HTTPException(
+                    status.HTTP_503_SERVICE_UNAVAILABLE, "the server is starting or stopping"
+                )
+            token = _header(scope, b"authorization")
+            authorize_header(token.decode("latin-1") if token else "", runtime.settings.api_token)
+            observation = query_flag(scope.get("query_string", b""), "observation")
+            answer = await decide_json(runtime, raw, observation)
+        except RequestValidationError as exc:
+            await validation_response(exc)(scope, receive, send)
+            return
+        except StarletteHTTPException as exc:
+            await http_response(exc)(scope, receive, send)
+            return
+        except Exception as exc:
+            await unexpected_response(exc, scope["method"], scope["path"])(scope, receive, send)
+            raise
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(answer)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer})
 
 
 @router.post(
