@@ -135,11 +135,16 @@ def projected_period_spend(
 
 # -- the rules ----------------------------------------------------------------------------
 class Rule(NamedTuple):
-    """A named rule: the actions it can veto and when it does."""
+    """A named rule: the actions it can veto and when it does.
+
+    ``per_action``: the answer depends on which action (a projection of its cost or
+    latency); otherwise one check answers for every action the rule names.
+    """
 
     name: str
     actions: tuple[Action, ...]
     check: Callable[[Action, ObservedPortfolio, SloConfig, ShieldConfig], str]
+    per_action: bool = False
 
 
 def _finite(x: float) -> bool:
@@ -238,15 +243,23 @@ RULES: tuple[Rule, ...] = (
     Rule("change_in_flight", MODEL_CHANGES, _nothing_in_flight),
     Rule("human_hold", MODEL_CHANGES, _no_human_hold),
     Rule("rate_limit", MODEL_CHANGES, _rate_limit),
-    Rule("cost_ceiling", MODEL_CHANGES, _within_ceiling),
-    Rule("latency_budget", (Action.ENSEMBLE, Action.ROLLBACK), _within_latency),
+    Rule("cost_ceiling", MODEL_CHANGES, _within_ceiling, per_action=True),
+    Rule("latency_budget", (Action.ENSEMBLE, Action.ROLLBACK), _within_latency, per_action=True),
     Rule("previous_version", (Action.ROLLBACK, Action.ENSEMBLE), _has_previous),
     Rule("single_ensemble", (Action.ENSEMBLE,), _not_ensembled),
     Rule("simpler_family", (Action.SIMPLIFY,), _has_simpler),
 )
 RULE_NAMES = tuple(r.name for r in RULES)
-# every (rule, action) pair in evaluation order, with the action's mask index
-_CHECKS = tuple((rule, action, int(action)) for rule in RULES for action in rule.actions)
+# every check in evaluation order: (rule, the action checked, the mask indices it answers)
+_CHECKS = tuple(
+    check
+    for rule in RULES
+    for check in (
+        [(rule, a, (int(a),)) for a in rule.actions]
+        if rule.per_action
+        else [(rule, rule.actions[0], tuple(int(a) for a in rule.actions))]
+    )
+)
 _ALWAYS_ALLOWED_INDEX = tuple(int(a) for a in ALWAYS_ALLOWED)
 
 
@@ -278,14 +291,15 @@ class Shield:
         if not self.enabled:
             return ShieldDecision(mask, reasons)
         slo, config = self.slo, self.config
-        for rule, action, index in _CHECKS:
+        for rule, action, indices in _CHECKS:
             try:
                 why = rule.check(action, portfolio, slo, config)
             except Exception as err:
                 why = f"{rule.name}: state not checkable ({type(err).__name__})"
             if why:
-                mask[index] = False
-                reasons.setdefault(index, []).append(why)
+                for index in indices:
+                    mask[index] = False
+                    reasons.setdefault(index, []).append(why)
         for index in _ALWAYS_ALLOWED_INDEX:
             mask[index] = True
             reasons.pop(index, None)

@@ -224,6 +224,25 @@ def test_shield_is_total_and_vetoes_the_union_of_fired_rules(
 
 
 @PROPERTY_SETTINGS
+@given(p=any_portfolio)
+def test_reasons_are_each_actions_own_checks_in_rule_order(
+    shield: Shield, slo: SloConfig, shield_config: ShieldConfig, p: ObservedPortfolio
+) -> None:
+    """A rule checked once for all its actions (``per_action=False``) answers as if it
+    had been checked for each action."""
+    expected: dict[int, list[str]] = {}
+    for rule in RULES:
+        for action in rule.actions:
+            try:
+                why = rule.check(action, p, slo, shield_config)
+            except Exception as err:
+                why = f"{rule.name}: state not checkable ({type(err).__name__})"
+            if why and action not in ALWAYS_ALLOWED:
+                expected.setdefault(int(action), []).append(why)
+    assert shield.evaluate(p).reasons == expected
+
+
+@PROPERTY_SETTINGS
 @given(
     p=any_portfolio,
     proposal=st.one_of(st.integers(0, N_ACTIONS - 1), st.integers(-(2**70), 2**70)),
