@@ -51,7 +51,7 @@ class OpeSettings:
         fqe_scale_by: what values are divided by before regression (see ``fqe``).
         fqe_two_stage: state baseline first, then the action-dependent rest.
         fqe_reward_model: fit immediate rewards once, iterate on the continuation.
-        fqe_per_action: one Q model per action.
+        fqe_per_action: one Q model per action (with ``fqe_two_stage``: per-action advantages).
     """
 
     gamma: float = 1.0

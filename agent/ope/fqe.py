@@ -70,6 +70,8 @@ class FittedQEvaluation:
         per_action: one model per action, each fitted on that action's rows. A joint
             model shrinks rarely logged actions towards the common one; that bias, not
             the noise of small per-action fits, is what compounds along the backup.
+            With ``two_stage`` too: a state baseline on every row plus one *advantage*
+            model per action on what the baseline leaves (:meth:`_fit_advantages`).
 
     Q is the value of the residual rewards (:attr:`LoggedEpisodes.residual_rewards`);
     the policy-independent baseline is added back by the estimators.
@@ -165,6 +167,8 @@ class FittedQEvaluation:
         y: np.ndarray,
     ) -> Any:
         """Fit one regression; returns ``predict(rows, actions)`` on the logged states."""
+        if self.per_action and self.two_stage:
+            return self._fit_advantages(prototype, states, time_left, actions, y)
         if self.per_action:
             return self._fit_per_action(prototype, states, time_left, actions, y)
         if not self.two_stage:
@@ -202,6 +206,51 @@ class FittedQEvaluation:
                     out[at] = models[action].predict(x[r[at]])
                 else:
                     out[at] = means[int(action)]
+            return out
+
+        return predict
+
+    def _fit_advantages(
+        self,
+        prototype: Any,
+        states: np.ndarray,
+        time_left: np.ndarray,
+        actions: np.ndarray,
+        y: np.ndarray,
+    ) -> Any:
+        """A state baseline on every row, then one advantage model per action on its rows.
+
+        ``Q(s, a) = b(s) + A_a(s)``: ``b`` is fitted on all rows (mostly the behaviour's
+        common action), so it absorbs the large differences between states and worlds;
+        each ``A_a`` is fitted only on the rows where ``a`` was executed, on what ``b``
+        leaves, so a rarely logged action's effect is neither drowned by the common
+        action's rows (the joint model's shrinkage) nor confounded with the state (the
+        plain per-action model's noise). A small action's advantage is its mean
+        residual shrunk towards 0 by ``n / (n + MIN_ROWS_PER_ACTION)``.
+        """
+        x = np.concatenate([states, time_left[:, None]], axis=1)
+        base = clone(prototype).fit(x, y).predict(x)
+        residual = y - base
+        models: dict[int, Any] = {}
+        means: dict[int, float] = {}
+        for action in range(N_ACTIONS):
+            mine = actions == action
+            n = int(mine.sum())
+            if n >= 4 * MIN_ROWS_PER_ACTION:
+                model = clone(prototype)
+                if "min_samples_leaf" in model.get_params():  # a leaf: a share of the rows
+                    model.set_params(min_samples_leaf=max(20, n // 40))
+                models[action] = model.fit(x[mine], residual[mine])
+            means[action] = float(residual[mine].sum() / (n + MIN_ROWS_PER_ACTION))
+
+        def predict(r: np.ndarray, a: np.ndarray) -> np.ndarray:
+            out = base[r].copy()
+            for action in np.unique(a):
+                at = a == action
+                if action in models:
+                    out[at] += models[action].predict(x[r[at]])
+                else:
+                    out[at] += means[int(action)]
             return out
 
         return predict
