@@ -191,7 +191,8 @@ def report(scenario: str, episodes: int, never: PolicyRun, periodic: PolicyRun) 
         f"  epochs without a fit:      {periodic.quiet_rate:8,.0f} epochs/s  -> "
         + _ratio(periodic.quiet_rate, TARGET_EPOCHS_PER_S_BETWEEN_FITS),
         f"  share of time fitting:     {periodic.fit_share:8.1%}  "
-        f"({len(fits_ms)} fits, {sum(periodic.fit_seconds):.2f} s of {periodic.seconds:.2f} s; "
+        f"({len(periodic.fit_seconds)} fits, {sum(periodic.fit_seconds):.2f} s "
+        f"of {periodic.seconds:.2f} s; "
         f"predict_proba {periodic.predict_seconds / periodic.seconds:.1%})",
         f"  retrains promoted:         {periodic.promotions:8d}",
         "",
