@@ -31,7 +31,7 @@ from simulators.models import ModelVersion, SklearnBackend
 from simulators.scenario import ScenarioConfig
 from simulators.world import World
 
-DEFAULT_FAMILY = ScenarioConfig.__dataclass_fields__["initial_family"].default
+DEFAULT_FAMILY = ScenarioConfig.initial_family  # the dataclass field's default
 TARGET_EPOCHS_PER_S_BETWEEN_FITS = 1_000.0
 TARGET_EPOCHS_PER_S_PERIODIC = 300.0
 TARGET_FIT_MS = 50.0

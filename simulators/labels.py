@@ -196,7 +196,10 @@ class LabelPipeline:
         new_due = self.log.t_arrive[rows]
         order = np.argsort(new_due, kind="stable")
         self.pending, self._pending_due = _merge_queue(
-            self.pending, self._pending_due, rows[order].astype(np.int64), new_due[order]
+            self.pending,
+            self._pending_due,
+            rows[order].astype(np.int64, copy=False),
+            new_due[order],
         )
 
     def advance(self, to_time: float) -> int:

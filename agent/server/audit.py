@@ -90,7 +90,7 @@ class AuditLog:
         self.on_batch: Callable[[int, float], None] | None = None
         backend = sa.make_url(url).get_backend_name()
         self.inline = backend == "sqlite" and synchronous in ("NORMAL", "OFF")
-        self._queue: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._pending: list[_Job] = []  # the writes of this loop turn (inline mode)
         self._thread: threading.Thread | None = None
         self._checkpointer: threading.Thread | None = None
@@ -192,7 +192,7 @@ class AuditLog:
             return future
         job = _Job(kind, payload, future, loop)
         if not self.inline:
-            self._queue.put([job])
+            self._queue.put(job)
         else:
             if not self._pending:
                 loop.call_soon(self._flush_inline)
@@ -233,7 +233,7 @@ class AuditLog:
                 first = self._queue.get()
                 if first is None:
                     break
-                jobs = list(first)
+                jobs = [first]
                 while len(jobs) < self.batch_max:
                     try:
                         more = self._queue.get_nowait()
@@ -242,7 +242,7 @@ class AuditLog:
                     if more is None:
                         stopping = True
                         break
-                    jobs.extend(more)
+                    jobs.append(more)
                 conn = self._write_batch(conn, jobs, threaded=True)
         finally:
             conn.close()

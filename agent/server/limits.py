@@ -12,21 +12,21 @@ def _too_large(limit: int, size: int | None) -> bytes:
     ).encode()
 
 
+async def send_json(send: Send, status: int, body: bytes, close: bool = False) -> None:
+    """Send a whole JSON response (``close``: ask the client to drop the connection)."""
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 async def too_large(send: Send, limit: int, size: int | None) -> None:
     """Answer 413 (and close the connection) for a body over ``limit`` bytes."""
-    body = _too_large(limit, size)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, 413, _too_large(limit, size), close=True)
 
 
 class BodySizeLimit:

@@ -28,7 +28,7 @@ from agent.server.errors import (
     unexpected_response,
     validation_response,
 )
-from agent.server.limits import too_large
+from agent.server.limits import send_json, too_large
 from agent.server.openapi import DECISION_BODY
 from agent.server.parsing import flag, parse_body, query_flag
 from agent.server.policy_store import LoadedPolicy
@@ -260,17 +260,7 @@ class DecisionEndpoint:
         except Exception as exc:
             await unexpected_response(exc, scope["method"], scope["path"])(scope, receive, send)
             raise
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(answer)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": answer})
+        await send_json(send, 200, answer)
 
 
 @router.post(
