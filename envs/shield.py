@@ -46,6 +46,7 @@ class ShieldConfig:
     balance_z: float = 3.0  # ... and the gap must also exceed this many standard errors
     min_auc_drop: float = 0.05  # ... while the scores rank the labels this much worse ...
     min_error_asymmetry: float = 0.5  # ... and the new errors all go one way
+    max_label_cohort_z: float = 4.0  # new labels vs earlier ones of the same rows' cohort
     min_labels_in_window: int = 300  # a fit needs this many usable labels
     min_days_between_changes: float = 2.0  # rate limit on model changes
     max_train_rows: int = 4_000  # rows a fit uses at most (for its projected cost)
@@ -57,6 +58,7 @@ class ShieldConfig:
         require_share(self.max_label_balance_gap, "shield.max_label_balance_gap")
         require_share(self.min_auc_drop, "shield.min_auc_drop")
         require_share(self.min_error_asymmetry, "shield.min_error_asymmetry")
+        require_positive(self.max_label_cohort_z, "shield.max_label_cohort_z")
         require_positive(self.min_labels_in_window, "shield.min_labels_in_window", allow_zero=True)
         require_positive(
             self.min_days_between_changes, "shield.min_days_between_changes", allow_zero=True
@@ -183,6 +185,25 @@ def _labels_balanced(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldC
     )
 
 
+def _labels_consistent(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
+    """The labels arriving now differ from earlier labels of rows served alongside them.
+
+    Rows served at the same time with the same score get their labels at random delays,
+    so new and earlier labels of such a cohort agree whatever the world does; when they
+    do not, the pipeline changed (:mod:`simulators.label_cohorts`). NaN: too few labels
+    to tell, which is not evidence of a break.
+    """
+    limit = c.max_label_cohort_z
+    shift, agreement = p.label_shift_z, p.label_agreement_z
+    if (_finite(shift) and abs(shift) > limit) or (_finite(agreement) and agreement < -limit):
+        return (
+            f"{LABEL_HEALTH}: labels arriving now differ from earlier labels of the same"
+            f" cohorts (positive share z {shift:+.1f}, agreement with the scores z"
+            f" {agreement:+.1f}, limit {limit:g})"
+        )
+    return ""
+
+
 def _enough_labels(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
     n = p.labels_in_window
     if not _finite(n) or n < c.min_labels_in_window:
@@ -239,6 +260,7 @@ def _has_simpler(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfi
 RULES: tuple[Rule, ...] = (
     Rule("label_arrival", LABEL_FITS, _labels_arrive),
     Rule("label_balance", LABEL_FITS, _labels_balanced),
+    Rule("label_cohort", LABEL_FITS, _labels_consistent),
     Rule("labels_in_window", LABEL_FITS, _enough_labels),
     Rule("change_in_flight", MODEL_CHANGES, _nothing_in_flight),
     Rule("human_hold", MODEL_CHANGES, _no_human_hold),

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numba
 import numpy as np
 
+from simulators.label_cohorts import LOOKBACK_DAYS, cohort_label_test
 from simulators.labels import CDF_STEP_DAYS
 from simulators.portfolio import (
     ECE_BINS,
@@ -39,6 +40,7 @@ class ArrivedColumns(NamedTuple):
     ece_label_key: np.ndarray  # 2 * ece_bin + label: positives per bin by counting
     region: np.ndarray
     lag_days: np.ndarray  # from serving to the label's arrival
+    arrived_at: np.ndarray  # the label's arrival time
 
 
 class ArrivedLabels:
@@ -58,7 +60,10 @@ class ArrivedLabels:
         self.log = log
         self.n = 0
         flag, index = np.dtype(bool), np.dtype(np.int64)
-        dtypes = (np.float64, np.int8, flag, flag, flag, flag, index, index, np.int8, np.float64)
+        dtypes = (
+            np.float64, np.int8, flag, flag, flag, flag, index, index, np.int8, np.float64,
+            np.float64,
+        )  # fmt: skip
         self._data = ArrivedColumns(*(np.empty(capacity, dtype=d) for d in dtypes))
 
     def catch_up(self) -> None:
@@ -127,6 +132,7 @@ def _fill_arrivals(
     ece_label_key: np.ndarray,
     out_region: np.ndarray,
     lag_days: np.ndarray,
+    arrived_at: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     for j in range(rows.shape[0]):
         row = rows[j]
@@ -143,6 +149,7 @@ def _fill_arrivals(
         ece_label_key[j] = 2 * b + y
         out_region[j] = region[row]
         lag_days[j] = t_arrive[row] - t_serve[row]
+        arrived_at[j] = t_arrive[row]
 
 
 def _mean(values: np.ndarray) -> float:
@@ -292,17 +299,22 @@ class Monitor:
             self._weights[key] = upper - lower
         return self._weights[key]
 
-    def _label_windows(self, now: float) -> tuple[ArrivedColumns, ArrivedColumns]:
-        """Labels arrived in the recent window and in the last day (not purged)."""
+    def _label_windows(self, now: float) -> tuple[ArrivedColumns, ArrivedColumns, ArrivedColumns]:
+        """Labels arrived in the recent window, in the last day, and in the cohort test's
+        lookback (not purged)."""
         w = self.world
         self.arrived.catch_up()
         log = w.log
-        first_recent, first_last_day = np.searchsorted(
+        first_recent, first_last_day, first_cohorts = np.searchsorted(
             log.arrival_times[: log.n_arrivals],
-            (now - w.active.recent_days, now - 1.0),
+            (now - w.active.recent_days, now - 1.0, now - LOOKBACK_DAYS),
             side="right",
         ).tolist()
-        return self.arrived.since(first_recent), self.arrived.since(first_last_day)
+        return (
+            self.arrived.since(first_recent),
+            self.arrived.since(first_last_day),
+            self.arrived.since(first_cohorts),
+        )
 
     def _usable_label_counts(self, now: float) -> tuple[float, int]:
         """Label coverage of the last ``COVERAGE_DAYS``, and usable labels in the window."""
@@ -324,7 +336,10 @@ class Monitor:
         now = w.now
         live = w.registry.live
         previous = w.registry.previous
-        recent, last_day = self._label_windows(now)
+        recent, last_day, lookback = self._label_windows(now)
+        shift_z, agreement_z = cohort_label_test(
+            lookback.arrived_at, lookback.lag_days, lookback.label, lookback.score, now
+        )
         n_recent = recent.score.shape[0]
         acc_previous, acc_ensemble = _shadow_accuracies(recent)
         self.last_ensemble_accuracy = acc_ensemble
@@ -358,6 +373,8 @@ class Monitor:
             auc_reference=float(live.metrics_at_promotion.get("holdout_auc", np.nan)),
             error_asymmetry=_error_asymmetry(last_day),
             labels_last_day=n_last,
+            label_shift_z=shift_z,
+            label_agreement_z=agreement_z,
             labels_in_window=labels_in_window,
             latency_p99_ms=self.latency_p99_ms,
             latency_budget_ms=w.slo.latency_budget_ms,

@@ -54,6 +54,8 @@ class ObservedPortfolio:
     auc_reference: float
     error_asymmetry: float
     labels_last_day: int
+    label_shift_z: float
+    label_agreement_z: float
     labels_in_window: int
     latency_p99_ms: float
     latency_budget_ms: float
@@ -103,6 +105,8 @@ NAN_OK = {
     "auc_last_day",
     "auc_reference",
     "error_asymmetry",
+    "label_shift_z",
+    "label_agreement_z",
 }
 
 FIELD_SPECS: dict[str, FieldSpec] = {
@@ -169,6 +173,21 @@ FIELD_SPECS: dict[str, FieldSpec] = {
         "last day's labels: (called 1, labelled 0) minus (called 0, labelled 1), over all errors",
     ),
     "labels_last_day": FieldSpec("rows", 0, 1e9, "labels that arrived in the last day"),
+    "label_shift_z": FieldSpec(
+        "z",
+        -1e4,
+        1e4,
+        "labels arrived in the last hours vs earlier labels of rows served at the same time"
+        " with the same score: z of the positive share (most extreme of the last 1/8, 1/4,"
+        " 1/2, 1 day)",
+    ),
+    "label_agreement_z": FieldSpec(
+        "z",
+        -1e4,
+        1e4,
+        "the same comparison weighted by 2 x score - 1 (lowest of the windows): negative when"
+        " new labels contradict the served scores more than earlier labels of the same rows",
+    ),
     "labels_in_window": FieldSpec("rows", 0, 1e9, "usable labels in the default training window"),
     "latency_p99_ms": FieldSpec("ms", 0, 1e6, "measured p99 latency over the last day"),
     "latency_budget_ms": FieldSpec("ms", 1e-3, 1e6, "p99 latency budget"),

@@ -105,6 +105,8 @@ def healthy(**changes: Any) -> ObservedPortfolio:
         auc_reference=0.91,
         error_asymmetry=0.1,
         labels_last_day=500,
+        label_shift_z=0.5,
+        label_agreement_z=-0.8,
         labels_in_window=6_000,
         latency_p99_ms=6.0,
         latency_budget_ms=25.0,
@@ -132,6 +134,8 @@ healthy_changes = st.fixed_dictionaries(
         "error_asymmetry": st.one_of(st.floats(-1.0, 1.0), st.just(math.nan)),
         "prediction_drift_psi": st.floats(0.0, 5.0),
         "labels_last_day": st.integers(50, 5_000),
+        "label_shift_z": st.one_of(st.floats(-4.0, 4.0), st.just(math.nan)),
+        "label_agreement_z": st.one_of(st.floats(-4.0, 1e3), st.just(math.nan)),
         "labels_in_window": st.integers(300, 100_000),
         "days_since_change": st.floats(2.0, 1e4),
         "spend_period": st.floats(0.0, 60.0),
@@ -153,6 +157,12 @@ MAKES_FIRE: dict[str, st.SearchStrategy[dict[str, Any]]] = {
                 st.floats(0.51, 1.0), st.floats(-1.0, -0.51), st.just(math.nan)
             ),
         }
+    ),
+    "label_cohort": st.one_of(
+        st.fixed_dictionaries(
+            {"label_shift_z": st.one_of(st.floats(4.01, 1e4), st.floats(-1e4, -4.01))}
+        ),
+        st.fixed_dictionaries({"label_agreement_z": st.floats(-1e4, -4.01)}),
     ),
     "labels_in_window": st.fixed_dictionaries({"labels_in_window": st.integers(-100, 299)}),
     "change_in_flight": st.just({"change_in_flight": True}),
@@ -299,6 +309,7 @@ FIRE_EXAMPLES: dict[str, dict[str, Any]] = {  # one state per rule from MAKES_FI
         "auc_last_day": 0.82,
         "error_asymmetry": 0.7,
     },
+    "label_cohort": {"label_shift_z": -6.5, "label_agreement_z": -5.1},
     "labels_in_window": {"labels_in_window": 120},
     "change_in_flight": {"change_in_flight": True},
     "human_hold": {"human_hold": True},

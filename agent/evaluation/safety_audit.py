@@ -6,7 +6,8 @@ recomputes every rule from the world's own state at the moment an action execute
 one of the world's ``execution_hooks``): the change in flight, the human hold, the
 registry's rollback target, days since the last change, label health recounted from the
 served log (arrivals against the delay distribution's closed-form CDF, label balance
-against the served scores, the scores' AUC against the live version's promotion AUC),
+against the served scores, the scores' AUC against the live version's promotion AUC, new
+labels against the hypergeometric counts of earlier labels of their cohorts),
 usable labels in the window, the period's spend with the action's real cost (the real
 training window), and latency from the SLO's queueing model.
 
@@ -37,6 +38,7 @@ from tqdm import tqdm
 
 from envs.lifecycle_env import LifecycleEnv, load_shield_config
 from envs.shield import RULES, Shield, ShieldConfig
+from simulators import label_cohorts as cohorts
 from simulators.actions import MODEL_CHANGES, N_ACTIONS, Action
 from simulators.catalogue import available, load_slo
 from simulators.costs import SloConfig
@@ -105,6 +107,11 @@ def families_after(action: Action, world: World, slo: SloConfig) -> tuple[str, .
     if action == Action.ROLLBACK:
         return previous.families if previous else live.families
     return live.families
+
+
+def _half_count_closer(excess: float) -> float:
+    """``excess`` shrunk towards zero by the continuity correction (zero within it)."""
+    return float(math.copysign(max(abs(excess) - cohorts.CONTINUITY, 0.0), excess))
 
 
 # -- the checker ----------------------------------------------------------------------------
@@ -185,6 +192,65 @@ class WorldFacts:
 
         return self._memo("balance", compute)
 
+    def label_cohorts(self) -> tuple[float, float]:
+        """Stratified z-scores of the newest labels against earlier labels of their strata.
+
+        The specification of :mod:`simulators.label_cohorts`, recomputed from the served
+        log with whole-array counts: strata are (serving time in quarter-day bins, capped
+        at 30 days; score in tenths), over the labels arrived in the last 7 days; for each
+        recent window, the positives among its labels against their hypergeometric mean and
+        variance in every stratum that also has earlier labels, continuity-corrected; the
+        most extreme z over the windows (shift: largest magnitude; agreement, weighted by
+        2 x bin centre - 1: lowest), NaN where the variance is under the minimum.
+        """
+
+        def compute() -> tuple[float, float]:
+            log, now = self.world.log, self.world.now
+            times = log.arrival_times[: log.n_arrivals]
+            picked = (times > now - cohorts.LOOKBACK_DAYS) & (times <= now)
+            rows = log.arrival_rows[: log.n_arrivals][picked]
+            keep = ~log.purged[rows]
+            rows, arrived = rows[keep], times[picked][keep]
+            max_cohort = cohorts.MAX_COHORT_DAYS * cohorts.SERVE_BINS_PER_DAY
+            cohort = np.clip(
+                np.floor((now - log.t_serve[rows]) * cohorts.SERVE_BINS_PER_DAY), 0, max_cohort
+            )
+            score_bin = np.clip(np.floor(log.score_live[rows] * cohorts.SCORE_BINS), 0, 9)
+            stratum = (cohort * cohorts.SCORE_BINS + score_bin).astype(np.int64)
+            size = (max_cohort + 1) * cohorts.SCORE_BINS
+            labels = log.y_label[rows].astype(np.float64)
+            everyone = np.bincount(stratum, minlength=size).astype(np.float64)
+            positives = np.bincount(stratum, weights=labels, minlength=size)
+            weight = 2.0 * ((np.arange(size) % cohorts.SCORE_BINS + 0.5) / 10.0) - 1.0
+            shift, agreement = math.nan, math.nan
+            for window in cohorts.WINDOWS_DAYS:
+                new = arrived > now - window
+                drawn = np.bincount(stratum[new], minlength=size).astype(np.float64)
+                hits = np.bincount(stratum[new], weights=labels[new], minlength=size)
+                both = (drawn > 0) & (everyone > drawn)  # recent labels and earlier ones
+                population, successes, draws = everyone[both], positives[both], drawn[both]
+                expected = draws * successes / population
+                spread = (
+                    draws
+                    * (successes / population)
+                    * ((population - successes) / population)
+                    * ((population - draws) / (population - 1.0))
+                )
+                if spread.sum() < cohorts.MIN_VARIANCE:
+                    continue
+                excess = hits[both] - expected
+                z = _half_count_closer(excess.sum()) / math.sqrt(spread.sum())
+                if not math.isfinite(shift) or abs(z) > abs(shift):
+                    shift = z
+                w = weight[both]
+                weighted_spread = float(np.sum(w**2 * spread))
+                if weighted_spread >= cohorts.WEIGHTED_VARIANCE_SHARE * cohorts.MIN_VARIANCE:
+                    za = _half_count_closer(np.sum(w * excess)) / math.sqrt(weighted_spread)
+                    agreement = za if not math.isfinite(agreement) else min(agreement, za)
+            return shift, agreement
+
+        return self._memo("cohorts", compute)
+
     def labels_in_window(self) -> int:
         """Usable (arrived, not purged) labels on rows served in the default window."""
 
@@ -257,6 +323,13 @@ def check(facts: WorldFacts, action: Action, tolerance: float = TOLERANCE) -> di
                 abs(gap) > limit and ranking_broke and one_way,
                 abs(gap) > limit * (1 + tolerance) and clearly_broke and clearly_one_way,
             )
+        shift, agreement = facts.label_cohorts()
+        limit = c.max_label_cohort_z
+        worst = max(
+            abs(shift) if math.isfinite(shift) else 0.0,
+            -agreement if math.isfinite(agreement) else 0.0,
+        )
+        flag("label_cohort", worst > limit, worst > limit * (1 + tolerance))
         n = facts.labels_in_window()
         flag("labels_in_window", n < c.min_labels_in_window, n < c.min_labels_in_window)
     if not action.changes_model:

@@ -54,6 +54,8 @@ EXAMPLE_PORTFOLIO: dict[str, Any] = {
     "auc_reference": 0.9487,
     "error_asymmetry": 0.0833,
     "labels_last_day": 532,
+    "label_shift_z": 0.41,
+    "label_agreement_z": -0.87,
     "labels_in_window": 5948,
     "latency_p99_ms": 3.4802,
     "latency_budget_ms": 25.0,
@@ -135,6 +137,8 @@ class Portfolio(BaseModel):
     auc_reference: float | None = _number("auc_reference")
     error_asymmetry: float | None = _number("error_asymmetry")
     labels_last_day: int = _count("labels_last_day")
+    label_shift_z: float | None = _number("label_shift_z")
+    label_agreement_z: float | None = _number("label_agreement_z")
     labels_in_window: int = _count("labels_in_window")
     latency_p99_ms: float = _number("latency_p99_ms")
     latency_budget_ms: float = _number("latency_budget_ms")

@@ -22,7 +22,7 @@ from agent.server.audit_sql import ServiceHistory
 from envs.encoder import ObservationEncoder
 from simulators.actions import N_ACTIONS
 from simulators.costs import SloConfig
-from simulators.portfolio import ObservedPortfolio
+from simulators.portfolio import NAN_OK, ObservedPortfolio
 
 
 @dataclass
@@ -44,8 +44,14 @@ class ServiceState:
 
 
 def portfolio_from_json(values: dict[str, Any]) -> ObservedPortfolio:
-    """A stored portfolio (``null`` or NaN for a missing value) as the encoder takes it."""
+    """A stored portfolio (``null`` or NaN for a missing value) as the encoder takes it.
+
+    A row stored before a NaN-able field existed gets NaN for it (such later fields, the
+    label-cohort z-scores, feed the shield only, not the encoder).
+    """
     filled: dict[str, Any] = {k: (math.nan if v is None else v) for k, v in values.items()}
+    for name in NAN_OK.difference(filled):
+        filled[name] = math.nan
     return ObservedPortfolio(**filled)
 
 
