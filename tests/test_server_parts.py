@@ -5,6 +5,7 @@ metric labels, settings checks."""
 import dataclasses
 import json
 import math
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -134,13 +135,18 @@ def env_time(day: int) -> "datetime":
     return datetime(2025, 3, 1, tzinfo=UTC) + timedelta(days=day)
 
 
-def test_decision_ids_are_unique_version_4_uuids() -> None:
+def test_decision_ids_are_unique_time_ordered_version_7_uuids() -> None:
     new_id = DecisionIds()
-    ids = [new_id() for _ in range(3 * DecisionIds.BLOCK // 16 + 5)]  # several blocks
+    before = time.time_ns() // 1_000_000
+    ids = [new_id() for _ in range(3 * DecisionIds.BLOCK // 10 + 5)]  # several blocks
+    after = time.time_ns() // 1_000_000
     assert len(set(ids)) == len(ids)
     for text in ids:
         parsed = uuid.UUID(hex=text)
-        assert parsed.hex == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        assert parsed.hex == text and parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert before <= parsed.int >> 80 <= after  # RFC 9562: the Unix time in ms first
+    assert [text[:12] for text in ids] == sorted(text[:12] for text in ids)
+    assert len({text[12:] for text in ids}) == len(ids)  # random beyond the timestamp
 
 
 @pytest.mark.parametrize(
