@@ -184,7 +184,23 @@ class AuditLog:
         }
         return self._submit("outcome", payload)
 
-    def _submit(self, kind: str, payload: Any) -> asyncio.Future[Any]:
+    def commit_decisions(self, records: list[DecisionRecord]) -> list[asyncio.Future[None]]:
+        """Decisions to commit together, a future each (resolved once it is committed).
+
+        Inline, they are committed (with the loop turn's other writes) before this
+        returns, so their futures are done; otherwise the writer thread commits them.
+        """
+        tables = self._tables
+        futures = [
+            self._submit("decision", tables.decision_row(record) if tables else None, False)
+            for record in records
+        ]
+        if self.inline and self._pending:
+            self._flush_inline()
+        return futures
+
+    def _submit(self, kind: str, payload: Any, schedule: bool = True) -> asyncio.Future[Any]:
+        """Queue a write (``schedule``: commit the loop turn's writes once it ends)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._open:
@@ -194,7 +210,7 @@ class AuditLog:
         if not self.inline:
             self._queue.put(job)
         else:
-            if not self._pending:
+            if schedule and not self._pending:
                 loop.call_soon(self._flush_inline)
             self._pending.append(job)
         return future
