@@ -57,7 +57,8 @@ def sql_tables(metadata: sa.MetaData | None = None) -> tuple[sa.Table, sa.Table]
         "decisions",
         metadata,
         sa.Column("decision_id", sa.String(64), primary_key=True),
-        sa.Column("service_id", sa.String(128), nullable=False, index=True),
+        # no index of its own: the unique (service_id, step) index serves its lookups
+        sa.Column("service_id", sa.String(128), nullable=False),
         sa.Column("step", sa.Integer, nullable=False),
         sa.Column("time_days", sa.Float, nullable=False),
         sa.Column("timestamp", sa.String(64), nullable=False),

@@ -68,7 +68,7 @@ def decide(client: httpx.Client, service_id: str, **changes: Any) -> dict[str, A
 def test_decision_answer_is_complete_and_stored(client: httpx.Client, db_path: Path) -> None:
     answer = decide(client, "api-complete")
     DecisionResponse.model_validate(answer)  # the hand-written JSON is the documented model
-    assert uuid.UUID(hex=answer["decision_id"]).version == 4
+    assert uuid.UUID(hex=answer["decision_id"]).version == 7
     assert answer["action"] in ACTION_NAMES and answer["proposed_action"] in ACTION_NAMES
     assert answer["step"] == 0 and len(answer["decision_id"]) == 32
     proposal, executed = answer["probabilities"]["proposal"], answer["probabilities"]["executed"]

@@ -2,24 +2,29 @@
 the numpy forward against the torch policy, the exploration floor against EpsilonSoft,
 metric labels, settings checks."""
 
+import asyncio
 import dataclasses
 import json
 import math
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from agent.policies.base import DecisionContext, EpsilonSoft
 from agent.policies.ppo import load_agent
 from agent.rollout import shielded_probabilities
+from agent.server.audit import AuditLog, AuditUnavailableError
 from agent.server.audit_sql import json_cell
+from agent.server.batching import DecisionBatcher, DecisionJob
 from agent.server.decide import Decider, DecisionIds, draw, with_floor
 from agent.server.fast_forward import NumpyActor, policy_forward, probe_inputs
 from agent.server.metrics import reason_kind
-from agent.server.policy_store import load_policy
+from agent.server.policy_store import LoadedPolicy, load_policy
 from agent.server.schemas import EXAMPLE_PORTFOLIO, Portfolio, check_against_specs
 from agent.server.settings import ServerSettings
 from agent.server.state import ServiceState, ServiceStates
@@ -134,13 +139,18 @@ def env_time(day: int) -> "datetime":
     return datetime(2025, 3, 1, tzinfo=UTC) + timedelta(days=day)
 
 
-def test_decision_ids_are_unique_version_4_uuids() -> None:
+def test_decision_ids_are_unique_time_ordered_version_7_uuids() -> None:
     new_id = DecisionIds()
-    ids = [new_id() for _ in range(3 * DecisionIds.BLOCK // 16 + 5)]  # several blocks
+    before = time.time_ns() // 1_000_000
+    ids = [new_id() for _ in range(3 * DecisionIds.BLOCK // 10 + 5)]  # several blocks
+    after = time.time_ns() // 1_000_000
     assert len(set(ids)) == len(ids)
     for text in ids:
         parsed = uuid.UUID(hex=text)
-        assert parsed.hex == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        assert parsed.hex == text and parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert before <= parsed.int >> 80 <= after  # RFC 9562: the Unix time in ms first
+    assert [text[:12] for text in ids] == sorted(text[:12] for text in ids)
+    assert len({text[12:] for text in ids}) == len(ids)  # random beyond the timestamp
 
 
 @pytest.mark.parametrize(
@@ -200,3 +210,60 @@ def test_settings_refuse_short_tokens_and_bad_modes(tmp_path: Path) -> None:
         ServerSettings(path, url, sqlite_synchronous="SOMETIMES")
     with pytest.raises(ConfigError, match="epsilon"):
         ServerSettings(path, url, epsilon=1.5)
+
+
+def test_batcher_invalidates_the_state_when_nothing_is_committed(
+    policy_path: Path, slo: SloConfig, shield_config: ShieldConfig, tmp_path: Path
+) -> None:
+    """A cancelled request, a failed forward or a refused write leave no half decision."""
+    policy = load_policy(policy_path, slo, 0.1, deterministic=False)
+    decider = Decider(Shield(shield_config, slo), seed=1)
+    audit = AuditLog(f"sqlite:///{tmp_path}/audit.db")
+    audit.open()
+    batcher = DecisionBatcher(decider, audit)
+    env = LifecycleEnv(scenario="label_corruption")
+    env.reset(seed=5)
+    when = env_time(0)
+
+    def fresh() -> ServiceState:
+        return ServiceState(encoder=ObservationEncoder(slo, policy.history_len))
+
+    def submit(used: LoadedPolicy, service_id: str, state: ServiceState) -> DecisionJob:
+        observed = decider.observe(env.report.observed, state)
+        return batcher.submit(used, service_id, when, observed, state)
+
+    async def scenario() -> None:
+        # two services decided in one flush: both committed, distinct rows
+        states = [fresh(), fresh()]
+        jobs = [submit(policy, f"ok{i}", s) for i, s in enumerate(states)]
+        decisions = [await job.future for job in jobs]
+        assert batcher.last_batch_size == 2 and all(s.encoder is not None for s in states)
+        assert [s.next_step for s in states] == [1, 1]
+        # cancelled before the flush: nothing decided, the state is rebuilt next time
+        state = fresh()
+        job = submit(policy, "gone", state)
+        job.future.cancel()
+        await asyncio.sleep(0)
+        assert not job.taken and state.encoder is None and state.next_step == 0
+        # the forward fails
+        broken = dataclasses.replace(policy, forward=lambda *_: 1 / 0)
+        state = fresh()
+        job = submit(broken, "bad", state)
+        with pytest.raises(ZeroDivisionError):
+            await job.future
+        assert state.encoder is None
+        # the audit trail refuses the write (a step the service already has)
+        state = fresh()
+        job = submit(policy, "ok0", state)  # its step 0 is stored already
+        with pytest.raises(AuditUnavailableError):
+            await job.future
+        assert job.taken and state.encoder is None
+        stored = {d.record.decision_id for d in decisions}
+        with audit.engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT decision_id, service_id FROM decisions")).all()
+        assert {row[0] for row in rows} == stored and len(rows) == 2
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        audit.close()

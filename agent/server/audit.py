@@ -9,14 +9,23 @@ after its own record is committed.
 Where a commit does not wait for the disk (SQLite with ``synchronous=NORMAL``, about a
 tenth of a millisecond) the writes of one event-loop turn are committed on the loop
 itself: a hand-off to another thread costs more than the commit (measured: handing the
-concurrent writes to a writer thread gained no throughput on two cores). Where it waits
-(SQLite ``FULL``: one fsync; PostgreSQL: a round trip) one writer thread commits, so the
-event loop never blocks on the disk or the network.
+concurrent writes to a writer thread gained no throughput on two cores). Decisions are
+committed by :meth:`AuditLog.commit_decisions` within the decision batcher's flush
+(:mod:`agent.server.batching`), right after their forward; other writes at the end of
+the loop turn. Where a commit waits (SQLite ``FULL``: one fsync; PostgreSQL: a round
+trip) one writer thread commits, so the event loop never blocks on the disk or the
+network.
+
+A decision row takes about 2.4 kB. Decision ids are time-ordered (UUIDv7), so new rows
+go to the end of the primary-key index, and ``service_id`` has no index of its own (the
+unique ``(service_id, step)`` index serves it): about 30 us of CPU and 3 WAL pages per
+row in commits of six (measured: random UUID4 ids with the extra index took 70 us and
+4.6 pages; 84 against 139 us, 5.4 against 6.6 pages, for commits of one).
 
 On the loop's connection SQLite's automatic WAL checkpoint (copying the WAL into the
 database, with two fsyncs, in whichever commit crosses 1,000 pages: about one decision in
-150) is pushed back to :data:`WAL_BACKSTOP_PAGES`; a checkpointer thread runs passive
-checkpoints every :data:`CHECKPOINT_SECONDS` instead, off the requests' path.
+180 to 350) is pushed back to :data:`WAL_BACKSTOP_PAGES`; a checkpointer thread runs
+passive checkpoints every :data:`CHECKPOINT_SECONDS` instead, off the requests' path.
 
 With SQLite's ``synchronous=NORMAL`` (the default) a commit reaches the WAL in the OS
 before the answer leaves, so answered decisions survive the server being killed;
@@ -184,7 +193,23 @@ class AuditLog:
         }
         return self._submit("outcome", payload)
 
-    def _submit(self, kind: str, payload: Any) -> asyncio.Future[Any]:
+    def commit_decisions(self, records: list[DecisionRecord]) -> list[asyncio.Future[None]]:
+        """Decisions to commit together, a future each (resolved once it is committed).
+
+        Inline, they are committed (with the loop turn's other writes) before this
+        returns, so their futures are done; otherwise the writer thread commits them.
+        """
+        tables = self._tables
+        futures = [
+            self._submit("decision", tables.decision_row(record) if tables else None, False)
+            for record in records
+        ]
+        if self.inline and self._pending:
+            self._flush_inline()
+        return futures
+
+    def _submit(self, kind: str, payload: Any, schedule: bool = True) -> asyncio.Future[Any]:
+        """Queue a write (``schedule``: commit the loop turn's writes once it ends)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._open:
@@ -194,7 +219,7 @@ class AuditLog:
         if not self.inline:
             self._queue.put(job)
         else:
-            if not self._pending:
+            if schedule and not self._pending:
                 loop.call_soon(self._flush_inline)
             self._pending.append(job)
         return future

@@ -1,10 +1,10 @@
 """What the server loads at start and holds while it runs (built in the app's lifespan)."""
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from agent.server.audit import AuditLog
-from agent.server.batching import ForwardBatcher
+from agent.server.batching import DecisionBatcher
 from agent.server.decide import Decider
 from agent.server.metrics import ServerMetrics
 from agent.server.policy_store import PolicyStore, load_policy
@@ -25,7 +25,7 @@ class Runtime:
     states: ServiceStates
     audit: AuditLog
     metrics: ServerMetrics
-    batcher: ForwardBatcher = field(default_factory=ForwardBatcher)
+    batcher: DecisionBatcher  # forwards, decides and commits the decisions of a loop turn
 
     @property
     def shield(self) -> Shield:
@@ -58,11 +58,13 @@ def open_runtime(settings: ServerSettings, metrics: ServerMetrics) -> Runtime:
         shield.version,
         audit.engine.url.render_as_string(hide_password=True),
     )
+    decider = Decider(shield, settings.seed)
     return Runtime(
         settings=settings,
         store=store,
-        decider=Decider(shield, settings.seed),
+        decider=decider,
         states=ServiceStates(settings.slo, settings.max_services),
         audit=audit,
         metrics=metrics,
+        batcher=DecisionBatcher(decider, audit),
     )

@@ -88,11 +88,6 @@ def answer_json(decision: Decision, with_observation: bool) -> bytes:
     return orjson.dumps(answer)
 
 
-def _invalidate_on_failure(future: asyncio.Future[None], state: ServiceState) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        state.invalidate()
-
-
 async def _decide(
     runtime: Runtime,
     body: DecisionRequest,
@@ -100,45 +95,31 @@ async def _decide(
     state: ServiceState,
     policy: LoadedPolicy,
 ) -> Decision:
-    """Shield and encode, run the (batched) policy forward, draw and shield the proposal."""
+    """Shield and encode; the batch's forward, proposal, verdict and commit (one wait)."""
     observed = runtime.decider.observe(portfolio, state)
+    job = runtime.batcher.submit(policy, body.service_id, body.timestamp, observed, state)
     try:
-        probabilities = await runtime.batcher.probabilities(
-            policy, observed.observation, observed.shield.mask
-        )
-        return runtime.decider.decide(
-            body.service_id, body.timestamp, observed, probabilities, state, policy
-        )
-    except Exception as err:  # the policy failed: nothing was decided
-        state.invalidate()
-        message = str(err) if isinstance(err, PolicyError) else f"policy failed: {err!r}"
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, message) from None
-    except BaseException:
-        state.invalidate()  # the encoder took the portfolio but no decision was recorded
-        raise
-
-
-async def _store(runtime: Runtime, state: ServiceState, decision: Decision) -> None:
-    """Wait for the decision's commit; on failure the service state is rebuilt next time."""
-    future = runtime.audit.submit_decision(decision.record)
-    try:
-        await asyncio.shield(future)
+        return await job.future
     except asyncio.CancelledError:
-        future.add_done_callback(lambda f: _invalidate_on_failure(f, state))
+        if not job.taken:  # the encoder took the portfolio but nothing was decided
+            state.invalidate()
         raise
-    except AuditUnavailableError as err:
-        state.invalidate()
+    except AuditUnavailableError as err:  # the batcher invalidated the state
         runtime.metrics.audit_failures.inc()
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, f"audit trail unavailable, nothing decided: {err}"
         ) from None
+    except Exception as err:  # the policy failed: nothing was decided (state invalidated)
+        message = str(err) if isinstance(err, PolicyError) else f"policy failed: {err!r}"
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, message) from None
 
 
 async def decide_json(runtime: Runtime, raw: bytes, with_observation: bool) -> bytes:
     """Decide on a raw :class:`DecisionRequest` body; the answer's JSON once it is committed.
 
-    Shield, encode (with the service's history), propose, veto or pass, record, and wait
-    for the record's commit.
+    Shield, encode (with the service's history), then wait for the batch
+    (:class:`agent.server.batching.DecisionBatcher`) to propose, veto or pass, record, and
+    commit the record.
 
     Raises:
         RequestValidationError: a bad body (422 naming the field).
@@ -164,7 +145,6 @@ async def decide_json(runtime: Runtime, raw: bytes, with_observation: bool) -> b
             )
             runtime.states.restore(state, history, policy.history_len)
         decision = await _decide(runtime, body, portfolio, state, policy)
-        await _store(runtime, state, decision)
     runtime.metrics.observe_decision(
         decision.record.executed_action,
         decision.record.proposed_action,
