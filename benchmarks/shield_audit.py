@@ -2,6 +2,7 @@
 
     python -m benchmarks.shield_audit                     # 100,000 steps, 40 corruption episodes
     python -m benchmarks.shield_audit --steps 2000 --corruption-episodes 3
+    python -m benchmarks.shield_audit --steps 0 --corruption-mode flip  # flipped, not forced
 
 1. A uniformly random policy proposes through the shielded env across every catalogue
    scenario; at every execution the independent checker
@@ -26,10 +27,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--corruption-episodes", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scenarios", nargs="*", default=None, help="default: the catalogue")
+    parser.add_argument(
+        "--corruption-mode",
+        choices=("force", "flip"),
+        default=None,
+        help="replace the label_corruption scenario's mode (default: its own, force)",
+    )
     args = parser.parse_args(argv)
-    random_policy = audit_random_policy(args.steps, args.scenarios, args.seed)
-    print(f"\n{random_policy.table()}\n", flush=True)
-    corruption = audit_label_corruption(args.corruption_episodes, args.seed)
+    if args.steps > 0:
+        random_policy = audit_random_policy(args.steps, args.scenarios, args.seed)
+        print(f"\n{random_policy.table()}\n", flush=True)
+    corruption = audit_label_corruption(
+        args.corruption_episodes, args.seed, mode=args.corruption_mode
+    )
     print(f"\n{corruption.table()}", flush=True)
 
 

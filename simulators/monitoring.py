@@ -95,6 +95,18 @@ class ArrivedLabels:
         keep = ~self.log.purged[self.log.arrival_rows[window]]
         return ArrivedColumns._make([column[keep] for column in columns])
 
+    def cohort_columns(self, first: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """What the label-cohort test reads of the arrivals from ``first`` on (purged left
+        out): arrival time, serving-to-arrival lag, label, served score."""
+        window = slice(first, self.n)
+        data = self._data
+        columns = (data.arrived_at, data.lag_days, data.label, data.score)
+        if self.log.n_purged == 0:
+            return columns[0][window], columns[1][window], columns[2][window], columns[3][window]
+        keep = ~self.log.purged[self.log.arrival_rows[window]]
+        a, b, c, d = (column[window][keep] for column in columns)
+        return a, b, c, d
+
 
 def _read_arrivals(log: ServedLog, rows: np.ndarray, out: ArrivedColumns) -> None:
     """Write the monitoring columns of arrived ``rows`` into ``out`` (views of the store).
@@ -299,9 +311,9 @@ class Monitor:
             self._weights[key] = upper - lower
         return self._weights[key]
 
-    def _label_windows(self, now: float) -> tuple[ArrivedColumns, ArrivedColumns, ArrivedColumns]:
-        """Labels arrived in the recent window, in the last day, and in the cohort test's
-        lookback (not purged)."""
+    def _label_windows(self, now: float) -> tuple[ArrivedColumns, ArrivedColumns, int]:
+        """Labels arrived in the recent window and in the last day (not purged), and the
+        position of the first arrival in the label-cohort test's lookback."""
         w = self.world
         self.arrived.catch_up()
         log = w.log
@@ -310,11 +322,7 @@ class Monitor:
             (now - w.active.recent_days, now - 1.0, now - LOOKBACK_DAYS),
             side="right",
         ).tolist()
-        return (
-            self.arrived.since(first_recent),
-            self.arrived.since(first_last_day),
-            self.arrived.since(first_cohorts),
-        )
+        return self.arrived.since(first_recent), self.arrived.since(first_last_day), first_cohorts
 
     def _usable_label_counts(self, now: float) -> tuple[float, int]:
         """Label coverage of the last ``COVERAGE_DAYS``, and usable labels in the window."""
@@ -336,10 +344,9 @@ class Monitor:
         now = w.now
         live = w.registry.live
         previous = w.registry.previous
-        recent, last_day, lookback = self._label_windows(now)
-        shift_z, agreement_z = cohort_label_test(
-            lookback.arrived_at, lookback.lag_days, lookback.label, lookback.score, now
-        )
+        recent, last_day, first_cohorts = self._label_windows(now)
+        arrived_at, lag_days, label, score = self.arrived.cohort_columns(first_cohorts)
+        shift_z, agreement_z = cohort_label_test(arrived_at, lag_days, label, score, now)
         n_recent = recent.score.shape[0]
         acc_previous, acc_ensemble = _shadow_accuracies(recent)
         self.last_ensemble_accuracy = acc_ensemble

@@ -24,6 +24,7 @@ Two audits are built on it (``python -m benchmarks.shield_audit``):
 corrupted).
 """
 
+import dataclasses
 import math
 import time
 from collections import Counter
@@ -40,7 +41,7 @@ from envs.lifecycle_env import LifecycleEnv, load_shield_config
 from envs.shield import RULES, Shield, ShieldConfig
 from simulators import label_cohorts as cohorts
 from simulators.actions import MODEL_CHANGES, N_ACTIONS, Action
-from simulators.catalogue import available, load_slo
+from simulators.catalogue import available, load_scenario, load_slo
 from simulators.costs import SloConfig
 from simulators.labels import DelayConfig
 from simulators.models import ModelVersion
@@ -743,10 +744,22 @@ def audit_label_corruption(
     scenario: str = "label_corruption",
     shield_enabled: bool = True,
     progress: bool = True,
+    mode: str | None = None,
 ) -> CorruptionAudit:
-    """Always propose retrain in the label-corruption world (``shield_enabled``: ablation)."""
+    """Always propose retrain in the label-corruption world (``shield_enabled``: ablation).
+
+    ``mode``: ``"flip"`` or ``"force"`` replaces the scenario's corruption mode (its
+    share and timing stay).
+    """
+    world = load_scenario(scenario)
+    if mode is not None:
+        incidents = [
+            dataclasses.replace(i, mode=mode) if i.kind == "corruption" else i
+            for i in world.incidents
+        ]
+        world = dataclasses.replace(world, incidents=incidents)
     env = LifecycleEnv(
-        scenario=scenario,
+        scenario=world,
         slo=load_slo(),
         shield=load_shield_config(),
         shield_enabled=shield_enabled,
