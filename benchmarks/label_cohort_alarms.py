@@ -1,0 +1,103 @@
+"""How often the label-cohort test alarms where labels are fine, and how soon where they broke.
+
+    python -m benchmarks.label_cohort_alarms                 # 12 episodes per world
+    python -m benchmarks.label_cohort_alarms --episodes 3 --worlds stable label_corruption
+
+Runs each world (no shield, no env: the world alone) under weekly retraining and reads the
+two z-scores monitoring reports every epoch (``label_shift_z``, ``label_agreement_z``, see
+:mod:`simulators.label_cohorts`). Counts, per alarm threshold, the epochs outside any label
+incident where the shield's ``label_cohort`` rule would fire (false alarms: the world
+changed, the labels did not), and in worlds with a corruption incident whether it fires at
+the first decision after onset, and how old the incident was then.
+"""
+
+import argparse
+import math
+from dataclasses import dataclass, field
+
+from simulators.actions import Action
+from simulators.catalogue import available, load_scenario, load_slo, resolve_members
+from simulators.world import World
+
+THRESHOLDS = (3.0, 3.5, 4.0)
+RETRAIN_EVERY_DAYS = 7
+
+
+@dataclass
+class WorldAlarms:
+    """Alarm counts of one world."""
+
+    clean_epochs: int = 0
+    false_alarms: dict[float, int] = field(default_factory=lambda: dict.fromkeys(THRESHOLDS, 0))
+    onsets: list[tuple[float, float, float]] = field(default_factory=list)  # age, shift, agree
+
+
+def fires(shift: float, agreement: float, limit: float) -> bool:
+    """The shield's ``label_cohort`` condition at ``limit``."""
+    return (math.isfinite(shift) and abs(shift) > limit) or (
+        math.isfinite(agreement) and agreement < -limit
+    )
+
+
+def run_world(name: str, episodes: int, seed: int) -> WorldAlarms:
+    """``episodes`` of weekly retraining in world ``name``."""
+    scenario = load_scenario(name)
+    world = World(scenario, load_slo(), members=resolve_members(scenario))
+    out = WorldAlarms()
+    for episode in range(episodes):
+        world.reset(seed=seed + episode)
+        seen_onset = False
+        while not world.done:
+            day = world.day
+            weekly = day > 0 and day % RETRAIN_EVERY_DAYS == 0
+            report = world.step(Action.RETRAIN if weekly else Action.WAIT)
+            shift, agreement = report.observed.label_shift_z, report.observed.label_agreement_z
+            corrupting = [
+                i for i in world.pipeline.active_incidents if i.config.kind == "corruption"
+            ]
+            if corrupting:
+                if not seen_onset:
+                    out.onsets.append((world.now - corrupting[0].start, shift, agreement))
+                    seen_onset = True
+                continue
+            if any(i.config.kind == "corruption" for i in world.pipeline.incidents):
+                continue  # after a corruption: its labels are still in the store
+            out.clean_epochs += 1
+            for limit in THRESHOLDS:
+                out.false_alarms[limit] += fires(shift, agreement, limit)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run every world (default: the catalogue but the mixture) and print the table."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--episodes", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=100)
+    parser.add_argument("--worlds", nargs="*", default=None)
+    args = parser.parse_args(argv)
+    worlds = args.worlds or [w for w in available("scenario") if w != "mixed"]
+    header = "".join(f"{f'alarms |z|>{t:g}':>16}" for t in THRESHOLDS)
+    print(f"{'world':<18}{'epochs':>8}{header}   first decision after a corruption onset")
+    totals = dict.fromkeys(THRESHOLDS, 0)
+    total_epochs = 0
+    for name in worlds:
+        alarms = run_world(name, args.episodes, args.seed)
+        total_epochs += alarms.clean_epochs
+        cells = ""
+        for limit in THRESHOLDS:
+            totals[limit] += alarms.false_alarms[limit]
+            cells += f"{alarms.false_alarms[limit]:>16,}"
+        onset = ""
+        if alarms.onsets:
+            caught = sum(fires(s, a, 4.0) for _, s, a in alarms.onsets)
+            missed = sorted(age for age, s, a in alarms.onsets if not fires(s, a, 4.0))
+            onset = f"   caught at |z|>4 in {caught} of {len(alarms.onsets)}"
+            if missed:
+                onset += f" (missed at ages {', '.join(f'{age:.2f}' for age in missed)} d)"
+        print(f"{name:<18}{alarms.clean_epochs:>8,}{cells}{onset}", flush=True)
+    cells = "".join(f"{totals[limit]:>16,}" for limit in THRESHOLDS)
+    print(f"{'all':<18}{total_epochs:>8,}{cells}")
+
+
+if __name__ == "__main__":
+    main()
