@@ -267,3 +267,21 @@ def test_batcher_invalidates_the_state_when_nothing_is_committed(
         asyncio.run(scenario())
     finally:
         audit.close()
+
+
+def test_a_row_stored_before_the_label_cohort_fields_replays_with_nan() -> None:
+    """Audit rows written before ``label_shift_z``/``label_agreement_z`` existed still rebuild
+    a service's state (the fields feed the shield only); a missing required field does not."""
+    from agent.server.schemas import EXAMPLE_PORTFOLIO
+    from agent.server.state import portfolio_from_json
+
+    old_row = {
+        k: v
+        for k, v in EXAMPLE_PORTFOLIO.items()
+        if k not in ("label_shift_z", "label_agreement_z")
+    }
+    replayed = portfolio_from_json(old_row)
+    assert math.isnan(replayed.label_shift_z) and math.isnan(replayed.label_agreement_z)
+    assert replayed.labels_last_day == EXAMPLE_PORTFOLIO["labels_last_day"]
+    with pytest.raises(TypeError):
+        portfolio_from_json({k: v for k, v in old_row.items() if k != "labels_in_window"})
