@@ -12,11 +12,13 @@ the first decision after onset, and how old the incident was then.
 """
 
 import argparse
-import math
 from dataclasses import dataclass, field
 
+from envs.shield import RULES, ShieldConfig
 from simulators.actions import Action
 from simulators.catalogue import available, load_scenario, load_slo, resolve_members
+from simulators.costs import SloConfig
+from simulators.portfolio import ObservedPortfolio
 from simulators.world import World
 
 THRESHOLDS = (3.0, 3.5, 4.0)
@@ -29,20 +31,22 @@ class WorldAlarms:
 
     clean_epochs: int = 0
     false_alarms: dict[float, int] = field(default_factory=lambda: dict.fromkeys(THRESHOLDS, 0))
-    onsets: list[tuple[float, float, float]] = field(default_factory=list)  # age, shift, agree
+    onsets: list[tuple[float, ObservedPortfolio]] = field(default_factory=list)  # age, seen
 
 
-def fires(shift: float, agreement: float, limit: float) -> bool:
-    """The shield's ``label_cohort`` condition at ``limit``."""
-    return (math.isfinite(shift) and abs(shift) > limit) or (
-        math.isfinite(agreement) and agreement < -limit
-    )
+LABEL_COHORT = next(rule for rule in RULES if rule.name == "label_cohort")
+CONFIGS = {limit: ShieldConfig(max_label_cohort_z=limit) for limit in THRESHOLDS}
 
 
-def run_world(name: str, episodes: int, seed: int) -> WorldAlarms:
+def fires(portfolio: ObservedPortfolio, limit: float, slo: SloConfig) -> bool:
+    """Whether the shield's ``label_cohort`` rule objects at ``limit``."""
+    return bool(LABEL_COHORT.check(Action.RETRAIN, portfolio, slo, CONFIGS[limit]))
+
+
+def run_world(name: str, episodes: int, seed: int, slo: SloConfig) -> WorldAlarms:
     """``episodes`` of weekly retraining in world ``name``."""
     scenario = load_scenario(name)
-    world = World(scenario, load_slo(), members=resolve_members(scenario))
+    world = World(scenario, slo, members=resolve_members(scenario))
     out = WorldAlarms()
     for episode in range(episodes):
         world.reset(seed=seed + episode)
@@ -51,20 +55,20 @@ def run_world(name: str, episodes: int, seed: int) -> WorldAlarms:
             day = world.day
             weekly = day > 0 and day % RETRAIN_EVERY_DAYS == 0
             report = world.step(Action.RETRAIN if weekly else Action.WAIT)
-            shift, agreement = report.observed.label_shift_z, report.observed.label_agreement_z
+            seen = report.observed
             corrupting = [
                 i for i in world.pipeline.active_incidents if i.config.kind == "corruption"
             ]
             if corrupting:
                 if not seen_onset:
-                    out.onsets.append((world.now - corrupting[0].start, shift, agreement))
+                    out.onsets.append((world.now - corrupting[0].start, seen))
                     seen_onset = True
                 continue
             if any(i.config.kind == "corruption" for i in world.pipeline.incidents):
                 continue  # after a corruption: its labels are still in the store
             out.clean_epochs += 1
             for limit in THRESHOLDS:
-                out.false_alarms[limit] += fires(shift, agreement, limit)
+                out.false_alarms[limit] += fires(seen, limit, slo)
     return out
 
 
@@ -75,13 +79,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--worlds", nargs="*", default=None)
     args = parser.parse_args(argv)
+    slo = load_slo()
     worlds = args.worlds or [w for w in available("scenario") if w != "mixed"]
     header = "".join(f"{f'alarms |z|>{t:g}':>16}" for t in THRESHOLDS)
     print(f"{'world':<18}{'epochs':>8}{header}   first decision after a corruption onset")
     totals = dict.fromkeys(THRESHOLDS, 0)
     total_epochs = 0
     for name in worlds:
-        alarms = run_world(name, args.episodes, args.seed)
+        alarms = run_world(name, args.episodes, args.seed, slo)
         total_epochs += alarms.clean_epochs
         cells = ""
         for limit in THRESHOLDS:
@@ -89,8 +94,8 @@ def main(argv: list[str] | None = None) -> None:
             cells += f"{alarms.false_alarms[limit]:>16,}"
         onset = ""
         if alarms.onsets:
-            caught = sum(fires(s, a, 4.0) for _, s, a in alarms.onsets)
-            missed = sorted(age for age, s, a in alarms.onsets if not fires(s, a, 4.0))
+            caught = sum(fires(seen, 4.0, slo) for _, seen in alarms.onsets)
+            missed = sorted(age for age, seen in alarms.onsets if not fires(seen, 4.0, slo))
             onset = f"   caught at |z|>4 in {caught} of {len(alarms.onsets)}"
             if missed:
                 onset += f" (missed at ages {', '.join(f'{age:.2f}' for age in missed)} d)"

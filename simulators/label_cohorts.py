@@ -66,7 +66,7 @@ def cohort_label_test(
     shift, agreement = _cohort_z(
         arrived_at,
         lag_days,
-        label.astype(np.float64),
+        label,
         score,
         float(now),
         WINDOWS_DAYS,

@@ -216,13 +216,14 @@ class WorldFacts:
             cohort = np.clip(
                 np.floor((now - log.t_serve[rows]) * cohorts.SERVE_BINS_PER_DAY), 0, max_cohort
             )
-            score_bin = np.clip(np.floor(log.score_live[rows] * cohorts.SCORE_BINS), 0, 9)
+            bins = cohorts.SCORE_BINS
+            score_bin = np.clip(np.floor(log.score_live[rows] * bins), 0, bins - 1)
             stratum = (cohort * cohorts.SCORE_BINS + score_bin).astype(np.int64)
             size = (max_cohort + 1) * cohorts.SCORE_BINS
             labels = log.y_label[rows].astype(np.float64)
             everyone = np.bincount(stratum, minlength=size).astype(np.float64)
             positives = np.bincount(stratum, weights=labels, minlength=size)
-            weight = 2.0 * ((np.arange(size) % cohorts.SCORE_BINS + 0.5) / 10.0) - 1.0
+            weight = 2.0 * ((np.arange(size) % bins + 0.5) / bins) - 1.0
             shift, agreement = math.nan, math.nan
             for window in cohorts.WINDOWS_DAYS:
                 new = arrived > now - window

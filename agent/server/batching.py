@@ -22,6 +22,7 @@ flush took is committed even if its request is cancelled meanwhile.
 
 import asyncio
 import functools
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -32,27 +33,17 @@ from agent.server.policy_store import LoadedPolicy
 from agent.server.state import ServiceState
 
 
+@dataclass(slots=True, eq=False)
 class DecisionJob:
     """One decision waiting for the flush; ``future`` resolves to it once committed."""
 
-    __slots__ = ("future", "observed", "policy", "service_id", "state", "taken", "timestamp")
-
-    def __init__(
-        self,
-        policy: LoadedPolicy,
-        service_id: str,
-        timestamp: datetime,
-        observed: Observed,
-        state: ServiceState,
-        future: asyncio.Future[Decision],
-    ) -> None:
-        self.policy = policy
-        self.service_id = service_id
-        self.timestamp = timestamp
-        self.observed = observed
-        self.state = state
-        self.future = future
-        self.taken = False  # the flush decided it: it is committed even if cancelled now
+    policy: LoadedPolicy
+    service_id: str
+    timestamp: datetime
+    observed: Observed
+    state: ServiceState
+    future: asyncio.Future[Decision]
+    taken: bool = False  # the flush decided it: it is committed even if cancelled now
 
 
 def _fail(job: DecisionJob, error: BaseException) -> None:
