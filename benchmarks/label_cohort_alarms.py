@@ -12,6 +12,8 @@ the first decision after onset, and how old the incident was then.
 """
 
 import argparse
+import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from envs.shield import RULES, ShieldConfig
@@ -39,8 +41,14 @@ CONFIGS = {limit: ShieldConfig(max_label_cohort_z=limit) for limit in THRESHOLDS
 
 
 def fires(portfolio: ObservedPortfolio, limit: float, slo: SloConfig) -> bool:
-    """Whether the shield's ``label_cohort`` rule objects at ``limit``."""
-    return bool(LABEL_COHORT.check(Action.RETRAIN, portfolio, slo, CONFIGS[limit]))
+    """Whether the shield's ``label_cohort`` rule objects at ``limit`` on this epoch's z-scores.
+
+    The latched alarm (``label_alarm_peak_z``) is left out: the world alone pages nobody,
+    so here it would never clear. Each false alarm counted here would hold label fits
+    until a human answered the page it prompts.
+    """
+    now_only = dataclasses.replace(portfolio, label_alarm_peak_z=math.nan)
+    return bool(LABEL_COHORT.check(Action.RETRAIN, now_only, slo, CONFIGS[limit]))
 
 
 def run_world(name: str, episodes: int, seed: int, slo: SloConfig) -> WorldAlarms:

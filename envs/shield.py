@@ -186,20 +186,28 @@ def _labels_balanced(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldC
 
 
 def _labels_consistent(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
-    """The labels arriving now differ from earlier labels of rows served alongside them.
+    """The labels arriving now differ from earlier labels of rows served alongside them,
+    or did at a decision since a human last answered a page.
 
     Rows served at the same time with the same score get their labels at random delays,
     so new and earlier labels of such a cohort agree whatever the world does; when they
-    do not, the pipeline changed (:mod:`simulators.label_cohorts`). NaN: too few labels
-    to tell, which is not evidence of a break.
+    do not, the pipeline changed (:mod:`simulators.label_cohorts`). The alarm stays
+    raised until a human has looked (``label_alarm_peak_z``): a few days into an
+    incident the earlier labels are broken too and the z-scores fall quiet. NaN: too few
+    labels to tell, which is not evidence of a break.
     """
     limit = c.max_label_cohort_z
-    shift, agreement = p.label_shift_z, p.label_agreement_z
+    shift, agreement, peak = p.label_shift_z, p.label_agreement_z, p.label_alarm_peak_z
     if (_finite(shift) and abs(shift) > limit) or (_finite(agreement) and agreement < -limit):
         return (
             f"{LABEL_HEALTH}: labels arriving now differ from earlier labels of the same"
             f" cohorts (positive share z {shift:+.1f}, agreement with the scores z"
             f" {agreement:+.1f}, limit {limit:g})"
+        )
+    if _finite(peak) and peak > limit:
+        return (
+            f"{LABEL_HEALTH}: the label alarm (z {peak:.1f} > {limit:g}) is raised until a"
+            " human answers a page about the label pipeline"
         )
     return ""
 

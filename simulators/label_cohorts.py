@@ -28,6 +28,12 @@ continuity-corrected: a few surprising labels in nearly pure strata (confident s
 would otherwise give the agreement a heavy left tail.
 Production sees everything this needs: each label's serving and arrival time, the
 served score and the label.
+
+An alarm outlives its evidence: a few days into an incident, a cohort's earlier labels
+are broken too, and the test falls quiet while the pipeline is still broken. So
+:class:`LabelAlarm` keeps the largest :func:`alarm_z` seen at a decision since a human
+last answered a page (a human who checked the pipeline, and purged what it broke); the
+shield vetoes label fits while that peak is over its limit.
 """
 
 import math
@@ -43,6 +49,36 @@ LOOKBACK_DAYS = 7.0  # labels arrived this long ago at most are compared
 MIN_VARIANCE = 4.0  # hypergeometric variance of the recent positives needed for a z-score
 WEIGHTED_VARIANCE_SHARE = 0.25  # ... and a quarter of it for the score-weighted one
 CONTINUITY = 0.5  # counts: keeps the few-label tails of the z-scores near the normal's
+
+
+def alarm_z(shift: float, agreement: float) -> float:
+    """How loudly the test says the pipeline broke: ``max(|shift|, -agreement)``.
+
+    Only the finite z-scores count; NaN when neither is.
+    """
+    loud = [v for v in (abs(shift), -agreement) if math.isfinite(v)]
+    return max(loud) if loud else math.nan
+
+
+class LabelAlarm:
+    """The largest :func:`alarm_z` at a decision since a human last answered a page.
+
+    Feed it every decision's z-scores and the count of pages answered so far
+    (:meth:`update`); an answer since the previous decision clears it first.
+    """
+
+    def __init__(self) -> None:
+        self.peak = math.nan
+        self._answers_seen = 0
+
+    def update(self, shift: float, agreement: float, pages_answered: int) -> float:
+        """The peak after this decision's z-scores."""
+        if pages_answered != self._answers_seen:
+            self.peak, self._answers_seen = math.nan, pages_answered
+        loud = alarm_z(shift, agreement)
+        if not math.isnan(loud) and not loud <= self.peak:  # a NaN peak is beaten by any z
+            self.peak = loud
+        return self.peak
 
 
 def cohort_label_test(

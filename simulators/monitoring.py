@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numba
 import numpy as np
 
-from simulators.label_cohorts import LOOKBACK_DAYS, cohort_label_test
+from simulators.label_cohorts import LOOKBACK_DAYS, LabelAlarm, cohort_label_test
 from simulators.labels import CDF_STEP_DAYS
 from simulators.portfolio import (
     ECE_BINS,
@@ -237,6 +237,7 @@ class Monitor:
         self._weights: dict[float, np.ndarray] = {}
         self._score_psi = 0.0
         self._estimated_accuracy = float("nan")
+        self.label_alarm = LabelAlarm()
         self._mid_day_truth: tuple[list[float], list[float]] | None = None
 
     # -- per served day -----------------------------------------------------------------
@@ -347,6 +348,7 @@ class Monitor:
         recent, last_day, first_cohorts = self._label_windows(now)
         arrived_at, lag_days, label, score = self.arrived.cohort_columns(first_cohorts)
         shift_z, agreement_z = cohort_label_test(arrived_at, lag_days, label, score, now)
+        alarm_peak = self.label_alarm.update(shift_z, agreement_z, w.pages_answered)
         n_recent = recent.score.shape[0]
         acc_previous, acc_ensemble = _shadow_accuracies(recent)
         self.last_ensemble_accuracy = acc_ensemble
@@ -382,6 +384,7 @@ class Monitor:
             labels_last_day=n_last,
             label_shift_z=shift_z,
             label_agreement_z=agreement_z,
+            label_alarm_peak_z=alarm_peak,
             labels_in_window=labels_in_window,
             latency_p99_ms=self.latency_p99_ms,
             latency_budget_ms=w.slo.latency_budget_ms,

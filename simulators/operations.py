@@ -340,5 +340,6 @@ class Operations:
         w.note(f"human answered: {detail}")
         w.audit.add(w.now, "outcome", "escalate", detail=detail)
         w.pages_pending -= 1
+        w.pages_answered += 1
         if w.pages_pending == 0:
             w.release_hold()

@@ -56,6 +56,7 @@ class ObservedPortfolio:
     labels_last_day: int
     label_shift_z: float
     label_agreement_z: float
+    label_alarm_peak_z: float
     labels_in_window: int
     latency_p99_ms: float
     latency_budget_ms: float
@@ -107,6 +108,7 @@ NAN_OK = {
     "error_asymmetry",
     "label_shift_z",
     "label_agreement_z",
+    "label_alarm_peak_z",
 }
 
 FIELD_SPECS: dict[str, FieldSpec] = {
@@ -187,6 +189,14 @@ FIELD_SPECS: dict[str, FieldSpec] = {
         1e4,
         "the same comparison weighted by 2 x score - 1 (lowest of the windows): negative when"
         " new labels contradict the served scores more than earlier labels of the same rows",
+    ),
+    "label_alarm_peak_z": FieldSpec(
+        "z",
+        0,
+        1e4,
+        "largest of |label_shift_z| and -label_agreement_z at any decision since a human last"
+        " answered a page (NaN before any z-score): the label alarm stays raised until a human"
+        " has checked the pipeline",
     ),
     "labels_in_window": FieldSpec("rows", 0, 1e9, "usable labels in the default training window"),
     "latency_p99_ms": FieldSpec("ms", 0, 1e6, "measured p99 latency over the last day"),

@@ -154,6 +154,7 @@ class World:
         self.ops = Operations(self)
         self.hold = False
         self.pages_pending = 0
+        self.pages_answered = 0  # a human's answer clears the label alarm (monitoring)
         self.hold_released = self.env.event()
         self.change_in_flight = False
         self.last_change_day = -float(self.active.warmup_days)

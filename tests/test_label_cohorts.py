@@ -1,11 +1,14 @@
 """The label-cohort test: new labels against earlier labels of rows served alongside them."""
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 
-from simulators.label_cohorts import MIN_VARIANCE, cohort_label_test
+from envs.lifecycle_env import LifecycleEnv
+from simulators.actions import Action
+from simulators.label_cohorts import MIN_VARIANCE, LabelAlarm, alarm_z, cohort_label_test
 
 NOW = 30.0
 
@@ -78,3 +81,44 @@ def test_too_little_information_is_nan() -> None:
     empty = np.empty(0)
     assert all(math.isnan(z) for z in cohort_label_test(empty, empty, empty, empty, NOW))
     assert MIN_VARIANCE > 0
+
+
+def test_the_alarm_keeps_its_peak_until_a_human_answers() -> None:
+    alarm = LabelAlarm()
+    assert math.isnan(alarm.update(math.nan, math.nan, pages_answered=0))
+    assert alarm.update(-5.0, 1.0, 0) == 5.0  # |shift|
+    assert alarm.update(0.3, 2.0, 0) == 5.0  # quiet z-scores do not lower it
+    assert alarm.update(1.0, -6.0, 0) == 6.0  # -agreement: labels contradicting the scores
+    assert alarm.update(0.5, 9.0, 1) == 0.5  # a human answered: cleared, then this decision
+    assert alarm_z(0.2, 7.0) == 0.2  # agreeing labels are no alarm
+    assert math.isnan(alarm_z(math.nan, math.nan))
+
+
+def test_a_latched_label_alarm_vetoes_label_fits_until_the_page_is_answered() -> None:
+    """In label corruption the cohort test fires at the onset, then falls quiet while the
+    pipeline is still broken; the shield keeps vetoing label fits until a human answers."""
+    env = LifecycleEnv(scenario="label_corruption")
+    env.reset(seed=3)
+    info: dict[str, Any] = {"label_incident": False}  # none at the start
+    quiet_and_latched = None
+    for _ in range(80):
+        p = env.report.observed
+        loud_now = alarm_z(p.label_shift_z, p.label_agreement_z)
+        if info["label_incident"] and p.label_alarm_peak_z > 4.0 and loud_now < 3.0:
+            quiet_and_latched = p
+            break
+        _, _, _, _, info = env.step(int(Action.WAIT))
+    assert quiet_and_latched is not None, "no quiet epoch under a raised alarm"
+    reasons = env.shield.evaluate(quiet_and_latched).reasons[int(Action.RETRAIN)]
+    assert any("label alarm" in r for r in reasons), reasons
+    assert not env.action_masks()[Action.RETRAIN]
+
+    _, _, _, _, info = env.step(int(Action.ESCALATE))
+    for _ in range(10):  # the human answers within the scenario's response delay
+        if not env.report.observed.human_hold:
+            break
+        _, _, _, _, info = env.step(int(Action.WAIT))
+    p = env.report.observed
+    assert not p.human_hold and not env.world.pipeline.active_incidents
+    assert not p.label_alarm_peak_z > 4.0
+    assert not any("label" in r for r in env.shield.evaluate(p).reasons.get(1, []))

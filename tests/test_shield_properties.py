@@ -107,6 +107,7 @@ def healthy(**changes: Any) -> ObservedPortfolio:
         labels_last_day=500,
         label_shift_z=0.5,
         label_agreement_z=-0.8,
+        label_alarm_peak_z=1.3,
         labels_in_window=6_000,
         latency_p99_ms=6.0,
         latency_budget_ms=25.0,
@@ -136,6 +137,7 @@ healthy_changes = st.fixed_dictionaries(
         "labels_last_day": st.integers(50, 5_000),
         "label_shift_z": st.one_of(st.floats(-4.0, 4.0), st.just(math.nan)),
         "label_agreement_z": st.one_of(st.floats(-4.0, 1e3), st.just(math.nan)),
+        "label_alarm_peak_z": st.one_of(st.floats(0.0, 4.0), st.just(math.nan)),
         "labels_in_window": st.integers(300, 100_000),
         "days_since_change": st.floats(2.0, 1e4),
         "spend_period": st.floats(0.0, 60.0),
@@ -163,6 +165,7 @@ MAKES_FIRE: dict[str, st.SearchStrategy[dict[str, Any]]] = {
             {"label_shift_z": st.one_of(st.floats(4.01, 1e4), st.floats(-1e4, -4.01))}
         ),
         st.fixed_dictionaries({"label_agreement_z": st.floats(-1e4, -4.01)}),
+        st.fixed_dictionaries({"label_alarm_peak_z": st.floats(4.01, 1e4)}),
     ),
     "labels_in_window": st.fixed_dictionaries({"labels_in_window": st.integers(-100, 299)}),
     "change_in_flight": st.just({"change_in_flight": True}),

@@ -133,6 +133,7 @@ class WorldFacts:
 
     def __init__(self, world: World, config: ShieldConfig) -> None:
         self.world, self.slo, self.config = world, world.slo, config
+        self.alarm_peak = math.nan  # the label alarm, as the audit tracks it over an episode
         self._cache: dict[str, Any] = {}
 
     def _memo(self, key: str, compute: Callable[[], Any]) -> Any:
@@ -330,6 +331,7 @@ def check(facts: WorldFacts, action: Action, tolerance: float = TOLERANCE) -> di
         worst = max(
             abs(shift) if math.isfinite(shift) else 0.0,
             -agreement if math.isfinite(agreement) else 0.0,
+            facts.alarm_peak if math.isfinite(facts.alarm_peak) else 0.0,
         )
         flag("label_cohort", worst > limit, worst > limit * (1 + tolerance))
         n = facts.labels_in_window()
@@ -415,6 +417,7 @@ class SafetyAudit:
         self.executions: list[Execution] = []
         self.agreement_counts: dict[str, Counter[str]] = {r.name: Counter() for r in RULES}
         self._env: LifecycleEnv | None = None
+        self._alarm = (math.nan, -math.inf, -1)  # label alarm peak, at (time, pages answered)
 
     def attach(self, env: LifecycleEnv) -> None:
         """Watch ``env``'s world from now on (resets the counts; detaches from another env)."""
@@ -438,6 +441,24 @@ class SafetyAudit:
         self.executions.clear()
         for counts in self.agreement_counts.values():
             counts.clear()
+        self._alarm = (math.nan, -math.inf, -1)
+
+    def _label_alarm(self, facts: WorldFacts) -> float:
+        """The loudest cohort z-score at an execution since a human last answered a page.
+
+        Recounted at every execution of the episode (time going back means a new one);
+        a page answered since the last execution clears it.
+        """
+        world = facts.world
+        peak, at, answered = self._alarm
+        if world.now < at or world.pages_answered != answered:
+            peak = math.nan
+        shift, agreement = facts.label_cohorts()
+        for z in (abs(shift), -agreement):
+            if math.isfinite(z) and not z <= peak:
+                peak = z
+        self._alarm = (peak, world.now, world.pages_answered)
+        return peak
 
     def violations(self) -> int:
         """Executed actions that clearly broke at least one rule since :meth:`attach`."""
@@ -446,6 +467,7 @@ class SafetyAudit:
     def _on_execution(self, world: World, action: Action) -> None:
         assert self._env is not None
         facts = WorldFacts(world, self._env.shield.config)
+        facts.alarm_peak = self._label_alarm(facts)
         findings = check(facts, action, self.tolerance)
         breaches = tuple(n for n, f in findings.items() if f.clear)
         near = tuple(n for n, f in findings.items() if f.fired and not f.clear)

@@ -56,6 +56,7 @@ EXAMPLE_PORTFOLIO: dict[str, Any] = {
     "labels_last_day": 532,
     "label_shift_z": 0.41,
     "label_agreement_z": -0.87,
+    "label_alarm_peak_z": 1.12,
     "labels_in_window": 5948,
     "latency_p99_ms": 3.4802,
     "latency_budget_ms": 25.0,
@@ -88,11 +89,17 @@ def _describe(name: str) -> str:
     return text
 
 
-def _number(name: str) -> Any:
-    """A finite number within the field's FIELD_SPECS range."""
+def _number(name: str, optional: bool = False) -> Any:
+    """A finite number within the field's FIELD_SPECS range (``optional``: may be left out)."""
     spec = FIELD_SPECS[name]
+    extra: dict[str, Any] = {"default": None} if optional else {}
     return Field(
-        ge=spec.lower, le=spec.upper, allow_inf_nan=False, strict=True, description=_describe(name)
+        ge=spec.lower,
+        le=spec.upper,
+        allow_inf_nan=False,
+        strict=True,
+        description=_describe(name),
+        **extra,
     )
 
 
@@ -139,6 +146,7 @@ class Portfolio(BaseModel):
     labels_last_day: int = _count("labels_last_day")
     label_shift_z: float | None = _number("label_shift_z")
     label_agreement_z: float | None = _number("label_agreement_z")
+    label_alarm_peak_z: float | None = _number("label_alarm_peak_z", optional=True)
     labels_in_window: int = _count("labels_in_window")
     latency_p99_ms: float = _number("latency_p99_ms")
     latency_budget_ms: float = _number("latency_budget_ms")
