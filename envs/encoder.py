@@ -17,19 +17,34 @@ from simulators.costs import SloConfig
 from simulators.portfolio import ObservedPortfolio
 
 MAX_COMPLEXITY = 3.0
+_LOG1P_20000 = math.log1p(20_000.0)
+
+
+# These helpers run some sixty times per observation (the server encodes one per
+# request): each gives the result of the plain expression in its docstring, NaN and
+# signed zeros included, without the cost of the builtins' argument parsing.
 
 
 def _num(x: float, default: float = 0.0) -> float:
+    """``float(x) if isinstance(x, (int, float)) and math.isfinite(x) else default``."""
+    if type(x) is float:  # most values: x - x is 0.0 exactly when x is finite
+        return x if x - x == 0.0 else default
     return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else default
+
+
+def _at_least(x: float, low: float) -> float:
+    """``max(x, low)``."""
+    return low if x < low else x
 
 
 def _squash(x: float, scale: float) -> float:
     """Map [0, inf) onto [0, 1) smoothly; ``scale`` is where it reaches 0.76."""
-    return math.tanh(max(x, 0.0) / scale)
+    return math.tanh((0.0 if x < 0.0 else x) / scale)
 
 
 def _clip(x: float, low: float = -1.0, high: float = 1.0) -> float:
-    return min(max(x, low), high)
+    """``min(max(x, low), high)``."""
+    return low if x < low else high if x > high else x
 
 
 # (name, unit, meaning) of each entry of the current-portfolio block, in order
@@ -121,12 +136,13 @@ class ObservationEncoder:
         previous = _num(p.accuracy_previous_version, acc)
         ensemble = _num(p.accuracy_ensemble, acc)
         estimated = _num(p.estimated_accuracy, reference)
+        volume = _at_least(_num(p.requests_per_day), 1.0)
         if self._first_volume <= 0.0:
-            self._first_volume = max(_num(p.requests_per_day), 1.0)
-        growth = math.log(max(_num(p.requests_per_day), 1.0) / self._first_volume)
-        budget = max(_num(p.latency_budget_ms, 1.0), 1e-6)
-        ceiling = max(_num(p.cost_ceiling, 1.0), 1e-6)
-        period = max(_num(p.period_days, 1.0), 1e-6)
+            self._first_volume = volume
+        growth = math.log(volume / self._first_volume)
+        budget = _at_least(_num(p.latency_budget_ms, 1.0), 1e-6)
+        ceiling = _at_least(_num(p.cost_ceiling, 1.0), 1e-6)
+        period = _at_least(_num(p.period_days, 1.0), 1e-6)
         values = (
             _clip(acc, 0.0, 1.0),
             1.0 if has_labels else 0.0,
@@ -144,7 +160,7 @@ class ObservationEncoder:
             _squash(_num(p.label_lag_days), 5.0),
             _clip(_num(p.label_arrival_ratio) / 2.0, 0.0, 1.0),
             _clip(5.0 * _num(p.label_balance_gap)),
-            _clip(math.log1p(max(_num(p.labels_in_window), 0.0)) / math.log1p(20_000.0), 0.0, 1.0),
+            _clip(math.log1p(_at_least(_num(p.labels_in_window), 0.0)) / _LOG1P_20000, 0.0, 1.0),
             _clip(_num(p.latency_p99_ms) / budget / 2.0, 0.0, 1.0),
             _clip(_num(p.spend_period) / ceiling / 2.0, 0.0, 1.0),
             _clip(_num(p.period_elapsed_days) / period, 0.0, 1.0),
