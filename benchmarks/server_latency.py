@@ -88,10 +88,12 @@ async def read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux ``/proc``; 0 elsewhere)."""
+def process_cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU time of a process (or of one of its threads) so far (Linux
+    ``/proc``; 0 elsewhere). A process's main thread has the process's id."""
+    path = f"/proc/{pid}/task/{thread}/stat" if thread is not None else f"/proc/{pid}/stat"
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -106,6 +108,7 @@ class Run:
     errors: int
     client_cpu: float  # share of one core the client used
     server_cpu: float = 0.0  # server CPU seconds per request (independent of other load)
+    loop_cpu: float = 0.0  # the same, of the server's main (event-loop) thread alone
 
     @property
     def throughput(self) -> float:
@@ -168,9 +171,10 @@ async def bench(
     await measure(port, [make(f"{tag}-warmup", 300)])
     runs = []
     for connections, per in ((1, n), (CONCURRENCY, max(n // 4, 100))):
-        cpu = process_cpu_seconds(pid)
+        cpu, loop = process_cpu_seconds(pid), process_cpu_seconds(pid, pid)
         run = await measure(port, [make(f"{tag}-c{i}", per) for i in range(connections)])
         run.server_cpu = (process_cpu_seconds(pid) - cpu) / len(run.latencies)
+        run.loop_cpu = (process_cpu_seconds(pid, pid) - loop) / len(run.latencies)
         runs.append(run)
     return runs[0], runs[1]
 
@@ -216,15 +220,18 @@ def report(rows: dict[str, tuple[Run, Run]]) -> str:
     """The results table and the checks against the targets."""
     lines = [
         f"{'endpoint':<19}{'seq p50':>8}{'seq p99':>8}{'seq req/s':>10}{'16c p50':>8}"
-        f"{'16c p99':>8}{'16c req/s':>10}{'server cpu/req':>15}{'client cpu':>11}{'errors':>7}",
-        f"{'':<19}{'ms':>8}{'ms':>8}{'':>10}{'ms':>8}{'ms':>8}{'':>10}{'seq / 16c us':>15}",
+        f"{'16c p99':>8}{'16c req/s':>10}{'server cpu/req':>15}{'loop cpu/req':>14}"
+        f"{'client cpu':>11}{'errors':>7}",
+        f"{'':<19}{'ms':>8}{'ms':>8}{'':>10}{'ms':>8}{'ms':>8}{'':>10}{'seq / 16c us':>15}"
+        f"{'seq / 16c us':>14}",
     ]
     for name, (seq, conc) in rows.items():
         cpu = f"{seq.server_cpu * 1e6:.0f} / {conc.server_cpu * 1e6:.0f}"
+        loop = f"{seq.loop_cpu * 1e6:.0f} / {conc.loop_cpu * 1e6:.0f}"
         lines.append(
             f"{name:<19}{seq.ms(0.5):>8.2f}{seq.ms(0.99):>8.2f}{seq.throughput:>10.0f}"
             f"{conc.ms(0.5):>8.2f}{conc.ms(0.99):>8.2f}{conc.throughput:>10.0f}{cpu:>15}"
-            f"{conc.client_cpu:>10.0%}{seq.errors + conc.errors:>7}"
+            f"{loop:>14}{conc.client_cpu:>10.0%}{seq.errors + conc.errors:>7}"
         )
     seq, conc = rows["POST /v1/decisions"]
     share = conc.throughput / rows["POST /bare"][1].throughput
