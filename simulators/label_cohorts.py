@@ -52,12 +52,13 @@ CONTINUITY = 0.5  # counts: keeps the few-label tails of the z-scores near the n
 
 
 def alarm_z(shift: float, agreement: float) -> float:
-    """How loudly the test says the pipeline broke: ``max(|shift|, -agreement)``.
+    """How loudly the test says the pipeline broke: ``max(|shift|, -agreement, 0)``.
 
-    Only the finite z-scores count; NaN when neither is.
+    Only the finite z-scores count; NaN when neither is. Labels agreeing with the scores
+    more than before are no alarm (0, never negative).
     """
     loud = [v for v in (abs(shift), -agreement) if math.isfinite(v)]
-    return max(loud) if loud else math.nan
+    return max(*loud, 0.0) if loud else math.nan
 
 
 class LabelAlarm:

@@ -91,6 +91,7 @@ def test_the_alarm_keeps_its_peak_until_a_human_answers() -> None:
     assert alarm.update(1.0, -6.0, 0) == 6.0  # -agreement: labels contradicting the scores
     assert alarm.update(0.5, 9.0, 1) == 0.5  # a human answered: cleared, then this decision
     assert alarm_z(0.2, 7.0) == 0.2  # agreeing labels are no alarm
+    assert alarm_z(math.nan, 2.0) == 0.0  # ... and never a negative one
     assert math.isnan(alarm_z(math.nan, math.nan))
 
 
