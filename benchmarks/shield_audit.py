@@ -37,10 +37,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.steps > 0:
         random_policy = audit_random_policy(args.steps, args.scenarios, args.seed)
         print(f"\n{random_policy.table()}\n", flush=True)
-    corruption = audit_label_corruption(
-        args.corruption_episodes, args.seed, mode=args.corruption_mode
-    )
-    print(f"\n{corruption.table()}", flush=True)
+    if args.corruption_episodes > 0:  # none run: no verdict to print
+        corruption = audit_label_corruption(
+            args.corruption_episodes, args.seed, mode=args.corruption_mode
+        )
+        print(f"\n{corruption.table()}", flush=True)
 
 
 if __name__ == "__main__":
