@@ -41,14 +41,8 @@ CONFIGS = {limit: ShieldConfig(max_label_cohort_z=limit) for limit in THRESHOLDS
 
 
 def fires(portfolio: ObservedPortfolio, limit: float, slo: SloConfig) -> bool:
-    """Whether the shield's ``label_cohort`` rule objects at ``limit`` on this epoch's z-scores.
-
-    The latched alarm (``label_alarm_peak_z``) is left out: the world alone pages nobody,
-    so here it would never clear. Each false alarm counted here would hold label fits
-    until a human answered the page it prompts.
-    """
-    now_only = dataclasses.replace(portfolio, label_alarm_peak_z=math.nan)
-    return bool(LABEL_COHORT.check(Action.RETRAIN, now_only, slo, CONFIGS[limit]))
+    """Whether the shield's ``label_cohort`` rule objects at ``limit``."""
+    return bool(LABEL_COHORT.check(Action.RETRAIN, portfolio, slo, CONFIGS[limit]))
 
 
 def run_world(name: str, episodes: int, seed: int, slo: SloConfig) -> WorldAlarms:
@@ -63,7 +57,10 @@ def run_world(name: str, episodes: int, seed: int, slo: SloConfig) -> WorldAlarm
             day = world.day
             weekly = day > 0 and day % RETRAIN_EVERY_DAYS == 0
             report = world.step(Action.RETRAIN if weekly else Action.WAIT)
-            seen = report.observed
+            # this epoch's z-scores alone: the world alone pages nobody, so the held alarm
+            # (label_alarm_peak_z) would never clear here; each false alarm counted below
+            # would hold label fits until a human answered the page it prompts
+            seen = dataclasses.replace(report.observed, label_alarm_peak_z=math.nan)
             corrupting = [
                 i for i in world.pipeline.active_incidents if i.config.kind == "corruption"
             ]
