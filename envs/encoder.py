@@ -78,6 +78,9 @@ CURRENT_FEATURES: tuple[tuple[str, str], ...] = (
     ("live_is_ensemble", "1 if the live version is an ensemble"),
     ("previous_complexity", "rollback target's rank / 3 (0 if none)"),
     ("traffic_growth", "tanh(log(requests today / at episode start))"),
+    ("label_shift", "label cohorts' positive-share z / 8, clipped (0 if unknown)"),
+    ("label_agreement", "label cohorts' score-agreement z / 8, clipped (0 if unknown)"),
+    ("label_alarm_held", "tanh(label alarm peak z since the last page / 4)"),
 )
 HISTORY_FEATURES: tuple[str, ...] = (
     "accuracy_recent",
@@ -173,6 +176,9 @@ class ObservationEncoder:
             1.0 if len(p.live_family_tuple) > 1 else 0.0,
             self._complexity(p.previous_family_tuple),
             math.tanh(growth),
+            _clip(_num(p.label_shift_z) / 8.0),
+            _clip(_num(p.label_agreement_z) / 8.0),
+            _squash(_num(p.label_alarm_peak_z), 4.0),
         )
         return values
 

@@ -99,17 +99,19 @@ def test_a_latched_label_alarm_vetoes_label_fits_until_the_page_is_answered() ->
     """In label corruption the cohort test fires at the onset, then falls quiet while the
     pipeline is still broken; the shield keeps vetoing label fits until a human answers."""
     env = LifecycleEnv(scenario="label_corruption")
-    env.reset(seed=3)
     info: dict[str, Any] = {"label_incident": False}  # none at the start
+    held = env.feature_names.index("label_alarm_held")
     quiet_and_latched = None
+    observation = env.reset(seed=3)[0]
     for _ in range(80):
         p = env.report.observed
         loud_now = alarm_z(p.label_shift_z, p.label_agreement_z)
         if info["label_incident"] and p.label_alarm_peak_z > 4.0 and loud_now < 3.0:
             quiet_and_latched = p
             break
-        _, _, _, _, info = env.step(int(Action.WAIT))
+        observation, _, _, _, info = env.step(int(Action.WAIT))
     assert quiet_and_latched is not None, "no quiet epoch under a raised alarm"
+    assert observation[held] > math.tanh(1.0)  # the policy sees the held alarm too
     reasons = env.shield.evaluate(quiet_and_latched).reasons[int(Action.RETRAIN)]
     assert any("label alarm" in r for r in reasons), reasons
     assert not env.action_masks()[Action.RETRAIN]
@@ -122,4 +124,5 @@ def test_a_latched_label_alarm_vetoes_label_fits_until_the_page_is_answered() ->
     p = env.report.observed
     assert not p.human_hold and not env.world.pipeline.active_incidents
     assert not p.label_alarm_peak_z > 4.0
+    assert env.encoder.current(p)[held] < math.tanh(1.0)
     assert not any("label" in r for r in env.shield.evaluate(p).reasons.get(1, []))

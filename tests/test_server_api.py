@@ -25,8 +25,10 @@ from test_server_harness import (
 
 from agent.ope.logs import load_logs
 from agent.server.schemas import EXAMPLE_PORTFOLIO, DecisionResponse
+from envs.encoder import ObservationEncoder
 from envs.shield import LABEL_HEALTH, MODEL_CHANGES
 from simulators.actions import ACTION_NAMES
+from simulators.costs import SloConfig
 
 EPSILON = 0.05
 
@@ -106,10 +108,11 @@ def test_audit_trail_reads_back_for_offline_evaluation(client: httpx.Client, db_
     assert row["extra"]["allowed"] == [int(a in answer["allowed_actions"]) for a in ACTION_NAMES]
 
 
-def test_observation_is_in_the_answer_only_when_asked(client: httpx.Client) -> None:
+def test_observation_is_in_the_answer_only_when_asked(client: httpx.Client, slo: SloConfig) -> None:
     body = decision_body("api-observation", EXAMPLE_PORTFOLIO)
     assert "observation" not in client.post("/v1/decisions", json=body).json()
-    assert len(client.post("/v1/decisions?observation=1", json=body).json()["observation"]) == 67
+    observation = client.post("/v1/decisions?observation=1", json=body).json()["observation"]
+    assert len(observation) == ObservationEncoder(slo).size
     wrong = client.post("/v1/decisions?observation=maybe", json=body)
     assert wrong.status_code == 422 and wrong.json()["message"].startswith("query.observation")
 
