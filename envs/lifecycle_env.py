@@ -45,7 +45,7 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
 
     ## Observation Space
     ``Box(-1, 1, (N,), float32)``, built by :class:`envs.encoder.ObservationEncoder`
-    (N = 29 + 8 (history_len - 1) + 14; 67 with the default history of 4):
+    (N = 32 + 8 (history_len - 1) + 14; 70 with the default history of 4):
 
     | idx | entry | raw signal (unit) | encoding -> bound |
     |---|---|---|---|
@@ -76,7 +76,10 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
     | 26 | live_is_ensemble | flag | {0, 1} |
     | 27 | previous_complexity | rollback target's rank / 3 | [0, 1] |
     | 28 | traffic_growth | log(requests today / at start) | tanh, [-1, 1] |
-    | 29.. | history | entries 0, 2, 3, 6, 9, 10, 14, 15 of past days | as above |
+    | 29 | label_shift | label cohorts' positive-share z | / 8, [-1, 1] (0 if unknown) |
+    | 30 | label_agreement | label cohorts' score-agreement z | / 8, [-1, 1] (0 if unknown) |
+    | 31 | label_alarm_held | label alarm peak z since the last page | tanh(z / 4), [0, 1] |
+    | 32.. | history | entries 0, 2, 3, 6, 9, 10, 14, 15 of past days | as above |
     | -14.. | allowed_* | the shield's mask per action | {0, 1} |
     | -7.. | last_* | one-hot of the last executed action | {0, 1} |
 

@@ -63,9 +63,10 @@ def test_null_becomes_nan_only_where_a_field_may_be_missing() -> None:
 @pytest.mark.parametrize("deterministic", [False, True])
 def test_numpy_forward_equals_the_torch_policy(policy_path: Path, deterministic: bool) -> None:
     agent = load_agent(policy_path, deterministic=deterministic)
-    forward, name = policy_forward(agent, 67)
-    assert name == "numpy"
     env = LifecycleEnv(scenario="label_corruption")
+    size = env.encoder.size
+    forward, name = policy_forward(agent, size)
+    assert name == "numpy"
     observation, _ = env.reset(seed=4)
     observations, masks = [observation], [env.action_masks()]
     for day in range(10):
@@ -78,7 +79,7 @@ def test_numpy_forward_equals_the_torch_policy(policy_path: Path, deterministic:
     )
     actor = NumpyActor.from_agent(agent)
     assert actor is not None
-    probes, probe_masks = probe_inputs(67, seed=9)
+    probes, probe_masks = probe_inputs(size, seed=9)
     np.testing.assert_allclose(
         actor.probabilities_batch(probes, probe_masks),
         agent.probabilities_batch(probes, probe_masks),
