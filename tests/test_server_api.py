@@ -1,5 +1,6 @@
 """The agent server's HTTP contract, against a real uvicorn on 127.0.0.1 and a SQLite file."""
 
+import gc
 import math
 import uuid
 from collections.abc import Iterator
@@ -115,6 +116,11 @@ def test_observation_is_in_the_answer_only_when_asked(client: httpx.Client, slo:
     assert len(observation) == ObservationEncoder(slo).size
     wrong = client.post("/v1/decisions?observation=maybe", json=body)
     assert wrong.status_code == 422 and wrong.json()["message"].startswith("query.observation")
+
+
+def test_startup_objects_are_frozen_out_of_the_garbage_collector(server: ThreadedServer) -> None:
+    # the policy, torch and the app, loaded in the lifespan: a full collection skips them
+    assert gc.get_freeze_count() > 100_000
 
 
 def test_sqlite_audit_trail_runs_in_wal_mode(client: httpx.Client, db_path: Path) -> None:
