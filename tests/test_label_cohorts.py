@@ -1,11 +1,13 @@
 """The label-cohort test: new labels against earlier labels of rows served alongside them."""
 
+import dataclasses
 import math
 from typing import Any
 
 import numpy as np
 import pytest
 
+from envs.encoder import CURRENT_FEATURES
 from envs.lifecycle_env import LifecycleEnv
 from simulators.actions import Action
 from simulators.label_cohorts import MIN_VARIANCE, LabelAlarm, alarm_z, cohort_label_test
@@ -126,3 +128,26 @@ def test_a_latched_label_alarm_vetoes_label_fits_until_the_page_is_answered() ->
     assert not p.label_alarm_peak_z > 4.0
     assert env.encoder.current(p)[held] < math.tanh(1.0)
     assert not any("label" in r for r in env.shield.evaluate(p).reasons.get(1, []))
+
+
+@pytest.mark.parametrize(
+    ("shift", "agreement", "peak", "expected"),
+    [
+        (math.nan, math.nan, math.nan, (0.0, 0.0, 0.0)),  # no z-score yet: nothing to see
+        (4.0, -2.0, 4.0, (0.5, -0.25, math.tanh(1.0))),
+        (-80.0, -80.0, 1e4, (-1.0, -1.0, 1.0)),  # far past the limit: clipped, not wrapped
+    ],
+)
+def test_the_observation_shows_the_label_alarm(
+    shift: float, agreement: float, peak: float, expected: tuple[float, float, float]
+) -> None:
+    env = LifecycleEnv(scenario="label_corruption")
+    env.reset(seed=0)
+    changed = dataclasses.replace(
+        env.report.observed, label_shift_z=shift, label_agreement_z=agreement,
+        label_alarm_peak_z=peak,
+    )  # fmt: skip
+    values = env.encoder.current(changed)
+    names = [n for n, _ in CURRENT_FEATURES]
+    seen = [values[names.index(n)] for n in ("label_shift", "label_agreement", "label_alarm_held")]
+    assert seen == pytest.approx(expected, abs=1e-6)
