@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from envs.encoder import CURRENT_FEATURES
 from envs.lifecycle_env import LifecycleEnv
 from simulators.actions import Action
 from simulators.label_cohorts import MIN_VARIANCE, LabelAlarm, alarm_z, cohort_label_test
@@ -147,7 +146,7 @@ def test_the_observation_shows_the_label_alarm(
         env.report.observed, label_shift_z=shift, label_agreement_z=agreement,
         label_alarm_peak_z=peak,
     )  # fmt: skip
-    values = env.encoder.current(changed)
-    names = [n for n, _ in CURRENT_FEATURES]
-    seen = [values[names.index(n)] for n in ("label_shift", "label_agreement", "label_alarm_held")]
+    values = env.encoder.current(changed)  # the current block leads feature_names
+    entries = ("label_shift", "label_agreement", "label_alarm_held")
+    seen = [values[env.feature_names.index(n)] for n in entries]
     assert seen == pytest.approx(expected, abs=1e-6)
