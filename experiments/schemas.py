@@ -26,6 +26,7 @@ class SimulateConfig:
     policy: str = "periodic"
     policy_params: dict[str, Any] = field(default_factory=dict)
     policy_path: str = ""  # for policy=agent
+    deterministic: bool = False  # policy=agent: its most likely action, as evaluate runs it
     seed: int = 0
     episodes: int = 1
     epsilon: float = 0.0  # > 0: epsilon-soft behaviour policy (for logging)

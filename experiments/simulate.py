@@ -36,8 +36,15 @@ def build_policy(cfg: DictConfig, env: LifecycleEnv) -> Policy:
         from agent.policies.ppo import load_agent
 
         require(bool(cfg.policy_path), "policy_path", "is empty", "pass policy_path=RUN/policy.zip")
-        policy: Policy = load_agent(cfg.policy_path, env)
+        policy: Policy = load_agent(cfg.policy_path, env, deterministic=cfg.deterministic)
     else:
+        require(
+            not cfg.deterministic,
+            "deterministic",
+            f"applies to policy=agent only (policy={cfg.policy} is a fixed rule)",
+            "drop deterministic=true, or pass policy=agent",
+            cfg.deterministic,
+        )
         policy = make_heuristic(cfg.policy, dict(cfg.policy_params))
     require(
         0.0 <= cfg.epsilon <= 1.0,

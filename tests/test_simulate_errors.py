@@ -62,6 +62,9 @@ def cases(config_dir: Path) -> dict[str, Case]:
             ["scenario=stable", "scenario.window.default_days=-3"], "scenario.window.default_days"
         ),
         "csv_without_target": Case(["scenario=my_replay", searchpath], "scenario.replay.target"),
+        "deterministic_heuristic": Case(
+            ["scenario=stable", "policy=periodic", "deterministic=true"], "deterministic"
+        ),
     }
 
 
@@ -96,6 +99,7 @@ def outcomes(
         "negative_delay",
         "negative_window",
         "csv_without_target",
+        "deterministic_heuristic",
     ],
 )
 def test_bad_input_gives_one_line_naming_the_field_and_the_fix(
