@@ -1,5 +1,7 @@
 """Fitted Q evaluation's Q model: a rare action's effect beside large state swings."""
 
+from dataclasses import replace
+
 import numpy as np
 
 from agent.ope.episodes import LoggedEpisodes
@@ -62,3 +64,29 @@ def test_advantage_models_recover_a_rare_actions_effect() -> None:
     separate = effect_error(two_stage=False, per_action=True)
     assert advantage < 0.3 * EFFECT
     assert separate > 1.5 * advantage
+
+
+def test_a_field_never_reported_does_not_stop_the_fit() -> None:
+    """A state column that is NaN in every row (a portfolio field the service never
+    reported) leaves every Q model's fit and values as they are without the column."""
+    episodes, _ = one_step_log(2000, seed=1)
+    target = np.zeros((episodes.n_episodes, 1, N_ACTIONS))
+    target[..., 1] = 1.0
+    blank = np.full((*episodes.state_features.shape[:2], 1), np.nan)
+    with_blank = replace(
+        episodes, state_features=np.concatenate([episodes.state_features, blank], axis=2)
+    )
+    for two_stage, per_action in ((False, False), (True, False), (False, True), (True, True)):
+        q = [
+            FittedQEvaluation(
+                iterations=1,
+                scale_by="none",
+                regressor=default_regressor(0),
+                two_stage=two_stage,
+                per_action=per_action,
+            )
+            .fit(logged, target)
+            .q_
+            for logged in (episodes, with_blank)
+        ]
+        assert np.array_equal(q[0], q[1]), (two_stage, per_action)

@@ -43,6 +43,22 @@ def default_regressor(seed: int, max_iter: int = 60, learning_rate: float = 0.15
     )
 
 
+def _fit(model: Any, x: np.ndarray, y: np.ndarray) -> Any:
+    """``model.fit(x, y)``, with each column that is NaN in every row set to 0 first.
+
+    A portfolio field a service never reported (the label cohorts' z-scores on a stream
+    too small for the test, the previous version's accuracy before any change) is NaN in
+    every row; scikit-learn's histogram binning fails on such a column. It carries nothing
+    to split on either way, so the fit sees a constant instead, and the trees, never
+    splitting on it, ignore whatever the column holds at prediction.
+    """
+    empty = np.isnan(x).all(axis=0)
+    if empty.any():
+        x = x.copy()
+        x[:, empty] = 0.0
+    return model.fit(x, y)
+
+
 def _features(observations: np.ndarray, time_left: np.ndarray, actions: np.ndarray) -> np.ndarray:
     one_hot = np.eye(N_ACTIONS)[actions]
     return np.concatenate([observations, time_left[:, None], one_hot], axis=1)
@@ -172,12 +188,12 @@ class FittedQEvaluation:
         if self.per_action:
             return self._fit_per_action(prototype, states, time_left, actions, y)
         if not self.two_stage:
-            model = clone(prototype).fit(_features(states, time_left, actions), y)
+            model = _fit(clone(prototype), _features(states, time_left, actions), y)
             return lambda r, a: model.predict(_features(states[r], time_left[r], a))
         state_only = np.concatenate([states, time_left[:, None]], axis=1)
-        baseline = clone(prototype).fit(state_only, y)
+        baseline = _fit(clone(prototype), state_only, y)
         base = baseline.predict(state_only)
-        advantage = clone(prototype).fit(_features(states, time_left, actions), y - base)
+        advantage = _fit(clone(prototype), _features(states, time_left, actions), y - base)
         return lambda r, a: base[r] + advantage.predict(_features(states[r], time_left[r], a))
 
     def _fit_per_action(
@@ -195,7 +211,7 @@ class FittedQEvaluation:
         for action in range(N_ACTIONS):
             mine = actions == action
             if mine.sum() >= MIN_ROWS_PER_ACTION:
-                models[action] = clone(prototype).fit(x[mine], y[mine])
+                models[action] = _fit(clone(prototype), x[mine], y[mine])
             means[action] = float(y[mine].mean()) if mine.any() else float(y.mean())
 
         def predict(r: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -229,7 +245,7 @@ class FittedQEvaluation:
         residual shrunk towards 0 by ``n / (n + MIN_ROWS_PER_ACTION)``.
         """
         x = np.concatenate([states, time_left[:, None]], axis=1)
-        base = clone(prototype).fit(x, y).predict(x)
+        base = _fit(clone(prototype), x, y).predict(x)
         residual = y - base
         models: dict[int, Any] = {}
         means: dict[int, float] = {}
@@ -240,7 +256,7 @@ class FittedQEvaluation:
                 model = clone(prototype)
                 if "min_samples_leaf" in model.get_params():  # a leaf: a share of the rows
                     model.set_params(min_samples_leaf=max(20, n // 40))
-                models[action] = model.fit(x[mine], residual[mine])
+                models[action] = _fit(model, x[mine], residual[mine])
             means[action] = float(residual[mine].sum() / (n + MIN_ROWS_PER_ACTION))
 
         def predict(r: np.ndarray, a: np.ndarray) -> np.ndarray:
