@@ -115,8 +115,12 @@ def load_agent(
     if stats_path.exists():
         with stats_path.open("rb") as f:
             stats = pickle.load(f)
-        mean, var = stats.obs_rms.mean.astype(np.float32), stats.obs_rms.var.astype(np.float32)
-        clip_obs, epsilon = float(stats.clip_obs), float(stats.epsilon)
+        # read the pickled fields directly: VecNormalize's __getattr__ recurses without a venv
+        fields = vars(stats)
+        if fields.get("norm_obs", True) and fields.get("obs_rms") is not None:
+            rms = fields["obs_rms"]
+            mean, var = rms.mean.astype(np.float32), rms.var.astype(np.float32)
+        clip_obs, epsilon = float(fields["clip_obs"]), float(fields["epsilon"])
     expected = meta.get("observation_size")
     if expected is not None and model.observation_space.shape[0] != expected:
         raise ConfigError(
