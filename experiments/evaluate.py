@@ -68,7 +68,30 @@ def main(cfg: DictConfig) -> None:
         "use episodes=30",
         cfg.episodes,
     )
+    require(
+        cfg.tune_episodes >= 1,
+        "tune_episodes",
+        "needs at least 1 to tune on",
+        "use tune_episodes=8",
+        cfg.tune_episodes,
+    )
     worlds = _worlds(cfg)
+    if any(w.scenario.stream == "mixture" for w in worlds):
+        # a mixture runs each member this many times instead of `episodes`
+        require(
+            cfg.episodes_per_member >= 2,
+            "episodes_per_member",
+            "needs at least 2 for each member's variance (a mixture's interval is stratified)",
+            "use episodes_per_member=10",
+            cfg.episodes_per_member,
+        )
+        require(
+            cfg.tune_episodes_per_member >= 1,
+            "tune_episodes_per_member",
+            "needs at least 1 to tune on",
+            "use tune_episodes_per_member=2",
+            cfg.tune_episodes_per_member,
+        )
     out = run_dir()
     grids = {k: {p: list(v) for p, v in g.items()} for k, g in plain(cfg.grids).items()}
     tune_seeds = episode_seeds(cfg.tune_seed, cfg.tune_episodes)

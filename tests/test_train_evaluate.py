@@ -140,6 +140,21 @@ def test_bad_override_fails_at_start_naming_the_key(
     assert not (tmp_path / "policy.zip").exists()
 
 
+def test_a_mixture_with_one_episode_per_member_fails_at_start(
+    entry_point: EntryPoint, tmp_path: Path
+) -> None:
+    """One episode per member would give zero-width intervals: refused, naming the key."""
+    proc = entry_point(
+        "experiments.evaluate",
+        ["scenario=mixed", "episodes_per_member=1", f"hydra.run.dir={tmp_path}"],
+    )
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: episodes_per_member"), err
+    assert "Traceback" not in err and not (tmp_path / "results.json").exists()
+
+
 def test_train_config_composes_with_typed_groups() -> None:
     register_schemas()
     with initialize_config_dir(str(REPO_ROOT / "configs"), version_base="1.3"):

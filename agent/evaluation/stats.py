@@ -31,7 +31,8 @@ def stratified_mean_ci95(groups: dict[str, list[float]]) -> tuple[float, float, 
 
     Each group was sampled on its own (stratified sampling), so the variance of the
     estimate is the sum of the groups' variances of the mean, weighted by the squared
-    weights; the interval uses the normal quantile.
+    weights; the interval uses the normal quantile. A group of one value has no variance
+    to add, so the interval is then NaN, never a zero-width one.
     """
     means, variances = [], []
     for values in groups.values():
@@ -39,7 +40,8 @@ def stratified_mean_ci95(groups: dict[str, list[float]]) -> tuple[float, float, 
         if x.size == 0:
             continue
         means.append(float(x.mean()))
-        variances.append(float(x.var(ddof=1) / x.size) if x.size > 1 else 0.0)
+        # one value says nothing of its group's spread: the interval is unknown (NaN)
+        variances.append(float(x.var(ddof=1) / x.size) if x.size > 1 else float("nan"))
     if not means:
         return float("nan"), float("nan"), float("nan")
     k = len(means)
