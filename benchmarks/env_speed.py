@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 import envs
+from experiments.common import at_least, clean_errors
 from simulators.actions import N_ACTIONS, Action
 
 PERIOD_DAYS = 7
@@ -76,11 +77,12 @@ def ppo_steps_per_second(total_timesteps: int, seed: int) -> float:
     return model.num_timesteps / (time.perf_counter() - start)
 
 
+@clean_errors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", default="mixed", help="default: the env's default")
-    parser.add_argument("--steps", type=int, default=3_000, help="env steps per policy")
-    parser.add_argument("--ppo-steps", type=int, default=8_192)
+    parser.add_argument("--steps", type=at_least(1), default=3_000, help="env steps per policy")
+    parser.add_argument("--ppo-steps", type=at_least(1), default=8_192)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)

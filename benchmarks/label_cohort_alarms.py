@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 
 from envs.shield import RULES, ShieldConfig
+from experiments.common import at_least, clean_errors
 from simulators.actions import Action
 from simulators.catalogue import available, load_scenario, load_slo, resolve_members
 from simulators.costs import SloConfig
@@ -77,10 +78,11 @@ def run_world(name: str, episodes: int, seed: int, slo: SloConfig) -> WorldAlarm
     return out
 
 
+@clean_errors
 def main(argv: list[str] | None = None) -> None:
     """Run every world (default: the catalogue but the mixture) and print the table."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--episodes", type=int, default=12)
+    parser.add_argument("--episodes", type=at_least(1), default=12)
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--worlds", nargs="*", default=None)
     args = parser.parse_args(argv)

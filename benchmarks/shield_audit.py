@@ -18,13 +18,20 @@
 import argparse
 
 from agent.evaluation.safety_audit import audit_label_corruption, audit_random_policy
+from experiments.common import at_least, clean_errors
 
 
+@clean_errors
 def main(argv: list[str] | None = None) -> None:
     """Run both audits and print their tables."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=100_000, help="random-policy steps")
-    parser.add_argument("--corruption-episodes", type=int, default=40)
+    parser.add_argument(
+        "--steps",
+        type=at_least(0),
+        default=100_000,
+        help="random-policy steps, rounded up to whole episodes (0: skip that audit)",
+    )
+    parser.add_argument("--corruption-episodes", type=at_least(0), default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scenarios", nargs="*", default=None, help="default: the catalogue")
     parser.add_argument(

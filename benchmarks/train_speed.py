@@ -24,7 +24,7 @@ from agent.evaluation.stats import mean_ci95
 from agent.training.config import AgentConfig
 from agent.training.trainer import train
 from envs.lifecycle_env import load_shield_config
-from experiments.common import episode_seeds
+from experiments.common import at_least, clean_errors, episode_seeds
 from simulators.catalogue import load_scenario, load_slo
 
 
@@ -48,12 +48,13 @@ def held_out_return(
     return mean_ci95([s.return_dollars for s in summaries])
 
 
+@clean_errors
 def main() -> None:
     """Run the benchmark."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=300_000)
-    parser.add_argument("--every", type=int, default=50_000)
-    parser.add_argument("--episodes", type=int, default=40)
+    parser.add_argument("--steps", type=at_least(1), default=300_000)
+    parser.add_argument("--every", type=at_least(1), default=50_000)
+    parser.add_argument("--episodes", type=at_least(2), default=40)
     parser.add_argument("--algorithm", default="maskable_ppo")
     parser.add_argument("--out", default="outputs/bench_train_speed")
     args = parser.parse_args()

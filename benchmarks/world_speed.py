@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from experiments.common import at_least, clean_errors
 from simulators.actions import Action
 from simulators.catalogue import load_scenario, load_slo, resolve_members
 from simulators.models import ModelVersion, SklearnBackend
@@ -224,10 +225,11 @@ def report(scenario: str, episodes: int, never: PolicyRun, periodic: PolicyRun) 
     return "\n".join(lines)
 
 
+@clean_errors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", default="mixed")
-    parser.add_argument("--episodes", type=int, default=1)
+    parser.add_argument("--episodes", type=at_least(1), default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     run_policy(args.scenario, "periodic", 1, args.seed + 10_000)  # warm caches and imports

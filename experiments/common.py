@@ -1,5 +1,6 @@
 """What every entry point needs: typed configs out of Hydra, run dirs, clean errors."""
 
+import argparse
 import functools
 import sys
 from collections.abc import Callable
@@ -31,6 +32,22 @@ def clean_errors(main: F) -> F:
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer of at least ``low`` (argparse names the option)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
 
 
 def run_dir() -> Path:

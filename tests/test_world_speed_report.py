@@ -2,7 +2,9 @@
 
 import math
 
-from benchmarks.world_speed import DEFAULT_FAMILY, PolicyRun, report
+import pytest
+
+from benchmarks.world_speed import DEFAULT_FAMILY, PolicyRun, main, report
 
 
 def _run(policy: str, families: list[str], world: str, family: str) -> PolicyRun:
@@ -35,3 +37,18 @@ def test_no_fit_at_all_reports_nan_instead_of_failing() -> None:
     assert f"fit of the default family ('{DEFAULT_FAMILY}', 0 fits)" in text
     assert "median    nan ms" in text
     assert not math.isnan(periodic.rate)
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [(["--scenario", "no_such_world"], "error: scenario:"), (["--episodes", "0"], "--episodes")],
+)
+def test_bad_arguments_give_one_line_naming_them(
+    argv: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].count("error") == 1
