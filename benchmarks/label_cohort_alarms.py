@@ -8,7 +8,9 @@ two z-scores monitoring reports every epoch (``label_shift_z``, ``label_agreemen
 :mod:`simulators.label_cohorts`). Counts, per alarm threshold, the epochs outside any label
 incident where the shield's ``label_cohort`` rule would fire (false alarms: the world
 changed, the labels did not), and in worlds with a corruption incident whether it fires at
-the first decision after onset, and how old the incident was then.
+the first decision after onset, and how old the incident was then. ``tested`` counts the
+clean epochs with a z-score at all: where too few labels arrive the test stays silent,
+and its silence there is no evidence either way.
 """
 
 import argparse
@@ -33,6 +35,7 @@ class WorldAlarms:
     """Alarm counts of one world."""
 
     clean_epochs: int = 0
+    tested_epochs: int = 0  # clean epochs with a z-score: enough labels for the test to run
     false_alarms: dict[float, int] = field(default_factory=lambda: dict.fromkeys(THRESHOLDS, 0))
     onsets: list[tuple[float, ObservedPortfolio]] = field(default_factory=list)  # age, seen
 
@@ -73,6 +76,9 @@ def run_world(name: str, episodes: int, seed: int, slo: SloConfig) -> WorldAlarm
             if any(i.config.kind == "corruption" for i in world.pipeline.incidents):
                 continue  # after a corruption: its labels are still in the store
             out.clean_epochs += 1
+            out.tested_epochs += math.isfinite(seen.label_shift_z) or math.isfinite(
+                seen.label_agreement_z
+            )
             for limit in THRESHOLDS:
                 out.false_alarms[limit] += fires(seen, limit, slo)
     return out
@@ -89,12 +95,15 @@ def main(argv: list[str] | None = None) -> None:
     slo = load_slo()
     worlds = args.worlds or [w for w in available("scenario") if w != "mixed"]
     header = "".join(f"{f'alarms |z|>{t:g}':>16}" for t in THRESHOLDS)
-    print(f"{'world':<18}{'epochs':>8}{header}   first decision after a corruption onset")
+    print(
+        f"{'world':<18}{'epochs':>8}{'tested':>8}{header}   first decision after a corruption onset"
+    )
     totals = dict.fromkeys(THRESHOLDS, 0)
-    total_epochs = 0
+    total_epochs = total_tested = 0
     for name in worlds:
         alarms = run_world(name, args.episodes, args.seed, slo)
         total_epochs += alarms.clean_epochs
+        total_tested += alarms.tested_epochs
         cells = ""
         for limit in THRESHOLDS:
             totals[limit] += alarms.false_alarms[limit]
@@ -106,9 +115,12 @@ def main(argv: list[str] | None = None) -> None:
             onset = f"   caught at |z|>4 in {caught} of {len(alarms.onsets)}"
             if missed:
                 onset += f" (missed at ages {', '.join(f'{age:.2f}' for age in missed)} d)"
-        print(f"{name:<18}{alarms.clean_epochs:>8,}{cells}{onset}", flush=True)
+        print(
+            f"{name:<18}{alarms.clean_epochs:>8,}{alarms.tested_epochs:>8,}{cells}{onset}",
+            flush=True,
+        )
     cells = "".join(f"{totals[limit]:>16,}" for limit in THRESHOLDS)
-    print(f"{'all':<18}{total_epochs:>8,}{cells}")
+    print(f"{'all':<18}{total_epochs:>8,}{total_tested:>8,}{cells}")
 
 
 if __name__ == "__main__":
