@@ -2,6 +2,7 @@
 
 import gc
 import math
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,6 +153,33 @@ def test_history_and_last_action_are_kept_per_service(client: httpx.Client) -> N
     assert last.index(1.0) == ACTION_NAMES.index(first_a["action"])
     # the first history lag of service a holds a's previous portfolio, not b's
     assert second_a["observation"][29:37] == pytest.approx(first_a["observation"][29:37])
+
+
+def test_a_portfolio_older_than_the_last_one_gets_409(
+    client: httpx.Client, db_path: Path, server: ThreadedServer
+) -> None:
+    """The encoder's history runs forward in time: a service's older portfolio is refused
+    (naming the field), leaves the history as it was, and is refused after a state rebuild
+    from the audit trail too."""
+    day = float(EXAMPLE_PORTFOLIO["time_days"])
+    first = decide(client, "api-order", time_days=day)
+    same_day = decide(client, "api-order", time_days=day)  # a second look the same day: fine
+    body = decision_body("api-order", {**EXAMPLE_PORTFOLIO, "time_days": day - 3})
+    refused = client.post("/v1/decisions", json=body)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["message"].startswith("portfolio.time_days: ")
+    later = decide(client, "api-order", time_days=day + 1)
+    assert (first["step"], same_day["step"], later["step"]) == (0, 1, 2)
+    # forget the in-memory state: the next decision rebuilds it from the audit trail
+    runtime = server.app.state.runtime
+    runtime.states.get("api-order").invalidate()
+    again = client.post("/v1/decisions", json=body)
+    assert again.status_code == 409, again.text
+    with sqlite3.connect(db_path) as db:
+        stored = db.execute(
+            "SELECT COUNT(*) FROM decisions WHERE service_id = 'api-order'"
+        ).fetchone()[0]
+    assert stored == 3
 
 
 def test_vetoed_proposal_returns_fallback_with_reasons(client: httpx.Client) -> None:

@@ -111,7 +111,7 @@ class ThreadedServer:
     def __init__(self, settings: ServerSettings, fast_decisions: bool = True) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        app = create_app(settings)
+        app = self.app = create_app(settings)
         if not fast_decisions:  # POST /v1/decisions through FastAPI's routing instead
             app.decision_endpoint = None  # type: ignore[attr-defined]
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")

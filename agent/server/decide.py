@@ -211,5 +211,6 @@ class Decider:
             },
         )
         state.last_action = executed
+        state.last_time_days = float(portfolio.time_days)
         state.next_step += 1
         return Decision(record, verdict, mask)

@@ -33,6 +33,7 @@ class ServiceState:
     encoder: ObservationEncoder | None = None
     next_step: int = 0
     last_action: int | None = None  # the action executed before the next portfolio
+    last_time_days: float = -math.inf  # the last decided portfolio's time_days
 
     def ready_for(self, history_len: int) -> bool:
         """Whether the state is loaded for a policy with this history length."""
@@ -103,3 +104,6 @@ class ServiceStates:
         state.encoder = encoder
         state.next_step = history.next_step
         state.last_action = history.last_action
+        state.last_time_days = (
+            float(history.replay[-1]["time_days"]) if history.replay else -math.inf
+        )

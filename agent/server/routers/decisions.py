@@ -47,6 +47,7 @@ from simulators.portfolio import ObservedPortfolio
 
 ERRORS = {
     401: {"model": ErrorBody, "description": "Missing or wrong bearer token."},
+    409: {"model": ErrorBody, "description": "Portfolio older than the service's last one."},
     413: {"model": ErrorBody, "description": "Request body over the server's limit."},
     422: {"model": ErrorBody, "description": "Invalid body: the message names the field."},
     503: {"model": ErrorBody, "description": "Audit trail unavailable: nothing was decided."},
@@ -144,6 +145,13 @@ async def decide_json(runtime: Runtime, raw: bytes, with_observation: bool) -> b
                 runtime.audit.tables.service_history, body.service_id, keep
             )
             runtime.states.restore(state, history, policy.history_len)
+        if portfolio.time_days < state.last_time_days:  # the encoder's history runs forward
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                f"portfolio.time_days: {portfolio.time_days:g} is before this service's last "
+                f"decision (day {state.last_time_days:g}); post a service's portfolios in time "
+                "order (a new service_id starts a new history)",
+            )
         decision = await _decide(runtime, body, portfolio, state, policy)
     runtime.metrics.observe_decision(
         decision.record.executed_action,
