@@ -37,7 +37,7 @@ from agent.policies import EpsilonSoft, Policy, make_heuristic
 from envs.lifecycle_env import LifecycleEnv
 from envs.shield import Shield, ShieldConfig
 from experiments.common import clean_errors, extra_config_dirs, plain, run_dir
-from experiments.schemas import register_schemas
+from experiments.schemas import OpeTargetSpec, register_schemas
 from simulators.catalogue import from_dict
 from simulators.costs import SloConfig
 from simulators.errors import require
@@ -68,7 +68,15 @@ def build_targets(cfg: DictConfig) -> dict[str, Policy]:
         from agent.policies.ppo import load_agent
 
         targets["agent"] = load_agent(cfg.policy_path, deterministic=cfg.agent_deterministic)
-    for name, spec in cfg.targets.items():
+    for name, node in cfg.targets.items():
+        require(
+            isinstance(node, DictConfig),
+            f"targets.{name}",
+            "is not a mapping",
+            f"write targets.{name}={{policy: periodic, params: {{period_days: 7}}}}",
+            node,
+        )
+        spec = from_dict(OpeTargetSpec, plain(node), f"targets.{name}")
         require(
             spec.policy != "oracle",
             f"targets.{name}",

@@ -166,7 +166,9 @@ class OpeConfig:
     policy_path: str = ""  # a trained agent's policy.zip (optional)
     agent_deterministic: bool = False
     primary_target: str = ""  # "" = agent if policy_path is given, else the first target
-    targets: dict[str, OpeTargetSpec] = field(default_factory=dict)
+    # each an OpeTargetSpec, checked when read: OmegaConf cannot add a new key to a dict of
+    # dataclasses from the command line (+targets.NAME={policy: ...})
+    targets: dict[str, Any] = field(default_factory=dict)
     allow_version_mix: bool = False
     gamma: float = 1.0
     n_bootstrap: int = 1000

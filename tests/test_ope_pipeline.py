@@ -183,11 +183,23 @@ def test_entry_point_writes_the_report_and_rejects_bad_logs(
     tiny = ["n_bootstrap=50", "fqe_iterations=1", "fqe_max_iter=20"]
     dropped = ("periodic_3", "periodic_7", "periodic_14", "accuracy_trigger", "drift_trigger")
     drop = [f"~targets.{t}" for t in dropped]
+    drop.append("+targets.weekly={policy: periodic, params: {period_days: 7}}")  # a new one
     good = entry_point(
         "experiments.ope",
         [f"logs={simulated['path']}", *tiny, *drop, "progress_bar=false", f"hydra.run.dir={run}"],
     )
     rejected = entry_point("experiments.ope", [f"logs={bad}", f"hydra.run.dir={tmp_path / 'bad'}"])
+    misspelt = entry_point(
+        "experiments.ope",
+        [
+            f"logs={simulated['path']}",
+            "+targets.weekly={policy: periodic, parms: {period_days: 7}}",
+            f"hydra.run.dir={tmp_path / 'misspelt'}",
+        ],
+    )
+    _, misspelt_err = misspelt.communicate(timeout=TIMEOUT_S)
+    assert misspelt.returncode == 2 and "Traceback" not in misspelt_err
+    assert "targets.weekly.parms: unknown key" in misspelt_err
     _, bad_err = rejected.communicate(timeout=TIMEOUT_S)
     assert rejected.returncode == 2
     assert "propensity: propensity of a logged action outside (0, 1] in 1 rows: row 5" in bad_err
@@ -197,7 +209,7 @@ def test_entry_point_writes_the_report_and_rejects_bad_logs(
     report = json.loads((run / "ope.json").read_text())
     assert report["verdict"] in ("better", "not enough evidence")
     assert report["primary_target"] == "never"
-    assert set(report["targets"]) == {"never", "cost_aware"}
+    assert set(report["targets"]) == {"never", "cost_aware", "weekly"}
     for name in ("is", "wis", "pdis", "wpdis", "dr", "wdr", "fqe"):
         entry = report["estimators"][name]
         assert {"estimate", "ci95", "ess"} <= set(entry)
@@ -208,7 +220,7 @@ def test_entry_point_writes_the_report_and_rejects_bad_logs(
         }
     assert report["behaviour_value"] == pytest.approx(report["behaviour"]["value"])
     validation = report["validation"]
-    assert set(validation["true_values"]) == {"never", "cost_aware"}
+    assert set(validation["true_values"]) == {"never", "cost_aware", "weekly"}
     assert validation["shield_version_matches_logs"] is True
     assert validation["worlds"] == "logged" and validation["member_mismatches"] == 0
     html = (run / "report.html").read_text()
