@@ -1,10 +1,17 @@
-"""The stratified interval of a mixture's mean."""
+"""The statistics of an evaluation: a mixture's interval, the tuned grid point."""
 
+import itertools
 import math
 
 import numpy as np
 
+from agent.evaluation.episodes import EpisodeSummary
+from agent.evaluation.harness import Task, WorldSpec, grid_tasks
 from agent.evaluation.stats import stratified_mean_ci95
+from envs.shield import ShieldConfig
+from experiments.evaluate import best_in_grid_order
+from simulators.catalogue import load_scenario
+from simulators.costs import SloConfig
 
 
 def test_stratified_interval_matches_the_formula() -> None:
@@ -24,3 +31,23 @@ def test_a_group_of_one_gives_no_interval_rather_than_a_zero_width_one() -> None
     assert mean == 2.0
     assert math.isnan(lo) and math.isnan(hi)
     assert not lo > 0.0
+
+
+def test_tuning_does_not_depend_on_which_worker_finished_first(
+    slo: SloConfig, shield_config: ShieldConfig
+) -> None:
+    """Grid points that tie exactly go to the first in grid order, whatever the order in
+    which their results arrive."""
+    world = WorldSpec(load_scenario("stable"), slo, shield_config)
+    grids = {"drift_trigger": {"threshold": [0.1, 0.2, 0.3, 0.5]}}
+    tasks = grid_tasks(world, grids, seeds=[1, 2], per_member=1)
+    returns = {0.1: 3.0, 0.2: 5.0, 0.3: 5.0, 0.5: 4.0}  # 0.2 and 0.3 tie
+
+    def summaries(task: Task) -> list[EpisodeSummary]:
+        value = returns[task.params["threshold"]]
+        return [EpisodeSummary(s, value, 0, 0, 0, 0, 0, [], 0, "stable") for s in task.seeds]
+
+    scored = [(task, summaries(task)) for task in tasks]
+    for order in itertools.permutations(range(len(scored))):
+        arrived = [scored[i] for i in order]
+        assert best_in_grid_order(arrived, tasks) == {"drift_trigger": {"threshold": 0.2}}
