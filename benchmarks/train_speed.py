@@ -63,22 +63,18 @@ def main() -> None:
     world = WorldSpec(scenario, slo, shield)
     cart = cartpole_fps(20_000)
     print(f"PPO on CartPole-v1: {cart:,.0f} training steps/s")
-    tune = list(
-        run_parallel(
-            grid_tasks(
-                world,
-                {
-                    "periodic": {"period_days": [5, 7, 10, 14, 21]},
-                    "accuracy_trigger": {"drop": [0.03, 0.05, 0.08]},
-                    "cost_aware": {"factor": [1.0, 2.0, 4.0]},
-                    "drift_trigger": {"threshold": [0.2, 0.5]},
-                },
-                episode_seeds(10_000, 6),
-            ),
-            2,
-        )
+    grid = grid_tasks(
+        world,
+        {
+            "periodic": {"period_days": [5, 7, 10, 14, 21]},
+            "accuracy_trigger": {"drop": [0.03, 0.05, 0.08]},
+            "cost_aware": {"factor": [1.0, 2.0, 4.0]},
+            "drift_trigger": {"threshold": [0.2, 0.5]},
+        },
+        episode_seeds(10_000, 6),
     )
-    best = best_params([(t, s) for t, s, _ in tune])
+    tune = list(run_parallel(grid, 2))
+    best = best_params([(t, s) for t, s, _ in tune], grid)
     seeds = episode_seeds(30_000, args.episodes)
     heuristics = {
         name: held_out_return(world, name, params, seeds) for name, params in best.items()

@@ -57,23 +57,6 @@ def _worlds(cfg: DictConfig) -> list[WorldSpec]:
     return [WorldSpec(s, slo, shield, cfg.history_len, 0.01, dirs) for s in scenarios]
 
 
-def _grid_key(task: Task) -> tuple[str, str, str]:
-    return task.world.scenario.name, task.policy, json.dumps(task.params, sort_keys=True)
-
-
-def best_in_grid_order(
-    scored: list[tuple[Task, list[Any]]], tasks: list[Task]
-) -> dict[str, dict[str, Any]]:
-    """:func:`best_params` of results that arrive in any order, ties to the first grid point.
-
-    Workers finish in no fixed order, and grid points that behave alike in every tuning
-    episode tie exactly: without a fixed order the tuned setting (and every figure after
-    it) would depend on which worker finished first.
-    """
-    position = {_grid_key(task): i for i, task in enumerate(tasks)}
-    return best_params(sorted(scored, key=lambda result: position[_grid_key(result[0])]))
-
-
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
 @clean_errors
 def main(cfg: DictConfig) -> None:
@@ -125,7 +108,7 @@ def main(cfg: DictConfig) -> None:
     ):
         by_scenario[task.world.scenario.name].append((task, summaries))
     for name, scored in by_scenario.items():
-        tuned[name] = best_in_grid_order(scored, tasks)
+        tuned[name] = best_params(scored, tasks)
     (out / "tuned_baselines.json").write_text(json.dumps(tuned, indent=2))
     # 2. every policy on the held-out seeds
     policies = [p for p in cfg.policies if p != "agent" or cfg.policy_path]

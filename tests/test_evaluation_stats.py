@@ -6,10 +6,9 @@ import math
 import numpy as np
 
 from agent.evaluation.episodes import EpisodeSummary
-from agent.evaluation.harness import Task, WorldSpec, grid_tasks
+from agent.evaluation.harness import Task, WorldSpec, best_params, grid_tasks
 from agent.evaluation.stats import stratified_mean_ci95
 from envs.shield import ShieldConfig
-from experiments.evaluate import best_in_grid_order
 from simulators.catalogue import load_scenario
 from simulators.costs import SloConfig
 
@@ -50,4 +49,4 @@ def test_tuning_does_not_depend_on_which_worker_finished_first(
     scored = [(task, summaries(task)) for task in tasks]
     for order in itertools.permutations(range(len(scored))):
         arrived = [scored[i] for i in order]
-        assert best_in_grid_order(arrived, tasks) == {"drift_trigger": {"threshold": 0.2}}
+        assert best_params(arrived, tasks) == {"drift_trigger": {"threshold": 0.2}}

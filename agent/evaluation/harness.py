@@ -6,6 +6,7 @@ so through the same shield, and is scored on the same held-out seeds.
 """
 
 import itertools
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,10 +165,22 @@ def grid_tasks(
     return tasks
 
 
-def best_params(results: list[tuple[Task, list[EpisodeSummary]]]) -> dict[str, dict[str, Any]]:
-    """The grid point with the highest mean return, per baseline."""
+def _grid_key(task: Task) -> tuple[str, str, str]:
+    return task.world.scenario.name, task.policy, json.dumps(task.params, sort_keys=True)
+
+
+def best_params(
+    results: list[tuple[Task, list[EpisodeSummary]]], grid: list[Task]
+) -> dict[str, dict[str, Any]]:
+    """The grid point with the highest mean return, per baseline; ties to the first in ``grid``.
+
+    Workers finish in no fixed order, and grid points that behave alike in every tuning
+    episode tie exactly: without a fixed order the tuned setting (and every figure after
+    it) would depend on which worker finished first.
+    """
+    position = {_grid_key(task): i for i, task in enumerate(grid)}
     best: dict[str, tuple[float, dict[str, Any]]] = {}
-    for task, summaries in results:
+    for task, summaries in sorted(results, key=lambda result: position[_grid_key(result[0])]):
         score = float(np.mean([s.return_dollars for s in summaries]))
         if task.policy not in best or score > best[task.policy][0]:
             best[task.policy] = (score, task.params)
