@@ -12,12 +12,14 @@ two tables, ``decisions`` and ``outcomes`` (:func:`sql_tables`), joined on
 ``decision_id`` when read.
 """
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
 from simulators.actions import ACTION_NAMES
+from simulators.portfolio import NAN_OK, ObservedPortfolio
 
 ACTION_INDEX = {name: i for i, name in enumerate(ACTION_NAMES)}
 
@@ -126,3 +128,16 @@ def records_from_rollout(
             )
         )
     return records
+
+
+def logged_portfolio(values: dict[str, Any]) -> ObservedPortfolio:
+    """A logged portfolio (``null`` or NaN for a missing value) as the encoder takes it.
+
+    A record written before a NaN-able field existed gets NaN for it (such later fields,
+    the label-cohort z-scores, feed the shield only, not the encoder). A missing field
+    that is not NaN-able raises ``TypeError`` naming it.
+    """
+    filled: dict[str, Any] = {k: (math.nan if v is None else v) for k, v in values.items()}
+    for name in NAN_OK.difference(filled):
+        filled[name] = math.nan
+    return ObservedPortfolio(**filled)

@@ -5,7 +5,9 @@ rule (stateful: it accumulates estimated loss within an episode), through the re
 and shield.
 """
 
+import dataclasses
 import json
+import math
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +20,7 @@ import sqlalchemy as sa
 
 from agent.decision_log import records_from_rollout, sql_tables
 from agent.ope.baseline import traffic_baseline
-from agent.ope.checks import LoggedDecisions
+from agent.ope.checks import LoggedDecisions, LogValidationError
 from agent.ope.episodes import logged_episodes
 from agent.ope.evaluation import OpeSettings, evaluate_policies
 from agent.ope.logs import load_logs, write_logs
@@ -36,6 +38,7 @@ EPSILON = 0.2
 SEEDS = (11, 12)
 PROPOSAL_SEED = 0
 TIMEOUT_S = 300
+LABEL_COHORT_FIELDS = ("label_shift_z", "label_agreement_z", "label_alarm_peak_z")
 
 
 def behaviour_policy() -> EpsilonSoft:
@@ -141,6 +144,29 @@ def test_the_traffic_baseline_is_added_back_exactly(
     )
     assert is_controlled.estimate == pytest.approx(observed.estimate)
     assert is_raw.estimate == pytest.approx(observed.estimate)
+
+
+def test_a_log_from_before_the_label_cohort_fields_replays_and_a_missing_one_is_named(
+    simulated: dict[str, Any], logged: LoggedDecisions, states: LoggedStates
+) -> None:
+    """Portfolios logged before the label-cohort fields existed read them as unknown, as
+    the server's state rebuild does (with no alarm to hold, a weekly schedule proposes
+    the same); a missing required field is refused, naming it."""
+    frame = logged.frame.copy()
+    frame["portfolio"] = [
+        {k: v for k, v in cell.items() if k not in LABEL_COHORT_FIELDS}
+        for cell in frame["portfolio"]
+    ]
+    older = logged_states(dataclasses.replace(logged, frame=frame), simulated["env"].shield)
+    assert all(math.isnan(p.label_alarm_peak_z) for p in older.portfolios)
+    np.testing.assert_array_equal(
+        target_probabilities(Periodic(7), older), target_probabilities(Periodic(7), states)
+    )
+    frame["portfolio"] = [
+        {k: v for k, v in cell.items() if k != "labels_in_window"} for cell in frame["portfolio"]
+    ]
+    with pytest.raises(LogValidationError, match=r"row 0 .*missing fields \['labels_in_window'\]"):
+        logged_states(dataclasses.replace(logged, frame=frame), simulated["env"].shield)
 
 
 def test_the_oracle_cannot_be_a_target(states: LoggedStates) -> None:

@@ -26,7 +26,7 @@ from test_server_harness import (
 )
 
 from agent.ope.logs import load_logs
-from agent.server.schemas import EXAMPLE_PORTFOLIO, DecisionResponse
+from agent.server.schemas import EXAMPLE_PORTFOLIO, OPTIONAL_FIELDS, DecisionResponse
 from envs.encoder import ObservationEncoder
 from envs.shield import LABEL_HEALTH, MODEL_CHANGES
 from simulators.actions import ACTION_NAMES
@@ -369,7 +369,7 @@ def test_health_metrics_and_docs_need_no_token(
     assert httpx.get(f"{server.url}/docs").status_code == 200
     schema = httpx.get(f"{server.url}/openapi.json").json()
     portfolio = schema["components"]["schemas"]["Portfolio"]
-    assert set(portfolio["required"]) == set(EXAMPLE_PORTFOLIO) - {"label_alarm_peak_z"}
+    assert set(portfolio["required"]) == set(EXAMPLE_PORTFOLIO) - OPTIONAL_FIELDS
     assert "Unit: ms" in portfolio["properties"]["latency_p99_ms"]["description"]
     assert portfolio["examples"][0] == EXAMPLE_PORTFOLIO
     decide_route = schema["paths"]["/v1/decisions"]["post"]

@@ -25,7 +25,12 @@ from agent.server.decide import Decider, DecisionIds, draw, with_floor
 from agent.server.fast_forward import NumpyActor, policy_forward, probe_inputs
 from agent.server.metrics import reason_kind
 from agent.server.policy_store import LoadedPolicy, load_policy
-from agent.server.schemas import EXAMPLE_PORTFOLIO, Portfolio, check_against_specs
+from agent.server.schemas import (
+    EXAMPLE_PORTFOLIO,
+    OPTIONAL_FIELDS,
+    Portfolio,
+    check_against_specs,
+)
 from agent.server.settings import ServerSettings
 from agent.server.state import ServiceState, ServiceStates
 from envs.encoder import ObservationEncoder
@@ -39,12 +44,13 @@ from simulators.portfolio import FIELD_SPECS, NAN_OK, ObservedPortfolio
 def test_portfolio_schema_matches_the_observed_portfolio_and_its_specs() -> None:
     check_against_specs()
     schema = Portfolio.model_json_schema()
-    optional = {"label_alarm_peak_z"}  # clients from before the field existed omit it
+    optional = OPTIONAL_FIELDS  # clients from before these fields existed omit them
     assert set(schema["required"]) == {f.name for f in dataclasses.fields(ObservedPortfolio)} - (
         optional
     )
     without = {k: v for k, v in EXAMPLE_PORTFOLIO.items() if k not in optional}
-    assert math.isnan(Portfolio.model_validate(without).to_observed().label_alarm_peak_z)
+    observed = Portfolio.model_validate(without).to_observed()
+    assert math.isnan(observed.label_alarm_peak_z)
     for name, spec in FIELD_SPECS.items():
         description = schema["properties"][name]["description"]
         assert spec.description[1:] in description
@@ -278,17 +284,17 @@ def test_batcher_invalidates_the_state_when_nothing_is_committed(
 def test_a_row_stored_before_the_label_cohort_fields_replays_with_nan() -> None:
     """Audit rows written before the label-cohort fields existed still rebuild a service's
     state (the fields feed the shield only); a missing required field does not."""
+    from agent.decision_log import logged_portfolio
     from agent.server.schemas import EXAMPLE_PORTFOLIO
-    from agent.server.state import portfolio_from_json
 
     old_row = {
         k: v
         for k, v in EXAMPLE_PORTFOLIO.items()
         if k not in ("label_shift_z", "label_agreement_z", "label_alarm_peak_z")
     }
-    replayed = portfolio_from_json(old_row)
+    replayed = logged_portfolio(old_row)
     assert math.isnan(replayed.label_shift_z) and math.isnan(replayed.label_agreement_z)
     assert math.isnan(replayed.label_alarm_peak_z)
     assert replayed.labels_last_day == EXAMPLE_PORTFOLIO["labels_last_day"]
     with pytest.raises(TypeError):
-        portfolio_from_json({k: v for k, v in old_row.items() if k != "labels_in_window"})
+        logged_portfolio({k: v for k, v in old_row.items() if k != "labels_in_window"})

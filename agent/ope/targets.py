@@ -16,13 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from agent.decision_log import logged_portfolio
 from agent.ope.checks import LoggedDecisions, LogValidationError
 from agent.policies.base import DecisionContext, Policy, one_hot
 from agent.rollout import shielded_probabilities
 from envs.shield import Shield, ShieldDecision
 from simulators.actions import N_ACTIONS
 from simulators.errors import ConfigError
-from simulators.portfolio import ObservedPortfolio
+from simulators.portfolio import NAN_OK, ObservedPortfolio
 
 PORTFOLIO_FIELDS = tuple(f.name for f in fields(ObservedPortfolio))
 BATCH_ROWS = 4096
@@ -30,11 +31,11 @@ BATCH_ROWS = 4096
 
 def _portfolio(cell: dict[str, Any]) -> ObservedPortfolio | str:
     """The observed portfolio of a log row, or what is wrong with it."""
-    missing = [f for f in PORTFOLIO_FIELDS if f not in cell]
+    missing = [f for f in PORTFOLIO_FIELDS if f not in cell and f not in NAN_OK]
     if missing:
         return f"missing fields {missing[:5]}"
     try:
-        return ObservedPortfolio(**{f: cell[f] for f in PORTFOLIO_FIELDS})
+        return logged_portfolio({f: cell[f] for f in PORTFOLIO_FIELDS if f in cell})
     except (TypeError, ValueError) as err:
         return str(err)
 

@@ -31,6 +31,9 @@ FAMILIES_PATTERN = r"^[a-z][a-z0-9_]{0,31}(\+[a-z][a-z0-9_]{0,31}){0,7}$"
 SERVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
 DECISION_ID_PATTERN = r"^[0-9a-f]{32}$"
 
+# Fields added after clients existed: a body may leave them out (read as unknown, null).
+OPTIONAL_FIELDS = frozenset({"label_alarm_peak_z"})
+
 EXAMPLE_PORTFOLIO: dict[str, Any] = {
     "time_days": 26.0,
     "requests_per_day": 952000.0,
@@ -89,10 +92,10 @@ def _describe(name: str) -> str:
     return text
 
 
-def _number(name: str, optional: bool = False) -> Any:
-    """A finite number within the field's FIELD_SPECS range (``optional``: may be left out)."""
+def _number(name: str) -> Any:
+    """A finite number within the field's FIELD_SPECS range (may be left out if optional)."""
     spec = FIELD_SPECS[name]
-    extra: dict[str, Any] = {"default": None} if optional else {}
+    extra: dict[str, Any] = {"default": None} if name in OPTIONAL_FIELDS else {}
     return Field(
         ge=spec.lower,
         le=spec.upper,
@@ -146,7 +149,7 @@ class Portfolio(BaseModel):
     labels_last_day: int = _count("labels_last_day")
     label_shift_z: float | None = _number("label_shift_z")
     label_agreement_z: float | None = _number("label_agreement_z")
-    label_alarm_peak_z: float | None = _number("label_alarm_peak_z", optional=True)
+    label_alarm_peak_z: float | None = _number("label_alarm_peak_z")
     labels_in_window: int = _count("labels_in_window")
     latency_p99_ms: float = _number("latency_p99_ms")
     latency_budget_ms: float = _number("latency_budget_ms")

@@ -14,15 +14,14 @@ import asyncio
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
+from agent.decision_log import logged_portfolio
 from agent.server.audit_sql import ServiceHistory
 from envs.encoder import ObservationEncoder
 from simulators.actions import N_ACTIONS
 from simulators.costs import SloConfig
-from simulators.portfolio import NAN_OK, ObservedPortfolio
 
 
 @dataclass
@@ -42,18 +41,6 @@ class ServiceState:
     def invalidate(self) -> None:
         """Forget the in-memory state; the next decision rebuilds it from the audit trail."""
         self.encoder = None
-
-
-def portfolio_from_json(values: dict[str, Any]) -> ObservedPortfolio:
-    """A stored portfolio (``null`` or NaN for a missing value) as the encoder takes it.
-
-    A row stored before a NaN-able field existed gets NaN for it (such later fields, the
-    label-cohort z-scores, feed the shield only, not the encoder).
-    """
-    filled: dict[str, Any] = {k: (math.nan if v is None else v) for k, v in values.items()}
-    for name in NAN_OK.difference(filled):
-        filled[name] = math.nan
-    return ObservedPortfolio(**filled)
 
 
 class ServiceStates:
@@ -100,7 +87,7 @@ class ServiceStates:
         encoder = ObservationEncoder(self.slo, history_len)
         allowed = np.ones(N_ACTIONS, dtype=bool)  # the mask is not remembered, only shown
         for values in history.replay:
-            encoder.encode(portfolio_from_json(values), allowed)
+            encoder.encode(logged_portfolio(values), allowed)
         state.encoder = encoder
         state.next_step = history.next_step
         state.last_action = history.last_action
