@@ -142,7 +142,7 @@ async def measure(port: int, per_connection: list[list[bytes]]) -> Run:
 
     The client's own garbage collector is off meanwhile (its startup objects frozen
     first): with it on, a full collection over the imports of numpy, pydantic and the
-    server's schemas stalled the client for up to 330 ms in the middle of a run, and the
+    server's schemas stalled the client for up to 290 ms in the middle of a run, and the
     server was charged for the wait.
     """
     latencies: list[float] = []
