@@ -1,7 +1,7 @@
 """Latency and throughput of ``POST /v1/decisions`` beside a bare FastAPI endpoint.
 
     python benchmarks/server_latency.py [--policy RUN/policy.zip] [--requests 2000]
-                                        [--synchronous NORMAL|FULL]
+                                        [--synchronous NORMAL|FULL] [--runs 1]
 
 Starts two servers the same way (uvicorn, same settings, one process each): the agent
 server (``python -m agent.server`` with its defaults, a fresh SQLite audit trail: every
@@ -12,6 +12,11 @@ tops out near 650 requests/s whatever the server) measures one sequential connec
 and the ratios against the targets. The server's own CPU time per request (from
 ``/proc``) is printed too: unlike latencies it does not depend on what else the machine
 runs. Without ``--policy`` a smoke policy is trained first (a few seconds).
+
+On a shared machine one run's tail latencies and throughput ratio move by a factor of
+two from run to run. ``--runs N`` measures both endpoints N times, alternated, against
+the same two servers, prints each run's table, then each target's median, range and how
+many runs met it.
 """
 
 import argparse
@@ -248,19 +253,63 @@ def report(rows: dict[str, tuple[Run, Run]]) -> str:
             f"{conc.ms(0.5):>8.2f}{conc.ms(0.99):>8.2f}{conc.throughput:>10.0f}{cpu:>15}"
             f"{loop:>14}{conc.client_cpu:>10.0%}{seq.errors + conc.errors:>7}"
         )
+    lines.append("")
+    for check in checks(rows):
+        lines.append(
+            f"{check.name:<20}{check.shown(check.value):>12}  target {check.target:<10}"
+            f" {'ok' if check.met(check.value) else 'MISSED'}"
+        )
+    return "\n".join(lines)
+
+
+@dataclass
+class Check:
+    """One target and the value a run measured for it."""
+
+    name: str
+    value: float
+    unit: str
+    bound: float
+    higher_is_better: bool
+
+    @property
+    def target(self) -> str:
+        """The target as text."""
+        return f"{'>=' if self.higher_is_better else '<'} {self.bound}{self.unit}"
+
+    def met(self, value: float) -> bool:
+        """Whether ``value`` meets the target."""
+        return value >= self.bound if self.higher_is_better else value < self.bound
+
+    def shown(self, value: float) -> str:
+        """``value`` with its unit."""
+        return f"{value:.3f}{self.unit}" if self.unit else f"{value:.2f}"
+
+
+def checks(rows: dict[str, tuple[Run, Run]]) -> list[Check]:
+    """The run's value for each target."""
     seq, conc = rows["POST /v1/decisions"]
     share = conc.throughput / rows["POST /bare"][1].throughput
-    checks = [
-        ("sequential p99", f"{seq.ms(0.99):.3f} ms", f"< {TARGETS['sequential_p99_ms']} ms",
-         seq.ms(0.99) < TARGETS["sequential_p99_ms"]),
-        ("16-connection p99", f"{conc.ms(0.99):.3f} ms", f"< {TARGETS['concurrent_p99_ms']} ms",
-         conc.ms(0.99) < TARGETS["concurrent_p99_ms"]),
-        ("throughput / bare", f"{share:.2f}", f">= {TARGETS['throughput_share']}",
-         share >= TARGETS["throughput_share"]),
-    ]  # fmt: skip
-    lines.append("")
-    for name, value, target, ok in checks:
-        lines.append(f"{name:<20}{value:>12}  target {target:<10} {'ok' if ok else 'MISSED'}")
+    return [
+        Check("sequential p99", seq.ms(0.99), " ms", TARGETS["sequential_p99_ms"], False),
+        Check("16-connection p99", conc.ms(0.99), " ms", TARGETS["concurrent_p99_ms"], False),
+        Check("throughput / bare", share, "", TARGETS["throughput_share"], True),
+    ]
+
+
+def summary(runs: list[dict[str, tuple[Run, Run]]]) -> str:
+    """Each target's median, range and how many of the runs met it."""
+    per_run = [checks(rows) for rows in runs]
+    lines = [f"over {len(runs)} alternated runs:"]
+    for index, first in enumerate(per_run[0]):
+        values = [run[index].value for run in per_run]
+        median = float(np.median(values))
+        met = sum(first.met(v) for v in values)
+        lines.append(
+            f"{first.name:<20}median {first.shown(median):>10}  range {first.shown(min(values))}"
+            f" - {first.shown(max(values))}  target {first.target:<10}"
+            f" met in {met} of {len(runs)}, median {'ok' if first.met(median) else 'MISSED'}"
+        )
     return "\n".join(lines)
 
 
@@ -273,9 +322,15 @@ def main() -> None:
     parser.add_argument(
         "--requests", type=int, default=2000, help="sequential requests per endpoint"
     )
+    parser.add_argument(
+        "--runs", type=int, default=1, help="alternated runs (prints medians if > 1)"
+    )
     parser.add_argument("--synchronous", default="NORMAL", help="SQLite synchronous pragma")
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    for name in ("requests", "runs"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
     if args.serve_bare:
         serve_bare(args.serve_bare)
         return
@@ -301,19 +356,29 @@ def main() -> None:
         try:
             wait_ready(agent_port, agent, "/healthz")
             wait_ready(bare_port, bare, "/bare")
-            rows = {
-                "POST /v1/decisions": asyncio.run(
-                    bench(agent_port, agent.pid, decision_requests, args.requests, "bench")
-                ),
-                "POST /bare": asyncio.run(
-                    bench(bare_port, bare.pid, lambda _, n: bare_requests(n), args.requests, "bare")
-                ),
-            }
+            runs = []
+            for number in range(args.runs):
+                rows = {
+                    "POST /v1/decisions": asyncio.run(
+                        bench(agent_port, agent.pid, decision_requests, args.requests,
+                              f"bench{number}")
+                    ),
+                    "POST /bare": asyncio.run(
+                        bench(bare_port, bare.pid, lambda _, n: bare_requests(n), args.requests,
+                              "bare")
+                    ),
+                }  # fmt: skip
+                runs.append(rows)
+                if args.runs > 1:
+                    print(f"run {number + 1} of {args.runs}")
+                print(report(rows), flush=True)
         finally:
             for process in (agent, bare):
                 process.terminate()
                 process.wait(timeout=30)
-    print(report(rows))
+    if args.runs > 1:
+        print()
+        print(summary(runs))
 
 
 if __name__ == "__main__":
