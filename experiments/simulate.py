@@ -45,7 +45,10 @@ def build_policy(cfg: DictConfig, env: LifecycleEnv) -> Policy:
             "drop deterministic=true, or pass policy=agent",
             cfg.deterministic,
         )
-        policy = make_heuristic(cfg.policy, dict(cfg.policy_params))
+        params = dict(cfg.policy_params)
+        if cfg.policy == "periodic_mix":  # its per-episode periods follow the run's seed
+            params.setdefault("seed", cfg.seed)
+        policy = make_heuristic(cfg.policy, params)
     require(
         0.0 <= cfg.epsilon <= 1.0,
         "epsilon",

@@ -65,6 +65,10 @@ def cases(config_dir: Path) -> dict[str, Case]:
         "deterministic_heuristic": Case(
             ["scenario=stable", "policy=periodic", "deterministic=true"], "deterministic"
         ),
+        "zero_day_period": Case(
+            ["scenario=stable", "policy=periodic_mix", "+policy_params.periods=[0,7]"],
+            "policy_params.periods",
+        ),
     }
 
 
@@ -100,6 +104,7 @@ def outcomes(
         "negative_window",
         "csv_without_target",
         "deterministic_heuristic",
+        "zero_day_period",
     ],
 )
 def test_bad_input_gives_one_line_naming_the_field_and_the_fix(

@@ -3,6 +3,7 @@
 from typing import Any
 
 from agent.policies.base import DecisionContext, EpsilonSoft, Policy, one_hot
+from agent.policies.behaviours import PeriodMix
 from agent.policies.heuristics import AccuracyTrigger, CostAware, DriftTrigger, Never, Periodic
 from agent.policies.oracle import Oracle
 from simulators.errors import ConfigError
@@ -10,6 +11,7 @@ from simulators.errors import ConfigError
 HEURISTICS: dict[str, type] = {
     "never": Never,
     "periodic": Periodic,
+    "periodic_mix": PeriodMix,
     "accuracy_trigger": AccuracyTrigger,
     "drift_trigger": DriftTrigger,
     "cost_aware": CostAware,
@@ -39,6 +41,7 @@ __all__ = [
     "EpsilonSoft",
     "Never",
     "Oracle",
+    "PeriodMix",
     "Periodic",
     "Policy",
     "make_heuristic",
