@@ -45,10 +45,7 @@ def build_policy(cfg: DictConfig, env: LifecycleEnv) -> Policy:
             "drop deterministic=true, or pass policy=agent",
             cfg.deterministic,
         )
-        params = dict(cfg.policy_params)
-        if cfg.policy == "periodic_mix":  # its per-episode periods follow the run's seed
-            params.setdefault("seed", cfg.seed)
-        policy = make_heuristic(cfg.policy, params)
+        policy = make_heuristic(cfg.policy, dict(cfg.policy_params), seed=cfg.seed)
     require(
         0.0 <= cfg.epsilon <= 1.0,
         "epsilon",
