@@ -21,6 +21,7 @@ from agent.ope.episodes import logged_episodes
 from agent.ope.estimators import ESTIMATORS
 from agent.ope.evaluation import OpeSettings, TargetEvaluation, evaluate_policies, model_check
 from agent.ope.logs import load_logs
+from agent.ope.post_decision import post_decision_features
 from agent.ope.report import ope_report, validation_section, write_json
 from agent.ope.report_html import write_html
 from agent.ope.targets import logged_states
@@ -48,6 +49,7 @@ register_schemas()
 CHOICES: dict[str, tuple[str, ...]] = {
     "fqe_backup": ("tree_backup", "one_step"),
     "fqe_scale_by": ("time_traffic", "time", "none"),
+    "fqe_row_weights": ("none", "ratio"),
     "verdict.estimator": tuple(ESTIMATORS),
     "validation.worlds": ("logged", "fresh"),
     "reward_baseline": ("traffic", "none"),
@@ -154,6 +156,13 @@ def main(cfg: DictConfig) -> None:
         "pass logs=RUN/logs.parquet or logs=sqlite:///audit.db",
     )
     check_choices(cfg)
+    require(
+        cfg.fqe_weight_clip >= 1.0,
+        "fqe_weight_clip",
+        "must be at least 1 (the largest row weight; its inverse is the smallest)",
+        "use e.g. fqe_weight_clip=10",
+        cfg.fqe_weight_clip,
+    )
     slo = from_dict(SloConfig, plain(cfg.slo), "slo")
     shield_config = from_dict(ShieldConfig, plain(cfg.shield), "shield")
     logged = load_logs(cfg.logs, allow_version_mix=cfg.allow_version_mix)
@@ -161,6 +170,10 @@ def main(cfg: DictConfig) -> None:
     episodes = logged_episodes(logged)
     if cfg.reward_baseline == "traffic":
         episodes = episodes.with_baseline(traffic_baseline(logged.frame, slo, cfg.nominal_accuracy))
+    if cfg.fqe_action_features:
+        episodes = episodes.with_action_features(
+            post_decision_features(list(logged.frame["portfolio"]), slo)
+        )
     policies = build_targets(cfg)
     primary = cfg.primary_target or next(iter(policies))
     require(
@@ -182,6 +195,9 @@ def main(cfg: DictConfig) -> None:
         fqe_two_stage=cfg.fqe_two_stage,
         fqe_reward_model=cfg.fqe_reward_model,
         fqe_per_action=cfg.fqe_per_action,
+        fqe_action_features=cfg.fqe_action_features,
+        fqe_row_weights=cfg.fqe_row_weights,
+        fqe_weight_clip=cfg.fqe_weight_clip,
     )
     rule = VerdictRule(**plain(cfg.verdict))
     behaviour, evaluations = evaluate_policies(

@@ -180,6 +180,9 @@ class OpeConfig:
     fqe_two_stage: bool = False
     fqe_reward_model: bool = True
     fqe_per_action: bool = False
+    fqe_action_features: bool = False
+    fqe_row_weights: str = "none"
+    fqe_weight_clip: float = 10.0
     reward_baseline: str = "traffic"  # traffic, none
     nominal_accuracy: float = 0.9
     model_check: bool = True  # evaluate the logged behaviour itself: the Q model's bias

@@ -3,9 +3,11 @@
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from agent.ope.episodes import LoggedEpisodes
 from agent.ope.fqe import FittedQEvaluation, default_regressor
+from agent.ope.synthetic import fitted_gain, one_decision_episodes
 from simulators.actions import N_ACTIONS
 
 RARE = 0.05  # the behaviour's probability of action 1 (action 0 otherwise)
@@ -20,40 +22,16 @@ def one_step_log(n: int, seed: int) -> tuple[LoggedEpisodes, np.ndarray]:
     actions = (rng.random(n) < RARE).astype(np.int64)
     effect = np.where(x[:, 1] > 0, EFFECT, -EFFECT)
     rewards = STATE_SCALE * x[:, 0] + effect * actions + rng.normal(0, 20, n)
-    probabilities = np.zeros((n, N_ACTIONS))
-    probabilities[:, 0], probabilities[:, 1] = 1 - RARE, RARE
-    episodes = LoggedEpisodes(
-        service_ids=tuple(str(i) for i in range(n)),
-        lengths=np.ones(n, dtype=np.int64),
-        valid=np.ones((n, 1), dtype=bool),
-        row=np.arange(n)[:, None],
-        actions=actions[:, None],
-        rewards=rewards[:, None],
-        propensities=np.where(actions == 1, RARE, 1 - RARE)[:, None],
-        behaviour_probabilities=probabilities[:, None, :],
-        observations=x[:, None, :],
-        state_features=x[:, None, :],
-        traffic=np.ones((n, 1)),
-        baseline=np.zeros((n, 1)),
-    )
+    episodes = one_decision_episodes(x, actions, rewards, RARE)
     return episodes, effect
 
 
 def effect_error(two_stage: bool, per_action: bool) -> float:
     """Mean absolute error of the fitted ``Q(s, 1) - Q(s, 0)`` where action 0 was logged."""
     episodes, effect = one_step_log(6000, seed=0)
-    target = np.zeros((episodes.n_episodes, 1, N_ACTIONS))
-    target[..., 1] = 1.0
-    fqe = FittedQEvaluation(
-        iterations=0,
-        scale_by="none",
-        regressor=default_regressor(0),
-        two_stage=two_stage,
-        per_action=per_action,
-    ).fit(episodes, target)
+    gain = fitted_gain(episodes, two_stage=two_stage, per_action=per_action)
     common = episodes.actions[:, 0] == 0  # Q of both actions is predicted there
-    gap = fqe.q_[common, 0, 1] - fqe.q_[common, 0, 0]
-    return float(np.abs(gap - effect[common]).mean())
+    return float(np.abs(gain[common] - effect[common]).mean())
 
 
 def test_advantage_models_recover_a_rare_actions_effect() -> None:
@@ -90,3 +68,23 @@ def test_a_field_never_reported_does_not_stop_the_fit() -> None:
             for logged in (episodes, with_blank)
         ]
         assert np.array_equal(q[0], q[1]), (two_stage, per_action)
+
+
+def test_ratio_row_weights_follow_the_target_and_are_clipped() -> None:
+    """Each row weighs the target's probability of the logged action over the behaviour's,
+    clipped to [1/c, c], normalised to mean 1; ``none`` leaves the fit unweighted."""
+    episodes, _ = one_step_log(2000, seed=2)
+    target = np.zeros((episodes.n_episodes, 1, N_ACTIONS))
+    target[..., 1] = 1.0  # the rare action (behaviour probability 0.05)
+    fqe = FittedQEvaluation(iterations=0, row_weights="ratio", weight_clip=10.0)
+    weights = fqe._row_weights(episodes, target)
+    assert weights is not None and weights.mean() == pytest.approx(1.0)
+    rare = episodes.actions[:, 0] == 1
+    # unnormalised: 1 / 0.05 = 20, clipped to 10, against 0 clipped to 0.1
+    assert np.allclose(weights[rare], weights[rare][0])
+    assert np.allclose(weights[~rare], weights[~rare][0])
+    assert weights[rare][0] / weights[~rare][0] == pytest.approx(100.0)
+    assert FittedQEvaluation()._row_weights(episodes, target) is None
+    weighted = fitted_gain(episodes, row_weights="ratio", weight_clip=10.0)
+    plain = fitted_gain(episodes)
+    assert weighted.shape == plain.shape and not np.allclose(weighted, plain)

@@ -206,7 +206,7 @@ def test_entry_point_writes_the_report_and_rejects_bad_logs(
     bad = tmp_path / "bad.parquet"
     frame.to_parquet(bad)
     run = tmp_path / "ope"
-    tiny = ["n_bootstrap=50", "fqe_iterations=1", "fqe_max_iter=20"]
+    tiny = ["n_bootstrap=50", "fqe_iterations=1", "fqe_max_iter=20", "fqe_action_features=true"]
     dropped = ("periodic_3", "periodic_7", "periodic_14", "accuracy_trigger", "drift_trigger")
     drop = [f"~targets.{t}" for t in dropped]
     drop.append("+targets.weekly={policy: periodic, params: {period_days: 7}}")  # a new one
@@ -245,6 +245,7 @@ def test_entry_point_writes_the_report_and_rejects_bad_logs(
             "regret_at_1",
         }
     assert report["behaviour_value"] == pytest.approx(report["behaviour"]["value"])
+    assert report["settings"]["fqe_action_features"] is True
     validation = report["validation"]
     assert set(validation["true_values"]) == {"never", "cost_aware", "weekly"}
     assert validation["shield_version_matches_logs"] is True
@@ -252,3 +253,21 @@ def test_entry_point_writes_the_report_and_rejects_bad_logs(
     html = (run / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 5
     assert (run / "true_values.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("fqe_weight_clip=0.5", "fqe_weight_clip: must be at least 1"),
+        ("fqe_row_weights=propensity", "fqe_row_weights: unknown choice"),
+    ],
+)
+def test_bad_fqe_settings_fail_in_one_line_naming_them(
+    entry_point: EntryPoint, tmp_path: Path, override: str, named: str
+) -> None:
+    run = entry_point(
+        "experiments.ope", ["logs=unused.parquet", override, f"hydra.run.dir={tmp_path}"]
+    )
+    _, err = run.communicate(timeout=TIMEOUT_S)
+    assert run.returncode == 2 and "Traceback" not in err
+    assert named in err

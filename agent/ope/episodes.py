@@ -36,6 +36,8 @@ class LoggedEpisodes:
             unknown or past the end): rewards in dollars scale with it.
         baseline: the policy-independent part of each reward (0 if none is known),
             ``(n, h)``; see :mod:`agent.ope.baseline`.
+        action_features: what each action would make of the served version,
+            ``(n, h, A, k)`` (see :mod:`agent.ope.post_decision`), or ``None``.
     """
 
     service_ids: tuple[str, ...]
@@ -50,6 +52,7 @@ class LoggedEpisodes:
     state_features: np.ndarray
     traffic: np.ndarray
     baseline: np.ndarray
+    action_features: np.ndarray | None = None
 
     @property
     def n_episodes(self) -> int:
@@ -92,6 +95,10 @@ class LoggedEpisodes:
     def with_baseline(self, per_row: np.ndarray) -> "LoggedEpisodes":
         """The same episodes with a policy-independent reward baseline (per log row)."""
         return replace(self, baseline=self.scatter(np.asarray(per_row, dtype=np.float64)))
+
+    def with_action_features(self, per_row: np.ndarray) -> "LoggedEpisodes":
+        """The same episodes with post-decision features per log row, ``(N, A, k)``."""
+        return replace(self, action_features=self.scatter(np.asarray(per_row, dtype=np.float64)))
 
     def scatter(self, per_row: np.ndarray, fill: float = 0.0) -> np.ndarray:
         """Put per-row values of the log frame into the padded ``(n, h, ...)`` layout."""

@@ -18,7 +18,7 @@ from agent.ope.bootstrap import (
 from agent.ope.diagnostics import importance_ratios, weight_diagnostics
 from agent.ope.episodes import LoggedEpisodes
 from agent.ope.estimators import ESTIMATORS, OffPolicyData
-from agent.ope.fqe import Backup, FittedQEvaluation, Scale, default_regressor
+from agent.ope.fqe import Backup, FittedQEvaluation, RowWeights, Scale, default_regressor
 from agent.ope.targets import LoggedStates, target_probabilities
 from agent.ope.verdict import Verdict, VerdictRule, decide, well_supported
 from agent.policies.base import Policy
@@ -52,6 +52,11 @@ class OpeSettings:
         fqe_two_stage: state baseline first, then the action-dependent rest.
         fqe_reward_model: fit immediate rewards once, iterate on the continuation.
         fqe_per_action: one Q model per action (with ``fqe_two_stage``: per-action advantages).
+        fqe_action_features: the joint Q model also reads each action's post-decision
+            features (the episodes must carry them; see ``post_decision``).
+        fqe_row_weights: ``ratio`` weights each logged row by the target's one-step
+            probability ratio (clipped at ``fqe_weight_clip``); ``none``: equal weights.
+        fqe_weight_clip: the largest row weight.
     """
 
     gamma: float = 1.0
@@ -66,6 +71,9 @@ class OpeSettings:
     fqe_two_stage: bool = False
     fqe_reward_model: bool = True
     fqe_per_action: bool = False
+    fqe_action_features: bool = False
+    fqe_row_weights: RowWeights = "none"
+    fqe_weight_clip: float = 10.0
 
 
 @dataclass
@@ -190,6 +198,9 @@ def evaluate_target(
         two_stage=settings.fqe_two_stage,
         reward_model=settings.fqe_reward_model,
         per_action=settings.fqe_per_action,
+        action_features=settings.fqe_action_features,
+        row_weights=settings.fqe_row_weights,
+        weight_clip=settings.fqe_weight_clip,
     ).fit(episodes, target)
     data = off_policy_data(episodes, target, settings.gamma, fqe)
     estimates = {

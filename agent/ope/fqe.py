@@ -28,6 +28,7 @@ from agent.ope.episodes import LoggedEpisodes
 from simulators.actions import N_ACTIONS
 
 Backup = Literal["tree_backup", "one_step"]
+RowWeights = Literal["none", "ratio"]
 Scale = Literal["none", "time", "time_traffic"]
 MIN_ROWS_PER_ACTION = 50  # fewer logged rows: the action's value is the mean of its targets
 
@@ -43,7 +44,7 @@ def default_regressor(seed: int, max_iter: int = 60, learning_rate: float = 0.15
     )
 
 
-def _fit(model: Any, x: np.ndarray, y: np.ndarray) -> Any:
+def _fit(model: Any, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> Any:
     """``model.fit(x, y)``, with each column that is NaN in every row set to 0 first.
 
     A portfolio field a service never reported (the label cohorts' z-scores on a stream
@@ -56,12 +57,23 @@ def _fit(model: Any, x: np.ndarray, y: np.ndarray) -> Any:
     if empty.any():
         x = x.copy()
         x[:, empty] = 0.0
-    return model.fit(x, y)
+    if weights is None:
+        return model.fit(x, y)
+    return model.fit(x, y, sample_weight=weights)
 
 
-def _features(observations: np.ndarray, time_left: np.ndarray, actions: np.ndarray) -> np.ndarray:
+def _features(
+    observations: np.ndarray,
+    time_left: np.ndarray,
+    actions: np.ndarray,
+    after: np.ndarray | None = None,
+) -> np.ndarray:
+    """State, time left, the one-hot action and (if given) its post-decision features."""
     one_hot = np.eye(N_ACTIONS)[actions]
-    return np.concatenate([observations, time_left[:, None], one_hot], axis=1)
+    parts = [observations, time_left[:, None], one_hot]
+    if after is not None:
+        parts.append(after)
+    return np.concatenate(parts, axis=1)
 
 
 @dataclass
@@ -88,6 +100,16 @@ class FittedQEvaluation:
             the noise of small per-action fits, is what compounds along the backup.
             With ``two_stage`` too: a state baseline on every row plus one *advantage*
             model per action on what the baseline leaves (:meth:`_fit_advantages`).
+        action_features: give the joint model each action's post-decision features
+            (:mod:`agent.ope.post_decision`, when the episodes carry them) beside its
+            one-hot column, so a rare action's value is learnt from the common states it
+            leads to.
+        row_weights: ``ratio`` weights each logged row by the target's probability of the
+            logged action over the behaviour's, clipped to ``[1 / weight_clip,
+            weight_clip]``: the Q model spends its fit on the transitions the target
+            would take, not on the behaviour's common ones. A one-step ratio, never a
+            product over steps, so its variance stays bounded. ``none``: every row alike.
+        weight_clip: the largest row weight (and the inverse of the smallest).
 
     Q is the value of the residual rewards (:attr:`LoggedEpisodes.residual_rewards`);
     the policy-independent baseline is added back by the estimators.
@@ -107,6 +129,9 @@ class FittedQEvaluation:
     two_stage: bool = False
     reward_model: bool = True
     per_action: bool = False
+    action_features: bool = False
+    row_weights: RowWeights = "none"
+    weight_clip: float = 10.0
 
     def fit(self, episodes: LoggedEpisodes, target: np.ndarray) -> "FittedQEvaluation":
         """Fit Q of the target, whose executed-action distribution is ``target`` (n, h, A).
@@ -119,6 +144,12 @@ class FittedQEvaluation:
         horizon = max(episodes.horizon - 1, 1)
         time_left = episodes.steps_to_go()[valid] / horizon
         executed = episodes.actions[valid]
+        self._after = (
+            episodes.action_features[valid]
+            if self.action_features and episodes.action_features is not None
+            else None
+        )
+        self._weights = self._row_weights(episodes, target)
         needed = target[valid] > 0
         needed[np.arange(len(executed)), executed] = True
         rows, actions = np.nonzero(needed)
@@ -146,6 +177,17 @@ class FittedQEvaluation:
                 self.history_.append(float(self.state_values(target)[:, 0].mean()))
                 regression_target = self._backed_up(episodes, target)[valid]
         return self
+
+    def _row_weights(self, episodes: LoggedEpisodes, target: np.ndarray) -> np.ndarray | None:
+        """Each logged row's regression weight (mean 1), or ``None`` for equal weights."""
+        if self.row_weights == "none":
+            return None
+        valid = episodes.valid
+        executed = episodes.actions[valid]
+        pi = target[valid][np.arange(len(executed)), executed]
+        ratio = pi / np.maximum(episodes.propensities[valid], 1e-12)
+        clipped = np.clip(ratio, 1.0 / self.weight_clip, self.weight_clip)
+        return np.asarray(clipped / clipped.mean())
 
     def value_scale(
         self, episodes: LoggedEpisodes, skip_first: bool = False, steps: int | None = None
@@ -187,14 +229,24 @@ class FittedQEvaluation:
             return self._fit_advantages(prototype, states, time_left, actions, y)
         if self.per_action:
             return self._fit_per_action(prototype, states, time_left, actions, y)
+        post, w = self._after, self._weights
+        logged_after = None if post is None else post[np.arange(len(actions)), actions]
+
+        def features(r: np.ndarray, a: np.ndarray) -> np.ndarray:
+            return _features(states[r], time_left[r], a, None if post is None else post[r, a])
+
         if not self.two_stage:
-            model = _fit(clone(prototype), _features(states, time_left, actions), y)
-            return lambda r, a: model.predict(_features(states[r], time_left[r], a))
+            model = _fit(
+                clone(prototype), _features(states, time_left, actions, logged_after), y, w
+            )
+            return lambda r, a: model.predict(features(r, a))
         state_only = np.concatenate([states, time_left[:, None]], axis=1)
-        baseline = _fit(clone(prototype), state_only, y)
+        baseline = _fit(clone(prototype), state_only, y, w)
         base = baseline.predict(state_only)
-        advantage = _fit(clone(prototype), _features(states, time_left, actions), y - base)
-        return lambda r, a: base[r] + advantage.predict(_features(states[r], time_left[r], a))
+        advantage = _fit(
+            clone(prototype), _features(states, time_left, actions, logged_after), y - base, w
+        )
+        return lambda r, a: base[r] + advantage.predict(features(r, a))
 
     def _fit_per_action(
         self,
@@ -211,7 +263,8 @@ class FittedQEvaluation:
         for action in range(N_ACTIONS):
             mine = actions == action
             if mine.sum() >= MIN_ROWS_PER_ACTION:
-                models[action] = _fit(clone(prototype), x[mine], y[mine])
+                weights = None if self._weights is None else self._weights[mine]
+                models[action] = _fit(clone(prototype), x[mine], y[mine], weights)
             means[action] = float(y[mine].mean()) if mine.any() else float(y.mean())
 
         def predict(r: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -245,7 +298,8 @@ class FittedQEvaluation:
         residual shrunk towards 0 by ``n / (n + MIN_ROWS_PER_ACTION)``.
         """
         x = np.concatenate([states, time_left[:, None]], axis=1)
-        base = _fit(clone(prototype), x, y).predict(x)
+        w = self._weights
+        base = _fit(clone(prototype), x, y, w).predict(x)
         residual = y - base
         models: dict[int, Any] = {}
         means: dict[int, float] = {}
@@ -256,7 +310,9 @@ class FittedQEvaluation:
                 model = clone(prototype)
                 if "min_samples_leaf" in model.get_params():  # a leaf: a share of the rows
                     model.set_params(min_samples_leaf=max(20, n // 40))
-                models[action] = _fit(model, x[mine], residual[mine])
+                models[action] = _fit(
+                    model, x[mine], residual[mine], None if w is None else w[mine]
+                )
             means[action] = float(residual[mine].sum() / (n + MIN_ROWS_PER_ACTION))
 
         def predict(r: np.ndarray, a: np.ndarray) -> np.ndarray:

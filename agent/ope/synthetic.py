@@ -7,11 +7,13 @@ use it to show that each estimator recovers known values within its interval.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from agent.decision_log import DecisionRecord
 from agent.ope.episodes import LoggedEpisodes
+from agent.ope.fqe import FittedQEvaluation, default_regressor
 from simulators.actions import N_ACTIONS
 
 
@@ -136,3 +138,53 @@ def stationary_policy(table: np.ndarray) -> np.ndarray:
     out = np.zeros((table.shape[0], N_ACTIONS))
     out[:, : table.shape[1]] = table
     return out / out.sum(axis=1, keepdims=True)
+
+
+def one_decision_episodes(
+    states: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    rare: float,
+    action_features: np.ndarray | None = None,
+) -> LoggedEpisodes:
+    """Episodes of one decision each: a behaviour taking action 1 with ``rare``, else 0.
+
+    Args:
+        states: the state features, ``(n, d)`` (also the observation).
+        actions: the logged actions (0 or 1), ``(n,)``.
+        rewards: the logged rewards, ``(n,)``.
+        rare: the behaviour's probability of action 1.
+        action_features: post-decision features per action, ``(n, A, k)``, or ``None``.
+    """
+    n = len(actions)
+    probabilities = np.zeros((n, N_ACTIONS))
+    probabilities[:, 0], probabilities[:, 1] = 1 - rare, rare
+    return LoggedEpisodes(
+        service_ids=tuple(str(i) for i in range(n)),
+        lengths=np.ones(n, dtype=np.int64),
+        valid=np.ones((n, 1), dtype=bool),
+        row=np.arange(n)[:, None],
+        actions=actions[:, None],
+        rewards=rewards[:, None],
+        propensities=np.where(actions == 1, rare, 1 - rare)[:, None],
+        behaviour_probabilities=probabilities[:, None, :],
+        observations=states[:, None, :],
+        state_features=states[:, None, :],
+        traffic=np.ones((n, 1)),
+        baseline=np.zeros((n, 1)),
+        action_features=None if action_features is None else action_features[:, None],
+    )
+
+
+def fitted_gain(episodes: LoggedEpisodes, **options: Any) -> np.ndarray:
+    """FQE's ``Q(s, 1) - Q(s, 0)`` at each one-decision episode (target: always action 1).
+
+    ``options`` go to :class:`FittedQEvaluation` (no refits, unscaled values, the
+    default regressor unless given).
+    """
+    target = np.zeros((episodes.n_episodes, 1, N_ACTIONS))
+    target[..., 1] = 1.0
+    settings: dict[str, Any] = {"iterations": 0, "scale_by": "none", **options}
+    settings.setdefault("regressor", default_regressor(0))
+    fqe = FittedQEvaluation(**settings).fit(episodes, target)
+    return np.asarray(fqe.q_[:, 0, 1] - fqe.q_[:, 0, 0])
