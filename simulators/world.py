@@ -26,7 +26,7 @@ from simulators.monitoring import REGION_MIN_ROWS, Monitor
 from simulators.operations import Operations
 from simulators.portfolio import ObservedPortfolio, TruePortfolio, share
 from simulators.scenario import ScenarioConfig
-from simulators.scoring import ChunkScorer
+from simulators.scoring import BLOCK_ROWS, ChunkScorer
 from simulators.served_log import ServedLog
 from simulators.streams import Stream, SyntheticStream, TableReplayStream
 
@@ -67,6 +67,8 @@ class World:
         slo: goals and prices.
         backend: the model backend (scikit-learn by default).
         members: resolved member scenarios when ``scenario.stream == "mixture"``.
+        scoring_block_rows: rows a version scores ahead of it at a time
+            (:class:`ChunkScorer`); a speed setting, results do not depend on it.
     """
 
     def __init__(
@@ -75,8 +77,10 @@ class World:
         slo: SloConfig,
         backend: ModelBackend | None = None,
         members: list[ScenarioConfig] | None = None,
+        scoring_block_rows: int = BLOCK_ROWS,
     ) -> None:
         self.scenario = scenario
+        self.scoring_block_rows = scoring_block_rows
         self.slo = slo
         self.backend: ModelBackend = backend if backend is not None else SklearnBackend()
         self.members = members or []
@@ -148,7 +152,11 @@ class World:
         self.registry = Registry()
         self.audit = AuditTrail()
         self.cache = ChunkScorer(
-            self.backend, self.stream.n_regions, self.slo.critical_confidence, REGION_MIN_ROWS
+            self.backend,
+            self.stream.n_regions,
+            self.slo.critical_confidence,
+            REGION_MIN_ROWS,
+            self.scoring_block_rows,
         )
         self.monitor = Monitor(self, self._delay_cdf())
         self.ops = Operations(self)
@@ -259,7 +267,7 @@ class World:
     def _serve_day(self, day: int) -> None:
         rows, volume = self._rows_for_day(day)
         live = self.registry.live
-        view = self.cache.view(live, rows.start)
+        view = self.cache.view(live, day - self._chunk_first_day)
         scores = self.cache.scores(live, rows)
         previous = self.registry.previous
         shadow = (
