@@ -15,6 +15,8 @@ P99_OF_MEAN = float(np.log(100.0))  # p99 / mean of an exponential sojourn time 
 MAX_UTILISATION = 0.95
 
 
+MAX_REMEMBERED_COMBINATIONS = 256  # families combinations whose sums SloConfig keeps
+
 @dataclass
 class FamilyCost:
     """What one model family costs to serve and to train."""
@@ -99,6 +101,23 @@ class SloConfig:
         require_share(self.critical_confidence, "slo.critical_confidence")
         require_share(self.region_gap_limit, "slo.region_gap_limit")
         require(bool(self.families), "slo.families", "is empty", "list at least one family")
+        # what the shield and the world ask at every decision, computed once per combination
+        # of families (prices are read at construction: build a new SloConfig to change them)
+        self._sums: dict[tuple[str, ...], tuple[float, float]] = {}
+        self._simpler: dict[str, str | None] = {}
+
+    def _family_sums(self, families: tuple[str, ...]) -> tuple[float, float]:
+        """(service ms, $ per 1k requests) of a version made of ``families``."""
+        key = families if type(families) is tuple else tuple(families)
+        sums = self._sums.get(key)
+        if sums is None:
+            sums = (
+                float(sum(self.family(f).service_ms for f in key)),
+                sum(self.family(f).inference_per_1k for f in key),
+            )
+            if len(self._sums) < MAX_REMEMBERED_COMBINATIONS:
+                self._sums[key] = sums
+        return sums
 
     def family(self, name: str) -> FamilyCost:
         """Costs of a family, with a clear error for an unknown name."""
@@ -111,25 +130,29 @@ class SloConfig:
 
     def simpler_family(self, name: str) -> str | None:
         """The next simpler family than ``name``, or ``None`` if it is the simplest."""
+        if name in self._simpler:
+            return self._simpler[name]
         rank = self.family(name).complexity
         below = [(c.complexity, n) for n, c in self.families.items() if c.complexity < rank]
-        return max(below)[1] if below else None
+        simpler = max(below)[1] if below else None
+        self._simpler[name] = simpler
+        return simpler
 
     # -- serving -------------------------------------------------------------------------
     def service_ms(self, families: tuple[str, ...]) -> float:
         """Mean service time of a served version (an ensemble runs every member)."""
-        return float(sum(self.family(f).service_ms for f in families))
+        return self._family_sums(families)[0]
 
     def latency_p99_ms(self, families: tuple[str, ...], requests_per_day: float) -> float:
         """Expected p99 latency at the day's peak load (M/M/1 per replica)."""
-        service = self.service_ms(families)
+        service = self._family_sums(families)[0]
         peak_rps = requests_per_day / 86_400.0 * self.peak_factor
         utilisation = min(peak_rps * service / 1000.0 / self.replicas, MAX_UTILISATION)
         return P99_OF_MEAN * service / (1.0 - utilisation)
 
     def inference_cost(self, families: tuple[str, ...], requests: float) -> float:
         """$ to serve ``requests`` with a version made of ``families``."""
-        return float(sum(self.family(f).inference_per_1k for f in families) * requests / 1000.0)
+        return float(self._family_sums(families)[1] * requests / 1000.0)
 
     # -- training ------------------------------------------------------------------------
     def training_cost(self, family: str, rows: int) -> float:
