@@ -58,7 +58,7 @@ class Decision(NamedTuple):
 
 def with_floor(probabilities: Sequence[float], mask: Sequence[bool], epsilon: float) -> list[float]:
     """``(1 - epsilon) * policy + epsilon * uniform over allowed actions`` (EpsilonSoft's mix)."""
-    allowed = [bool(a) for a in mask]
+    allowed = mask if type(mask) is list else [bool(a) for a in mask]  # decide's mask: bools
     count = sum(allowed)
     keep = 1.0 - epsilon
     if count == 0:
@@ -72,7 +72,7 @@ def with_floor(probabilities: Sequence[float], mask: Sequence[bool], epsilon: fl
 
 def draw(probabilities: Sequence[float], uniform: float) -> int:
     """The action at ``uniform`` on the distribution's CDF (zero-mass actions never)."""
-    cumulative = list(itertools.accumulate(float(p) for p in probabilities))
+    cumulative = list(itertools.accumulate(map(float, probabilities)))
     index = bisect.bisect_right(cumulative, uniform * cumulative[-1])
     return min(index, N_ACTIONS - 1)
 
@@ -206,7 +206,7 @@ class Decider:
                 "rng_draw": draw_index,
                 "epsilon": policy.epsilon,
                 "deterministic": policy.agent.deterministic,
-                "allowed": [int(a) for a in mask],
+                "allowed": list(map(int, mask)),
                 "veto_reasons": list(verdict.reasons),
             },
         )
