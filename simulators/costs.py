@@ -17,6 +17,7 @@ MAX_UTILISATION = 0.95
 
 MAX_REMEMBERED_COMBINATIONS = 256  # families combinations whose sums SloConfig keeps
 
+
 @dataclass
 class FamilyCost:
     """What one model family costs to serve and to train."""
