@@ -14,6 +14,7 @@ chunk, so each call's fixed cost is paid once. Every score and per-day figure de
 on its own row or day, so the block size changes how much work is done, not its results.
 """
 
+import bisect
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,7 +128,7 @@ class ChunkScorer:
         self.chunk: Chunk | None = None
         self.first_day = 0
         self.n_days = 0
-        self._day_starts = np.zeros(1, dtype=np.int64)
+        self._day_starts: list[int] = [0]  # first row of each day of the chunk, and its end
         self._views: dict[int, VersionOnChunk] = {}
         self._scores: dict[int, _ScoresOnChunk] = {}
 
@@ -136,15 +137,20 @@ class ChunkScorer:
         self.chunk = chunk
         self.first_day = first_day
         self.n_days = n_days
-        self._day_starts = np.searchsorted(chunk.day, np.arange(first_day, first_day + n_days + 1))
+        days = np.arange(first_day, first_day + n_days + 1)
+        self._day_starts = np.searchsorted(chunk.day, days).tolist()
         self._views = {}
         self._scores = {}
+
+    def day_rows(self, day_index: int) -> slice:
+        """Rows of the chunk's day ``day_index`` (chunk-relative)."""
+        return slice(self._day_starts[day_index], self._day_starts[day_index + 1])
 
     def _block_end_day(self, start_day: int, last_day: int) -> int:
         """The day (chunk-relative, exclusive) that ends a block starting on ``start_day``
         and covering ``last_day``: at least ``block_rows`` rows where the chunk has them."""
-        enough = int(self._day_starts[start_day]) + self.block_rows
-        end = int(np.searchsorted(self._day_starts, enough, side="left"))
+        enough = self._day_starts[start_day] + self.block_rows
+        end = bisect.bisect_left(self._day_starts, enough)
         return min(max(end, last_day + 1), self.n_days)
 
     def view(self, version: ModelVersion, day_index: int) -> VersionOnChunk:
@@ -166,7 +172,7 @@ class ChunkScorer:
         """Fill ``view``'s days ``start <= d < stop``."""
         chunk = self.chunk
         assert chunk is not None and version.reference_ is not None
-        rows = slice(int(self._day_starts[start]), int(self._day_starts[stop]))
+        rows = slice(self._day_starts[start], self._day_starts[stop])
         scores = self.scores(version, rows)
         labels = chunk.label[rows]
         day_index = chunk.day[rows] - (self.first_day + start)
@@ -214,7 +220,7 @@ class ChunkScorer:
         if cached.stop < rows.stop:
             start_day = int(chunk.day[cached.stop]) - self.first_day
             last_day = int(chunk.day[rows.stop - 1]) - self.first_day
-            stop = int(self._day_starts[self._block_end_day(start_day, last_day)])
+            stop = self._day_starts[self._block_end_day(start_day, last_day)]
             block = slice(cached.stop, stop)
             first = cached.first_row
             cached.values[block.start - first : block.stop - first] = self._predict(version, block)

@@ -171,7 +171,6 @@ class World:
         self._events: list[str] = []
         self._last_served_version = -1
         self._chunk_first_day = 0
-        self._day_starts: list[int] = []  # first row of each day of the chunk, and its end
         self._day_volumes: list[float] = []  # requests on each day of the chunk
         self._incident_resolved: dict[int, simpy.Event] = {}
         self.ops.fit_initial(self.stream.initial_training_set(self.rng))
@@ -250,14 +249,9 @@ class World:
                 chunk.region,
                 chunk.t_serve_days + delays,
             )
-            self._day_starts = np.searchsorted(
-                chunk.day, np.arange(day, day + CHUNK_DAYS + 1)
-            ).tolist()
             self._day_volumes = chunk.requests_per_day.tolist()
         index = day - self._chunk_first_day
-        return slice(self._day_starts[index], self._day_starts[index + 1]), float(
-            self._day_volumes[index]
-        )
+        return self.cache.day_rows(index), float(self._day_volumes[index])
 
     def _serve_traffic(self) -> Generator[simpy.Event, Any, None]:
         while True:

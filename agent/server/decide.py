@@ -58,15 +58,14 @@ class Decision(NamedTuple):
 
 def with_floor(probabilities: Sequence[float], mask: Sequence[bool], epsilon: float) -> list[float]:
     """``(1 - epsilon) * policy + epsilon * uniform over allowed actions`` (EpsilonSoft's mix)."""
-    allowed = mask if type(mask) is list else [bool(a) for a in mask]  # decide's mask: bools
-    count = sum(allowed)
+    count = sum(1 for a in mask if a)
     keep = 1.0 - epsilon
     if count == 0:
         share = epsilon * (1.0 / N_ACTIONS)
         return [keep * float(p) + share for p in probabilities]
     share = epsilon * (1.0 / count)
     return [
-        keep * float(p) + (share if a else 0.0) for p, a in zip(probabilities, allowed, strict=True)
+        keep * float(p) + (share if a else 0.0) for p, a in zip(probabilities, mask, strict=True)
     ]
 
 
