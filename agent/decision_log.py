@@ -10,12 +10,18 @@ Files (Parquet, CSV) hold one row per decision with the columns of
 :data:`DECISION_COLUMNS`; list and dict cells are JSON strings in CSV. SQL stores hold
 two tables, ``decisions`` and ``outcomes`` (:func:`sql_tables`), joined on
 ``decision_id`` when read.
+
+The observation is what the policy saw: float32 values. Simulation logs hold them as exact
+float64 numbers; the server's audit trail writes each as its shortest float32 decimal
+(half the text). :func:`observation_matrix` reads either back to the same values.
 """
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 
 from simulators.actions import ACTION_NAMES
@@ -33,7 +39,7 @@ class DecisionRecord:
     step: int  # order within the trajectory
     time_days: float  # decision time (days since the trajectory started)
     timestamp: str  # ISO time the decision was made (production), or "" in simulation
-    observation: list[float]  # the encoded observation the policy saw
+    observation: list[float] | np.ndarray  # the encoded observation the policy saw (float32s)
     portfolio: dict[str, Any]  # the raw observed portfolio (for heuristic target policies)
     proposed_action: int
     executed_action: int
@@ -49,6 +55,17 @@ class DecisionRecord:
 
 
 DECISION_COLUMNS: tuple[str, ...] = tuple(DecisionRecord.__dataclass_fields__)
+
+
+def observation_matrix(cells: Sequence[Any]) -> np.ndarray:
+    """Logged observations as a float64 matrix of the float32 values the policy saw.
+
+    Exact float64 numbers (simulation logs) and shortest float32 decimals (the audit
+    trail) of one observation give the same row.
+    """
+    return np.asarray(cells, dtype=np.float32).astype(np.float64)
+
+
 JSON_COLUMNS = ("observation", "portfolio", "probabilities", "proposal_probabilities", "extra")
 
 

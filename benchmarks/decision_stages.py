@@ -95,7 +95,7 @@ async def one_pass(policy_path: Path, bodies: list[bytes], batch: int) -> dict[s
                 decisions = [
                     runtime.decider.decide(r.service_id, r.timestamp, o, p, states[j], policy)
                     for j, (r, o, p) in enumerate(
-                        zip(requests, observed, probabilities, strict=True)
+                        zip(requests, observed, probabilities.tolist(), strict=True)
                     )
                 ]
                 t2 = clock()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from test_server_harness import (
@@ -25,6 +26,8 @@ from test_server_harness import (
     stored_rows,
 )
 
+from agent.decision_log import observation_matrix
+from agent.ope.episodes import logged_episodes
 from agent.ope.logs import load_logs
 from agent.server.schemas import EXAMPLE_PORTFOLIO, OPTIONAL_FIELDS, DecisionResponse
 from envs.encoder import ObservationEncoder
@@ -103,7 +106,11 @@ def test_audit_trail_reads_back_for_offline_evaluation(client: httpx.Client, db_
     (row,) = logs.frame[logs.frame["decision_id"] == answer["decision_id"]].to_dict("records")
     assert row["reward"] == 4.5 and row["service_id"] == "api-ope"
     assert math.isnan(row["portfolio"]["accuracy_recent"])  # NaN, as simulation logs keep it
-    assert row["observation"] == pytest.approx(answer["observation"])
+    observation = np.asarray(answer["observation"], dtype=np.float32)  # the policy's input
+    np.testing.assert_array_equal(observation_matrix([row["observation"]])[0], observation)
+    episodes = logged_episodes(logs)
+    (index,) = [i for i, s in enumerate(episodes.service_ids) if s == "api-ope"]
+    np.testing.assert_array_equal(episodes.observations[index, 0], observation)
     assert row["proposal_probabilities"] == pytest.approx(
         list(answer["probabilities"]["proposal"].values())
     )

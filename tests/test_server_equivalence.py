@@ -66,7 +66,7 @@ def test_observations_and_argmax_actions_match_the_env(
         for day in range(STEPS):
             answer = post(client, "equivalence-argmax", env, day)
             assert answer["step"] == day
-            np.testing.assert_allclose(answer["observation"], observation, atol=1e-6)
+            np.testing.assert_array_equal(np.float32(answer["observation"]), observation)
             expected = int(
                 np.argmax(policy.probabilities_batch(observation, env.action_masks())[0])
             )
@@ -90,7 +90,7 @@ def test_observations_match_with_sampled_actions_across_a_restart(
             for day in segment:
                 answer = post(client, "equivalence-sampled", env, day)
                 assert answer["step"] == day
-                np.testing.assert_allclose(answer["observation"], observation, atol=1e-6)
+                np.testing.assert_array_equal(np.float32(answer["observation"]), observation)
                 executed.add(answer["action"])
                 observation = step_env(env, answer)
     assert len(executed) >= 3, executed  # the history saw several different last actions

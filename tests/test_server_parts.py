@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from agent.decision_log import observation_matrix
 from agent.policies.base import DecisionContext, EpsilonSoft
 from agent.policies.ppo import load_agent
 from agent.rollout import shielded_probabilities
@@ -180,6 +181,23 @@ def test_json_cells_read_back_as_json_dumps_writes_them(value: object) -> None:
     expected = json.loads(json.dumps(value))
     got = json.loads(cell)
     assert repr(got) == repr(expected)  # NaN stays NaN (not null), floats round-trip
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [0.9113, 1.0, -0.025, 1e-45, 3.4028235e38, -0.0, 0.1, 1 / 3],
+        [0.5, math.nan, 2.0],  # orjson would write null: the json.dumps cell keeps NaN
+    ],
+)
+def test_float32_observation_cells_read_back_to_the_same_float32s(values: list[float]) -> None:
+    observation = np.asarray(values, dtype=np.float32)
+    cell = json_cell(observation)
+    back = observation_matrix([json.loads(cell)])[0]
+    np.testing.assert_array_equal(back, observation.astype(np.float64))
+    assert back.dtype == np.float64
+    if not np.isnan(observation).any():  # each value's shortest float32 decimal
+        assert len(cell) < len(json.dumps(observation.tolist()))
 
 
 def test_draw_never_picks_an_action_without_mass() -> None:

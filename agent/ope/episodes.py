@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agent.decision_log import observation_matrix
 from agent.ope.checks import LoggedDecisions
 from simulators.actions import N_ACTIONS
 
@@ -151,7 +152,7 @@ def episodes_from_frame(frame: pd.DataFrame) -> LoggedEpisodes:
     valid[episode, position] = True
     row = np.full((n, h), -1, dtype=np.int64)
     row[episode, position] = np.arange(len(frame))
-    observations_flat = np.asarray(frame["observation"].tolist(), dtype=np.float64)
+    observations_flat = observation_matrix(frame["observation"].tolist())
     probabilities_flat = np.asarray(frame["probabilities"].tolist(), dtype=np.float64)
     features_flat = np.concatenate(
         [observations_flat, portfolio_features(list(frame["portfolio"]))], axis=1

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.decision_log import logged_portfolio
+from agent.decision_log import logged_portfolio, observation_matrix
 from agent.ope.checks import LoggedDecisions, LogValidationError
 from agent.policies.base import DecisionContext, Policy, one_hot
 from agent.rollout import shielded_probabilities
@@ -113,7 +113,7 @@ def logged_states(
                 one_hot(proposal), decision, portfolio.human_hold, shield.apply
             )
             executed[i, proposal] = int(np.argmax(folded))
-    observations = np.asarray(frame["observation"].tolist(), dtype=np.float64)
+    observations = observation_matrix(frame["observation"].tolist())
     masks = np.stack([d.mask for d in decisions])
     where = mask_slice or slice(-2 * N_ACTIONS, -N_ACTIONS)
     mask_mismatches = int(np.any((observations[:, where] > 0.5) != masks, axis=1).sum())

@@ -15,6 +15,7 @@ import operator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -66,15 +67,21 @@ def json_cell(value: Any) -> str:
 
     orjson writes NaN and infinities as ``null`` (and refuses integers past 64 bits):
     whenever its text holds a ``null`` (or it refuses), the cell is ``json.dumps``'s, so a
-    missing portfolio value stays NaN, as in simulation logs.
+    missing portfolio value stays NaN, as in simulation logs. A float32 array (the
+    observation) becomes its values' shortest float32 decimals
+    (:func:`agent.decision_log.observation_matrix` reads them back).
     """
     try:
-        text = orjson.dumps(value)
+        text = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
     except TypeError:  # orjson.JSONEncodeError
-        return json.dumps(value)
+        return json.dumps(_plain(value))
     if b"null" in text:
-        return json.dumps(value)
+        return json.dumps(_plain(value))
     return text.decode()
+
+
+def _plain(value: Any) -> Any:
+    return value.tolist() if isinstance(value, np.ndarray) else value
 
 
 def make_engine(url: str, synchronous: str = "NORMAL") -> Engine:
@@ -122,7 +129,9 @@ class AuditTables:
         """What :meth:`write` takes for a decision: on SQLite the driver's parameters (JSON
         cells serialised as SQLAlchemy's JSON type would), elsewhere a dict of columns."""
         if self.sqlite_insert is None:
-            return {name: getattr(record, name) for name in DECISION_COLUMNS}
+            row = {name: getattr(record, name) for name in DECISION_COLUMNS}
+            row["observation"] = _plain(row["observation"])
+            return row
         values = list(_COLUMN_VALUES(record))
         for index in _JSON_INDEXES:
             values[index] = json_cell(values[index])

@@ -148,9 +148,10 @@ class DecisionBatcher:
             else:  # np.array of equal rows: np.stack's result at a quarter of its cost
                 observations = np.array([job.observed.observation for job in jobs])
                 masks = np.array([job.observed.shield.mask for job in jobs])
-            probabilities = policy.forward(observations, masks)
-            if len(probabilities) != len(jobs):
-                raise ValueError(f"{len(probabilities)} distributions for {len(jobs)} rows")
+            forward = policy.forward(observations, masks)
+            if len(forward) != len(jobs):
+                raise ValueError(f"{len(forward)} distributions for {len(jobs)} rows")
+            probabilities = np.asarray(forward, dtype=np.float64).tolist()  # one call per batch
         except Exception as err:
             for job in jobs:
                 _fail(job, err)

@@ -156,7 +156,7 @@ class Decider:
         service_id: str,
         timestamp: datetime,
         observed: Observed,
-        policy_probabilities: np.ndarray,
+        policy_probabilities: list[float] | np.ndarray,
         state: ServiceState,
         policy: LoadedPolicy,
     ) -> Decision:
@@ -167,7 +167,11 @@ class Decider:
         """
         portfolio, verdicts = observed.portfolio, observed.shield
         mask: list[bool] = verdicts.mask.tolist()
-        policy_values: list[float] = np.asarray(policy_probabilities, dtype=np.float64).tolist()
+        policy_values: list[float] = (
+            policy_probabilities
+            if isinstance(policy_probabilities, list)
+            else np.asarray(policy_probabilities, dtype=np.float64).tolist()
+        )
         if len(policy_values) != N_ACTIONS:
             raise PolicyError(f"policy {policy.version} returned {policy_values}")
         probs = with_floor(policy_values, mask, policy.epsilon)
@@ -187,7 +191,7 @@ class Decider:
             step=state.next_step,
             time_days=float(portfolio.time_days),
             timestamp=timestamp.isoformat(),
-            observation=observed.observation.tolist(),  # float32 -> Python float is exact
+            observation=observed.observation,  # the encoder's own float32 array
             portfolio=dict(vars(portfolio)),  # to_dict() without dataclasses.fields()
             proposed_action=int(verdict.proposed),
             executed_action=executed,

@@ -84,8 +84,9 @@ def answer_json(decision: Decision, with_observation: bool) -> bytes:
         "policy_version": record.policy_version,
         "shield_version": record.shield_version,
     }
-    if with_observation:
+    if with_observation:  # float32 values as their shortest decimals
         answer["observation"] = record.observation
+        return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
     return orjson.dumps(answer)
 
 
