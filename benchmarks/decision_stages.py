@@ -8,9 +8,11 @@ its CPU per request), and HTTP adds the same cost to every endpoint. This script
 server's own runtime (policy, shield, per-service encoders, a fresh SQLite audit trail)
 and runs the stages of a decision on the example portfolio, ``--batch`` services at a
 time as the batcher groups concurrent requests: parse the body, build the portfolio,
-shield, encode, the batch's forward, draw and record, the audit commit, the answer's
-JSON. It prints microseconds per decision for each stage (median over ``--repeats``
-passes) and their total. The garbage collector is off while timing.
+shield, encode, the batch's forward, draw and record, the hand-off to the audit trail
+(rows, JSON cells, the frame to its writer process), the answer's JSON. It prints
+microseconds per decision for each stage (median over ``--repeats`` passes) and their
+total, then the audit writer process's own CPU per decision (its inserts and commits, on
+another core; from ``/proc``, in clock ticks). The garbage collector is off while timing.
 """
 
 import argparse
@@ -26,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("parse", "portfolio", "shield", "encode", "forward", "decide", "commit", "answer")
+STAGES = ("parse", "portfolio", "shield", "encode", "forward", "decide", "audit", "answer")
+WRITER = "writer"  # the audit writer process's CPU (not the event loop's)
 
 
 def request_bodies(n: int, services: int) -> list[bytes]:
@@ -42,7 +45,8 @@ def request_bodies(n: int, services: int) -> list[bytes]:
 
 
 async def one_pass(policy_path: Path, bodies: list[bytes], batch: int) -> dict[str, float]:
-    """Seconds per stage over ``bodies`` on a fresh runtime and audit trail."""
+    """Seconds per stage over ``bodies`` on a fresh runtime and audit trail, and the
+    writer process's CPU seconds (:data:`WRITER`) once every record is committed."""
     from agent.server.decide import Observed
     from agent.server.metrics import ServerMetrics
     from agent.server.parsing import parse_body
@@ -50,6 +54,7 @@ async def one_pass(policy_path: Path, bodies: list[bytes], batch: int) -> dict[s
     from agent.server.runtime import open_runtime
     from agent.server.schemas import DecisionRequest
     from agent.server.settings import ServerSettings
+    from benchmarks.server_latency import process_cpu_seconds
     from envs.encoder import ObservationEncoder
 
     with tempfile.TemporaryDirectory(prefix="steward-stages-") as tmp:
@@ -60,6 +65,10 @@ async def one_pass(policy_path: Path, bodies: list[bytes], batch: int) -> dict[s
         for state in states:
             state.encoder = ObservationEncoder(settings.slo, policy.history_len)
         spent = dict.fromkeys(STAGES, 0.0)
+        writer = runtime.audit.writer_pid
+        assert writer is not None, "the SQLite audit trail has a writer process"
+        writer_before = process_cpu_seconds(writer)
+        commits = []
         clock = time.perf_counter
         gc.collect()
         gc.disable()
@@ -99,15 +108,17 @@ async def one_pass(policy_path: Path, bodies: list[bytes], batch: int) -> dict[s
                     )
                 ]
                 t2 = clock()
-                runtime.audit.commit_decisions([d.record for d in decisions])
+                commits += runtime.audit.commit_decisions([d.record for d in decisions])
                 t3 = clock()
                 for decision in decisions:
                     answer_json(decision, False)
                 t4 = clock()
                 spent["forward"] += t1 - t0
                 spent["decide"] += t2 - t1
-                spent["commit"] += t3 - t2
+                spent["audit"] += t3 - t2
                 spent["answer"] += t4 - t3
+            await asyncio.gather(*commits)
+            spent[WRITER] = process_cpu_seconds(writer) - writer_before
         finally:
             gc.enable()
             runtime.audit.close()
@@ -135,8 +146,9 @@ def main() -> None:
     passes = [asyncio.run(one_pass(args.policy, bodies, args.batch)) for _ in range(args.repeats)]
     per_decision = {
         stage: statistics.median(p[stage] for p in passes) / args.decisions * 1e6
-        for stage in STAGES
+        for stage in (*STAGES, WRITER)
     }
+    writer = per_decision.pop(WRITER)
     print(
         f"one decision's stages in process ({args.decisions} decisions, batches of "
         f"{args.batch}, median of {args.repeats} passes), microseconds:"
@@ -144,6 +156,7 @@ def main() -> None:
     for stage, micros in per_decision.items():
         print(f"  {stage:<10}{micros:8.1f}")
     print(f"  {'total':<10}{sum(per_decision.values()):8.1f}")
+    print(f"  {'and in the audit writer process':<10}{writer:8.1f}")
 
 
 if __name__ == "__main__":

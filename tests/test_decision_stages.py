@@ -4,7 +4,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from benchmarks.decision_stages import STAGES, one_pass, request_bodies
+from benchmarks.decision_stages import STAGES, WRITER, one_pass, request_bodies
 
 
 def test_request_bodies_advance_each_services_time() -> None:
@@ -15,5 +15,6 @@ def test_request_bodies_advance_each_services_time() -> None:
 
 def test_one_pass_times_every_stage(policy_path: Path) -> None:
     spent = asyncio.run(one_pass(policy_path, request_bodies(24, 8), 8))
-    assert tuple(spent) == STAGES
-    assert all(seconds > 0.0 for seconds in spent.values()), spent
+    assert tuple(spent) == (*STAGES, WRITER)
+    assert all(spent[stage] > 0.0 for stage in STAGES), spent
+    assert spent[WRITER] >= 0.0  # clock ticks: 24 commits may take under one

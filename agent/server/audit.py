@@ -6,29 +6,25 @@ one connection. Requests hand over their records and wait for the commit; writes
 arrive together share a transaction (group commit), and each answer still leaves only
 after its own record is committed.
 
-Where a commit does not wait for the disk (SQLite with ``synchronous=NORMAL``, about a
-tenth of a millisecond) the writes of one event-loop turn are committed on the loop
-itself: a hand-off to another thread costs more than the commit (measured: handing the
-concurrent writes to a writer thread gained no throughput on two cores). Decisions are
-committed by :meth:`AuditLog.commit_decisions` within the decision batcher's flush
-(:mod:`agent.server.batching`), right after their forward; other writes at the end of
-the loop turn. Where a commit waits (SQLite ``FULL``: one fsync; PostgreSQL: a round
-trip) one writer thread commits, so the event loop never blocks on the disk or the
-network.
+On SQLite (the default) a child process owns the write connection
+(:mod:`agent.server.audit_writer`, driven by
+:class:`agent.server.audit_process.WriterProcess`): each event-loop turn's writes go down
+a pipe as one frame, decisions right after their batch's forward
+(:meth:`AuditLog.commit_decisions`, from :mod:`agent.server.batching`), other writes at
+the end of the turn, and each future resolves when the process replies that its write is
+committed. SQLite's insert and commit of a 2 kB decision row cost about as much CPU as
+the rest of the decision, and the event loop's thread is the server's bottleneck; a
+thread in this process could not take that work (SQLite takes the GIL back for every
+row, and each hand-back waits for the loop: measured slower than committing on the loop),
+a process can (measured: the loop's CPU per decision down by about a fifth against the
+bare endpoint's). The writer process runs WAL checkpoints in a thread of its own.
 
-A decision row takes about 2.4 kB. Decision ids are time-ordered (UUIDv7), so new rows
-go to the end of the primary-key index, and ``service_id`` has no index of its own (the
-unique ``(service_id, step)`` index serves it): about 30 us of CPU and 3 WAL pages per
-row in commits of six (measured: random UUID4 ids with the extra index took 70 us and
-4.6 pages; 84 against 139 us, 5.4 against 6.6 pages, for commits of one).
-
-On the loop's connection SQLite's automatic WAL checkpoint (copying the WAL into the
-database, with two fsyncs, in whichever commit crosses 1,000 pages: about one decision in
-180 to 350) is pushed back to :data:`WAL_BACKSTOP_PAGES`; a checkpointer thread runs
-passive checkpoints every :data:`CHECKPOINT_SECONDS` instead, off the requests' path.
+Elsewhere (PostgreSQL: a round trip per commit) one writer thread commits, so the event
+loop never blocks on the network.
 
 With SQLite's ``synchronous=NORMAL`` (the default) a commit reaches the WAL in the OS
-before the answer leaves, so answered decisions survive the server being killed;
+before the answer leaves, so answered decisions survive the server being killed (the
+writer process, at the end of its input, commits what it has read and exits);
 ``synchronous=FULL`` also fsyncs each commit, so they survive a power cut, at the price
 of one disk sync per commit. Any SQLAlchemy URL works (PostgreSQL in production).
 """
@@ -40,46 +36,18 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from agent.decision_log import DecisionRecord
+from agent.server.audit_jobs import AuditUnavailableError, Job, settle_all
+from agent.server.audit_process import WriterProcess
 from agent.server.audit_sql import AuditTables, StoredOutcome, make_engine
 
+__all__ = ["AuditLog", "AuditUnavailableError"]
 log = logging.getLogger(__name__)
-CHECKPOINT_SECONDS = 0.5  # passive WAL checkpoints by the checkpointer thread
-WAL_BACKSTOP_PAGES = 10_000  # the loop's own automatic checkpoint, if the thread lags (~40 MB)
-
-
-class AuditUnavailableError(RuntimeError):
-    """The audit trail could not store a write (nothing was committed for it)."""
-
-
-@dataclass
-class _Job:
-    """One write waiting for its commit."""
-
-    kind: str  # "decision" or "outcome"
-    payload: Any
-    future: asyncio.Future[Any]
-    loop: asyncio.AbstractEventLoop
-
-
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
-
-
-def _settle_all(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for future, result, error in settled:
-        _settle(future, result, error)
 
 
 class AuditLog:
@@ -97,14 +65,11 @@ class AuditLog:
         self.batch_max = batch_max
         self.last_batch_size = 0
         self.on_batch: Callable[[int, float], None] | None = None
-        backend = sa.make_url(url).get_backend_name()
-        self.inline = backend == "sqlite" and synchronous in ("NORMAL", "OFF")
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._pending: list[_Job] = []  # the writes of this loop turn (inline mode)
-        self._thread: threading.Thread | None = None
-        self._checkpointer: threading.Thread | None = None
-        self._stop_checkpoints = threading.Event()
-        self._conn: Connection | None = None  # the loop's connection (inline mode)
+        self.uses_process = sa.make_url(url).get_backend_name() == "sqlite"
+        self._process: WriterProcess | None = None  # SQLite: the writer process
+        self._pending: list[Job] = []  # this loop turn's writes, for the writer process
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None  # elsewhere: the writer thread
         self._tables: AuditTables | None = None
         self._open = False
         self._failure: str = ""
@@ -121,19 +86,22 @@ class AuditLog:
         """The engine (after :meth:`open`)."""
         return self.tables.engine
 
+    @property
+    def writer_pid(self) -> int | None:
+        """The writer process's id (SQLite, once open), else ``None``."""
+        return None if self._process is None else self._process.pid
+
     def open(self) -> None:
-        """Create the tables if needed; open the write connection (or the writer thread)."""
+        """Create the tables if needed; start the writer process (or thread).
+
+        Raises:
+            AuditUnavailableError: the writer process did not start.
+        """
         self._tables = AuditTables(make_engine(self.url, self.synchronous))
-        if self.inline:
-            self._conn = self.engine.connect()
-            driver = self._conn.connection.driver_connection
-            assert driver is not None
-            driver.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
-            self._stop_checkpoints.clear()
-            self._checkpointer = threading.Thread(
-                target=self._checkpoint_loop, name="audit-checkpointer", daemon=True
+        if self.uses_process:
+            self._process = WriterProcess(
+                self.url, self.synchronous, self.batch_max, self._observe_batch
             )
-            self._checkpointer.start()
         else:
             self._thread = threading.Thread(
                 target=self._write_loop, name="audit-writer", daemon=True
@@ -144,26 +112,26 @@ class AuditLog:
     def close(self) -> None:
         """Finish queued writes, stop the writer, release connections."""
         self._open = False
-        if self._pending:
-            self._flush_inline()
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._process is not None:
+            if self._pending:
+                self._send_pending()
+            self._process.stop()
+            self._process = None
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout=30)
             self._thread = None
-        if self._checkpointer is not None:
-            self._stop_checkpoints.set()
-            self._checkpointer.join(timeout=30)
-            self._checkpointer = None
         if self._tables is not None:
             self._tables.engine.dispose()
             self._tables = None
 
     def healthy(self) -> tuple[bool, str]:
         """Whether the writer runs and the database answers."""
-        if not self._open or (not self.inline and not (self._thread and self._thread.is_alive())):
+        if not self._open:
+            return False, "audit trail closed"
+        if self._process is not None and not self._process.alive():
+            return False, self._process.failure or "audit writer process not running"
+        if self._process is None and not (self._thread and self._thread.is_alive()):
             return False, "audit writer not running"
         try:
             with self.engine.connect() as conn:
@@ -196,60 +164,46 @@ class AuditLog:
     def commit_decisions(self, records: list[DecisionRecord]) -> list[asyncio.Future[None]]:
         """Decisions to commit together, a future each (resolved once it is committed).
 
-        Inline, they are committed (with the loop turn's other writes) before this
-        returns, so their futures are done; otherwise the writer thread commits them.
+        They leave for the writer process (with this loop turn's other writes) before
+        this returns.
         """
         tables = self._tables
         futures = [
             self._submit("decision", tables.decision_row(record) if tables else None, False)
             for record in records
         ]
-        if self.inline and self._pending:
-            self._flush_inline()
+        if self._pending:
+            self._send_pending()
         return futures
 
     def _submit(self, kind: str, payload: Any, schedule: bool = True) -> asyncio.Future[Any]:
-        """Queue a write (``schedule``: commit the loop turn's writes once it ends)."""
+        """Queue a write (``schedule``: send the loop turn's writes once it ends)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._open:
             future.set_exception(AuditUnavailableError("audit trail is closed"))
             return future
-        job = _Job(kind, payload, future, loop)
-        if not self.inline:
+        job = Job(kind, payload, future, loop)
+        if self._process is None:
             self._queue.put(job)
-        else:
-            if schedule and not self._pending:
-                loop.call_soon(self._flush_inline)
-            self._pending.append(job)
+            return future
+        if schedule and not self._pending:
+            loop.call_soon(self._send_pending)
+        self._pending.append(job)
         return future
 
-    def _flush_inline(self) -> None:
-        """Commit the writes of this loop turn (inline mode)."""
+    def _send_pending(self) -> None:
         jobs, self._pending = self._pending, []
-        if not jobs or self._conn is None:  # flushed by close() already
-            return
-        for start in range(0, len(jobs), self.batch_max):
-            self._conn = self._write_batch(self._conn, jobs[start : start + self.batch_max])
+        if jobs and self._process is not None:
+            for start in range(0, len(jobs), self.batch_max):
+                self._process.send(jobs[start : start + self.batch_max])
 
-    def _checkpoint_loop(self) -> None:
-        """Passive WAL checkpoints off the event loop (inline mode), until :meth:`close`.
+    def _observe_batch(self, size: int, seconds: float) -> None:
+        self.last_batch_size = size
+        if self.on_batch is not None:
+            self.on_batch(size, seconds)
 
-        A passive checkpoint never blocks the writer; SQLite releases the GIL meanwhile.
-        """
-        conn = self.engine.connect()
-        try:
-            driver = conn.connection.driver_connection
-            assert driver is not None
-            while not self._stop_checkpoints.wait(CHECKPOINT_SECONDS):
-                try:
-                    driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except Exception as err:  # the next one may succeed; the writer has a backstop
-                    log.warning("WAL checkpoint failed: %s", err)
-        finally:
-            conn.close()
-
-    # -- the writer thread (when commits wait for the disk or the network) -------------------
+    # -- the writer thread (not SQLite: a commit waits for the network) ----------------------
     def _write_loop(self) -> None:
         conn = self.engine.connect()
         stopping = False
@@ -268,13 +222,11 @@ class AuditLog:
                         stopping = True
                         break
                     jobs.append(more)
-                conn = self._write_batch(conn, jobs, threaded=True)
+                conn = self._write_batch(conn, jobs)
         finally:
             conn.close()
 
-    def _write_batch(
-        self, conn: Connection, jobs: list[_Job], threaded: bool = False
-    ) -> Connection:
+    def _write_batch(self, conn: Connection, jobs: list[Job]) -> Connection:
         """Commit ``jobs`` together; on failure retry each alone so one bad write fails alone."""
         started = time.perf_counter()
         try:
@@ -285,15 +237,13 @@ class AuditLog:
                 self._failure = f"last write failed: {type(err).__name__}"
                 log.error("audit write failed: %s", err)
                 error = AuditUnavailableError(str(err).splitlines()[0])
-                self._settle(jobs, [None], error, threaded)
+                self._settle(jobs, [None], error)
                 return conn
             for job in jobs:
-                conn = self._write_batch(conn, [job], threaded)
+                conn = self._write_batch(conn, [job])
             return conn
-        self.last_batch_size = len(jobs)
-        if self.on_batch is not None:
-            self.on_batch(len(jobs), time.perf_counter() - started)
-        self._settle(jobs, results, None, threaded)
+        self._observe_batch(len(jobs), time.perf_counter() - started)
+        self._settle(jobs, results, None)
         return conn
 
     def _fresh(self, conn: Connection) -> Connection:
@@ -304,14 +254,9 @@ class AuditLog:
         return self.engine.connect()
 
     @staticmethod
-    def _settle(
-        jobs: list[_Job], results: list[Any], error: BaseException | None, threaded: bool
-    ) -> None:
-        """Resolve the jobs' futures (from the writer thread: one wake-up of the loop)."""
+    def _settle(jobs: list[Job], results: list[Any], error: BaseException | None) -> None:
+        """Resolve the jobs' futures from the writer thread: one wake-up of the loop."""
         settled = [(job.future, result, error) for job, result in zip(jobs, results, strict=True)]
-        if not threaded:
-            _settle_all(settled)
-            return
         # RuntimeError: the loop closed, nobody waits for these answers any more
         with contextlib.suppress(RuntimeError):
-            jobs[0].loop.call_soon_threadsafe(_settle_all, settled)
+            jobs[0].loop.call_soon_threadsafe(settle_all, settled)

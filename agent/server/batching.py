@@ -6,9 +6,9 @@ taken in the requests already waiting (one loop turn, so a lone request waits fo
 nothing), one flush runs the policy forward for the batch (a forward of a small MLP
 costs about the same for one row as for sixteen; rows for different policies, around a
 reload, run in separate forwards, each with its own policy), draws and shields each
-proposal (:meth:`Decider.decide`) and hands the records to the audit trail, which
-commits them together before the flush returns (SQLite ``synchronous=NORMAL``) or in its
-writer thread. Each future resolves to its decision once its record is committed.
+proposal (:meth:`Decider.decide`) and hands the records to the audit trail, which sends
+them to its writer process together (:mod:`agent.server.audit`). Each future resolves
+to its decision once its record is committed.
 
 One future and one wake-up per request (not one for the forward and one for the
 commit) matter: the event loop's thread is the server's bottleneck.
@@ -131,9 +131,9 @@ class DecisionBatcher:
                 _fail(job, AuditUnavailableError(f"{type(err).__name__}: {err}"))
             return
         for (job, decision), commit in zip(decided, commits, strict=True):
-            if commit.done():  # committed inline
+            if commit.done():  # refused at once (the audit trail is closed)
                 _committed(job, decision, commit)
-            else:  # the writer thread commits it
+            else:
                 commit.add_done_callback(functools.partial(_committed, job, decision))
 
     def _decide(self, jobs: list[DecisionJob], decided: list[tuple[DecisionJob, Decision]]) -> None:

@@ -107,6 +107,6 @@ class ServerMetrics:
         self.policy_info.labels(version=version).set(1)
 
     def observe_batch(self, size: int, seconds: float) -> None:
-        """Record one audit commit (called from the writer thread)."""
+        """Record one audit commit (its size and seconds, as the writer measured them)."""
         self.audit_batch_size.observe(size)
         self.audit_commit_seconds.observe(seconds)

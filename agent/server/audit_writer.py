@@ -1,0 +1,184 @@
+"""The audit writer process: commits the server's writes to a SQLite audit trail.
+
+    python -m agent.server.audit_writer URL SYNCHRONOUS BATCH_MAX
+
+The server's event loop is its bottleneck, and SQLite's insert and commit of a decision
+row cost about as much CPU as the rest of the decision. So a child process owns the
+database's write connection: the server sends each loop turn's writes down a pipe as one
+frame and answers a request only once this process has replied that its write is
+committed. Frames that are waiting when a commit starts go into the same transaction
+(group commit), up to ``BATCH_MAX`` writes.
+
+Frames are a 4-byte big-endian length and a pickle (both ends are this package). To the
+writer: ``(first_seq, [(kind, payload), ...])``; from it: ``("ready", None)`` once the
+connection is open, then per frame ``(first_seq, results, commit_seconds, batch_size)``,
+where each result is ``("ok", value)`` or ``("error", message)``. A failed transaction is
+rolled back and retried one write at a time, so one bad write fails alone. At the end of
+its input (the server closed the pipe or died) the writer commits what it has read and
+exits.
+"""
+
+import os
+import pickle
+import select
+import struct
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+HEADER = struct.Struct(">I")
+CHECKPOINT_SECONDS = 0.5  # passive WAL checkpoints by the checkpointer thread
+WAL_BACKSTOP_PAGES = 10_000  # the write connection's own automatic checkpoint (~40 MB)
+Reply = tuple[int, list[tuple[str, Any]], float, int]
+
+
+def encode_frame(value: Any) -> bytes:
+    """One frame: length, then the pickle."""
+    body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return HEADER.pack(len(body)) + body
+
+
+class FrameReader:
+    """Splits a byte stream into decoded frames."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> Iterator[Any]:
+        """The frames completed by ``data``."""
+        self._buffer += data
+        while len(self._buffer) >= HEADER.size:
+            (size,) = HEADER.unpack_from(self._buffer)
+            end = HEADER.size + size
+            if len(self._buffer) < end:
+                return
+            body = bytes(self._buffer[HEADER.size : end])
+            del self._buffer[:end]
+            yield pickle.loads(body)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is out."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class Writer:
+    """Reads frames from ``in_fd``, commits them, replies on ``out_fd``."""
+
+    def __init__(self, url: str, synchronous: str, batch_max: int, in_fd: int, out_fd: int) -> None:
+        from agent.server.audit_sql import AuditTables, make_engine
+
+        self.tables = AuditTables(make_engine(url, synchronous))
+        self.conn = self._connect()
+        self.batch_max = batch_max
+        self.in_fd, self.out_fd = in_fd, out_fd
+        self.reader = FrameReader()
+        self.waiting: list[tuple[int, list[tuple[str, Any]]]] = []
+        self.ended = False
+
+    def _connect(self) -> Connection:
+        """The write connection; its automatic checkpoint pushed back (the thread's do it)."""
+        conn = self.tables.engine.connect()
+        driver = conn.connection.driver_connection
+        if self.tables.sqlite_insert is not None and driver is not None:
+            driver.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
+        return conn
+
+    def run(self) -> None:
+        """Serve until the input ends."""
+        stop = threading.Event()
+        checkpointer = threading.Thread(target=self._checkpoints, args=(stop,), daemon=True)
+        checkpointer.start()
+        write_all(self.out_fd, encode_frame(("ready", None)))
+        while not (self.ended and not self.waiting):
+            if not self.waiting:
+                self._read()
+            while not self.ended and select.select([self.in_fd], [], [], 0)[0]:
+                self._read()  # group what has arrived meanwhile
+            self._commit_waiting()
+        stop.set()
+        checkpointer.join(timeout=30)
+        self.conn.close()
+        self.tables.engine.dispose()
+
+    def _checkpoints(self, stop: threading.Event) -> None:
+        """Passive WAL checkpoints between commits, so no commit pays for copying the WAL.
+
+        A passive checkpoint never blocks the writer; SQLite releases the GIL meanwhile.
+        """
+        with self.tables.engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            while not stop.wait(CHECKPOINT_SECONDS):
+                try:
+                    driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except Exception as err:  # the next one may succeed; the backstop remains
+                    print(f"audit writer: WAL checkpoint failed: {err}", file=sys.stderr)
+
+    def _read(self) -> None:
+        data = os.read(self.in_fd, 1 << 20)
+        if not data:
+            self.ended = True
+            return
+        self.waiting.extend(self.reader.feed(data))
+
+    def _commit_waiting(self) -> None:
+        frames: list[tuple[int, list[tuple[str, Any]]]] = []
+        size = 0
+        while self.waiting and (not frames or size + len(self.waiting[0][1]) <= self.batch_max):
+            frame = self.waiting.pop(0)
+            frames.append(frame)
+            size += len(frame[1])
+        if not frames:
+            return
+        started = time.perf_counter()
+        writes = [write for _, batch in frames for write in batch]
+        try:
+            results: list[tuple[str, Any]] = [
+                ("ok", r) for r in self.tables.write(self.conn, writes)
+            ]
+        except Exception:
+            self._fresh()
+            results = [self._write_alone(write) for write in writes]
+        seconds = time.perf_counter() - started
+        replies, start = [], 0
+        for first_seq, batch in frames:  # the commit's size and time go with its first frame
+            shared = len(writes) if start == 0 else 0
+            reply = (first_seq, results[start : start + len(batch)], seconds, shared)
+            replies.append(encode_frame(reply))
+            start += len(batch)
+        write_all(self.out_fd, b"".join(replies))
+
+    def _write_alone(self, write: tuple[str, Any]) -> tuple[str, Any]:
+        try:
+            return ("ok", self.tables.write(self.conn, [write])[0])
+        except Exception as err:
+            self._fresh()
+            first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+            print(f"audit writer: write failed: {first_line}", file=sys.stderr)
+            return ("error", f"{type(err).__name__}: {first_line}")
+
+    def _fresh(self) -> None:
+        try:
+            self.conn.rollback()
+            self.conn.close()
+        except sa.exc.SQLAlchemyError:
+            pass
+        self.conn = self._connect()
+
+
+def main() -> None:
+    """Entry point (started by :class:`agent.server.audit.AuditLog`)."""
+    url, synchronous, batch_max = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    Writer(url, synchronous, batch_max, sys.stdin.fileno(), sys.stdout.fileno()).run()
+
+
+if __name__ == "__main__":
+    main()

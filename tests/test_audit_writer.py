@@ -1,0 +1,167 @@
+"""The audit writer process: frames over a pipe, group commits, failures that fail alone.
+
+Real SQLite files and a real child process (:mod:`agent.server.audit_writer`); the
+futures are the ones the server's requests await.
+"""
+
+import asyncio
+import itertools
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.decision_log import DecisionRecord
+from agent.server.audit import AuditLog, AuditUnavailableError
+from agent.server.audit_writer import FrameReader, encode_frame
+
+
+def record(service_id: str, step: int) -> DecisionRecord:
+    return DecisionRecord(
+        decision_id=f"{service_id}-{step:04d}",
+        service_id=service_id,
+        step=step,
+        time_days=float(step),
+        timestamp="2025-03-14T06:00:00+00:00",
+        observation=np.linspace(0.0, 1.0, 5, dtype=np.float32),
+        portfolio={"time_days": float(step), "accuracy_recent": float("nan")},
+        proposed_action=1,
+        executed_action=0,
+        propensity=0.5,
+        probabilities=[0.5, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0],
+        proposal_probabilities=[0.25, 0.75, 0.0, 0.0, 0.0, 0.0, 0.0],
+        vetoed=True,
+        veto_reasons="rate limit",
+        reward=None,
+        policy_version="p1",
+        shield_version="s1",
+        extra={"source": "test"},
+    )
+
+
+def stored_ids(audit: AuditLog) -> set[str]:
+    with audit.engine.connect() as conn:
+        return {row[0] for row in conn.execute(sa.text("SELECT decision_id FROM decisions"))}
+
+
+@given(
+    payloads=st.lists(st.binary(max_size=300), min_size=1, max_size=8),
+    cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=10),
+)
+@settings(max_examples=60, deadline=None)
+def test_frames_come_back_whole_however_the_pipe_splits_them(
+    payloads: list[bytes], cuts: list[int]
+) -> None:
+    stream = b"".join(encode_frame((i, p)) for i, p in enumerate(payloads))
+    edges = sorted({0, len(stream), *(c % (len(stream) + 1) for c in cuts)})
+    reader = FrameReader()
+    got = [frame for a, b in itertools.pairwise(edges) for frame in reader.feed(stream[a:b])]
+    assert got == list(enumerate(payloads))
+
+
+def test_writes_are_committed_before_their_futures_resolve(tmp_path: Path) -> None:
+    audit = AuditLog(f"sqlite:///{tmp_path}/audit.db")
+    sizes: list[int] = []
+    audit.on_batch = lambda size, _seconds: sizes.append(size)
+    audit.open()
+    try:
+        assert audit.writer_pid is not None and audit.writer_pid != os.getpid()
+
+        async def scenario() -> None:
+            first = audit.commit_decisions([record("a", i) for i in range(5)])
+            outcome = audit.submit_outcome("a-0000", 2.5, "2025-03-15T00:00:00+00:00", {})
+            assert await asyncio.gather(*first) == [None] * 5
+            assert stored_ids(audit) == {f"a-{i:04d}" for i in range(5)}
+            stored = await outcome
+            assert stored is not None and stored.created and stored.reward == 2.5
+            # a step the service already has fails alone; its neighbours are committed
+            mixed = audit.commit_decisions([record("b", 0), record("a", 1), record("b", 1)])
+            results = await asyncio.gather(*mixed, return_exceptions=True)
+            assert results[0] is None and results[2] is None
+            assert isinstance(results[1], AuditUnavailableError)
+            assert "UNIQUE" in str(results[1]) or "unique" in str(results[1]).lower()
+
+        asyncio.run(scenario())
+        assert {"b-0000", "b-0001"} <= stored_ids(audit)
+        assert sum(sizes) >= 9 and audit.healthy()[0]
+    finally:
+        audit.close()
+    assert audit.writer_pid is None
+
+
+def test_a_dead_writer_process_fails_what_waits_and_what_comes(tmp_path: Path) -> None:
+    audit = AuditLog(f"sqlite:///{tmp_path}/audit.db")
+    audit.open()
+    try:
+        pid = audit.writer_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while audit.healthy()[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ok, why = audit.healthy()
+        assert not ok and "writer" in why
+
+        async def scenario() -> None:
+            (future,) = audit.commit_decisions([record("c", 0)])
+            with pytest.raises(AuditUnavailableError, match="writer"):
+                await future
+
+        asyncio.run(scenario())
+        assert stored_ids(audit) == set()
+    finally:
+        audit.close()
+
+
+def test_closing_settles_the_writes_already_sent(tmp_path: Path) -> None:
+    audit = AuditLog(f"sqlite:///{tmp_path}/audit.db")
+    audit.open()
+
+    async def scenario() -> list[object]:
+        futures = audit.commit_decisions([record("d", i) for i in range(3)])
+        audit.close()  # before the loop has read a reply
+        return list(await asyncio.gather(*futures, return_exceptions=True))
+
+    assert asyncio.run(scenario()) == [None, None, None]
+    reopened = AuditLog(f"sqlite:///{tmp_path}/audit.db")
+    reopened.open()
+    try:
+        assert stored_ids(reopened) == {"d-0000", "d-0001", "d-0002"}
+    finally:
+        reopened.close()
+
+
+def test_a_burst_larger_than_the_pipe_waits_for_the_writer(tmp_path: Path) -> None:
+    """While the writer is held (SIGSTOP), frames fill the pipe; the send waits, no deadlock."""
+    audit = AuditLog(f"sqlite:///{tmp_path}/audit.db")
+    audit.open()
+    pid = audit.writer_pid
+    assert pid is not None
+    try:
+
+        async def scenario() -> None:
+            os.kill(pid, signal.SIGSTOP)
+            resume = threading.Timer(1.0, os.kill, (pid, signal.SIGCONT))
+            resume.start()
+            futures, started = [], time.monotonic()
+            for start in range(0, 200, 4):  # 200 rows of 50 kB: ten times what the pipe holds
+                batch = [record(f"burst{start}", step) for step in range(4)]
+                for item in batch:
+                    item.portfolio = {**item.portfolio, "padding": "x" * 50_000}
+                futures += audit.commit_decisions(batch)
+            assert time.monotonic() - started > 0.5  # the sends waited for the writer
+            assert await asyncio.gather(*futures) == [None] * 200
+            resume.join()
+
+        asyncio.run(scenario())
+        assert len(stored_ids(audit)) == 200
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        audit.close()
