@@ -96,6 +96,29 @@ def test_writes_are_committed_before_their_futures_resolve(tmp_path: Path) -> No
     assert audit.writer_pid is None
 
 
+def test_a_lone_write_commits_on_the_loop_only_while_the_writer_is_idle(tmp_path: Path) -> None:
+    audit = AuditLog(f"sqlite:///{tmp_path}/audit.db")
+    sizes: list[int] = []
+    audit.on_batch = lambda size, _seconds: sizes.append(size)
+    audit.open()
+    try:
+
+        async def scenario() -> None:
+            (alone,) = audit.commit_decisions([record("e", 0)])
+            assert alone.done() and alone.result() is None  # committed before returning
+            assert "e-0000" in stored_ids(audit)
+            batch = audit.commit_decisions([record("e", 1), record("e", 2)])
+            (behind,) = audit.commit_decisions([record("e", 3)])  # the writer has the batch
+            assert not any(f.done() for f in (*batch, behind))
+            assert await asyncio.gather(*batch, behind) == [None] * 3
+
+        asyncio.run(scenario())
+        assert stored_ids(audit) == {f"e-{i:04d}" for i in range(4)}
+        assert sorted(sizes)[-1] >= 2 and sizes.count(1) >= 1
+    finally:
+        audit.close()
+
+
 def test_a_dead_writer_process_fails_what_waits_and_what_comes(tmp_path: Path) -> None:
     audit = AuditLog(f"sqlite:///{tmp_path}/audit.db")
     audit.open()

@@ -19,6 +19,11 @@ row, and each hand-back waits for the loop: measured slower than committing on t
 a process can (measured: the loop's CPU per decision down by about a fifth against the
 bare endpoint's). The writer process runs WAL checkpoints in a thread of its own.
 
+A lone write while the writer process has nothing in hand is committed on the loop's own
+connection instead: a sequential client would otherwise wait for two wake-ups across
+processes (about 0.2 ms on the median, measured), and an idle writer holds no lock that
+commit could wait for.
+
 Elsewhere (PostgreSQL: a round trip per commit) one writer thread commits, so the event
 loop never blocks on the network.
 
@@ -48,6 +53,8 @@ from agent.server.audit_sql import AuditTables, StoredOutcome, make_engine
 
 __all__ = ["AuditLog", "AuditUnavailableError"]
 log = logging.getLogger(__name__)
+WAL_BACKSTOP_PAGES = 10_000  # the loop connection's own automatic checkpoint (the writer's
+# checkpointer thread does them)
 
 
 class AuditLog:
@@ -68,6 +75,7 @@ class AuditLog:
         self.uses_process = sa.make_url(url).get_backend_name() == "sqlite"
         self._process: WriterProcess | None = None  # SQLite: the writer process
         self._pending: list[Job] = []  # this loop turn's writes, for the writer process
+        self._conn: Connection | None = None  # SQLite: the loop's own, for a lone write
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None  # elsewhere: the writer thread
         self._tables: AuditTables | None = None
@@ -102,6 +110,10 @@ class AuditLog:
             self._process = WriterProcess(
                 self.url, self.synchronous, self.batch_max, self._observe_batch
             )
+            self._conn = self.engine.connect()
+            driver = self._conn.connection.driver_connection
+            assert driver is not None
+            driver.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
         else:
             self._thread = threading.Thread(
                 target=self._write_loop, name="audit-writer", daemon=True
@@ -117,6 +129,9 @@ class AuditLog:
                 self._send_pending()
             self._process.stop()
             self._process = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout=30)
@@ -193,10 +208,16 @@ class AuditLog:
         return future
 
     def _send_pending(self) -> None:
+        """This loop turn's writes to the writer process; a lone one, when the writer has
+        nothing in hand, committed here instead (no lock to wait for then)."""
         jobs, self._pending = self._pending, []
-        if jobs and self._process is not None:
-            for start in range(0, len(jobs), self.batch_max):
-                self._process.send(jobs[start : start + self.batch_max])
+        if not jobs or self._process is None:
+            return
+        if len(jobs) == 1 and self._conn is not None and self._process.idle():
+            self._conn = self._write_batch(self._conn, jobs, threaded=False)
+            return
+        for start in range(0, len(jobs), self.batch_max):
+            self._process.send(jobs[start : start + self.batch_max])
 
     def _observe_batch(self, size: int, seconds: float) -> None:
         self.last_batch_size = size
@@ -222,11 +243,11 @@ class AuditLog:
                         stopping = True
                         break
                     jobs.append(more)
-                conn = self._write_batch(conn, jobs)
+                conn = self._write_batch(conn, jobs, threaded=True)
         finally:
             conn.close()
 
-    def _write_batch(self, conn: Connection, jobs: list[Job]) -> Connection:
+    def _write_batch(self, conn: Connection, jobs: list[Job], threaded: bool) -> Connection:
         """Commit ``jobs`` together; on failure retry each alone so one bad write fails alone."""
         started = time.perf_counter()
         try:
@@ -237,13 +258,13 @@ class AuditLog:
                 self._failure = f"last write failed: {type(err).__name__}"
                 log.error("audit write failed: %s", err)
                 error = AuditUnavailableError(str(err).splitlines()[0])
-                self._settle(jobs, [None], error)
+                self._settle(jobs, [None], error, threaded)
                 return conn
             for job in jobs:
-                conn = self._write_batch(conn, [job])
+                conn = self._write_batch(conn, [job], threaded)
             return conn
         self._observe_batch(len(jobs), time.perf_counter() - started)
-        self._settle(jobs, results, None)
+        self._settle(jobs, results, None, threaded)
         return conn
 
     def _fresh(self, conn: Connection) -> Connection:
@@ -254,9 +275,14 @@ class AuditLog:
         return self.engine.connect()
 
     @staticmethod
-    def _settle(jobs: list[Job], results: list[Any], error: BaseException | None) -> None:
-        """Resolve the jobs' futures from the writer thread: one wake-up of the loop."""
+    def _settle(
+        jobs: list[Job], results: list[Any], error: BaseException | None, threaded: bool
+    ) -> None:
+        """Resolve the jobs' futures (from the writer thread: one wake-up of the loop)."""
         settled = [(job.future, result, error) for job, result in zip(jobs, results, strict=True)]
+        if not threaded:
+            settle_all(settled)
+            return
         # RuntimeError: the loop closed, nobody waits for these answers any more
         with contextlib.suppress(RuntimeError):
             jobs[0].loop.call_soon_threadsafe(settle_all, settled)

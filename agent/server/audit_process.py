@@ -76,6 +76,10 @@ class WriterProcess:
         """The process id."""
         return self._process.pid
 
+    def idle(self) -> bool:
+        """Running, with no write in hand: it holds no lock on the database."""
+        return not self._waiting and self.alive()
+
     def alive(self) -> bool:
         """Whether the process runs and takes writes."""
         return not self.failure and self._process.poll() is None
