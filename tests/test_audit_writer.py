@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import os
 import signal
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -187,4 +188,51 @@ def test_a_burst_larger_than_the_pipe_waits_for_the_writer(tmp_path: Path) -> No
         assert len(stored_ids(audit)) == 200
     finally:
         os.kill(pid, signal.SIGCONT)
+        audit.close()
+
+
+def test_one_audit_trail_serves_a_second_event_loop(tmp_path: Path) -> None:
+    audit = AuditLog(f"sqlite:///{tmp_path}/audit.db")
+    audit.open()
+    try:
+        for run in range(2):  # the replies' reader moves to the new loop
+
+            async def scenario(run: int = run) -> None:
+                futures = audit.commit_decisions([record(f"loop{run}", i) for i in range(3)])
+                assert await asyncio.wait_for(asyncio.gather(*futures), 30) == [None] * 3
+
+            asyncio.run(scenario())
+        assert len(stored_ids(audit)) == 6
+    finally:
+        audit.close()
+
+
+def test_a_locked_database_fails_the_batch_at_once_and_the_writer_ignores_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    """Not one write's fault: no retry one by one (each would wait out the busy timeout)."""
+    audit = AuditLog(f"sqlite:///{tmp_path}/audit.db")
+    audit.open()
+    pid = audit.writer_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGINT)  # a Ctrl-C reaches the whole process group
+    other = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+    try:
+
+        async def scenario() -> None:
+            other.execute("BEGIN IMMEDIATE")  # another program holds the write lock
+            started = time.monotonic()
+            futures = audit.commit_decisions([record("locked", i) for i in range(4)])
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            assert all(isinstance(r, AuditUnavailableError) for r in results), results
+            assert "locked" in str(results[0])
+            assert time.monotonic() - started < 9  # one busy timeout (5 s), not four
+            other.execute("ROLLBACK")
+            retried = audit.commit_decisions([record("locked", i) for i in range(4)])
+            assert await asyncio.gather(*retried) == [None] * 4
+
+        asyncio.run(scenario())
+        assert audit.healthy()[0]
+    finally:
+        other.close()
         audit.close()

@@ -55,6 +55,31 @@ class LoadClient(threading.Thread):
                 self.answered.append((answer["decision_id"], answer["step"]))
 
 
+def writer_children(pid: int) -> list[int]:
+    """The audit writer processes whose parent is ``pid`` (Linux ``/proc``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and b"agent.server.audit_writer" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def test_sigkill_under_load_loses_no_answered_decision(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -69,11 +94,18 @@ def test_sigkill_under_load_loses_no_answered_decision(
         while sum(len(c.answered) for c in clients) < ANSWERS_BEFORE_KILL:
             assert time.monotonic() < deadline, "the server answered too slowly"
             time.sleep(0.01)
+        assert server.process is not None
+        (writer,) = writer_children(server.process.pid)
         server.kill(signal.SIGKILL)
         for client in clients:
             client.join(timeout=30)
     finally:
         server.kill(signal.SIGKILL)
+    # the writer process commits what it had read and exits: no orphan left behind
+    deadline = time.monotonic() + 30
+    while running(writer) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(writer), "the audit writer outlived the server"
 
     answered = {decision_id for c in clients for decision_id, _ in c.answered}
     assert len(answered) >= ANSWERS_BEFORE_KILL

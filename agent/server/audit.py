@@ -20,9 +20,12 @@ a process can (measured: the loop's CPU per decision down by about a fifth again
 bare endpoint's). The writer process runs WAL checkpoints in a thread of its own.
 
 A lone write while the writer process has nothing in hand is committed on the loop's own
-connection instead: a sequential client would otherwise wait for two wake-ups across
-processes (about 0.2 ms on the median, measured), and an idle writer holds no lock that
-commit could wait for.
+connection instead (with ``synchronous`` NORMAL or OFF, where a commit does not wait for
+the disk): a sequential client would otherwise wait for two wake-ups across processes
+(about 0.2 ms on the median, measured), and an idle writer holds no lock that commit
+could wait for. After a constraint violation (a step the service already has) each write
+of a failed transaction is retried alone, so the bad one fails alone; any other error
+fails the transaction's writes at once.
 
 Elsewhere (PostgreSQL: a round trip per commit) one writer thread commits, so the event
 loop never blocks on the network.
@@ -50,6 +53,7 @@ from agent.decision_log import DecisionRecord
 from agent.server.audit_jobs import AuditUnavailableError, Job, settle_all
 from agent.server.audit_process import WriterProcess
 from agent.server.audit_sql import AuditTables, StoredOutcome, make_engine
+from agent.server.audit_writer import CONSTRAINT_ERRORS, describe
 
 __all__ = ["AuditLog", "AuditUnavailableError"]
 log = logging.getLogger(__name__)
@@ -73,6 +77,7 @@ class AuditLog:
         self.last_batch_size = 0
         self.on_batch: Callable[[int, float], None] | None = None
         self.uses_process = sa.make_url(url).get_backend_name() == "sqlite"
+        self._lone_on_loop = synchronous in ("NORMAL", "OFF")  # a commit without an fsync
         self._process: WriterProcess | None = None  # SQLite: the writer process
         self._pending: list[Job] = []  # this loop turn's writes, for the writer process
         self._conn: Connection | None = None  # SQLite: the loop's own, for a lone write
@@ -110,10 +115,12 @@ class AuditLog:
             self._process = WriterProcess(
                 self.url, self.synchronous, self.batch_max, self._observe_batch
             )
-            self._conn = self.engine.connect()
-            driver = self._conn.connection.driver_connection
-            assert driver is not None
-            driver.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
+            try:
+                self._conn = self._connect()
+            except Exception:
+                self._process.stop()
+                self._process = None
+                raise
         else:
             self._thread = threading.Thread(
                 target=self._write_loop, name="audit-writer", daemon=True
@@ -209,12 +216,23 @@ class AuditLog:
 
     def _send_pending(self) -> None:
         """This loop turn's writes to the writer process; a lone one, when the writer has
-        nothing in hand, committed here instead (no lock to wait for then)."""
+        nothing in hand and a commit does not wait for the disk (``synchronous`` NORMAL or
+        OFF), committed here instead (no lock to wait for then)."""
         jobs, self._pending = self._pending, []
         if not jobs or self._process is None:
             return
-        if len(jobs) == 1 and self._conn is not None and self._process.idle():
-            self._conn = self._write_batch(self._conn, jobs, threaded=False)
+        if (
+            len(jobs) == 1
+            and self._lone_on_loop
+            and self._conn is not None
+            and self._process.idle()
+        ):
+            try:
+                self._conn = self._write_batch(self._conn, jobs, threaded=False)
+            except Exception as err:  # e.g. no new connection after a failed write
+                self._failure = f"audit connection failed: {describe(err)}"
+                log.error("%s", self._failure)
+                self._settle(jobs, [None], AuditUnavailableError(self._failure), False)
             return
         for start in range(0, len(jobs), self.batch_max):
             self._process.send(jobs[start : start + self.batch_max])
@@ -226,7 +244,7 @@ class AuditLog:
 
     # -- the writer thread (not SQLite: a commit waits for the network) ----------------------
     def _write_loop(self) -> None:
-        conn = self.engine.connect()
+        conn = self._connect()
         stopping = False
         try:
             while not stopping:
@@ -254,13 +272,14 @@ class AuditLog:
             results = self.tables.write(conn, [(job.kind, job.payload) for job in jobs])
         except Exception as err:
             conn = self._fresh(conn)
-            if len(jobs) == 1:
+            if len(jobs) == 1 or not isinstance(err, CONSTRAINT_ERRORS):
+                # one write's own fault, or none's (then none of them is committed)
                 self._failure = f"last write failed: {type(err).__name__}"
                 log.error("audit write failed: %s", err)
-                error = AuditUnavailableError(str(err).splitlines()[0])
-                self._settle(jobs, [None], error, threaded)
+                error = AuditUnavailableError(describe(err))
+                self._settle(jobs, [None] * len(jobs), error, threaded)
                 return conn
-            for job in jobs:
+            for job in jobs:  # a constraint: retry each alone, so the bad one fails alone
                 conn = self._write_batch(conn, [job], threaded)
             return conn
         self._observe_batch(len(jobs), time.perf_counter() - started)
@@ -272,7 +291,17 @@ class AuditLog:
             conn.close()
         except Exception:
             log.warning("closing a broken audit connection failed", exc_info=True)
-        return self.engine.connect()
+        return self._connect()
+
+    def _connect(self) -> Connection:
+        """A write connection; on SQLite its automatic checkpoint pushed back (the writer
+        process's checkpointer thread does them, off the event loop)."""
+        conn = self.engine.connect()
+        if self.uses_process:
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            driver.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
+        return conn
 
     @staticmethod
     def _settle(

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 PIPE_BYTES = 1 << 20  # the pipe to the writer holds this much (Linux; default 64 kB)
 START_SECONDS = 120.0
 STOP_SECONDS = 30.0
+SEND_SECONDS = 30.0  # a frame the writer has not taken in by then: the writer is wedged
 
 
 class WriterProcess:
@@ -67,6 +68,8 @@ class WriterProcess:
         if self._read_blocking(START_SECONDS, first_only=True) != [("ready", None)]:
             self._process.kill()
             code = self._process.wait()
+            self._stdin.close()
+            self._stdout.close()
             raise AuditUnavailableError(
                 f"the audit writer process did not start (exit code {code}); see its error above"
             )
@@ -91,13 +94,19 @@ class WriterProcess:
             settle_all([(job.future, None, error) for job in jobs])
             return
         first = self._next_seq
+        try:
+            frame = encode_frame((first, [(job.kind, job.payload) for job in jobs]))
+        except Exception as err:  # not a row the pipe can carry: these writes fail alone
+            error = AuditUnavailableError(f"cannot send the write ({type(err).__name__}: {err})")
+            settle_all([(job.future, None, error) for job in jobs])
+            return
         self._next_seq += len(jobs)
         for offset, job in enumerate(jobs):
             self._waiting[first + offset] = job
-        if self._watching is None:
+        if self._watching is not jobs[0].loop:  # the first loop, or a new one (tests)
+            self._unwatch()
             self._watching = jobs[0].loop
             self._watching.add_reader(self._stdout.fileno(), self._on_readable)
-        frame = encode_frame((first, [(job.kind, job.payload) for job in jobs]))
         try:
             self._write(frame)
         except OSError as err:
@@ -110,10 +119,14 @@ class WriterProcess:
         input then: reading them here keeps both pipes moving.
         """
         view, fd_in, fd_out = memoryview(frame), self._stdin.fileno(), self._stdout.fileno()
+        deadline = time.monotonic() + SEND_SECONDS
         while view:
             try:
                 view = view[os.write(fd_in, view) :]
             except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self._process.kill()
+                    raise BrokenPipeError(f"no room in its pipe for {SEND_SECONDS:g} s") from None
                 readable, _, _ = select.select([fd_out], [fd_in], [], 1.0)
                 if readable:
                     self._on_readable()
@@ -126,8 +139,7 @@ class WriterProcess:
         with contextlib.suppress(OSError):
             self._stdin.close()
         for reply in self._read_blocking(STOP_SECONDS):
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                self._settle_reply(reply)
+            self._settle_reply(reply)
         try:
             self._process.wait(timeout=STOP_SECONDS)
         except subprocess.TimeoutExpired:
@@ -155,11 +167,11 @@ class WriterProcess:
             job = self._waiting.pop(first + offset, None)
             if job is None:
                 continue
-            if status == "ok":
-                settle(job.future, value, None)
-            else:
+            if status != "ok":
                 log.error("audit write failed: %s", value)
-                settle(job.future, None, AuditUnavailableError(value))
+            error = None if status == "ok" else AuditUnavailableError(value)
+            with contextlib.suppress(RuntimeError):  # its loop closed: nobody waits any more
+                settle(job.future, value if error is None else None, error)
 
     def _read_blocking(self, timeout: float, first_only: bool = False) -> list[Any]:
         """Replies read by waiting (at start and stop only), until the end or the timeout."""

@@ -13,14 +13,21 @@ Frames are a 4-byte big-endian length and a pickle (both ends are this package).
 writer: ``(first_seq, [(kind, payload), ...])``; from it: ``("ready", None)`` once the
 connection is open, then per frame ``(first_seq, results, commit_seconds, batch_size)``,
 where each result is ``("ok", value)`` or ``("error", message)``. A failed transaction is
-rolled back and retried one write at a time, so one bad write fails alone. At the end of
-its input (the server closed the pipe or died) the writer commits what it has read and
-exits.
+rolled back: after a constraint violation each write is retried alone, so one bad write
+fails alone; any other error (the database locked by another program, a full disk) fails
+the whole transaction at once. At the end of its input (the server closed the pipe or
+died) the writer commits what it has read, replying while anyone reads, and exits. It
+ignores SIGINT and SIGTERM (a Ctrl-C or a service manager's stop reaches the whole
+process group): the end of its input is its only stop. It is not restarted if it dies;
+the server then answers 503 until it is restarted itself.
 """
 
+import collections
 import os
 import pickle
 import select
+import signal
+import sqlite3
 import struct
 import sys
 import threading
@@ -32,6 +39,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 HEADER = struct.Struct(">I")
+CONSTRAINT_ERRORS = (sqlite3.IntegrityError, sa.exc.IntegrityError)  # this write's own fault
 CHECKPOINT_SECONDS = 0.5  # passive WAL checkpoints by the checkpointer thread
 WAL_BACKSTOP_PAGES = 10_000  # the write connection's own automatic checkpoint (~40 MB)
 Reply = tuple[int, list[tuple[str, Any]], float, int]
@@ -80,8 +88,10 @@ class Writer:
         self.batch_max = batch_max
         self.in_fd, self.out_fd = in_fd, out_fd
         self.reader = FrameReader()
-        self.waiting: list[tuple[int, list[tuple[str, Any]]]] = []
+        self.waiting: collections.deque[tuple[int, list[tuple[str, Any]]]] = collections.deque()
+        self.waiting_writes = 0
         self.ended = False
+        self.replying = True  # false once the server stopped reading
 
     def _connect(self) -> Connection:
         """The write connection; its automatic checkpoint pushed back (the thread's do it)."""
@@ -100,8 +110,12 @@ class Writer:
         while not (self.ended and not self.waiting):
             if not self.waiting:
                 self._read()
-            while not self.ended and select.select([self.in_fd], [], [], 0)[0]:
-                self._read()  # group what has arrived meanwhile
+            while (  # group what has arrived meanwhile, a few commits' worth at most
+                not self.ended
+                and self.waiting_writes < 4 * self.batch_max
+                and select.select([self.in_fd], [], [], 0)[0]
+            ):
+                self._read()
             self._commit_waiting()
         stop.set()
         checkpointer.join(timeout=30)
@@ -127,15 +141,18 @@ class Writer:
         if not data:
             self.ended = True
             return
-        self.waiting.extend(self.reader.feed(data))
+        for frame in self.reader.feed(data):
+            self.waiting.append(frame)
+            self.waiting_writes += len(frame[1])
 
     def _commit_waiting(self) -> None:
         frames: list[tuple[int, list[tuple[str, Any]]]] = []
         size = 0
         while self.waiting and (not frames or size + len(self.waiting[0][1]) <= self.batch_max):
-            frame = self.waiting.pop(0)
+            frame = self.waiting.popleft()
             frames.append(frame)
             size += len(frame[1])
+        self.waiting_writes -= size
         if not frames:
             return
         started = time.perf_counter()
@@ -144,9 +161,13 @@ class Writer:
             results: list[tuple[str, Any]] = [
                 ("ok", r) for r in self.tables.write(self.conn, writes)
             ]
-        except Exception:
+        except CONSTRAINT_ERRORS:
             self._fresh()
             results = [self._write_alone(write) for write in writes]
+        except Exception as err:  # not one write's fault: none of them is committed
+            self._fresh()
+            results = [("error", describe(err))] * len(writes)
+            print(f"audit writer: commit failed: {describe(err)}", file=sys.stderr)
         seconds = time.perf_counter() - started
         replies, start = [], 0
         for first_seq, batch in frames:  # the commit's size and time go with its first frame
@@ -154,16 +175,19 @@ class Writer:
             reply = (first_seq, results[start : start + len(batch)], seconds, shared)
             replies.append(encode_frame(reply))
             start += len(batch)
-        write_all(self.out_fd, b"".join(replies))
+        if self.replying:
+            try:
+                write_all(self.out_fd, b"".join(replies))
+            except BrokenPipeError:  # the server is gone: commit what is left, unanswered
+                self.replying = False
 
     def _write_alone(self, write: tuple[str, Any]) -> tuple[str, Any]:
         try:
             return ("ok", self.tables.write(self.conn, [write])[0])
         except Exception as err:
             self._fresh()
-            first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
-            print(f"audit writer: write failed: {first_line}", file=sys.stderr)
-            return ("error", f"{type(err).__name__}: {first_line}")
+            print(f"audit writer: write failed: {describe(err)}", file=sys.stderr)
+            return ("error", describe(err))
 
     def _fresh(self) -> None:
         try:
@@ -174,10 +198,24 @@ class Writer:
         self.conn = self._connect()
 
 
+def describe(err: BaseException) -> str:
+    """An error's type and first line (its message may be empty)."""
+    lines = str(err).splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
 def main() -> None:
-    """Entry point (started by :class:`agent.server.audit.AuditLog`)."""
+    """Entry point (started by :class:`agent.server.audit_process.WriterProcess`).
+
+    The frames go out on a private copy of stdout; file descriptor 1 then points at
+    stderr, so nothing a library prints can corrupt them.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     url, synchronous, batch_max = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    Writer(url, synchronous, batch_max, sys.stdin.fileno(), sys.stdout.fileno()).run()
+    replies = os.dup(sys.stdout.fileno())
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    Writer(url, synchronous, batch_max, sys.stdin.fileno(), replies).run()
 
 
 if __name__ == "__main__":
