@@ -5,12 +5,14 @@ futures are the ones the server's requests await.
 """
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +49,19 @@ def record(service_id: str, step: int) -> DecisionRecord:
     )
 
 
+@contextlib.contextmanager
+def opened_audit(tmp_path: Path, sizes: list[int] | None = None) -> Iterator[AuditLog]:
+    """An audit trail on ``tmp_path`` (each commit's size into ``sizes``), closed after."""
+    audit = AuditLog(f"sqlite:///{tmp_path}/audit.db")
+    if sizes is not None:
+        audit.on_batch = lambda size, _seconds: sizes.append(size)
+    audit.open()
+    try:
+        yield audit
+    finally:
+        audit.close()
+
+
 def stored_ids(audit: AuditLog) -> set[str]:
     with audit.engine.connect() as conn:
         return {row[0] for row in conn.execute(sa.text("SELECT decision_id FROM decisions"))}
@@ -68,11 +83,8 @@ def test_frames_come_back_whole_however_the_pipe_splits_them(
 
 
 def test_writes_are_committed_before_their_futures_resolve(tmp_path: Path) -> None:
-    audit = AuditLog(f"sqlite:///{tmp_path}/audit.db")
     sizes: list[int] = []
-    audit.on_batch = lambda size, _seconds: sizes.append(size)
-    audit.open()
-    try:
+    with opened_audit(tmp_path, sizes) as audit:
         assert audit.writer_pid is not None and audit.writer_pid != os.getpid()
 
         async def scenario() -> None:
@@ -92,17 +104,12 @@ def test_writes_are_committed_before_their_futures_resolve(tmp_path: Path) -> No
         asyncio.run(scenario())
         assert {"b-0000", "b-0001"} <= stored_ids(audit)
         assert sum(sizes) >= 9 and audit.healthy()[0]
-    finally:
-        audit.close()
     assert audit.writer_pid is None
 
 
 def test_a_lone_write_commits_on_the_loop_only_while_the_writer_is_idle(tmp_path: Path) -> None:
-    audit = AuditLog(f"sqlite:///{tmp_path}/audit.db")
     sizes: list[int] = []
-    audit.on_batch = lambda size, _seconds: sizes.append(size)
-    audit.open()
-    try:
+    with opened_audit(tmp_path, sizes) as audit:
 
         async def scenario() -> None:
             (alone,) = audit.commit_decisions([record("e", 0)])
@@ -116,14 +123,10 @@ def test_a_lone_write_commits_on_the_loop_only_while_the_writer_is_idle(tmp_path
         asyncio.run(scenario())
         assert stored_ids(audit) == {f"e-{i:04d}" for i in range(4)}
         assert sorted(sizes)[-1] >= 2 and sizes.count(1) >= 1
-    finally:
-        audit.close()
 
 
 def test_a_dead_writer_process_fails_what_waits_and_what_comes(tmp_path: Path) -> None:
-    audit = AuditLog(f"sqlite:///{tmp_path}/audit.db")
-    audit.open()
-    try:
+    with opened_audit(tmp_path) as audit:
         pid = audit.writer_pid
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
@@ -140,8 +143,6 @@ def test_a_dead_writer_process_fails_what_waits_and_what_comes(tmp_path: Path) -
 
         asyncio.run(scenario())
         assert stored_ids(audit) == set()
-    finally:
-        audit.close()
 
 
 def test_closing_settles_the_writes_already_sent(tmp_path: Path) -> None:
@@ -154,12 +155,8 @@ def test_closing_settles_the_writes_already_sent(tmp_path: Path) -> None:
         return list(await asyncio.gather(*futures, return_exceptions=True))
 
     assert asyncio.run(scenario()) == [None, None, None]
-    reopened = AuditLog(f"sqlite:///{tmp_path}/audit.db")
-    reopened.open()
-    try:
+    with opened_audit(tmp_path) as reopened:
         assert stored_ids(reopened) == {"d-0000", "d-0001", "d-0002"}
-    finally:
-        reopened.close()
 
 
 def test_a_burst_larger_than_the_pipe_waits_for_the_writer(tmp_path: Path) -> None:
@@ -192,9 +189,7 @@ def test_a_burst_larger_than_the_pipe_waits_for_the_writer(tmp_path: Path) -> No
 
 
 def test_one_audit_trail_serves_a_second_event_loop(tmp_path: Path) -> None:
-    audit = AuditLog(f"sqlite:///{tmp_path}/audit.db")
-    audit.open()
-    try:
+    with opened_audit(tmp_path) as audit:
         for run in range(2):  # the replies' reader moves to the new loop
 
             async def scenario(run: int = run) -> None:
@@ -203,8 +198,6 @@ def test_one_audit_trail_serves_a_second_event_loop(tmp_path: Path) -> None:
 
             asyncio.run(scenario())
         assert len(stored_ids(audit)) == 6
-    finally:
-        audit.close()
 
 
 def test_a_locked_database_fails_the_batch_at_once_and_the_writer_ignores_ctrl_c(

@@ -52,13 +52,11 @@ from sqlalchemy.engine import Connection, Engine
 from agent.decision_log import DecisionRecord
 from agent.server.audit_jobs import AuditUnavailableError, Job, settle_all
 from agent.server.audit_process import WriterProcess
-from agent.server.audit_sql import AuditTables, StoredOutcome, make_engine
+from agent.server.audit_sql import AuditTables, StoredOutcome, make_engine, write_connection
 from agent.server.audit_writer import CONSTRAINT_ERRORS, describe
 
 __all__ = ["AuditLog", "AuditUnavailableError"]
 log = logging.getLogger(__name__)
-WAL_BACKSTOP_PAGES = 10_000  # the loop connection's own automatic checkpoint (the writer's
-# checkpointer thread does them)
 
 
 class AuditLog:
@@ -116,7 +114,7 @@ class AuditLog:
                 self.url, self.synchronous, self.batch_max, self._observe_batch
             )
             try:
-                self._conn = self._connect()
+                self._conn = write_connection(self.engine)
             except Exception:
                 self._process.stop()
                 self._process = None
@@ -244,7 +242,7 @@ class AuditLog:
 
     # -- the writer thread (not SQLite: a commit waits for the network) ----------------------
     def _write_loop(self) -> None:
-        conn = self._connect()
+        conn = write_connection(self.engine)
         stopping = False
         try:
             while not stopping:
@@ -291,17 +289,7 @@ class AuditLog:
             conn.close()
         except Exception:
             log.warning("closing a broken audit connection failed", exc_info=True)
-        return self._connect()
-
-    def _connect(self) -> Connection:
-        """A write connection; on SQLite its automatic checkpoint pushed back (the writer
-        process's checkpointer thread does them, off the event loop)."""
-        conn = self.engine.connect()
-        if self.uses_process:
-            driver = conn.connection.driver_connection
-            assert driver is not None
-            driver.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
-        return conn
+        return write_connection(self.engine)
 
     @staticmethod
     def _settle(

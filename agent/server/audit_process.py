@@ -88,8 +88,11 @@ class WriterProcess:
         return not self.failure and self._process.poll() is None
 
     def send(self, jobs: list[Job]) -> None:
-        """Hand ``jobs`` to the process as one frame; their futures settle on its reply."""
-        if not self.alive():
+        """Hand ``jobs`` to the process as one frame; their futures settle on its reply.
+
+        A death not yet seen shows as a broken pipe here (no ``waitpid`` per frame).
+        """
+        if self.failure:
             error = AuditUnavailableError(self.failure or "the audit writer process stopped")
             settle_all([(job.future, None, error) for job in jobs])
             return

@@ -84,6 +84,21 @@ def _plain(value: Any) -> Any:
     return value.tolist() if isinstance(value, np.ndarray) else value
 
 
+WAL_BACKSTOP_PAGES = 10_000  # a write connection's own automatic checkpoint (~40 MB)
+
+
+def write_connection(engine: Engine) -> Connection:
+    """A connection for writes; on SQLite its automatic WAL checkpoint (two fsyncs, in
+    whichever commit crosses 1,000 pages) pushed back to :data:`WAL_BACKSTOP_PAGES`: the
+    audit writer process's checkpointer thread runs passive checkpoints instead."""
+    conn = engine.connect()
+    if engine.dialect.name == "sqlite":
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        driver.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
+    return conn
+
+
 def make_engine(url: str, synchronous: str = "NORMAL") -> Engine:
     """An engine for ``url``; SQLite gets WAL, ``synchronous`` and a busy timeout."""
     parsed = sa.make_url(url)

@@ -36,12 +36,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+
+from agent.server.audit_sql import AuditTables, make_engine, write_connection
 
 HEADER = struct.Struct(">I")
 CONSTRAINT_ERRORS = (sqlite3.IntegrityError, sa.exc.IntegrityError)  # this write's own fault
 CHECKPOINT_SECONDS = 0.5  # passive WAL checkpoints by the checkpointer thread
-WAL_BACKSTOP_PAGES = 10_000  # the write connection's own automatic checkpoint (~40 MB)
 Reply = tuple[int, list[tuple[str, Any]], float, int]
 
 
@@ -81,10 +81,8 @@ class Writer:
     """Reads frames from ``in_fd``, commits them, replies on ``out_fd``."""
 
     def __init__(self, url: str, synchronous: str, batch_max: int, in_fd: int, out_fd: int) -> None:
-        from agent.server.audit_sql import AuditTables, make_engine
-
         self.tables = AuditTables(make_engine(url, synchronous))
-        self.conn = self._connect()
+        self.conn = write_connection(self.tables.engine)
         self.batch_max = batch_max
         self.in_fd, self.out_fd = in_fd, out_fd
         self.reader = FrameReader()
@@ -92,14 +90,6 @@ class Writer:
         self.waiting_writes = 0
         self.ended = False
         self.replying = True  # false once the server stopped reading
-
-    def _connect(self) -> Connection:
-        """The write connection; its automatic checkpoint pushed back (the thread's do it)."""
-        conn = self.tables.engine.connect()
-        driver = conn.connection.driver_connection
-        if self.tables.sqlite_insert is not None and driver is not None:
-            driver.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
-        return conn
 
     def run(self) -> None:
         """Serve until the input ends."""
@@ -195,7 +185,7 @@ class Writer:
             self.conn.close()
         except sa.exc.SQLAlchemyError:
             pass
-        self.conn = self._connect()
+        self.conn = write_connection(self.tables.engine)
 
 
 def describe(err: BaseException) -> str:
