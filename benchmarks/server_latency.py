@@ -8,10 +8,12 @@ server (``python -m agent.server`` with its defaults, a fresh SQLite audit trail
 answer waits for its commit) and a bare FastAPI app whose endpoint returns a constant.
 A plain asyncio client on raw HTTP/1.1 keep-alive connections (no HTTP library: httpx
 tops out near 650 requests/s whatever the server) measures one sequential connection
-(p50, p99, max) and 16 concurrent connections (p99, throughput) on each, then prints a table
-and the ratios against the targets. The server's own CPU time per request (from
-``/proc``) is printed too: unlike latencies it does not depend on what else the machine
-runs. Without ``--policy`` a smoke policy is trained first (a few seconds).
+(p50, p99, max) and 16 concurrent connections (p99, throughput) on each, then prints a
+table, the bare endpoint's figures against the issue's own for it (the latency targets are
+absolute: this says how this machine compares with the one they were set on), and the
+ratios against the targets. The server's own CPU time per request (from ``/proc``) is
+printed too: unlike latencies it does not depend on what else the machine runs. Without
+``--policy`` a smoke policy is trained first (a few seconds).
 
 On a shared machine one run's tail latencies and throughput ratio move by a factor of
 two from run to run. ``--runs N`` measures both endpoints N times, alternated, against
@@ -39,6 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 TOKEN = "benchmark-token-0123456789"
 CONCURRENCY = 16
 TARGETS = {"sequential_p99_ms": 2.0, "concurrent_p99_ms": 10.0, "throughput_share": 0.5}
+# the bare endpoint on the machine the targets were set on (the issue's own figures)
+ISSUE_BARE = {"sequential_p99_ms": 0.36, "concurrent_p99_ms": 3.9, "throughput": 4300.0}
 
 
 # -- the bare endpoint ------------------------------------------------------------------------
@@ -254,12 +258,33 @@ def report(rows: dict[str, tuple[Run, Run]]) -> str:
             f"{loop:>14}{conc.client_cpu:>10.0%}{seq.errors + conc.errors:>7}"
         )
     lines.append("")
+    bare_seq, bare_conc = rows["POST /bare"]
+    lines.append(bare_against_issue(bare_seq.ms(0.99), bare_conc.ms(0.99), bare_conc.throughput))
     for check in checks(rows):
         lines.append(
             f"{check.name:<20}{check.shown(check.value):>12}  target {check.target:<10}"
             f" {'ok' if check.met(check.value) else 'MISSED'}"
         )
     return "\n".join(lines)
+
+
+def bare_against_issue(
+    sequential_p99_ms: float, concurrent_p99_ms: float, throughput: float
+) -> str:
+    """The bare endpoint here against the issue's figures for it: how this machine compares.
+
+    The latency targets are absolute, set on a machine where the bare endpoint had the
+    figures of :data:`ISSUE_BARE`; a ratio above 1 is a slower (or noisier) machine there.
+    """
+    ref = ISSUE_BARE
+    return (
+        f"bare endpoint here vs the issue's: sequential p99 {sequential_p99_ms:.2f} ms"
+        f" ({sequential_p99_ms / ref['sequential_p99_ms']:.2f}x its {ref['sequential_p99_ms']}),"
+        f" 16-connection p99 {concurrent_p99_ms:.2f} ms"
+        f" ({concurrent_p99_ms / ref['concurrent_p99_ms']:.2f}x its {ref['concurrent_p99_ms']}),"
+        f" {throughput:,.0f} requests/s ({throughput / ref['throughput']:.2f}x its"
+        f" {ref['throughput']:,.0f})"
+    )
 
 
 @dataclass
@@ -282,8 +307,8 @@ class Check:
         return value >= self.bound if self.higher_is_better else value < self.bound
 
     def shown(self, value: float) -> str:
-        """``value`` with its unit."""
-        return f"{value:.3f}{self.unit}" if self.unit else f"{value:.2f}"
+        """``value`` with its unit (three decimals: a ratio of 0.497 misses 0.5)."""
+        return f"{value:.3f}{self.unit}"
 
 
 def checks(rows: dict[str, tuple[Run, Run]]) -> list[Check]:
@@ -310,6 +335,15 @@ def summary(runs: list[dict[str, tuple[Run, Run]]]) -> str:
             f" - {first.shown(max(values))}  target {first.target:<10}"
             f" met in {met} of {len(runs)}, median {'ok' if first.met(median) else 'MISSED'}"
         )
+    bare = [rows["POST /bare"] for rows in runs]
+    lines.append(
+        "medians of the "
+        + bare_against_issue(
+            float(np.median([seq.ms(0.99) for seq, _ in bare])),
+            float(np.median([conc.ms(0.99) for _, conc in bare])),
+            float(np.median([conc.throughput for _, conc in bare])),
+        )
+    )
     return "\n".join(lines)
 
 

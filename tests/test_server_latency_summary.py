@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from benchmarks.server_latency import Run, checks, summary
+from benchmarks.server_latency import Run, bare_against_issue, checks, report, summary
 
 
 def _rows(seq_p99_ms: float, conc_p99_ms: float, share: float) -> dict[str, tuple[Run, Run]]:
@@ -33,9 +33,19 @@ def test_summary_gives_medians_ranges_and_how_often_each_target_was_met() -> Non
     runs = [_rows(1.5, 12.0, 0.45), _rows(2.5, 9.0, 0.55), _rows(1.8, 11.0, 0.52)]
     lines = summary(runs).splitlines()
     assert lines[0] == "over 3 alternated runs:"
-    sequential, concurrent, share = lines[1:]
+    sequential, concurrent, share, machine = lines[1:]
     assert "median   1.800 ms" in sequential and "range 1.500 ms - 2.500 ms" in sequential
     assert "met in 2 of 3, median ok" in sequential
     assert "median  11.000 ms" in concurrent and "met in 1 of 3, median MISSED" in concurrent
-    assert "median       0.52" in share and "range 0.45 - 0.55" in share
+    assert "median      0.520" in share and "range 0.450 - 0.550" in share
     assert "met in 2 of 3, median ok" in share
+    assert machine.startswith("medians of the bare endpoint here vs the issue's:")
+
+
+def test_the_bare_endpoint_is_compared_with_the_issue_machine() -> None:
+    line = bare_against_issue(0.72, 7.8, 2150.0)
+    assert "sequential p99 0.72 ms (2.00x its 0.36)" in line
+    assert "16-connection p99 7.80 ms (2.00x its 3.9)" in line
+    assert "2,150 requests/s (0.50x its 4,300)" in line
+    report_lines = report(_rows(1.5, 12.0, 0.45)).splitlines()
+    assert any(r.startswith("bare endpoint here vs the issue's:") for r in report_lines)
