@@ -34,7 +34,7 @@ WRITER = "writer"  # the audit writer process's CPU (not the event loop's)
 
 def request_bodies(n: int, services: int) -> list[bytes]:
     """``n`` decision bodies on the example portfolio, round-robin over ``services``."""
-    from agent.server.schemas import EXAMPLE_PORTFOLIO
+    from steward.agent.server.schemas import EXAMPLE_PORTFOLIO
 
     bodies = []
     for i in range(n):
@@ -47,15 +47,15 @@ def request_bodies(n: int, services: int) -> list[bytes]:
 async def one_pass(policy_path: Path, bodies: list[bytes], batch: int) -> dict[str, float]:
     """Seconds per stage over ``bodies`` on a fresh runtime and audit trail, and the
     writer process's CPU seconds (:data:`WRITER`) once every record is committed."""
-    from agent.server.decide import Observed
-    from agent.server.metrics import ServerMetrics
-    from agent.server.parsing import parse_body
-    from agent.server.routers.decisions import answer_json
-    from agent.server.runtime import open_runtime
-    from agent.server.schemas import DecisionRequest
-    from agent.server.settings import ServerSettings
     from benchmarks.server_latency import process_cpu_seconds
-    from envs.encoder import ObservationEncoder
+    from steward.agent.server.decide import Observed
+    from steward.agent.server.metrics import ServerMetrics
+    from steward.agent.server.parsing import parse_body
+    from steward.agent.server.routers.decisions import answer_json
+    from steward.agent.server.runtime import open_runtime
+    from steward.agent.server.schemas import DecisionRequest
+    from steward.agent.server.settings import ServerSettings
+    from steward.envs.encoder import ObservationEncoder
 
     with tempfile.TemporaryDirectory(prefix="steward-stages-") as tmp:
         settings = ServerSettings(policy_path=policy_path, db_url=f"sqlite:///{tmp}/audit.db")
@@ -139,7 +139,7 @@ def main() -> None:
     if not args.policy.is_file():
         parser.error(f"--policy: no file {args.policy}; pass a trained run's policy.zip")
     sys.path.insert(0, str(REPO))
-    from agent.server.app import configure_torch
+    from steward.agent.server.app import configure_torch
 
     configure_torch()
     bodies = request_bodies(args.decisions, args.batch)

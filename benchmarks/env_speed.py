@@ -21,9 +21,9 @@ import gymnasium
 import numpy as np
 import torch
 
-import envs
-from experiments.common import at_least, clean_errors
-from simulators.actions import N_ACTIONS, Action
+from steward import envs
+from steward.experiments.common import at_least, clean_errors
+from steward.simulators.actions import N_ACTIONS, Action
 
 PERIOD_DAYS = 7
 Proposer = Callable[[dict[str, Any], np.random.Generator], int]

@@ -4,7 +4,7 @@
                                         [--synchronous NORMAL|FULL] [--runs 1]
 
 Starts two servers the same way (uvicorn, same settings, one process each): the agent
-server (``python -m agent.server`` with its defaults, a fresh SQLite audit trail: every
+server (``python -m steward.agent.server`` with its defaults, a fresh SQLite audit trail: every
 answer waits for its commit) and a bare FastAPI app whose endpoint returns a constant.
 A plain asyncio client on raw HTTP/1.1 keep-alive connections (no HTTP library: httpx
 tops out near 650 requests/s whatever the server) measures one sequential connection
@@ -172,7 +172,7 @@ async def measure(port: int, per_connection: list[list[bytes]]) -> Run:
 
 def decision_requests(service_id: str, n: int) -> list[bytes]:
     """``n`` decision requests for one service (the example portfolio)."""
-    from agent.server.schemas import EXAMPLE_PORTFOLIO
+    from steward.agent.server.schemas import EXAMPLE_PORTFOLIO
 
     body = {
         "service_id": service_id,
@@ -232,7 +232,13 @@ def wait_ready(
 def train_smoke(out: Path) -> Path:
     """Train a smoke policy into ``out``."""
     subprocess.run(
-        [sys.executable, "-m", "experiments.train", "experiment=smoke", f"hydra.run.dir={out}"],
+        [
+            sys.executable,
+            "-m",
+            "steward.experiments.train",
+            "experiment=smoke",
+            f"hydra.run.dir={out}",
+        ],
         cwd=REPO,
         check=True,
         capture_output=True,
@@ -379,7 +385,8 @@ def main() -> None:
         env = {**os.environ, "STEWARD_API_TOKEN": TOKEN}
         agent_port, bare_port = free_port(), free_port()
         agent = subprocess.Popen(
-            [sys.executable, "-m", "agent.server", f"policy_path={policy}", f"port={agent_port}",
+            [sys.executable, "-m", "steward.agent.server", f"policy_path={policy}",
+             f"port={agent_port}",
              f"db=sqlite:///{tmp}/audit.db", f"hydra.run.dir={tmp}/server", "log_level=warning",
              f"sqlite_synchronous={args.synchronous}"],
             cwd=REPO, env=env,

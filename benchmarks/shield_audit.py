@@ -6,7 +6,7 @@
 
 1. A uniformly random policy proposes through the shielded env across every catalogue
    scenario; at every execution the independent checker
-   (:mod:`agent.evaluation.safety_audit`) recomputes each rule from the world's own state,
+   (:mod:`steward.agent.evaluation.safety_audit`) recomputes each rule from the world's own state,
    counts executed actions that break one, and compares each rule with the shield's on
    every model change.
 2. ``label_corruption`` under a policy that always proposes retrain (issue 3): the share of
@@ -17,8 +17,8 @@
 
 import argparse
 
-from agent.evaluation.safety_audit import audit_label_corruption, audit_random_policy
-from experiments.common import at_least, clean_errors
+from steward.agent.evaluation.safety_audit import audit_label_corruption, audit_random_policy
+from steward.experiments.common import at_least, clean_errors
 
 
 @clean_errors

@@ -19,13 +19,13 @@ from pathlib import Path
 import torch
 from stable_baselines3 import PPO
 
-from agent.evaluation.harness import Task, WorldSpec, best_params, grid_tasks, run_parallel
-from agent.evaluation.stats import mean_ci95
-from agent.training.config import AgentConfig
-from agent.training.trainer import train
-from envs.lifecycle_env import load_shield_config
-from experiments.common import at_least, clean_errors, episode_seeds
-from simulators.catalogue import load_scenario, load_slo
+from steward.agent.evaluation.harness import Task, WorldSpec, best_params, grid_tasks, run_parallel
+from steward.agent.evaluation.stats import mean_ci95
+from steward.agent.training.config import AgentConfig
+from steward.agent.training.trainer import train
+from steward.envs.lifecycle_env import load_shield_config
+from steward.experiments.common import at_least, clean_errors, episode_seeds
+from steward.simulators.catalogue import load_scenario, load_slo
 
 
 def cartpole_fps(steps: int) -> float:

@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 
 from benchmarks.machine_reference import format_reference, reference_timings
-from experiments.common import at_least, clean_errors
-from simulators.actions import Action
-from simulators.catalogue import load_scenario, load_slo, resolve_members
-from simulators.models import ModelVersion, SklearnBackend
-from simulators.scenario import ScenarioConfig
-from simulators.world import World
+from steward.experiments.common import at_least, clean_errors
+from steward.simulators.actions import Action
+from steward.simulators.catalogue import load_scenario, load_slo, resolve_members
+from steward.simulators.models import ModelVersion, SklearnBackend
+from steward.simulators.scenario import ScenarioConfig
+from steward.simulators.world import World
 
 DEFAULT_FAMILY = ScenarioConfig.initial_family  # the dataclass field's default
 TARGET_EPOCHS_PER_S_BETWEEN_FITS = 1_000.0

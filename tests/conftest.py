@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from envs.lifecycle_env import load_shield_config
-from envs.shield import ShieldConfig
-from simulators.catalogue import load_slo
-from simulators.costs import SloConfig
+from steward.envs.lifecycle_env import load_shield_config
+from steward.envs.shield import ShieldConfig
+from steward.simulators.catalogue import load_slo
+from steward.simulators.costs import SloConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # tests import benchmarks.* (the audit's checker)

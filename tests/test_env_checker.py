@@ -6,8 +6,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env as gymnasium_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from envs.lifecycle_env import LifecycleEnv
-from simulators.catalogue import available
+from steward.envs.lifecycle_env import LifecycleEnv
+from steward.simulators.catalogue import available
 
 SCENARIOS = available("scenario")
 

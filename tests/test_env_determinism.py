@@ -6,7 +6,7 @@ import gymnasium
 import numpy as np
 import pytest
 
-import envs
+from steward import envs
 
 SCENARIOS = ["mixed", "label_corruption", "elec2"]  # the default, incidents, a real table
 

@@ -3,10 +3,10 @@
 import dataclasses
 from pathlib import Path
 
-from agent.evaluation.cache import ResultCache
-from agent.evaluation.harness import Task, WorldSpec, run_parallel
-from envs.lifecycle_env import load_shield_config
-from simulators.catalogue import load_scenario, load_slo
+from steward.agent.evaluation.cache import ResultCache
+from steward.agent.evaluation.harness import Task, WorldSpec, run_parallel
+from steward.envs.lifecycle_env import load_shield_config
+from steward.simulators.catalogue import load_scenario, load_slo
 
 
 def _task(period_days: int, seeds: list[int]) -> Task:

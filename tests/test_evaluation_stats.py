@@ -5,12 +5,12 @@ import math
 
 import numpy as np
 
-from agent.evaluation.episodes import EpisodeSummary
-from agent.evaluation.harness import Task, WorldSpec, best_params, grid_tasks
-from agent.evaluation.stats import stratified_mean_ci95
-from envs.shield import ShieldConfig
-from simulators.catalogue import load_scenario
-from simulators.costs import SloConfig
+from steward.agent.evaluation.episodes import EpisodeSummary
+from steward.agent.evaluation.harness import Task, WorldSpec, best_params, grid_tasks
+from steward.agent.evaluation.stats import stratified_mean_ci95
+from steward.envs.shield import ShieldConfig
+from steward.simulators.catalogue import load_scenario
+from steward.simulators.costs import SloConfig
 
 
 def test_stratified_interval_matches_the_formula() -> None:

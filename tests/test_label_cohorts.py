@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from envs.lifecycle_env import LifecycleEnv
-from simulators.actions import Action
-from simulators.label_cohorts import MIN_VARIANCE, LabelAlarm, alarm_z, cohort_label_test
+from steward.envs.lifecycle_env import LifecycleEnv
+from steward.simulators.actions import Action
+from steward.simulators.label_cohorts import MIN_VARIANCE, LabelAlarm, alarm_z, cohort_label_test
 
 NOW = 30.0
 

@@ -3,23 +3,23 @@
 import numpy as np
 import pytest
 
-from agent.ope.bootstrap import resample_indices
-from agent.ope.estimators import (
+from steward.agent.ope.bootstrap import resample_indices
+from steward.agent.ope.estimators import (
     OffPolicyData,
     doubly_robust,
     ordinary_is,
     per_decision_is,
     weighted_is,
 )
-from agent.ope.evaluation import (
+from steward.agent.ope.evaluation import (
     OpeSettings,
     TargetEvaluation,
     behaviour_value,
     evaluate_target,
     model_check,
 )
-from agent.ope.synthetic import TinyMdp, stationary_policy, tiny_mdp
-from agent.ope.verdict import BETTER, NOT_ENOUGH_EVIDENCE, VerdictRule
+from steward.agent.ope.synthetic import TinyMdp, stationary_policy, tiny_mdp
+from steward.agent.ope.verdict import BETTER, NOT_ENOUGH_EVIDENCE, VerdictRule
 
 BEHAVIOUR = stationary_policy(np.array([[0.5, 0.3, 0.2], [0.3, 0.4, 0.3], [0.2, 0.3, 0.5]]))
 TARGET = stationary_policy(np.array([[0.2, 0.2, 0.6], [0.6, 0.2, 0.2], [0.1, 0.8, 0.1]]))

@@ -5,10 +5,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from agent.ope.episodes import LoggedEpisodes
-from agent.ope.fqe import FittedQEvaluation, default_regressor
-from agent.ope.synthetic import fitted_gain, one_decision_episodes
-from simulators.actions import N_ACTIONS
+from steward.agent.ope.episodes import LoggedEpisodes
+from steward.agent.ope.fqe import FittedQEvaluation, default_regressor
+from steward.agent.ope.synthetic import fitted_gain, one_decision_episodes
+from steward.simulators.actions import N_ACTIONS
 
 RARE = 0.05  # the behaviour's probability of action 1 (action 0 otherwise)
 EFFECT = 60.0  # dollars action 1 adds (sign set by the second feature)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from agent.decision_log import DecisionRecord, sql_tables
-from agent.ope.checks import LogValidationError
-from agent.ope.logs import load_logs, write_records
-from agent.ope.synthetic import stationary_policy, tiny_mdp
+from steward.agent.decision_log import DecisionRecord, sql_tables
+from steward.agent.ope.checks import LogValidationError
+from steward.agent.ope.logs import load_logs, write_records
+from steward.agent.ope.synthetic import stationary_policy, tiny_mdp
 
 BEHAVIOUR = stationary_policy(np.array([[0.5, 0.3, 0.2], [0.3, 0.4, 0.3], [0.2, 0.3, 0.5]]))
 

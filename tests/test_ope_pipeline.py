@@ -18,20 +18,20 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from agent.decision_log import records_from_rollout, sql_tables
-from agent.ope.baseline import traffic_baseline
-from agent.ope.checks import LoggedDecisions, LogValidationError
-from agent.ope.episodes import logged_episodes
-from agent.ope.evaluation import OpeSettings, evaluate_policies
-from agent.ope.logs import load_logs, write_logs
-from agent.ope.targets import LoggedStates, logged_states, target_probabilities
-from agent.ope.validation import logged_strata, true_values
-from agent.ope.verdict import VerdictRule
-from agent.policies import CostAware, EpsilonSoft, Never, Oracle, Periodic
-from agent.rollout import run_episode
-from envs.lifecycle_env import LifecycleEnv
-from simulators.catalogue import load_slo
-from simulators.errors import ConfigError
+from steward.agent.decision_log import records_from_rollout, sql_tables
+from steward.agent.ope.baseline import traffic_baseline
+from steward.agent.ope.checks import LoggedDecisions, LogValidationError
+from steward.agent.ope.episodes import logged_episodes
+from steward.agent.ope.evaluation import OpeSettings, evaluate_policies
+from steward.agent.ope.logs import load_logs, write_logs
+from steward.agent.ope.targets import LoggedStates, logged_states, target_probabilities
+from steward.agent.ope.validation import logged_strata, true_values
+from steward.agent.ope.verdict import VerdictRule
+from steward.agent.policies import CostAware, EpsilonSoft, Never, Oracle, Periodic
+from steward.agent.rollout import run_episode
+from steward.envs.lifecycle_env import LifecycleEnv
+from steward.simulators.catalogue import load_slo
+from steward.simulators.errors import ConfigError
 
 EntryPoint = Callable[..., subprocess.Popen[str]]  # the ``entry_point`` fixture
 EPSILON = 0.2
@@ -211,12 +211,14 @@ def test_entry_point_writes_the_report_and_rejects_bad_logs(
     drop = [f"~targets.{t}" for t in dropped]
     drop.append("+targets.weekly={policy: periodic, params: {period_days: 7}}")  # a new one
     good = entry_point(
-        "experiments.ope",
+        "steward.experiments.ope",
         [f"logs={simulated['path']}", *tiny, *drop, "progress_bar=false", f"hydra.run.dir={run}"],
     )
-    rejected = entry_point("experiments.ope", [f"logs={bad}", f"hydra.run.dir={tmp_path / 'bad'}"])
+    rejected = entry_point(
+        "steward.experiments.ope", [f"logs={bad}", f"hydra.run.dir={tmp_path / 'bad'}"]
+    )
     misspelt = entry_point(
-        "experiments.ope",
+        "steward.experiments.ope",
         [
             f"logs={simulated['path']}",
             "+targets.weekly={policy: periodic, parms: {period_days: 7}}",
@@ -266,7 +268,7 @@ def test_bad_fqe_settings_fail_in_one_line_naming_them(
     entry_point: EntryPoint, tmp_path: Path, override: str, named: str
 ) -> None:
     run = entry_point(
-        "experiments.ope", ["logs=unused.parquet", override, f"hydra.run.dir={tmp_path}"]
+        "steward.experiments.ope", ["logs=unused.parquet", override, f"hydra.run.dir={tmp_path}"]
     )
     _, err = run.communicate(timeout=TIMEOUT_S)
     assert run.returncode == 2 and "Traceback" not in err

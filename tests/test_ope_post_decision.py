@@ -6,13 +6,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from agent.ope.episodes import LoggedEpisodes
-from agent.ope.fqe import FittedQEvaluation, default_regressor
-from agent.ope.post_decision import FEATURES, action_features, post_decision_features
-from agent.ope.synthetic import fitted_gain, one_decision_episodes
-from agent.server.schemas import EXAMPLE_PORTFOLIO
-from simulators.actions import N_ACTIONS, Action
-from simulators.costs import SloConfig
+from steward.agent.ope.episodes import LoggedEpisodes
+from steward.agent.ope.fqe import FittedQEvaluation, default_regressor
+from steward.agent.ope.post_decision import FEATURES, action_features, post_decision_features
+from steward.agent.ope.synthetic import fitted_gain, one_decision_episodes
+from steward.agent.server.schemas import EXAMPLE_PORTFOLIO
+from steward.simulators.actions import N_ACTIONS, Action
+from steward.simulators.costs import SloConfig
 
 COMPLEXITY, MEMBERS, P99, COST = (
     FEATURES.index(name)

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from agent.policies import make_heuristic
-from agent.policies.behaviours import PeriodMix
-from agent.rollout import run_episode
-from envs.lifecycle_env import LifecycleEnv
-from simulators.errors import ConfigError
+from steward.agent.policies import make_heuristic
+from steward.agent.policies.behaviours import PeriodMix
+from steward.agent.rollout import run_episode
+from steward.envs.lifecycle_env import LifecycleEnv
+from steward.simulators.errors import ConfigError
 
 
 def drawn_periods(policy: PeriodMix, episodes: int) -> list[int]:

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from agent.policies.ppo import load_agent
-from agent.training.artifacts import NORMALIZE_FILE
-from agent.training.config import AgentConfig
-from agent.training.trainer import train
-from envs.encoder import ObservationEncoder
-from envs.shield import ShieldConfig
-from simulators.catalogue import load_scenario
-from simulators.costs import SloConfig
+from steward.agent.policies.ppo import load_agent
+from steward.agent.training.artifacts import NORMALIZE_FILE
+from steward.agent.training.config import AgentConfig
+from steward.agent.training.trainer import train
+from steward.envs.encoder import ObservationEncoder
+from steward.envs.shield import ShieldConfig
+from steward.simulators.catalogue import load_scenario
+from steward.simulators.costs import SloConfig
 
 
 @pytest.mark.parametrize("normalize_obs", [False, True])

@@ -26,14 +26,14 @@ from test_server_harness import (
     stored_rows,
 )
 
-from agent.decision_log import observation_matrix
-from agent.ope.episodes import logged_episodes
-from agent.ope.logs import load_logs
-from agent.server.schemas import EXAMPLE_PORTFOLIO, OPTIONAL_FIELDS, DecisionResponse
-from envs.encoder import ObservationEncoder
-from envs.shield import LABEL_HEALTH, MODEL_CHANGES
-from simulators.actions import ACTION_NAMES
-from simulators.costs import SloConfig
+from steward.agent.decision_log import observation_matrix
+from steward.agent.ope.episodes import logged_episodes
+from steward.agent.ope.logs import load_logs
+from steward.agent.server.schemas import EXAMPLE_PORTFOLIO, OPTIONAL_FIELDS, DecisionResponse
+from steward.envs.encoder import ObservationEncoder
+from steward.envs.shield import LABEL_HEALTH, MODEL_CHANGES
+from steward.simulators.actions import ACTION_NAMES
+from steward.simulators.costs import SloConfig
 
 EPSILON = 0.05
 

@@ -1,4 +1,4 @@
-"""``python -m agent.server`` composes its config and refuses to start on a bad policy file,
+"""``python -m steward.agent.server`` composes its config and refuses to start on a bad policy file,
 without a token, or without a policy path: one line naming the problem, exit code 2."""
 
 import os
@@ -11,9 +11,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from test_server_harness import API_TOKEN, REPO, copy_run, free_port
 
-from agent.server.__main__ import settings_from_config
-from agent.server.settings import API_TOKEN_ENV, ServerSettings
-from simulators.errors import ConfigError
+from steward.agent.server.__main__ import settings_from_config
+from steward.agent.server.settings import API_TOKEN_ENV, ServerSettings
+from steward.simulators.errors import ConfigError
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ MISMATCH = "sha256 of policy.zip does not match policy.sha256"
 
 
 def settings_for_overrides(*overrides: str) -> ServerSettings:
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(REPO / "steward" / "configs"), version_base="1.3"):
         return settings_from_config(compose(config_name="serve", overrides=list(overrides)))
 
 
@@ -76,7 +76,8 @@ def test_entry_point_exits_2_with_one_line_on_a_tampered_policy(
     env[API_TOKEN_ENV] = API_TOKEN
     process = subprocess.run(
         [
-            sys.executable, "-m", "agent.server", f"policy_path={tampered}", f"port={free_port()}",
+            sys.executable, "-m", "steward.agent.server", f"policy_path={tampered}",
+            f"port={free_port()}",
             f"db=sqlite:///{tmp_path}/audit.db", f"hydra.run.dir={tmp_path}/run",
         ],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,

@@ -1,6 +1,6 @@
 """No answered decision is lost when the server is killed with SIGKILL under load.
 
-The real entry point (``python -m agent.server``) runs as a subprocess on a SQLite
+The real entry point (``python -m steward.agent.server``) runs as a subprocess on a SQLite
 file. Sixteen clients post decisions concurrently; once some hundreds are answered the
 server gets SIGKILL (no shutdown, no flush). Every decision id a client received must be
 in the database, and a server restarted on the file must continue each service's
@@ -24,7 +24,7 @@ from test_server_harness import (
     trained_policy,
 )
 
-from agent.server.schemas import EXAMPLE_PORTFOLIO
+from steward.agent.server.schemas import EXAMPLE_PORTFOLIO
 
 CLIENTS = 16
 ANSWERS_BEFORE_KILL = 300
@@ -66,7 +66,7 @@ def writer_children(pid: int) -> list[int]:
             command = (entry / "cmdline").read_bytes()
         except (OSError, IndexError, ValueError):
             continue
-        if ppid == pid and b"agent.server.audit_writer" in command:
+        if ppid == pid and b"steward.agent.server.audit_writer" in command:
             found.append(int(entry.name))
     return found
 

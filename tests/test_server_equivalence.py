@@ -22,9 +22,9 @@ from test_server_harness import (
     settings_for,
 )
 
-from agent.policies.ppo import AgentPolicy, load_agent
-from envs.lifecycle_env import LifecycleEnv
-from simulators.actions import ACTION_NAMES
+from steward.agent.policies.ppo import AgentPolicy, load_agent
+from steward.envs.lifecycle_env import LifecycleEnv
+from steward.simulators.actions import ACTION_NAMES
 
 STEPS = 24
 

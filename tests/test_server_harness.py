@@ -2,7 +2,7 @@
 
 Not a test module of its own (it holds no tests): the ``test_server_*`` modules import
 it. Servers are real uvicorn servers, either in a thread of the test process (quick to
-start; the policy loads once per process) or as a ``python -m agent.server`` subprocess
+start; the policy loads once per process) or as a ``python -m steward.agent.server`` subprocess
 (for kill and restart tests). Audit trails are real SQLite files in tmp dirs.
 """
 
@@ -25,13 +25,13 @@ import httpx
 import sqlalchemy as sa
 import uvicorn
 
-from agent.decision_log import sql_tables
-from agent.server.app import create_app
-from agent.server.settings import ServerSettings
-from agent.training.artifacts import write_hashes
-from envs.lifecycle_env import load_shield_config
-from simulators.catalogue import load_slo
-from simulators.portfolio import ObservedPortfolio
+from steward.agent.decision_log import sql_tables
+from steward.agent.server.app import create_app
+from steward.agent.server.settings import ServerSettings
+from steward.agent.training.artifacts import write_hashes
+from steward.envs.lifecycle_env import load_shield_config
+from steward.simulators.catalogue import load_slo
+from steward.simulators.portfolio import ObservedPortfolio
 
 REPO = Path(__file__).resolve().parents[1]
 API_TOKEN = "test-api-token-0123456789"
@@ -50,7 +50,7 @@ def trained_policy(base: Path) -> Path:
             [
                 sys.executable,
                 "-m",
-                "experiments.train",
+                "steward.experiments.train",
                 "experiment=smoke",
                 "agent=ppo",
                 f"hydra.run.dir={run}",
@@ -133,7 +133,7 @@ class ThreadedServer:
 
 
 class ServerProcess:
-    """``python -m agent.server`` as a subprocess (the real entry point)."""
+    """``python -m steward.agent.server`` as a subprocess (the real entry point)."""
 
     def __init__(self, policy_path: Path, db_path: Path, run_dir: Path, *overrides: str) -> None:
         self.port = free_port()
@@ -142,7 +142,7 @@ class ServerProcess:
         self.args = [
             sys.executable,
             "-m",
-            "agent.server",
+            "steward.agent.server",
             f"policy_path={policy_path}",
             f"port={self.port}",
             f"db={sqlite_url(db_path)}",

@@ -21,8 +21,8 @@ from test_server_harness import (
     stored_rows,
 )
 
-from agent.server.schemas import EXAMPLE_PORTFOLIO
-from agent.training.artifacts import write_hashes
+from steward.agent.server.schemas import EXAMPLE_PORTFOLIO
+from steward.agent.training.artifacts import write_hashes
 
 CLIENTS = 16
 PER_CLIENT = 12

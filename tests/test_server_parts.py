@@ -15,31 +15,31 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from agent.decision_log import observation_matrix
-from agent.policies.base import DecisionContext, EpsilonSoft
-from agent.policies.ppo import load_agent
-from agent.rollout import shielded_probabilities
-from agent.server.audit import AuditLog, AuditUnavailableError
-from agent.server.audit_sql import json_cell
-from agent.server.batching import DecisionBatcher, DecisionJob
-from agent.server.decide import Decider, DecisionIds, draw, with_floor
-from agent.server.fast_forward import NumpyActor, policy_forward, probe_inputs
-from agent.server.metrics import reason_kind
-from agent.server.policy_store import LoadedPolicy, load_policy
-from agent.server.schemas import (
+from steward.agent.decision_log import observation_matrix
+from steward.agent.policies.base import DecisionContext, EpsilonSoft
+from steward.agent.policies.ppo import load_agent
+from steward.agent.rollout import shielded_probabilities
+from steward.agent.server.audit import AuditLog, AuditUnavailableError
+from steward.agent.server.audit_sql import json_cell
+from steward.agent.server.batching import DecisionBatcher, DecisionJob
+from steward.agent.server.decide import Decider, DecisionIds, draw, with_floor
+from steward.agent.server.fast_forward import NumpyActor, policy_forward, probe_inputs
+from steward.agent.server.metrics import reason_kind
+from steward.agent.server.policy_store import LoadedPolicy, load_policy
+from steward.agent.server.schemas import (
     EXAMPLE_PORTFOLIO,
     OPTIONAL_FIELDS,
     Portfolio,
     check_against_specs,
 )
-from agent.server.settings import ServerSettings
-from agent.server.state import ServiceState, ServiceStates
-from envs.encoder import ObservationEncoder
-from envs.lifecycle_env import LifecycleEnv
-from envs.shield import Shield, ShieldConfig
-from simulators.costs import SloConfig
-from simulators.errors import ConfigError
-from simulators.portfolio import FIELD_SPECS, NAN_OK, ObservedPortfolio
+from steward.agent.server.settings import ServerSettings
+from steward.agent.server.state import ServiceState, ServiceStates
+from steward.envs.encoder import ObservationEncoder
+from steward.envs.lifecycle_env import LifecycleEnv
+from steward.envs.shield import Shield, ShieldConfig
+from steward.simulators.costs import SloConfig
+from steward.simulators.errors import ConfigError
+from steward.simulators.portfolio import FIELD_SPECS, NAN_OK, ObservedPortfolio
 
 
 def test_portfolio_schema_matches_the_observed_portfolio_and_its_specs() -> None:
@@ -302,8 +302,8 @@ def test_batcher_invalidates_the_state_when_nothing_is_committed(
 def test_a_row_stored_before_the_label_cohort_fields_replays_with_nan() -> None:
     """Audit rows written before the label-cohort fields existed still rebuild a service's
     state (the fields feed the shield only); a missing required field does not."""
-    from agent.decision_log import logged_portfolio
-    from agent.server.schemas import EXAMPLE_PORTFOLIO
+    from steward.agent.decision_log import logged_portfolio
+    from steward.agent.server.schemas import EXAMPLE_PORTFOLIO
 
     old_row = {
         k: v

@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from agent.evaluation.episodes import evaluate_episode
-from agent.evaluation.safety_audit import (
+from steward.agent.evaluation.episodes import evaluate_episode
+from steward.agent.evaluation.safety_audit import (
     INCIDENT_RETRAIN_TARGET,
     CorruptionAudit,
     RandomPolicyAudit,
@@ -21,11 +21,11 @@ from agent.evaluation.safety_audit import (
     delay_cdf,
     exact_delay_cdf,
 )
-from agent.policies import make_heuristic
-from envs.lifecycle_env import LifecycleEnv
-from envs.shield import RULES
-from simulators.catalogue import load_scenario
-from simulators.labels import DelayConfig
+from steward.agent.policies import make_heuristic
+from steward.envs.lifecycle_env import LifecycleEnv
+from steward.envs.shield import RULES
+from steward.simulators.catalogue import load_scenario
+from steward.simulators.labels import DelayConfig
 
 
 @pytest.fixture(scope="module")

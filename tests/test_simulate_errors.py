@@ -1,6 +1,6 @@
 """Bad input through the real entry point: one line naming the field and the fix.
 
-Every case runs ``python -m experiments.simulate`` in a subprocess (all at once, in a
+Every case runs ``python -m steward.experiments.simulate`` in a subprocess (all at once, in a
 module fixture) and checks: a non-zero exit, a single error line on stderr that names
 the field as the user can set it and says how to fix it, and no traceback from SimPy,
 pandas or Hydra.
@@ -83,7 +83,7 @@ def outcomes(
         name: (
             case,
             entry_point(
-                "experiments.simulate",
+                "steward.experiments.simulate",
                 [*case.overrides, "plot=false", f"hydra.run.dir={run_root / name}"],
             ),
         )

@@ -23,11 +23,13 @@ TIMEOUT_S = 300
 
 
 def simulate(entry_point: EntryPoint, runs: dict[str, list[str]], root: Path) -> dict[str, Path]:
-    """Run ``python -m experiments.simulate`` once per entry, all at once; returns run dirs."""
+    """Run ``python -m steward.experiments.simulate`` once per entry, all at once; the run dirs."""
     started: dict[str, tuple[Path, subprocess.Popen[str]]] = {}
     for name, overrides in runs.items():
         run_dir = root / name
-        process = entry_point("experiments.simulate", [*overrides, f"hydra.run.dir={run_dir}"])
+        process = entry_point(
+            "steward.experiments.simulate", [*overrides, f"hydra.run.dir={run_dir}"]
+        )
         started[name] = (run_dir, process)
     dirs = {}
     for name, (run_dir, process) in started.items():

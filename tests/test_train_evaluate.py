@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from agent.training.artifacts import sha256_file
-from experiments.schemas import register_schemas
+from steward.agent.training.artifacts import sha256_file
+from steward.experiments.schemas import register_schemas
 from tests.conftest import REPO_ROOT, EntryPoint
 
 TINY_GRIDS = [
@@ -48,7 +48,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, entry_point: EntryPoint) -
     worlds = _write_world(tmp_path_factory.mktemp("worlds"), "outside_drift")
     run = tmp_path_factory.mktemp("train")
     proc = entry_point(
-        "experiments.train",
+        "steward.experiments.train",
         [
             "experiment=smoke",
             "scenario=outside_drift",
@@ -82,7 +82,7 @@ def test_evaluate_runs_agent_and_every_baseline_on_an_external_scenario(
 ) -> None:
     worlds = _write_world(tmp_path / "worlds", "outside_drift")
     proc = entry_point(
-        "experiments.evaluate",
+        "steward.experiments.evaluate",
         [
             f"policy_path={trained / 'policy.zip'}",
             "scenario=outside_drift",
@@ -129,11 +129,15 @@ def test_evaluate_runs_agent_and_every_baseline_on_an_external_scenario(
 def test_bad_override_fails_at_start_naming_the_key(
     entry_point: EntryPoint, tmp_path: Path
 ) -> None:
-    proc = entry_point("experiments.train", ["agent.n_stepz=3", f"hydra.run.dir={tmp_path}"])
+    proc = entry_point(
+        "steward.experiments.train", ["agent.n_stepz=3", f"hydra.run.dir={tmp_path}"]
+    )
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0
     assert "n_stepz" in err and "Traceback" not in err
-    proc = entry_point("experiments.train", ["agent.gamma=1.5", f"hydra.run.dir={tmp_path}"])
+    proc = entry_point(
+        "steward.experiments.train", ["agent.gamma=1.5", f"hydra.run.dir={tmp_path}"]
+    )
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode != 0
     assert "agent.gamma" in err and "Traceback" not in err
@@ -145,7 +149,7 @@ def test_a_mixture_with_one_episode_per_member_fails_at_start(
 ) -> None:
     """One episode per member would give zero-width intervals: refused, naming the key."""
     proc = entry_point(
-        "experiments.evaluate",
+        "steward.experiments.evaluate",
         ["scenario=mixed", "episodes_per_member=1", f"hydra.run.dir={tmp_path}"],
     )
     _, err = proc.communicate(timeout=120)
@@ -157,7 +161,7 @@ def test_a_mixture_with_one_episode_per_member_fails_at_start(
 
 def test_train_config_composes_with_typed_groups() -> None:
     register_schemas()
-    with initialize_config_dir(str(REPO_ROOT / "configs"), version_base="1.3"):
+    with initialize_config_dir(str(REPO_ROOT / "steward" / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=["agent=maskable_ppo", "scenario=prior_shift", "seed=3"])
         assert cfg.agent.algorithm == "maskable_ppo"
         assert cfg.scenario.name == "prior_shift" and cfg.scenario.initial_family == "gbm"

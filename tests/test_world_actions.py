@@ -10,17 +10,17 @@ from collections.abc import Mapping
 import numpy as np
 import pytest
 
-from simulators.actions import Action
-from simulators.costs import SloConfig
-from simulators.labels import IncidentConfig
-from simulators.scenario import HumanConfig, ScenarioConfig
-from simulators.served_log import LOST
-from simulators.streams.synthetic import (
+from steward.simulators.actions import Action
+from steward.simulators.costs import SloConfig
+from steward.simulators.labels import IncidentConfig
+from steward.simulators.scenario import HumanConfig, ScenarioConfig
+from steward.simulators.served_log import LOST
+from steward.simulators.streams.synthetic import (
     ConceptDriftConfig,
     PriorShiftConfig,
     SyntheticConfig,
 )
-from simulators.world import EpochReport, World
+from steward.simulators.world import EpochReport, World
 
 SEED = 0
 DRIFT_DAY = 5  # the concept flips here in the drift worlds

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulators.actions import Action
-from simulators.catalogue import load_scenario
-from simulators.costs import SloConfig
-from simulators.portfolio import NAN_OK
-from simulators.streams.replay import ELEC2_PATH
-from simulators.world import World
+from steward.simulators.actions import Action
+from steward.simulators.catalogue import load_scenario
+from steward.simulators.costs import SloConfig
+from steward.simulators.portfolio import NAN_OK
+from steward.simulators.streams.replay import ELEC2_PATH
+from steward.simulators.world import World
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ blocks must produce identical epochs, through retrains, ensembles and rollbacks 
 change the serving version mid-chunk.
 """
 
-from simulators.actions import Action
-from simulators.costs import SloConfig
-from simulators.scenario import ScenarioConfig
-from simulators.streams.synthetic import ConceptDriftConfig, SyntheticConfig, TrafficConfig
-from simulators.world import World
+from steward.simulators.actions import Action
+from steward.simulators.costs import SloConfig
+from steward.simulators.scenario import ScenarioConfig
+from steward.simulators.streams.synthetic import ConceptDriftConfig, SyntheticConfig, TrafficConfig
+from steward.simulators.world import World
 
 PLAN = {
     3: Action.RETRAIN,

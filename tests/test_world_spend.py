@@ -4,10 +4,10 @@ import math
 
 import pytest
 
-from simulators.actions import Action
-from simulators.catalogue import load_scenario
-from simulators.costs import SloConfig
-from simulators.world import World
+from steward.simulators.actions import Action
+from steward.simulators.catalogue import load_scenario
+from steward.simulators.costs import SloConfig
+from steward.simulators.world import World
 
 
 def test_observed_spend_is_this_periods_spend(slo: SloConfig) -> None:

@@ -1,0 +1,49 @@
+"""``GET /healthz`` (alive), ``GET /readyz`` (policy loaded, audit answers), ``GET /metrics``."""
+
+import asyncio
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from steward.agent.server.metrics import ServerMetrics
+from steward.agent.server.runtime import Runtime
+from steward.agent.server.schemas import Status
+
+router = APIRouter(tags=["health"])
+
+
+def _runtime(request: Request) -> Runtime | None:
+    return getattr(request.app.state, "runtime", None)
+
+
+@router.get("/healthz", summary="Liveness")
+async def healthz() -> Status:
+    """The process answers."""
+    return Status(status="ok")
+
+
+@router.get(
+    "/readyz", response_model=Status, responses={503: {"model": Status}}, summary="Readiness"
+)
+async def readyz(request: Request) -> JSONResponse:
+    """The policy is loaded and the audit trail answers."""
+    runtime = _runtime(request)
+    if runtime is None:
+        return JSONResponse(Status(status="unavailable", detail="starting").model_dump(), 503)
+    ok, detail = await asyncio.to_thread(runtime.audit.healthy)
+    if not ok:
+        return JSONResponse(Status(status="unavailable", detail=detail).model_dump(), 503)
+    return JSONResponse(
+        Status(status="ok", detail=f"policy {runtime.store.current.version}").model_dump()
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    """Counters and latency histograms in the Prometheus text format."""
+    server_metrics: ServerMetrics = request.app.state.metrics
+    runtime = _runtime(request)
+    if runtime is not None:
+        server_metrics.services.set(len(runtime.states))
+    return Response(generate_latest(server_metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,74 @@
+"""``GET /v1/policy`` and ``POST /v1/policy/reload``."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, HTTPException
+
+from steward.agent.server.deps import RuntimeDep, require_admin_token, require_api_token
+from steward.agent.server.runtime import Runtime
+from steward.agent.server.schemas import ErrorBody, PolicyInfo, ReloadRequest, ReloadResponse
+from steward.simulators.errors import ConfigError
+
+router = APIRouter(prefix="/v1/policy", tags=["policy"])
+
+
+def policy_info(runtime: Runtime) -> PolicyInfo:
+    """What ``GET /v1/policy`` shows about the current policy."""
+    policy = runtime.store.current
+    return PolicyInfo(
+        version=policy.version,
+        sha256=policy.agent.sha256,
+        path=str(policy.path),
+        algorithm=policy.algorithm,
+        loaded_at=policy.loaded_at,
+        history_len=policy.history_len,
+        observation_size=policy.observation_size,
+        masked=policy.agent.masked,
+        forward=policy.forward_name,
+        deterministic=policy.agent.deterministic,
+        epsilon=policy.epsilon,
+        seed=runtime.decider.seed,
+        shield_version=runtime.shield.version,
+    )
+
+
+@router.get(
+    "",
+    dependencies=[Depends(require_api_token)],
+    responses={401: {"model": ErrorBody, "description": "Missing or wrong bearer token."}},
+    summary="The policy answering decisions now",
+)
+async def get_policy(runtime: RuntimeDep) -> PolicyInfo:
+    """Version, sha256 and load time of the current policy."""
+    return policy_info(runtime)
+
+
+@router.post(
+    "/reload",
+    dependencies=[Depends(require_admin_token)],
+    responses={
+        401: {"model": ErrorBody, "description": "Missing or wrong admin token."},
+        403: {"model": ErrorBody, "description": "Reload disabled (no admin token configured)."},
+        413: {"model": ErrorBody, "description": "Request body over the server's limit."},
+        422: {
+            "model": ErrorBody,
+            "description": "Policy refused (path, hash or size); the old one serves on.",
+        },
+    },
+    summary="Reload the policy without a restart (admin token)",
+)
+async def reload_policy(
+    runtime: RuntimeDep, body: Annotated[ReloadRequest | None, Body()] = None
+) -> ReloadResponse:
+    """Verify and load the policy, then swap it in atomically.
+
+    Decisions already running finish with the old policy; each records its version.
+    """
+    requested = body.policy_path if body is not None else None
+    try:
+        previous, _ = await runtime.store.reload(requested)
+    except ConfigError as err:
+        runtime.metrics.policy_reloads.labels(result="refused").inc()
+        raise HTTPException(422, str(err)) from None
+    runtime.metrics.policy_reloads.labels(result="loaded").inc()
+    return ReloadResponse(previous_version=previous.version, policy=policy_info(runtime))

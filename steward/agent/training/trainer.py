@@ -1,0 +1,120 @@
+"""Train PPO or MaskablePPO on the lifecycle env and write the run's artifacts."""
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.utils import set_random_seed
+from stable_baselines3.common.vec_env import VecNormalize
+
+from steward.agent.training.artifacts import (
+    NORMALIZE_FILE,
+    POLICY_FILE,
+    write_hashes,
+    write_meta,
+)
+from steward.agent.training.callbacks import LifecycleStatsCallback, SnapshotCallback
+from steward.agent.training.config import AgentConfig
+from steward.agent.training.vec_env import env_factory, make_vec_env
+from steward.envs.shield import ShieldConfig
+from steward.simulators.costs import SloConfig
+from steward.simulators.scenario import ScenarioConfig
+
+
+def train(
+    agent: AgentConfig,
+    scenario: ScenarioConfig,
+    slo: SloConfig,
+    shield: ShieldConfig,
+    seed: int,
+    out_dir: Path,
+    config_dirs: tuple[str, ...] = (),
+    progress_bar: bool = True,
+    tensorboard: bool = True,
+    snapshot_every: int = 0,
+) -> dict[str, Any]:
+    """Train, save ``policy.zip`` + statistics + hashes + ``agent.json``; return metrics."""
+    torch.set_num_threads(1)
+    set_random_seed(seed)
+    factory = env_factory(scenario, slo, shield, agent.history_len, agent.reward_scale, config_dirs)
+    venv = make_vec_env(factory, agent.n_envs, agent.vec_env, seed)
+    venv = VecNormalize(
+        venv, norm_obs=agent.normalize_obs, norm_reward=agent.normalize_reward, gamma=agent.gamma
+    )
+    kwargs: dict[str, Any] = {
+        "learning_rate": agent.learning_rate,
+        "n_steps": agent.n_steps,
+        "batch_size": agent.batch_size,
+        "n_epochs": agent.n_epochs,
+        "gamma": agent.gamma,
+        "gae_lambda": agent.gae_lambda,
+        "ent_coef": agent.ent_coef,
+        "clip_range": agent.clip_range,
+        "vf_coef": agent.vf_coef,
+        "max_grad_norm": agent.max_grad_norm,
+        "policy_kwargs": {"net_arch": list(agent.net_arch)},
+        "seed": seed,
+        "device": "cpu",
+        "verbose": 0,
+    }
+    if agent.algorithm == "maskable_ppo":
+        from sb3_contrib import MaskablePPO
+
+        model: Any = MaskablePPO("MlpPolicy", venv, **kwargs)
+    else:
+        model = PPO("MlpPolicy", venv, **kwargs)
+    # progress.csv always; TensorBoard on request (and nothing under the system's temp dir)
+    formats = ["csv", "tensorboard"] if tensorboard else ["csv"]
+    model.set_logger(configure(str(out_dir / "logs"), formats))
+    observation_size = int(venv.observation_space.shape[0])  # type: ignore[index]
+    meta = {
+        "algorithm": agent.algorithm,
+        "observation_size": observation_size,
+        "history_len": agent.history_len,
+        "reward_scale": agent.reward_scale,
+        "scenario": scenario.name,
+        "seed": seed,
+        "agent": asdict(agent),
+        "slo": asdict(slo),  # the goals and the shield the policy was trained under
+        "shield": asdict(shield),
+    }
+
+    def save(folder: Path) -> str:
+        folder.mkdir(parents=True, exist_ok=True)
+        model.save(folder / POLICY_FILE)
+        venv.save(str(folder / NORMALIZE_FILE))
+        write_meta(folder, meta)
+        return write_hashes(folder)
+
+    callbacks: list[Any] = [LifecycleStatsCallback()]
+    if snapshot_every > 0:
+        callbacks.append(SnapshotCallback(snapshot_every, out_dir / "snapshots", save))
+    if agent.wait_prior_logit:
+        with torch.no_grad():  # the policy starts out preferring to wait (fewer costly probes)
+            model.policy.action_net.bias[0] += agent.wait_prior_logit
+    stats = callbacks[0]
+    started = time.perf_counter()
+    model.learn(
+        total_timesteps=agent.total_timesteps, callback=callbacks, progress_bar=progress_bar
+    )
+    wall = time.perf_counter() - started
+    sha = save(out_dir)
+    venv.close()
+    episodes = stats.episode_dollars
+    metrics = {
+        "total_timesteps": int(model.num_timesteps),
+        "wall_seconds": round(wall, 2),
+        "steps_per_second": round(model.num_timesteps / wall, 1),
+        "episodes": len(episodes),
+        "first_episodes_mean_dollars": float(np.mean(episodes[:20])) if episodes else None,
+        "last_episodes_mean_dollars": float(np.mean(episodes[-20:])) if episodes else None,
+        "policy_sha256": sha,
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics

@@ -1,0 +1,349 @@
+"""The safety shield: hard-coded rules that veto unsafe lifecycle actions.
+
+Pure code, no torch, total: :meth:`Shield.evaluate` never raises, whatever the state. It
+reads only what production could see (the observed portfolio, which carries the
+registry's state) and the operator's SLO, never the simulator's truth. Thresholds come
+from ``configs/shield/``; the rules are the code below. Wait and escalate are always
+allowed.
+
+Every policy goes through :meth:`Shield.apply` at execution (the env, the evaluation
+harness, the agent server): a vetoed proposal executes a fallback, escalate when a
+reason is label health (unless a human is already on it), else wait.
+"""
+
+import hashlib
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from steward.simulators.actions import N_ACTIONS, Action
+from steward.simulators.costs import SloConfig
+from steward.simulators.errors import require_positive, require_share
+from steward.simulators.portfolio import ObservedPortfolio
+
+LABEL_HEALTH = "label health"
+ALWAYS_ALLOWED = (Action.WAIT, Action.ESCALATE)
+LABEL_FITS = (Action.RETRAIN, Action.RECALIBRATE, Action.SIMPLIFY)
+MODEL_CHANGES = (
+    Action.RETRAIN,
+    Action.RECALIBRATE,
+    Action.ENSEMBLE,
+    Action.SIMPLIFY,
+    Action.ROLLBACK,
+)
+
+
+@dataclass
+class ShieldConfig:
+    """Thresholds of the shield's rules, from ``configs/shield/``."""
+
+    min_label_arrival_ratio: float = 0.5  # labels arriving at under half the SLA rate: broken
+    max_label_balance_gap: float = 0.05  # label share vs predicted share ...
+    balance_z: float = 3.0  # ... and the gap must also exceed this many standard errors
+    min_auc_drop: float = 0.05  # ... while the scores rank the labels this much worse ...
+    min_error_asymmetry: float = 0.5  # ... and the new errors all go one way
+    max_label_cohort_z: float = 4.0  # new labels vs earlier ones of the same rows' cohort
+    min_labels_in_window: int = 300  # a fit needs this many usable labels
+    min_days_between_changes: float = 2.0  # rate limit on model changes
+    max_train_rows: int = 4_000  # rows a fit uses at most (for its projected cost)
+
+    def __post_init__(self) -> None:
+        require_positive(
+            self.min_label_arrival_ratio, "shield.min_label_arrival_ratio", allow_zero=True
+        )
+        require_share(self.max_label_balance_gap, "shield.max_label_balance_gap")
+        require_share(self.min_auc_drop, "shield.min_auc_drop")
+        require_share(self.min_error_asymmetry, "shield.min_error_asymmetry")
+        require_positive(self.max_label_cohort_z, "shield.max_label_cohort_z")
+        require_positive(self.min_labels_in_window, "shield.min_labels_in_window", allow_zero=True)
+        require_positive(
+            self.min_days_between_changes, "shield.min_days_between_changes", allow_zero=True
+        )
+        require_positive(self.max_train_rows, "shield.max_train_rows")
+
+
+class ShieldDecision(NamedTuple):
+    """Which actions are allowed, and why each vetoed one is not."""
+
+    mask: np.ndarray  # bool (N_ACTIONS,)
+    reasons: dict[int, list[str]]  # vetoed action -> reasons
+
+
+class Verdict(NamedTuple):
+    """The shield's answer to one proposal."""
+
+    proposed: Action
+    executed: Action
+    vetoed: bool
+    reasons: list[str]
+
+
+# -- projections: what an action would do to latency and spend -------------------------
+# the members as plain module constants: looking an enum member up on its class costs
+# more than the comparison (these helpers run for several rules at every decision)
+_RETRAIN, _RECALIBRATE, _ENSEMBLE = Action.RETRAIN, Action.RECALIBRATE, Action.ENSEMBLE
+_SIMPLIFY, _ROLLBACK, _ESCALATE = Action.SIMPLIFY, Action.ROLLBACK, Action.ESCALATE
+
+
+def families_after(action: Action, p: ObservedPortfolio, slo: SloConfig) -> tuple[str, ...]:
+    """Families served if ``action`` goes through."""
+    live = p.live_family_tuple
+    if action == _ENSEMBLE:
+        return live + p.previous_family_tuple
+    if action == _ROLLBACK:
+        return p.previous_family_tuple
+    if action == _SIMPLIFY:
+        simpler = simpler_target(p, slo)
+        return (simpler,) if simpler else live
+    if action == _RETRAIN:
+        return live[:1]
+    return live
+
+
+def simpler_target(p: ObservedPortfolio, slo: SloConfig) -> str | None:
+    """The family simplify would switch to (``None`` if there is none)."""
+    live = p.live_family_tuple
+    if not live:
+        return None
+    if len(live) == 1:  # (an unknown family raises in simpler_family as in the key below)
+        return slo.simpler_family(live[0])
+    most_complex = max(live, key=lambda f: slo.family(f).complexity)
+    return slo.simpler_family(most_complex)
+
+
+def projected_period_spend(
+    action: Action, p: ObservedPortfolio, slo: SloConfig, config: ShieldConfig
+) -> float:
+    """Spend by the end of the budget period if ``action`` executes now."""
+    families = families_after(action, p, slo)
+    days_left = max(p.period_days - p.period_elapsed_days, 0.0)
+    run_rate = slo.inference_cost(families, p.requests_per_day) * days_left
+    rows = min(int(p.labels_in_window), config.max_train_rows)
+    one_off = 0.0
+    if action in (_RETRAIN, _SIMPLIFY):
+        one_off = slo.training_cost(families[0], rows) + slo.inference_cost(
+            families, p.requests_per_day * slo.canary_days
+        )
+    elif action == _RECALIBRATE:
+        one_off = slo.calibration_cost
+    elif action == _ESCALATE:
+        one_off = slo.page_cost
+    return p.spend_period + one_off + run_rate
+
+
+# -- the rules ----------------------------------------------------------------------------
+class Rule(NamedTuple):
+    """A named rule: the actions it can veto and when it does.
+
+    ``per_action``: the answer depends on which action (a projection of its cost or
+    latency); otherwise one check answers for every action the rule names.
+    """
+
+    name: str
+    actions: tuple[Action, ...]
+    check: Callable[[Action, ObservedPortfolio, SloConfig, ShieldConfig], str]
+    per_action: bool = False
+
+
+def _finite(x: float) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x)
+
+
+def _labels_arrive(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
+    ratio = p.label_arrival_ratio
+    if not _finite(ratio) or ratio < c.min_label_arrival_ratio:
+        return f"{LABEL_HEALTH}: labels arrive at {ratio:.2f} of the expected rate"
+    return ""
+
+
+def _labels_balanced(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
+    """Labels forced toward one class: the pipeline broke, not the world.
+
+    Three signs together: the label balance moved; the scores rank the labels worse (a
+    real prior shift moves the balance but keeps the AUC, as the classes' score
+    distributions hold); and the errors go one way (a concept change adds errors of both
+    kinds, a label forced to one class only one kind). An AUC or asymmetry that cannot be
+    measured counts against the labels: the shield does not assume the good case.
+    """
+    gap, n = p.label_balance_gap, max(p.labels_last_day, 1)
+    noise = c.balance_z * math.sqrt(0.25 / n)  # a share's standard error is at most 0.5/sqrt(n)
+    if not _finite(gap) or abs(gap) <= max(c.max_label_balance_gap, noise):
+        return ""
+    drop = p.auc_reference - p.auc_last_day
+    if _finite(drop) and drop <= max(c.min_auc_drop, noise):
+        return ""
+    asymmetry = p.error_asymmetry
+    if _finite(asymmetry) and abs(asymmetry) <= c.min_error_asymmetry:
+        return ""
+    return (
+        f"{LABEL_HEALTH}: label balance moved {gap:+.3f}, the scores' AUC fell {drop:.3f} "
+        f"and the errors go one way ({asymmetry:+.2f})"
+    )
+
+
+def _labels_consistent(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
+    """The labels arriving now differ from earlier labels of rows served alongside them,
+    or did at a decision since a human last answered a page.
+
+    Rows served at the same time with the same score get their labels at random delays,
+    so new and earlier labels of such a cohort agree whatever the world does; when they
+    do not, the pipeline changed (:mod:`steward.simulators.label_cohorts`). The alarm stays
+    raised until a human has looked (``label_alarm_peak_z``): a few days into an
+    incident the earlier labels are broken too and the z-scores fall quiet. NaN: too few
+    labels to tell, which is not evidence of a break.
+    """
+    limit = c.max_label_cohort_z
+    shift, agreement, peak = p.label_shift_z, p.label_agreement_z, p.label_alarm_peak_z
+    if (_finite(shift) and abs(shift) > limit) or (_finite(agreement) and agreement < -limit):
+        return (
+            f"{LABEL_HEALTH}: labels arriving now differ from earlier labels of the same"
+            f" cohorts (positive share z {shift:+.1f}, agreement with the scores z"
+            f" {agreement:+.1f}, limit {limit:g})"
+        )
+    if _finite(peak) and peak > limit:
+        return (
+            f"{LABEL_HEALTH}: the label alarm (z {peak:.1f} > {limit:g}) is raised until a"
+            " human answers a page about the label pipeline"
+        )
+    return ""
+
+
+def _enough_labels(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
+    n = p.labels_in_window
+    if not _finite(n) or n < c.min_labels_in_window:
+        return f"too few labels in the window ({n} < {c.min_labels_in_window})"
+    return ""
+
+
+def _nothing_in_flight(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
+    return "a model change is in flight" if p.change_in_flight else ""
+
+
+def _no_human_hold(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
+    return "a human hold freezes model changes" if p.human_hold else ""
+
+
+def _rate_limit(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
+    d = p.days_since_change
+    if not _finite(d) or d < c.min_days_between_changes:
+        return f"rate limit: last change {d:.1f} days ago (< {c.min_days_between_changes})"
+    return ""
+
+
+def _within_ceiling(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
+    spend = projected_period_spend(a, p, slo, c)
+    if not _finite(spend) or spend > p.cost_ceiling:
+        return f"cost ceiling: projected ${spend:.0f} > ${p.cost_ceiling:.0f} this period"
+    return ""
+
+
+def _within_latency(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
+    after = families_after(a, p, slo)
+    if not after:
+        return ""
+    projected = slo.latency_p99_ms(after, p.requests_per_day)
+    current = slo.latency_p99_ms(p.live_family_tuple, p.requests_per_day)
+    if projected > p.latency_budget_ms and projected > current:
+        return f"latency: projected p99 {projected:.1f} ms > budget {p.latency_budget_ms:.1f} ms"
+    return ""
+
+
+def _has_previous(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
+    valid = p.has_previous_version and bool(p.previous_family_tuple)
+    return "" if valid else "no valid previous version"
+
+
+def _not_ensembled(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
+    return "the live version is already an ensemble" if len(p.live_family_tuple) > 1 else ""
+
+
+def _has_simpler(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
+    return "" if simpler_target(p, slo) else "no simpler model family"
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("label_arrival", LABEL_FITS, _labels_arrive),
+    Rule("label_balance", LABEL_FITS, _labels_balanced),
+    Rule("label_cohort", LABEL_FITS, _labels_consistent),
+    Rule("labels_in_window", LABEL_FITS, _enough_labels),
+    Rule("change_in_flight", MODEL_CHANGES, _nothing_in_flight),
+    Rule("human_hold", MODEL_CHANGES, _no_human_hold),
+    Rule("rate_limit", MODEL_CHANGES, _rate_limit),
+    Rule("cost_ceiling", MODEL_CHANGES, _within_ceiling, per_action=True),
+    Rule("latency_budget", (Action.ENSEMBLE, Action.ROLLBACK), _within_latency, per_action=True),
+    Rule("previous_version", (Action.ROLLBACK, Action.ENSEMBLE), _has_previous),
+    Rule("single_ensemble", (Action.ENSEMBLE,), _not_ensembled),
+    Rule("simpler_family", (Action.SIMPLIFY,), _has_simpler),
+)
+RULE_NAMES = tuple(r.name for r in RULES)
+# every check in evaluation order: (rule, the action checked, the mask indices it answers)
+_CHECKS = tuple(
+    check
+    for rule in RULES
+    for check in (
+        [(rule, a, (int(a),)) for a in rule.actions]
+        if rule.per_action
+        else [(rule, rule.actions[0], tuple(int(a) for a in rule.actions))]
+    )
+)
+_ALWAYS_ALLOWED_INDEX = tuple(int(a) for a in ALWAYS_ALLOWED)
+
+
+def _code_digest() -> str:
+    source = "".join(inspect.getsource(r.check) for r in RULES)
+    return hashlib.sha256(source.encode()).hexdigest()[:8]
+
+
+class Shield:
+    """Evaluates the rules on a portfolio and turns proposals into executed actions.
+
+    Args:
+        config: the rule thresholds.
+        slo: the operator's budgets and prices (for projections).
+        enabled: ``False`` lets everything through (for ablations only; never in serving).
+    """
+
+    def __init__(self, config: ShieldConfig, slo: SloConfig, enabled: bool = True) -> None:
+        self.config = config
+        self.slo = slo
+        self.enabled = enabled
+        digest = hashlib.sha256(repr(sorted(asdict(config).items())).encode()).hexdigest()[:8]
+        self.version = f"shield-{_code_digest()}-{digest}"
+
+    def evaluate(self, portfolio: ObservedPortfolio) -> ShieldDecision:
+        """Mask and reasons for every action. Never raises."""
+        mask = np.ones(N_ACTIONS, dtype=bool)
+        reasons: dict[int, list[str]] = {}
+        if not self.enabled:
+            return ShieldDecision(mask, reasons)
+        slo, config = self.slo, self.config
+        for rule, action, indices in _CHECKS:
+            try:
+                why = rule.check(action, portfolio, slo, config)
+            except Exception as err:
+                why = f"{rule.name}: state not checkable ({type(err).__name__})"
+            if why:
+                for index in indices:
+                    mask[index] = False
+                    reasons.setdefault(index, []).append(why)
+        for index in _ALWAYS_ALLOWED_INDEX:
+            mask[index] = True
+            reasons.pop(index, None)
+        return ShieldDecision(mask, reasons)
+
+    def apply(self, proposed: int, decision: ShieldDecision, human_hold: bool) -> Verdict:
+        """The action that executes for ``proposed`` under ``decision``."""
+        try:
+            action = Action(int(proposed))
+        except ValueError:
+            return Verdict(Action.WAIT, Action.WAIT, True, [f"unknown action {proposed!r}"])
+        if decision.mask[action]:
+            return Verdict(action, action, False, [])
+        why = decision.reasons.get(int(action), ["vetoed"])
+        label_health = any(r.startswith(LABEL_HEALTH) for r in why)
+        fallback = Action.ESCALATE if label_health and not human_hold else Action.WAIT
+        return Verdict(action, fallback, True, list(why))

@@ -1,0 +1,59 @@
+"""Train the lifecycle agent: ``python -m steward.experiments.train [scenario=mixed] [agent=ppo]``.
+
+Writes ``policy.zip``, ``vecnormalize.pkl``, ``policy.sha256``, ``agent.json``,
+``config.yaml``, ``metrics.json`` and TensorBoard logs into the run dir. Sweeps:
+``python -m steward.experiments.train -m seed=0,1,2 scenario=mixed,sudden_drift`` (joblib).
+"""
+
+import json
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from steward.agent.reporting.learning_curve import plot_learning_curve
+from steward.agent.training.config import AgentConfig
+from steward.experiments.common import (
+    check_group_choices,
+    clean_errors,
+    extra_config_dirs,
+    plain,
+    run_dir,
+    world_configs,
+)
+from steward.experiments.schemas import register_schemas
+from steward.simulators.catalogue import from_dict
+
+register_schemas()
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+@clean_errors
+def main(cfg: DictConfig) -> None:
+    """Compose, train, save."""
+    scenario, slo, shield = world_configs(cfg)
+    agent = from_dict(AgentConfig, plain(cfg.agent), "agent")
+    out = run_dir()
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    from steward.agent.training.trainer import train  # torch loads only when training
+
+    metrics = train(
+        agent,
+        scenario,
+        slo,
+        shield,
+        seed=cfg.seed,
+        out_dir=out,
+        config_dirs=extra_config_dirs(),
+        progress_bar=cfg.progress_bar,
+        tensorboard=cfg.tensorboard,
+    )
+    print(json.dumps(metrics, indent=2))
+    if plot_learning_curve(out / "logs" / "progress.csv", out / "learning_curve.png"):
+        print(f"wrote {out / 'learning_curve.png'}")
+    print(f"wrote {out / 'policy.zip'}")
+
+
+if __name__ == "__main__":
+    check_group_choices(sys.argv[1:], ("scenario", "slo", "shield", "agent", "experiment"))
+    main()

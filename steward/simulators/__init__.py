@@ -1,0 +1,11 @@
+"""The world Steward learns in: a SimPy simulator of a deployed model under drift.
+
+Everything here is production physics, not decision making: data streams, the label
+pipeline, real scikit-learn model backends, the registry, costs and latency, and the
+metric portfolio that monitoring would show. Policies and the shield live above.
+"""
+
+from steward.simulators.actions import Action
+from steward.simulators.errors import ConfigError
+
+__all__ = ["Action", "ConfigError"]

@@ -1,0 +1,345 @@
+"""What each action really does to the backend (see the table in DESIGN.md)."""
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import simpy
+
+from steward.simulators.actions import Action
+from steward.simulators.models import DriftReference, ModelVersion
+from steward.simulators.models.backend import calibrated_scores
+from steward.simulators.models.version import fingerprint
+from steward.simulators.portfolio import accuracy, roc_auc
+from steward.simulators.streams import TrainingSet
+from steward.simulators.windows import TrainingWindow, choose_window
+
+if TYPE_CHECKING:
+    from steward.simulators.world import World
+
+INITIAL_HOLDOUT_SHARE = 0.2
+
+
+def log_loss(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Mean binary cross-entropy (NaN without rows)."""
+    if labels.shape[0] == 0:
+        return float("nan")
+    p = np.clip(scores, 1e-6, 1 - 1e-6)
+    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+
+
+class Operations:
+    """Runs actions on the world's backend and registry.
+
+    Args:
+        world: the world whose clock, log, registry and budget the actions use.
+    """
+
+    def __init__(self, world: "World") -> None:
+        self.world = world
+
+    # -- helpers ----------------------------------------------------------------------
+    @property
+    def env(self) -> simpy.Environment:
+        """The world's SimPy clock."""
+        return self.world.env
+
+    def _new_version(self, kind: str, family: str, created_by: str, **kw: Any) -> ModelVersion:
+        registry = self.world.registry
+        version = ModelVersion(
+            version_id=registry.next_id(),
+            kind=kind,
+            primary_family=family,
+            created_day=self.world.now,
+            created_by=created_by,
+            parent_id=registry.live.version_id if registry.live_history else None,
+            **kw,
+        )
+        return registry.register(version)
+
+    def _promote(self, version: ModelVersion, metrics: dict[str, float], action: str) -> None:
+        w = self.world
+        w.registry.promote(version, w.now, metrics)
+        w.last_change_day = w.now
+        w.note(f"{action}: promoted v{version.version_id}")
+        w.audit.add(w.now, "outcome", action, detail="promoted", version_id=version.version_id)
+
+    def _reject(self, action: str, why: str, version_id: int = -1) -> None:
+        w = self.world
+        w.note(f"{action}: rejected ({why})")
+        w.audit.add(w.now, "outcome", action, detail=f"rejected: {why}", version_id=version_id)
+
+    def _derived_reference(self, version: ModelVersion) -> DriftReference:
+        """Drift reference of a calibrated or ensembled version: recent traffic at promotion."""
+        log = self.world.log
+        first = log.first_row_served_at(self.world.now - 2.0)
+        rows = np.arange(first, log.n)
+        features = log.features[rows]
+        scores = self.world.backend.predict_proba(version, features)
+        labels = log.y_label[log.usable_labels(first, log.n)]
+        return DriftReference.from_training(features, scores, labels)
+
+    # -- the first model --------------------------------------------------------------
+    def fit_initial(self, data: TrainingSet) -> None:
+        """Fit and promote the version that is live when the episode starts."""
+        w = self.world
+        family = w.active.initial_family
+        cut = int(data.label.shape[0] * (1 - INITIAL_HOLDOUT_SHARE))
+        estimator = w.backend.fit(family, data.features[:cut], data.label[:cut], seed=0)
+        version = self._new_version(
+            "fit",
+            family,
+            "initial",
+            window_start_day=w.now - 7.0,
+            window_end_day=w.now,
+            n_train_rows=cut,
+            data_fingerprint=fingerprint(data.features[:cut], data.label[:cut]),
+            estimator_=estimator,
+        )
+        train_scores = w.backend.predict_proba(version, data.features[:cut])
+        version.reference_ = DriftReference.from_training(
+            data.features[:cut], train_scores, data.label[:cut]
+        )
+        holdout = w.backend.predict_proba(version, data.features[cut:])
+        metrics = {
+            "holdout_accuracy": accuracy(holdout, data.label[cut:]),
+            "holdout_auc": roc_auc(holdout, data.label[cut:]),
+        }
+        w.registry.promote(version, w.now, metrics)
+        w.last_change_day = w.now
+
+    # -- dispatch ---------------------------------------------------------------------
+    def execute(self, action: Action, proposed: Action, reason: str) -> None:
+        """Run ``action`` (the shield's verdict on ``proposed``) at the current time."""
+        w = self.world
+        cost_before = sum(w._epoch_costs.values())
+        failure = self._refusal(action)
+        if failure:
+            self._reject(action.name.lower(), failure)
+        elif action == Action.RETRAIN:
+            self._start_fit(action, w.registry.live.primary_family)
+        elif action == Action.SIMPLIFY:
+            simpler = w.slo.simpler_family(self._simplify_from())
+            if simpler is None:
+                self._reject("simplify", "no simpler family")
+            else:
+                self._start_fit(action, simpler)
+        elif action == Action.RECALIBRATE:
+            w.env.process(self._recalibrate())
+        elif action == Action.ENSEMBLE:
+            self._ensemble()
+        elif action == Action.ROLLBACK:
+            self._rollback()
+        elif action == Action.ESCALATE:
+            self._page()
+        w.audit.add(
+            w.now,
+            "action",
+            action.name.lower(),
+            proposed=proposed.name.lower(),
+            reason=reason or (failure or ""),
+            cost=sum(w._epoch_costs.values()) - cost_before,
+            version_id=w.registry.live.version_id,
+        )
+
+    def _refusal(self, action: Action) -> str:
+        """Why the world cannot run ``action`` now ('' if it can)."""
+        w = self.world
+        if action.changes_model and (w.change_in_flight or w.hold):
+            return "a change is in flight" if w.change_in_flight else "a human hold is on"
+        if action in (Action.ROLLBACK, Action.ENSEMBLE) and w.registry.previous is None:
+            return "no previous version"
+        return ""
+
+    def _simplify_from(self) -> str:
+        w = self.world
+        return max(w.registry.live.families, key=lambda f: w.slo.family(f).complexity)
+
+    # -- retrain and simplify: fit, wait, canary, gate ---------------------------------
+    def _start_fit(self, action: Action, family: str) -> None:
+        w = self.world
+        window = choose_window(w.log, w.now, w.active.window)
+        if window.train_rows.shape[0] < 2 or window.holdout_rows.shape[0] < 1:
+            self._reject(action.name.lower(), "no labelled rows in the window")
+            return
+        w.change_in_flight = True
+        w.charge("training", w.slo.training_cost(family, window.train_rows.shape[0]))
+        w.env.process(self._fit_job(action, family, window))
+
+    def _fit_job(
+        self, action: Action, family: str, window: TrainingWindow
+    ) -> Generator[simpy.Event, Any, None]:
+        w = self.world
+        name = action.name.lower()
+        log = w.log
+        # indexing by row arrays copies: the job keeps its own rows
+        features = log.features[window.train_rows]
+        labels = log.y_label[window.train_rows]
+        holdout_features = log.features[window.holdout_rows]
+        holdout_labels = log.y_label[window.holdout_rows]
+        incident_labels = int(log.corrupted[window.train_rows].sum())
+        try:
+            estimator = w.backend.fit(family, features, labels, seed=int(w.rng.integers(2**31)))
+        except ValueError as err:
+            w.change_in_flight = False
+            self._reject(name, str(err))
+            return
+        version = self._new_version(
+            "fit",
+            family,
+            name,
+            window_start_day=window.start_day,
+            window_end_day=window.end_day,
+            n_train_rows=int(labels.shape[0]),
+            data_fingerprint=fingerprint(features, labels),
+            incident_labels_in_training=incident_labels,
+            estimator_=estimator,
+        )
+        version.reference_ = DriftReference.from_training(
+            features, w.backend.predict_proba(version, features), labels
+        )
+        train_days = w.slo.training_days(family, labels.shape[0])
+        yield w.env.timeout(train_days + w.slo.canary_days)
+        # shadow traffic for the canary
+        w.charge(
+            "training",
+            w.slo.inference_cost(version.families, w.monitor.requests_per_day * w.slo.canary_days),
+        )
+        while w.hold:  # a human hold freezes promotions
+            yield w.hold_released
+        candidate_scores = w.backend.predict_proba(version, holdout_features)
+        candidate = accuracy(candidate_scores, holdout_labels)
+        incumbent = accuracy(
+            w.backend.predict_proba(w.registry.live, holdout_features), holdout_labels
+        )
+        metrics = {
+            "holdout_accuracy": candidate,
+            "holdout_auc": roc_auc(candidate_scores, holdout_labels),
+            "incumbent_holdout_accuracy": incumbent,
+            "holdout_rows": float(holdout_labels.shape[0]),
+        }
+        if action == Action.SIMPLIFY:
+            wins = candidate >= incumbent - w.active.simplify_tolerance
+        else:
+            wins = candidate > incumbent + w.active.promotion_margin
+        w.change_in_flight = False
+        if wins:
+            self._promote(version, metrics, name)
+        else:
+            self._reject(
+                name, f"canary lost {candidate:.3f} vs {incumbent:.3f}", version.version_id
+            )
+
+    # -- recalibrate ------------------------------------------------------------------
+    def _recalibrate(self) -> Generator[simpy.Event, Any, None]:
+        w = self.world
+        live = w.registry.live
+        base = live.members[0] if live.is_calibrated else live
+        rows = w.log.arrived_since(w.now - w.active.calibration_days)
+        rows = rows[w.log.t_arrive[rows] <= w.now - w.active.window.label_maturity_days]
+        if rows.shape[0] < 50:
+            self._reject("recalibrate", "too few recent labels")
+            return
+        w.change_in_flight = True
+        w.charge("training", w.slo.calibration_cost)
+        features = w.log.features[rows]
+        base_scores = w.backend.predict_proba(base, features)
+        labels = w.log.y_label[rows]
+        cut = int(rows.shape[0] * 0.7)
+        try:
+            calibrator = w.backend.fit_calibrator(
+                base_scores[:cut], labels[:cut], w.active.calibration_method
+            )
+        except ValueError as err:
+            w.change_in_flight = False
+            self._reject("recalibrate", str(err))
+            return
+        version = self._new_version(
+            "calibrated",
+            base.primary_family,
+            "recalibrate",
+            members=(base,),
+            window_start_day=float(w.log.t_serve[rows].min()),
+            window_end_day=float(w.log.t_serve[rows].max()),
+            n_train_rows=cut,
+            data_fingerprint=fingerprint(base_scores[:cut], labels[:cut]),
+            incident_labels_in_training=int(w.log.corrupted[rows[:cut]].sum()),
+            calibrator_=calibrator,
+        )
+        yield w.env.timeout(w.slo.calibration_days)
+        while w.hold:
+            yield w.hold_released
+        calibrated = calibrated_scores(calibrator, base_scores)
+        incumbent = (
+            base_scores
+            if w.registry.live is base
+            else w.backend.predict_proba(w.registry.live, features)
+        )
+        before = log_loss(incumbent[cut:], labels[cut:])
+        after = log_loss(calibrated[cut:], labels[cut:])
+        w.change_in_flight = False
+        if after < before:
+            version.reference_ = DriftReference.from_training(features, calibrated, labels)
+            metrics = {
+                "holdout_accuracy": accuracy(calibrated[cut:], labels[cut:]),
+                "holdout_auc": roc_auc(calibrated[cut:], labels[cut:]),
+                "holdout_log_loss": after,
+                "incumbent_log_loss": before,
+            }
+            self._promote(version, metrics, "recalibrate")
+        else:
+            self._reject("recalibrate", f"log loss {after:.3f} vs {before:.3f}", version.version_id)
+
+    # -- ensemble and rollback: instant ------------------------------------------------
+    def _ensemble(self) -> None:
+        w = self.world
+        live, partner = w.registry.live, w.registry.previous
+        assert partner is not None
+        version = self._new_version(
+            "ensemble",
+            live.primary_family,
+            "ensemble",
+            members=(live, partner),
+            window_start_day=min(live.window_start_day, partner.window_start_day),
+            window_end_day=max(live.window_end_day, partner.window_end_day),
+        )
+        version.reference_ = self._derived_reference(version)
+        metrics = {
+            "holdout_accuracy": w.monitor.last_ensemble_accuracy,
+            # no holdout of its own: its members' references, averaged
+            "holdout_auc": float(
+                np.mean(
+                    [m.metrics_at_promotion.get("holdout_auc", np.nan) for m in (live, partner)]
+                )
+            ),
+        }
+        self._promote(version, metrics, "ensemble")
+
+    def _rollback(self) -> None:
+        w = self.world
+        target = w.registry.rollback(w.now)
+        assert target is not None
+        w.last_change_day = w.now
+        w.note(f"rollback: v{target.version_id} live again")
+        w.audit.add(w.now, "outcome", "rollback", detail="restored", version_id=target.version_id)
+
+    # -- escalate ---------------------------------------------------------------------
+    def _page(self) -> None:
+        w = self.world
+        w.charge("pages", w.slo.page_cost)
+        w.hold = True
+        w.pages_pending += 1
+        delay = w.rng.uniform(w.active.human.response_days_min, w.active.human.response_days_max)
+        w.env.process(self._human_answers(delay))
+
+    def _human_answers(self, delay: float) -> Generator[simpy.Event, Any, None]:
+        w = self.world
+        yield w.env.timeout(delay)
+        ended = w.resolve_incidents()
+        detail = f"ended {ended} label incident(s)" if ended else "wasted page: no incident"
+        w.note(f"human answered: {detail}")
+        w.audit.add(w.now, "outcome", "escalate", detail=detail)
+        w.pages_pending -= 1
+        w.pages_answered += 1
+        if w.pages_pending == 0:
+            w.release_hold()
