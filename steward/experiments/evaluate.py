@@ -37,13 +37,14 @@ from steward.envs.shield import ShieldConfig
 from steward.experiments.common import (
     check_group_choices,
     clean_errors,
+    compose_scenario,
     episode_seeds,
-    extra_config_dirs,
     plain,
     run_dir,
+    scenario_members,
 )
 from steward.experiments.schemas import register_schemas
-from steward.simulators.catalogue import from_dict, load_scenario
+from steward.simulators.catalogue import from_dict
 from steward.simulators.costs import SloConfig
 from steward.simulators.errors import require
 from steward.simulators.scenario import ScenarioConfig
@@ -52,7 +53,6 @@ register_schemas()
 
 
 def _worlds(cfg: DictConfig) -> list[WorldSpec]:
-    dirs = extra_config_dirs()
     slo = from_dict(SloConfig, plain(cfg.slo), "slo")
     shield = from_dict(ShieldConfig, plain(cfg.shield), "shield")
     if cfg.scenario is not None:  # scenario=NAME: the one world Hydra composed
@@ -60,8 +60,11 @@ def _worlds(cfg: DictConfig) -> list[WorldSpec]:
     else:
         names = list(cfg.scenarios)
         require(bool(names), "scenarios", "is empty", "list scenario names, e.g. scenarios=[mixed]")
-        scenarios = [load_scenario(name, dirs) for name in names]
-    return [WorldSpec(s, slo, shield, cfg.history_len, 0.01, dirs) for s in scenarios]
+        scenarios = [compose_scenario(str(name), "scenarios") for name in names]
+    return [
+        WorldSpec(s, slo, shield, cfg.history_len, 0.01, tuple(scenario_members(s)))
+        for s in scenarios
+    ]
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")

@@ -22,8 +22,8 @@ from steward.experiments.common import (
     check_group_choices,
     clean_errors,
     episode_seeds,
-    extra_config_dirs,
     run_dir,
+    scenario_members,
     world_configs,
 )
 from steward.experiments.schemas import register_schemas
@@ -67,7 +67,11 @@ def main(cfg: DictConfig) -> None:
     )
     scenario, slo, shield = world_configs(cfg)
     env = LifecycleEnv(
-        scenario, slo, shield, shield_enabled=cfg.shield_enabled, config_dirs=extra_config_dirs()
+        scenario,
+        slo,
+        shield,
+        shield_enabled=cfg.shield_enabled,
+        members=scenario_members(scenario),
     )
     policy = build_policy(cfg, env)
     rng = np.random.default_rng(cfg.seed)

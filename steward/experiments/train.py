@@ -16,9 +16,9 @@ from steward.agent.training.config import AgentConfig
 from steward.experiments.common import (
     check_group_choices,
     clean_errors,
-    extra_config_dirs,
     plain,
     run_dir,
+    scenario_members,
     world_configs,
 )
 from steward.experiments.schemas import register_schemas
@@ -44,7 +44,7 @@ def main(cfg: DictConfig) -> None:
         shield,
         seed=cfg.seed,
         out_dir=out,
-        config_dirs=extra_config_dirs(),
+        members=tuple(scenario_members(scenario)),
         progress_bar=cfg.progress_bar,
         tensorboard=cfg.tensorboard,
     )

@@ -47,7 +47,7 @@ class WorldSpec:
     shield: ShieldConfig
     history_len: int = 4
     reward_scale: float = 0.01
-    config_dirs: tuple[str, ...] = ()
+    members: tuple[ScenarioConfig, ...] = ()  # a mixture's, resolved
 
 
 @dataclass
@@ -76,7 +76,7 @@ def _env(world: WorldSpec) -> LifecycleEnv:
             world.shield,
             history_len=world.history_len,
             reward_scale=world.reward_scale,
-            config_dirs=world.config_dirs,
+            members=world.members,
         )
     return _ENVS[key]
 
