@@ -10,17 +10,15 @@ import math
 import numpy as np
 import pytest
 
-from steward.agent.evaluation.episodes import evaluate_episode
-from steward.agent.evaluation.safety_audit import (
+from benchmarks.audit_label_corruption import (
     INCIDENT_RETRAIN_TARGET,
     CorruptionAudit,
-    RandomPolicyAudit,
-    SafetyAudit,
     audit_label_corruption,
-    audit_random_policy,
-    delay_cdf,
-    exact_delay_cdf,
 )
+from benchmarks.audit_random_policy import RandomPolicyAudit, audit_random_policy
+from steward.agent.evaluation.episodes import evaluate_episode
+from steward.agent.evaluation.safety_audit import SafetyAudit
+from steward.agent.evaluation.safety_checker import delay_cdf, exact_delay_cdf
 from steward.agent.policies import make_heuristic
 from steward.envs.lifecycle_env import LifecycleEnv
 from steward.envs.shield import RULES
@@ -74,7 +72,7 @@ def test_checker_and_shield_agree_on_every_rule(random_policy_audit: RandomPolic
 def test_label_corruption_stays_out_of_fits_and_promotions(
     corruption_audit: CorruptionAudit,
 ) -> None:
-    """Issue 3 under always-retrain: what must hold once an incident's labels can be seen.
+    """Under always-retrain: what must hold once an incident's labels can be seen.
 
     At the first decision after onset (a random time of day) few incident labels have
     arrived and a fit uses only labels older than the label maturity, so a retrain there
