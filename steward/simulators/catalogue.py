@@ -86,42 +86,38 @@ def load_slo(name: str = "default", extra_dirs: Sequence[str | Path] = ()) -> Sl
 def load_members(
     scenario: ScenarioConfig, extra_dirs: Sequence[str | Path] = ()
 ) -> list[ScenarioConfig]:
-    """A mixture's member scenarios from the catalogue (empty for a plain scenario)."""
-    if scenario.stream != "mixture":
-        return []
+    """The member scenarios ``scenario`` lists (a mixture's), from the catalogue."""
     return check_members(scenario, [load_scenario(m, extra_dirs) for m in scenario.members])
 
 
 def check_members(
     scenario: ScenarioConfig, members: Sequence[ScenarioConfig]
 ) -> list[ScenarioConfig]:
-    """``members`` if they are ``scenario``'s resolved members, in order; else a ConfigError.
+    """``members`` if they are the scenarios ``scenario`` lists, in order; else a ConfigError.
 
-    A plain scenario takes none; a mixture takes one plain scenario per name it lists.
+    A scenario without ``members`` (a plain one) takes none; one that lists names (a
+    mixture) takes one resolved scenario per name, none of which lists members itself.
     """
     members = list(members)
-    if scenario.stream != "mixture":
-        if members:
-            raise ConfigError(
-                "members",
-                f"given for {scenario.name!r}, which is not a mixture",
-                "pass members only with a scenario of stream: mixture",
-            )
-        return members
     names = [m.name for m in members]
     if names != list(scenario.members):
-        got = f"got {names}" if members else "none given"
-        raise ConfigError(
-            "members",
-            f"the mixture {scenario.name!r} lists {list(scenario.members)} ({got})",
-            "pass its member scenarios resolved at the entry point "
-            "(steward.simulators.catalogue.load_members for the packaged catalogue)",
-        )
+        listed = list(scenario.members)
+        if not listed:
+            problem = f"given for {scenario.name!r}, which lists no member scenarios"
+            fix = "pass members only with a scenario that lists them (a mixture)"
+        else:
+            got = f"got {names}" if members else "none given"
+            problem = f"{scenario.name!r} lists {listed} ({got})"
+            fix = (
+                "pass its member scenarios resolved at the entry point "
+                "(steward.simulators.catalogue.load_members for the packaged catalogue)"
+            )
+        raise ConfigError("members", problem, fix)
     for member in members:
-        if member.stream == "mixture":
+        if member.members:
             raise ConfigError(
                 "scenario.members",
-                "a mixture cannot contain a mixture",
+                "a member cannot list members of its own (a mixture of mixtures)",
                 "list plain scenarios",
                 member.name,
             )
