@@ -12,7 +12,7 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 from hydra import compose
@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from steward.envs.shield import ShieldConfig
+from steward.extras import MissingExtraError, extra_for, require_extras
 from steward.simulators.catalogue import available, check_members, from_dict
 from steward.simulators.costs import SloConfig
 from steward.simulators.errors import ConfigError
@@ -31,17 +32,43 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def clean_errors(main: F) -> F:
-    """Print a :class:`ConfigError` as one line and exit 2, without a traceback."""
+    """Print a :class:`ConfigError` or a missing extra as one line and exit 2."""
 
     @functools.wraps(main)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return main(*args, **kwargs)
-        except ConfigError as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
+        except (ConfigError, MissingExtraError) as err:
+            fail(str(err))
+        except ModuleNotFoundError as err:
+            extra = extra_for(err.name or "")
+            if extra is None:
+                raise
+            fail(str(MissingExtraError(err.name or "", extra)))
 
     return wrapper  # type: ignore[return-value]
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``error: MESSAGE`` on stderr and exit 2 (bad input, not a crash)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def start(
+    main: Callable[[], Any], groups: tuple[str, ...] = (), extras: tuple[str, ...] = ()
+) -> None:
+    """Run a Hydra entry point from the command line (``python -m`` or ``steward NAME``).
+
+    Checks first, each in one line: the extras it needs are installed, and every
+    ``GROUP=NAME`` override among ``groups`` names a config.
+    """
+    try:
+        require_extras(*extras)
+    except MissingExtraError as err:
+        fail(str(err))
+    check_group_choices(sys.argv[1:], groups)
+    main()
 
 
 def at_least(low: int) -> Callable[[str], int]:
@@ -123,9 +150,7 @@ def compose_scenario(name: str, path: str = "scenario") -> ScenarioConfig:
 
 
 def scenario_members(scenario: ScenarioConfig) -> list[ScenarioConfig]:
-    """A mixture's member scenarios, each composed like ``scenario=NAME`` (none if plain)."""
-    if scenario.stream != "mixture":
-        return []
+    """A mixture's member scenarios, each composed as ``scenario=NAME`` composes it."""
     members = [compose_scenario(name, "scenario.members") for name in scenario.members]
     return check_members(scenario, members)
 
@@ -169,9 +194,7 @@ def check_group_choices(argv: list[str], groups: tuple[str, ...]) -> None:
         known = available(key, extra)
         for choice in value.split(","):  # multirun: a,b,c
             if choice not in known and choice != "null":
-                print(
-                    f"error: {key}: no config named {choice!r}. Fix: use one of "
-                    f"{', '.join(known)} (or add {key}/{choice}.yaml under hydra.searchpath)",
-                    file=sys.stderr,
+                fail(
+                    f"{key}: no config named {choice!r}. Fix: use one of "
+                    f"{', '.join(known)} (or add {key}/{choice}.yaml under hydra.searchpath)"
                 )
-                sys.exit(2)

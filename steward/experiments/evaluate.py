@@ -8,7 +8,6 @@ runs on the same held-out seeds through the same shield. Writes ``results.json``
 """
 
 import json
-import sys
 from typing import Any
 
 import hydra
@@ -35,13 +34,13 @@ from steward.agent.evaluation.results import (
 from steward.agent.reporting.evaluation_report import write_report
 from steward.envs.shield import ShieldConfig
 from steward.experiments.common import (
-    check_group_choices,
     clean_errors,
     compose_scenario,
     episode_seeds,
     plain,
     run_dir,
     scenario_members,
+    start,
 )
 from steward.experiments.schemas import register_schemas
 from steward.simulators.catalogue import from_dict
@@ -195,6 +194,10 @@ def main(cfg: DictConfig) -> None:
     print(f"wrote {out / 'results.json'} and {out / 'report.html'}")
 
 
+def run() -> None:
+    """``steward evaluate OVERRIDES``: check the command line, then :func:`main`."""
+    start(main, groups=("scenario", "slo", "shield"))
+
+
 if __name__ == "__main__":
-    check_group_choices(sys.argv[1:], ("scenario", "slo", "shield"))
-    main()
+    run()

@@ -50,6 +50,7 @@ from steward.experiments.common import (
     plain,
     run_dir,
     scenario_members,
+    start,
 )
 from steward.experiments.schemas import OpeTargetSpec, register_schemas
 from steward.simulators.catalogue import from_dict
@@ -241,5 +242,10 @@ def main(cfg: DictConfig) -> None:
     print(f"verdict for {primary}: {report['verdict']} ({report['verdict_reason']}); wrote {out}")
 
 
+def run() -> None:
+    """``steward ope OVERRIDES``: check the extras and the command line, then :func:`main`."""
+    start(main, groups=("slo", "shield"), extras=("ope",))
+
+
 if __name__ == "__main__":
-    main()
+    run()

@@ -7,7 +7,6 @@ Writes ``timeline.csv`` and ``timeline.png`` into the run dir (and ``logs.parque
 """
 
 import json
-import sys
 
 import hydra
 import numpy as np
@@ -19,14 +18,15 @@ from steward.agent.reporting.timeline import plot_timeline, write_timeline_csv
 from steward.agent.rollout import run_episode
 from steward.envs.lifecycle_env import LifecycleEnv
 from steward.experiments.common import (
-    check_group_choices,
     clean_errors,
     episode_seeds,
     run_dir,
     scenario_members,
+    start,
     world_configs,
 )
 from steward.experiments.schemas import register_schemas
+from steward.extras import require_extras
 from steward.simulators.errors import require
 
 register_schemas()
@@ -65,6 +65,8 @@ def main(cfg: DictConfig) -> None:
     require(
         cfg.episodes >= 1, "episodes", "must be at least 1", "use episodes=1 or more", cfg.episodes
     )
+    if cfg.log:
+        require_extras("ope")  # the logs' writer; say so before simulating, not after
     scenario, slo, shield = world_configs(cfg)
     env = LifecycleEnv(
         scenario,
@@ -106,6 +108,10 @@ def main(cfg: DictConfig) -> None:
     )
 
 
+def run() -> None:
+    """``steward simulate OVERRIDES``: check the command line, then :func:`main`."""
+    start(main, groups=("scenario", "slo", "shield"))
+
+
 if __name__ == "__main__":
-    check_group_choices(sys.argv[1:], ("scenario", "slo", "shield"))
-    main()
+    run()

@@ -6,7 +6,6 @@ Writes ``policy.zip``, ``vecnormalize.pkl``, ``policy.sha256``, ``agent.json``,
 """
 
 import json
-import sys
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -14,11 +13,11 @@ from omegaconf import DictConfig, OmegaConf
 from steward.agent.reporting.learning_curve import plot_learning_curve
 from steward.agent.training.config import AgentConfig
 from steward.experiments.common import (
-    check_group_choices,
     clean_errors,
     plain,
     run_dir,
     scenario_members,
+    start,
     world_configs,
 )
 from steward.experiments.schemas import register_schemas
@@ -54,6 +53,10 @@ def main(cfg: DictConfig) -> None:
     print(f"wrote {out / 'policy.zip'}")
 
 
+def run() -> None:
+    """``steward train OVERRIDES``: check the extras and the command line, then :func:`main`."""
+    start(main, groups=("scenario", "slo", "shield", "agent", "experiment"), extras=("train",))
+
+
 if __name__ == "__main__":
-    check_group_choices(sys.argv[1:], ("scenario", "slo", "shield", "agent", "experiment"))
-    main()
+    run()
