@@ -13,7 +13,7 @@ from test_server_harness import API_TOKEN, REPO, copy_run, free_port
 
 from steward.agent.server.__main__ import settings_from_config
 from steward.agent.server.settings import API_TOKEN_ENV, ServerSettings
-from steward.simulators.errors import ConfigError
+from steward.errors import ConfigError
 
 
 @pytest.fixture

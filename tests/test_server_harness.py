@@ -30,8 +30,8 @@ from steward.agent.server.app import create_app
 from steward.agent.server.settings import ServerSettings
 from steward.agent.training.artifacts import write_hashes
 from steward.envs.lifecycle_env import load_shield_config
+from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.catalogue import load_slo
-from steward.simulators.portfolio import ObservedPortfolio
 
 REPO = Path(__file__).resolve().parents[1]
 API_TOKEN = "test-api-token-0123456789"

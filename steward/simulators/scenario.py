@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 
-from steward.simulators.errors import require, require_positive
+from steward.errors import require, require_positive
 from steward.simulators.labels import DelayConfig, IncidentConfig
 from steward.simulators.streams.replay import ReplayConfig
 from steward.simulators.streams.synthetic import SyntheticConfig

@@ -39,13 +39,13 @@ from tqdm import tqdm
 
 from steward.envs.lifecycle_env import LifecycleEnv, load_shield_config
 from steward.envs.shield import RULES, Shield, ShieldConfig
-from steward.simulators import label_cohorts as cohorts
+from steward.monitoring import label_cohorts as cohorts
+from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.actions import MODEL_CHANGES, N_ACTIONS, Action
 from steward.simulators.catalogue import available, load_scenario, load_slo
 from steward.simulators.costs import SloConfig
 from steward.simulators.labels import DelayConfig
 from steward.simulators.models import ModelVersion
-from steward.simulators.portfolio import ObservedPortfolio
 from steward.simulators.served_log import ARRIVED
 from steward.simulators.windows import choose_window
 from steward.simulators.world import World
@@ -197,7 +197,7 @@ class WorldFacts:
     def label_cohorts(self) -> tuple[float, float]:
         """Stratified z-scores of the newest labels against earlier labels of their strata.
 
-        The specification of :mod:`steward.simulators.label_cohorts`, recomputed from the served
+        The specification of :mod:`steward.monitoring.label_cohorts`, recomputed from the served
         log with whole-array counts: strata are (serving time in quarter-day bins, capped
         at 30 days; score in tenths), over the labels arrived in the last 7 days; for each
         recent window, the positives among its labels against their hypergeometric mean and

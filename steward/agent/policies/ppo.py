@@ -9,7 +9,7 @@ import torch
 
 from steward.agent.policies.base import DecisionContext
 from steward.agent.training.artifacts import NORMALIZE_FILE, read_meta, verify_hashes
-from steward.simulators.errors import ConfigError
+from steward.errors import ConfigError
 
 
 class AgentPolicy:

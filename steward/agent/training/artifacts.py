@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from steward.simulators.errors import ConfigError
+from steward.errors import ConfigError
 
 POLICY_FILE = "policy.zip"
 NORMALIZE_FILE = "vecnormalize.pkl"
