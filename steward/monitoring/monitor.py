@@ -96,7 +96,8 @@ class ServedDay:
         n_rows = rows.stop - rows.start
         self.requests = float(np.sum(log.weight[rows])) if n_rows else 0.0
         latencies = log.latency_ms[rows]
-        latencies = latencies[np.isfinite(latencies)]
+        if not bool(np.isfinite(latencies).all()):
+            latencies = latencies[np.isfinite(latencies)]
         self.latency_p99_ms = float(np.quantile(latencies, 0.99)) if latencies.size else NAN
         self.estimated_accuracy = NAN
         self.input_psi = self.score_psi = NAN

@@ -23,7 +23,17 @@ class LogReplay:
     def __init__(self, predictions: PredictionTable, labels: LabelTable) -> None:
         self.predictions = predictions
         self.labels = labels
-        self.log = ServiceLog(predictions.n_features, capacity=max(len(predictions), 1))
+        p = predictions
+        self.log = ServiceLog.ahead_of_time(
+            p.served_at,
+            p.version,
+            p.score,
+            features=p.features,
+            region=p.region,
+            shadow=p.shadow,
+            weight=p.weight,
+            latency_ms=p.latency_ms,
+        )
         self._by_retraction = np.argsort(labels.retracted_at, kind="stable")
         self._next_label = 0
         self._next_retraction = 0
@@ -35,19 +45,7 @@ class LogReplay:
             raise ValueError(f"decision times must not go backwards ({now} < {self.now})")
         self.now = now
         p, log = self.predictions, self.log
-        stop = int(np.searchsorted(p.served_at, now, side="left"))  # served before now
-        if stop > log.n:
-            rows = slice(log.n, stop)
-            log.append(
-                p.served_at[rows],
-                p.version[rows],
-                p.score[rows],
-                features=None if p.features is None else p.features[rows],
-                region=None if p.region is None else p.region[rows],
-                shadow=None if p.shadow is None else p.shadow[rows],
-                weight=None if p.weight is None else p.weight[rows],
-                latency_ms=None if p.latency_ms is None else p.latency_ms[rows],
-            )
+        log.reveal(int(np.searchsorted(p.served_at, now, side="left")))  # served before now
         labels = self.labels
         arrived = int(np.searchsorted(labels.arrived_at, now, side="right"))
         unlogged = np.flatnonzero(labels.row[self._next_label : arrived] >= log.n)

@@ -49,6 +49,7 @@ class ServiceLog:
     def __init__(self, n_features: int, capacity: int = 65_536) -> None:
         self.n_features = n_features
         self.n = 0
+        self.n_written = 0  # rows written ahead (known to come), the first n of them served
         self.features = np.empty((capacity, n_features))
         for name, dtype in ROW_COLUMNS.items():
             setattr(self, name, np.zeros(capacity, dtype=dtype))
@@ -73,10 +74,54 @@ class ServiceLog:
     purged: np.ndarray
     usable: np.ndarray
 
+    @classmethod
+    def ahead_of_time(
+        cls,
+        t_serve: np.ndarray,
+        version: np.ndarray,
+        score: np.ndarray,
+        *,
+        features: np.ndarray | None = None,
+        region: np.ndarray | None = None,
+        shadow: np.ndarray | None = None,
+        weight: np.ndarray | None = None,
+        latency_ms: np.ndarray | None = None,
+    ) -> "ServiceLog":
+        """A log of predictions known ahead (a replay of tables), none served yet.
+
+        The arrays are used as they are, not copied (``t_serve`` ascending); :meth:`reveal`
+        makes a prefix of them served.
+        """
+        n = t_serve.shape[0]
+        log = cls(0 if features is None else features.shape[1], capacity=n)
+        log.t_serve = t_serve
+        log.day = np.floor(t_serve).astype(np.int64)
+        log.version = version
+        log.score_live = score
+        if features is not None:
+            log.features = features
+        if region is not None:
+            log.region = region
+        log.score_shadow = np.full(n, np.nan) if shadow is None else shadow
+        log.weight = np.ones(n) if weight is None else weight
+        log.latency_ms = np.full(n, np.nan) if latency_ms is None else latency_ms
+        log.t_arrive[:] = np.inf
+        log.t_retract[:] = np.inf
+        log.n_written = n
+        return log
+
+    def reveal(self, stop: int) -> None:
+        """Rows written ahead up to ``stop`` have now been served."""
+        if not self.n <= stop <= self.n_written:
+            raise ValueError(
+                f"cannot serve up to row {stop} ({self.n} served, {self.n_written} written)"
+            )
+        self.n = stop
+
     @property
     def rows_written(self) -> int:
-        """Rows holding data (the served ones; the simulator writes traffic ahead)."""
-        return self.n
+        """Rows holding data (the served ones and any written ahead)."""
+        return self.n_written
 
     def reserve(self, needed: int) -> None:
         """Make room for ``needed`` rows in all."""
@@ -94,6 +139,7 @@ class ServiceLog:
     def clear(self) -> None:
         """Forget every row (keeps the allocated capacity)."""
         self.n = 0
+        self.n_written = 0
         self.n_arrivals = 0
         self.n_purged = 0
 
@@ -111,6 +157,8 @@ class ServiceLog:
     ) -> slice:
         """Log served predictions (not before the last one logged); returns their rows."""
         k = t_serve.shape[0]
+        if self.n_written > self.n:
+            raise ValueError("rows are written ahead: serve them with reveal()")
         if k and self.n and float(t_serve[0]) < float(self.t_serve[self.n - 1]):
             raise ValueError("predictions must be appended in serve-time order")
         self.reserve(self.n + k)
@@ -128,7 +176,7 @@ class ServiceLog:
         self.t_retract[rows] = np.inf
         self.purged[rows] = False
         self.usable[rows] = False
-        self.n = rows.stop
+        self.n = self.n_written = rows.stop
         return rows
 
     def record_arrivals(self, rows: np.ndarray, labels: np.ndarray | None = None) -> None:

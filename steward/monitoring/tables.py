@@ -51,7 +51,7 @@ class LogTableError(ConfigError):
 class PredictionTable:
     """Predictions sorted by serve time (ties keep their order in the file)."""
 
-    prediction_id: pd.Index
+    prediction_id: np.ndarray  # int64, or str objects when any id is not an integer
     served_at: np.ndarray
     version: np.ndarray
     score: np.ndarray
@@ -155,6 +155,38 @@ def time_origin(frame: pd.DataFrame, origin: str | None) -> pd.Timestamp | None:
     return pd.Timestamp(first).normalize()
 
 
+def _by_time(times: np.ndarray) -> np.ndarray:
+    """The order that sorts ``times``, equal times kept in their given order."""
+    if bool(np.all(times[1:] >= times[:-1])):  # logs are usually written in time order
+        return np.arange(times.shape[0])
+    order = np.argsort(times)  # introsort: faster than a stable sort, and ties are rare
+    ordered = times[order]
+    if bool(np.any(ordered[1:] == ordered[:-1])):
+        order = np.argsort(times, kind="stable")
+    return order
+
+
+def prediction_ids(values: pd.Series) -> np.ndarray:
+    """Prediction ids as int64 when they are integers, else as strings."""
+    if pd.api.types.is_integer_dtype(values):
+        return values.to_numpy(dtype=np.int64)
+    return values.astype(str).to_numpy(dtype=object)
+
+
+def join_rows(prediction_id: np.ndarray, label_id: np.ndarray) -> np.ndarray:
+    """For each label id, the position of its prediction (-1: no such prediction).
+
+    ``prediction_id`` holds each id once. Integer and string ids join as text.
+    """
+    if prediction_id.dtype != label_id.dtype:
+        prediction_id, label_id = prediction_id.astype(str), label_id.astype(str)
+    codes, uniques = pd.factorize(np.concatenate([prediction_id, label_id]))
+    n = prediction_id.shape[0]
+    position = np.full(len(uniques), -1, dtype=np.int64)
+    position[codes[:n]] = np.arange(n)
+    return position[codes[n:]]
+
+
 def _optional(frame: pd.DataFrame, column: str) -> np.ndarray | None:
     return frame[column].to_numpy(dtype=np.float64) if column in frame.columns else None
 
@@ -199,12 +231,16 @@ def predictions_from_frame(frame: pd.DataFrame, origin: pd.Timestamp | None) -> 
                 "must be a finite number",
                 f"fix row {i} of the {what} table",
             )
-    ids = frame["prediction_id"].astype(str)
-    first = ~ids.duplicated(keep="first").to_numpy()
+    ids = prediction_ids(frame["prediction_id"])
+    codes, uniques = pd.factorize(ids)
+    first = np.ones(codes.shape[0], dtype=bool)
+    if len(uniques) < codes.shape[0]:  # re-sent predictions: keep each id's first row
+        first[:] = False
+        first[np.unique(codes, return_index=True)[1]] = True
     order = np.flatnonzero(first)
-    order = order[np.argsort(served[order], kind="stable")]
+    order = order[_by_time(served[order])]
     return PredictionTable(
-        prediction_id=pd.Index(ids.to_numpy()[order]),
+        prediction_id=ids[order],
         served_at=served[order],
         version=version[order].astype(np.int32),
         score=score[order],
@@ -233,22 +269,25 @@ def labels_from_frame(
         given = frame["retracted_at"].notna().to_numpy()
         if given.any():
             retracted[given] = to_days(frame["retracted_at"][given], origin, what, "retracted_at")
-    row = predictions.prediction_id.get_indexer(pd.Index(frame["prediction_id"].astype(str)))
+    row = join_rows(predictions.prediction_id, prediction_ids(frame["prediction_id"]))
     known = row >= 0
     served = np.where(known, predictions.served_at[np.maximum(row, 0)], -np.inf)
     _bad_row(frame, known & (arrived < served), what, "arrived_at", "is before the prediction")
     _bad_row(frame, retracted < arrived, what, "retracted_at", "is before the label arrived")
     keep = np.flatnonzero(known)
-    first = ~pd.Series(row[keep]).duplicated(keep="first").to_numpy()
-    keep = keep[first]
-    order = keep[np.lexsort((row[keep], arrived[keep]))]
+    # each prediction's first label, in prediction order: writing in reverse leaves the first
+    by_row = np.full(len(predictions), -1, dtype=np.int64)
+    by_row[row[keep[::-1]]] = keep[::-1]
+    first = by_row[by_row >= 0]
+    # by arrival, ties in prediction (serve) order
+    order = first[_by_time(arrived[first])]
     return LabelTable(
-        row=row[order].astype(np.int64),
+        row=row[order],
         label=label[order].astype(np.int8),
         arrived_at=arrived[order],
         retracted_at=retracted[order],
         unknown_prediction=int((~known).sum()),
-        duplicates=int((~first).sum()),
+        duplicates=int(keep.shape[0] - first.shape[0]),
     )
 
 

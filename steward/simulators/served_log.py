@@ -12,7 +12,7 @@ class ServedLog(ServiceLog):
     """Every row the simulated service served this episode, with the truth the world keeps.
 
     The monitored columns are :class:`ServiceLog`'s. Traffic is written ahead in chunks
-    (``n_generated`` rows, their true labels and the time each label is due); the first
+    (``n_written`` rows, their true labels and the time each label is due); the first
     ``n`` rows have been served. A row's ``y_label`` holds the true label until its label
     arrives (possibly corrupted on arrival); ``t_arrive`` holds when it is due.
 
@@ -25,21 +25,14 @@ class ServedLog(ServiceLog):
 
     def __init__(self, n_features: int, capacity: int = 65_536) -> None:
         super().__init__(n_features, capacity)
-        self.n_generated = 0
         self.y_true = np.empty(capacity, dtype=np.int8)
         self.status = np.empty(capacity, dtype=np.int8)
         self.corrupted = np.zeros(capacity, dtype=bool)
         self.n_corrupted = 0  # rows ever marked corrupted this episode
 
-    @property
-    def rows_written(self) -> int:
-        """Rows holding data: the served ones and the traffic written ahead."""
-        return self.n_generated
-
     def clear(self) -> None:
         """Forget every row (keeps the allocated capacity)."""
         super().clear()
-        self.n_generated = 0
         self.n_corrupted = 0
 
     def add_traffic(
@@ -53,8 +46,8 @@ class ServedLog(ServiceLog):
     ) -> int:
         """Write upcoming (not yet served) rows; returns the log index of the first."""
         k = t_serve.shape[0]
-        self.reserve(self.n_generated + k)
-        first = self.n_generated
+        self.reserve(self.n_written + k)
+        first = self.n_written
         rows = slice(first, first + k)
         self.t_serve[rows] = t_serve
         self.day[rows] = day
@@ -68,7 +61,7 @@ class ServedLog(ServiceLog):
         self.t_retract[rows] = np.inf
         self.purged[rows] = False
         self.usable[rows] = False
-        self.n_generated += k
+        self.n_written += k
         return first
 
     def serve(
@@ -81,7 +74,7 @@ class ServedLog(ServiceLog):
         latency_ms: float,
     ) -> None:
         """The next upcoming rows are served: record what production would log."""
-        assert rows.start == self.n and rows.stop <= self.n_generated
+        assert rows.start == self.n and rows.stop <= self.n_written
         self.score_live[rows] = score_live
         self.score_shadow[rows] = score_shadow
         self.version[rows] = version
