@@ -117,7 +117,7 @@ def test_timestamps_count_days_from_the_first_predictions_midnight(tmp_path: Pat
     stamped["served_at"] = origin + pd.to_timedelta(predictions["served_at"], unit="D")
     stamped_labels["arrived_at"] = origin + pd.to_timedelta(labels["arrived_at"], unit="D")
     a, b = read_logs(*write(tmp_path, stamped, stamped_labels))
-    assert np.allclose(a.served_at, np.sort(predictions["served_at"].to_numpy()), atol=1e-9)
+    assert np.allclose(a.batch.served_at, np.sort(predictions["served_at"].to_numpy()), atol=1e-9)
     assert np.allclose(np.sort(b.arrived_at), np.sort(labels["arrived_at"].to_numpy()), atol=1e-9)
 
 

@@ -99,21 +99,21 @@ def default_decisions(
     if times is None:
         if not len(predictions):
             return []
-        first = math.floor(float(predictions.served_at[0])) + 1
-        last = math.floor(float(predictions.served_at[-1])) + 1
+        first = math.floor(float(predictions.batch.served_at[0])) + 1
+        last = math.floor(float(predictions.batch.served_at[-1])) + 1
         times = [float(t) for t in range(first, last + 1)]
     out = []
     change_day = math.nan
     live_version = -1
     for t in times:
-        served = int(np.searchsorted(predictions.served_at, t, side="left"))
-        version = int(predictions.version[served - 1]) if served else 0
+        served = int(np.searchsorted(predictions.batch.served_at, t, side="left"))
+        version = int(predictions.batch.version[served - 1]) if served else 0
         if version != live_version:
             live_version = version
             change_day = float(t)
             if served:  # when the live version first served
-                first_row = int(np.flatnonzero(predictions.version[:served] == version)[0])
-                change_day = float(predictions.served_at[first_row])
+                first_row = int(np.flatnonzero(predictions.batch.version[:served] == version)[0])
+                change_day = float(predictions.batch.served_at[first_row])
         registry = RegistryState(
             live=_card(cards, version, "times"),
             previous=None,

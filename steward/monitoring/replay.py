@@ -23,17 +23,7 @@ class LogReplay:
     def __init__(self, predictions: PredictionTable, labels: LabelTable) -> None:
         self.predictions = predictions
         self.labels = labels
-        p = predictions
-        self.log = ServiceLog.ahead_of_time(
-            p.served_at,
-            p.version,
-            p.score,
-            features=p.features,
-            region=p.region,
-            shadow=p.shadow,
-            weight=p.weight,
-            latency_ms=p.latency_ms,
-        )
+        self.log = ServiceLog.ahead_of_time(predictions.batch)
         self._by_retraction = np.argsort(labels.retracted_at, kind="stable")
         self._next_label = 0
         self._next_retraction = 0
@@ -44,8 +34,9 @@ class LogReplay:
         if now < self.now:
             raise ValueError(f"decision times must not go backwards ({now} < {self.now})")
         self.now = now
-        p, log = self.predictions, self.log
-        log.reveal(int(np.searchsorted(p.served_at, now, side="left")))  # served before now
+        log = self.log
+        served_at = self.predictions.batch.served_at
+        log.reveal(int(np.searchsorted(served_at, now, side="left")))  # served before now
         labels = self.labels
         arrived = int(np.searchsorted(labels.arrived_at, now, side="right"))
         unlogged = np.flatnonzero(labels.row[self._next_label : arrived] >= log.n)

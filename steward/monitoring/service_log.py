@@ -14,6 +14,8 @@ builds it from prediction and label tables (:mod:`steward.monitoring.tables`). E
 way :class:`steward.monitoring.monitor.Monitor` computes the same portfolio from it.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 # per-row columns: name -> (dtype, trailing shape from n_features)
@@ -32,6 +34,23 @@ ROW_COLUMNS: dict[str, np.dtype] = {
     "purged": np.dtype(bool),  # the label was retracted
     "usable": np.dtype(bool),  # the label arrived and was not retracted
 }
+
+
+class PredictionBatch(NamedTuple):
+    """Served predictions in serve-time order: the prediction log's columns.
+
+    Only the first three are required; a missing column takes its default (no inputs,
+    region 0, no shadow score, weight 1, latency not measured).
+    """
+
+    served_at: np.ndarray  # days
+    version: np.ndarray  # int32
+    score: np.ndarray
+    features: np.ndarray | None = None
+    region: np.ndarray | None = None  # int8
+    shadow: np.ndarray | None = None
+    weight: np.ndarray | None = None
+    latency_ms: np.ndarray | None = None
 
 
 class ServiceLog:
@@ -75,36 +94,26 @@ class ServiceLog:
     usable: np.ndarray
 
     @classmethod
-    def ahead_of_time(
-        cls,
-        t_serve: np.ndarray,
-        version: np.ndarray,
-        score: np.ndarray,
-        *,
-        features: np.ndarray | None = None,
-        region: np.ndarray | None = None,
-        shadow: np.ndarray | None = None,
-        weight: np.ndarray | None = None,
-        latency_ms: np.ndarray | None = None,
-    ) -> "ServiceLog":
+    def ahead_of_time(cls, batch: PredictionBatch) -> "ServiceLog":
         """A log of predictions known ahead (a replay of tables), none served yet.
 
         The arrays are used as they are, not copied (``t_serve`` ascending); :meth:`reveal`
         makes a prefix of them served.
         """
-        n = t_serve.shape[0]
-        log = cls(0 if features is None else features.shape[1], capacity=n)
-        log.t_serve = t_serve
-        log.day = np.floor(t_serve).astype(np.int64)
-        log.version = version
-        log.score_live = score
-        if features is not None:
-            log.features = features
-        if region is not None:
-            log.region = region
-        log.score_shadow = np.full(n, np.nan) if shadow is None else shadow
-        log.weight = np.ones(n) if weight is None else weight
-        log.latency_ms = np.full(n, np.nan) if latency_ms is None else latency_ms
+        b = batch
+        n = b.served_at.shape[0]
+        log = cls(0 if b.features is None else b.features.shape[1], capacity=n)
+        log.t_serve = b.served_at
+        log.day = np.floor(b.served_at).astype(np.int64)
+        log.version = b.version
+        log.score_live = b.score
+        if b.features is not None:
+            log.features = b.features
+        if b.region is not None:
+            log.region = b.region
+        log.score_shadow = np.full(n, np.nan) if b.shadow is None else b.shadow
+        log.weight = np.ones(n) if b.weight is None else b.weight
+        log.latency_ms = np.full(n, np.nan) if b.latency_ms is None else b.latency_ms
         log.t_arrive[:] = np.inf
         log.t_retract[:] = np.inf
         log.n_written = n
@@ -143,35 +152,25 @@ class ServiceLog:
         self.n_arrivals = 0
         self.n_purged = 0
 
-    def append(
-        self,
-        t_serve: np.ndarray,
-        version: np.ndarray,
-        score: np.ndarray,
-        *,
-        features: np.ndarray | None = None,
-        region: np.ndarray | None = None,
-        shadow: np.ndarray | None = None,
-        weight: np.ndarray | None = None,
-        latency_ms: np.ndarray | None = None,
-    ) -> slice:
+    def append(self, batch: PredictionBatch) -> slice:
         """Log served predictions (not before the last one logged); returns their rows."""
-        k = t_serve.shape[0]
+        b = batch
+        k = b.served_at.shape[0]
         if self.n_written > self.n:
             raise ValueError("rows are written ahead: serve them with reveal()")
-        if k and self.n and float(t_serve[0]) < float(self.t_serve[self.n - 1]):
+        if k and self.n and float(b.served_at[0]) < float(self.t_serve[self.n - 1]):
             raise ValueError("predictions must be appended in serve-time order")
         self.reserve(self.n + k)
         rows = slice(self.n, self.n + k)
-        self.t_serve[rows] = t_serve
-        self.day[rows] = np.floor(t_serve)
-        self.version[rows] = version
-        self.score_live[rows] = score
-        self.features[rows] = 0.0 if features is None else features
-        self.region[rows] = 0 if region is None else region
-        self.score_shadow[rows] = np.nan if shadow is None else shadow
-        self.weight[rows] = 1.0 if weight is None else weight
-        self.latency_ms[rows] = np.nan if latency_ms is None else latency_ms
+        self.t_serve[rows] = b.served_at
+        self.day[rows] = np.floor(b.served_at)
+        self.version[rows] = b.version
+        self.score_live[rows] = b.score
+        self.features[rows] = 0.0 if b.features is None else b.features
+        self.region[rows] = 0 if b.region is None else b.region
+        self.score_shadow[rows] = np.nan if b.shadow is None else b.shadow
+        self.weight[rows] = 1.0 if b.weight is None else b.weight
+        self.latency_ms[rows] = np.nan if b.latency_ms is None else b.latency_ms
         self.t_arrive[rows] = np.inf
         self.t_retract[rows] = np.inf
         self.purged[rows] = False

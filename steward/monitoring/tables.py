@@ -30,6 +30,7 @@ a label for an unknown prediction is counted and reported, not joined; a duplica
 prediction id keeps its first row.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from steward.errors import ConfigError
+from steward.monitoring.service_log import PredictionBatch
 
 PREDICTION_COLUMNS = ("prediction_id", "served_at", "model_version", "score")
 LABEL_COLUMNS = ("prediction_id", "label", "arrived_at")
@@ -52,23 +54,11 @@ class PredictionTable:
     """Predictions sorted by serve time (ties keep their order in the file)."""
 
     prediction_id: np.ndarray  # int64, or str objects when any id is not an integer
-    served_at: np.ndarray
-    version: np.ndarray
-    score: np.ndarray
-    shadow: np.ndarray | None
-    region: np.ndarray | None
-    latency_ms: np.ndarray | None
-    weight: np.ndarray | None
-    features: np.ndarray | None
+    batch: PredictionBatch
     duplicates: int  # rows dropped because their prediction id was seen before
 
     def __len__(self) -> int:
-        return int(self.served_at.shape[0])
-
-    @property
-    def n_features(self) -> int:
-        """Width of the logged inputs (0 when none are logged)."""
-        return 0 if self.features is None else int(self.features.shape[1])
+        return int(self.batch.served_at.shape[0])
 
 
 @dataclass(frozen=True)
@@ -187,8 +177,44 @@ def join_rows(prediction_id: np.ndarray, label_id: np.ndarray) -> np.ndarray:
     return position[codes[n:]]
 
 
-def _optional(frame: pd.DataFrame, column: str) -> np.ndarray | None:
-    return frame[column].to_numpy(dtype=np.float64) if column in frame.columns else None
+def _in_unit_interval(v: np.ndarray) -> np.ndarray:
+    return (v >= 0.0) & (v <= 1.0)
+
+
+def _whole(v: np.ndarray) -> np.ndarray:
+    return np.isfinite(v) & (v == np.round(v))
+
+
+# a numeric column's rule: which values are valid (NaN fails every comparison) and why not
+COLUMN_RULES: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
+    "score": (_in_unit_interval, "must be a number in [0, 1]"),
+    "shadow_score": (lambda v: np.isnan(v) | _in_unit_interval(v), "must be in [0, 1] or empty"),
+    "model_version": (_whole, "must be an integer"),
+    "region": (lambda v: _whole(v) & (v >= 0) & (v <= 127), "must be an integer in [0, 127]"),
+    "latency_ms": (lambda v: np.isnan(v) | ((v >= 0) & np.isfinite(v)), "must be >= 0 or empty"),
+    "weight": (lambda v: np.isfinite(v) & (v > 0), "must be a number > 0"),
+    "label": (lambda v: (v == 0.0) | (v == 1.0), "must be 0 or 1"),
+}
+
+
+def checked_column(frame: pd.DataFrame, what: str, column: str) -> np.ndarray | None:
+    """A numeric column checked against its rule (None when the table has no such column)."""
+    if column not in frame.columns:
+        return None
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+    valid, rule = COLUMN_RULES[column]
+    with np.errstate(invalid="ignore"):
+        _bad_row(frame, ~valid(values), what, column, rule)
+    return values
+
+
+def checked_time(
+    frame: pd.DataFrame, what: str, column: str, origin: pd.Timestamp | None
+) -> np.ndarray:
+    """A time column as days, every value finite."""
+    days = to_days(frame[column], origin, what, column)
+    _bad_row(frame, ~np.isfinite(days), what, column, "must be a finite time")
+    return days
 
 
 def predictions_from_frame(frame: pd.DataFrame, origin: pd.Timestamp | None) -> PredictionTable:
@@ -196,29 +222,14 @@ def predictions_from_frame(frame: pd.DataFrame, origin: pd.Timestamp | None) -> 
     what = "predictions"
     _require_columns(frame, PREDICTION_COLUMNS, what)
     frame = frame.reset_index(drop=True)
-    served = to_days(frame["served_at"], origin, what, "served_at")
-    _bad_row(frame, ~np.isfinite(served), what, "served_at", "must be a finite time")
-    score = pd.to_numeric(frame["score"], errors="coerce").to_numpy(dtype=np.float64)
-    _bad_row(frame, ~np.isfinite(score), what, "score", "must be a finite number")
-    _bad_row(frame, (score < 0) | (score > 1), what, "score", "must be in [0, 1]")
-    version = pd.to_numeric(frame["model_version"], errors="coerce").to_numpy(dtype=np.float64)
-    _bad_row(
-        frame, ~np.isfinite(version) | (version != np.round(version)), what, "model_version",
-        "must be an integer",
-    )  # fmt: skip
-    shadow = _optional(frame, "shadow_score")
-    if shadow is not None:
-        _bad_row(frame, (shadow < 0) | (shadow > 1), what, "shadow_score", "must be in [0, 1]")
-    region = _optional(frame, "region")
-    if region is not None:
-        bad = ~np.isfinite(region) | (region < 0) | (region != np.round(region)) | (region > 127)
-        _bad_row(frame, bad, what, "region", "must be an integer in [0, 127]")
-    latency = _optional(frame, "latency_ms")
-    if latency is not None:
-        _bad_row(frame, latency < 0, what, "latency_ms", "must be >= 0")
-    weight = _optional(frame, "weight")
-    if weight is not None:
-        _bad_row(frame, ~np.isfinite(weight) | (weight <= 0), what, "weight", "must be > 0")
+    served = checked_time(frame, what, "served_at", origin)
+    score = checked_column(frame, what, "score")
+    version = checked_column(frame, what, "model_version")
+    assert score is not None and version is not None  # required columns
+    shadow = checked_column(frame, what, "shadow_score")
+    region = checked_column(frame, what, "region")
+    latency = checked_column(frame, what, "latency_ms")
+    weight = checked_column(frame, what, "weight")
     feature_columns = [c for c in frame.columns if str(c).startswith(FEATURE_PREFIX)]
     features = None
     if feature_columns:
@@ -239,18 +250,17 @@ def predictions_from_frame(frame: pd.DataFrame, origin: pd.Timestamp | None) -> 
         first[np.unique(codes, return_index=True)[1]] = True
     order = np.flatnonzero(first)
     order = order[_by_time(served[order])]
-    return PredictionTable(
-        prediction_id=ids[order],
+    batch = PredictionBatch(
         served_at=served[order],
         version=version[order].astype(np.int32),
         score=score[order],
-        shadow=None if shadow is None else shadow[order],
-        region=None if region is None else region[order].astype(np.int8),
-        latency_ms=None if latency is None else latency[order],
-        weight=None if weight is None else weight[order],
         features=None if features is None else features[order],
-        duplicates=int((~first).sum()),
+        region=None if region is None else region[order].astype(np.int8),
+        shadow=None if shadow is None else shadow[order],
+        weight=None if weight is None else weight[order],
+        latency_ms=None if latency is None else latency[order],
     )
+    return PredictionTable(ids[order], batch, duplicates=int((~first).sum()))
 
 
 def labels_from_frame(
@@ -260,10 +270,9 @@ def labels_from_frame(
     what = "labels"
     _require_columns(frame, LABEL_COLUMNS, what)
     frame = frame.reset_index(drop=True)
-    arrived = to_days(frame["arrived_at"], origin, what, "arrived_at")
-    _bad_row(frame, ~np.isfinite(arrived), what, "arrived_at", "must be a finite time")
-    label = pd.to_numeric(frame["label"], errors="coerce").to_numpy(dtype=np.float64)
-    _bad_row(frame, ~np.isin(label, (0.0, 1.0)), what, "label", "must be 0 or 1")
+    arrived = checked_time(frame, what, "arrived_at", origin)
+    label = checked_column(frame, what, "label")
+    assert label is not None  # a required column
     retracted = np.full(arrived.shape[0], np.inf)
     if "retracted_at" in frame.columns:
         given = frame["retracted_at"].notna().to_numpy()
@@ -271,7 +280,7 @@ def labels_from_frame(
             retracted[given] = to_days(frame["retracted_at"][given], origin, what, "retracted_at")
     row = join_rows(predictions.prediction_id, prediction_ids(frame["prediction_id"]))
     known = row >= 0
-    served = np.where(known, predictions.served_at[np.maximum(row, 0)], -np.inf)
+    served = np.where(known, predictions.batch.served_at[np.maximum(row, 0)], -np.inf)
     _bad_row(frame, known & (arrived < served), what, "arrived_at", "is before the prediction")
     _bad_row(frame, retracted < arrived, what, "retracted_at", "is before the label arrived")
     keep = np.flatnonzero(known)

@@ -118,47 +118,6 @@ class World:
         """Whether the horizon is reached."""
         return self.day >= self.active.horizon_days
 
-    # read-only views of the episode's state, for observers (plots, the safety audit)
-    @property
-    def registry(self) -> Registry:
-        """The model registry."""
-        return self.state.registry
-
-    @property
-    def pipeline(self) -> LabelPipeline:
-        """The label pipeline."""
-        return self.state.pipeline
-
-    @property
-    def audit(self) -> AuditTrail:
-        """Every executed action and outcome."""
-        return self.state.audit
-
-    @property
-    def hold(self) -> bool:
-        """Whether a paged human has frozen model changes."""
-        return self.state.hold
-
-    @property
-    def change_in_flight(self) -> bool:
-        """Whether a training job or canary is running."""
-        return self.state.change_in_flight
-
-    @property
-    def pages_answered(self) -> int:
-        """Pages a human has answered this episode."""
-        return self.state.pages_answered
-
-    @property
-    def last_change_day(self) -> float:
-        """When the live version last changed."""
-        return self.state.last_change_day
-
-    @property
-    def spend_period(self) -> float:
-        """Money spent in the current budget period."""
-        return self.state.spend.period
-
     def _draw_scenario(self, member: str | None) -> ScenarioConfig:
         if self.scenario.stream != "mixture":
             return self.scenario
@@ -201,7 +160,7 @@ class World:
         self.log = self._logs[self.stream.n_features]
         self.log.clear()
         pipeline = LabelPipeline(self.log, self.active.delay, self.rng)
-        self.state = EpisodeState(
+        self.state = state = EpisodeState(
             env=self.env,
             rng=self.rng,
             scenario=self.active,
@@ -231,6 +190,8 @@ class World:
             ),
         )
         self.truth = TruthRecorder(self.log, self.stream, self.active, pipeline)
+        # the episode's registry, label pipeline and audit trail, for observers
+        self.registry, self.pipeline, self.audit = state.registry, pipeline, state.audit
         self.ops = Operations(self.state, self.backend)
         self._chunk_first_day = 0
         self._day_volumes: list[float] = []  # requests on each day of the chunk

@@ -288,7 +288,7 @@ class WorldFacts:
             )
         elif action == Action.RECALIBRATE:
             one_off = slo.calibration_cost
-        return w.spend_period + one_off + slo.inference_cost(after, self.volume()) * days_left
+        return w.state.spend.period + one_off + slo.inference_cost(after, self.volume()) * days_left
 
     def latency(self, action: Action) -> tuple[float, float]:
         """Expected p99 after ``action``, and now (the SLO's queueing model)."""
@@ -338,9 +338,9 @@ def check(facts: WorldFacts, action: Action, tolerance: float = TOLERANCE) -> di
         flag("labels_in_window", n < c.min_labels_in_window, n < c.min_labels_in_window)
     if not action.changes_model:
         return out
-    flag("change_in_flight", w.change_in_flight, w.change_in_flight)
-    flag("human_hold", w.hold, w.hold)
-    since = w.now - w.last_change_day
+    flag("change_in_flight", w.state.change_in_flight, w.state.change_in_flight)
+    flag("human_hold", w.state.hold, w.state.hold)
+    since = w.now - w.state.last_change_day
     flag("rate_limit", since < c.min_days_between_changes, since < c.min_days_between_changes)
     spend = facts.projected_spend(action)
     flag("cost_ceiling", spend > slo.cost_ceiling, spend > slo.cost_ceiling * (1 + tolerance))
@@ -451,13 +451,13 @@ class SafetyAudit:
         """
         world = facts.world
         peak, at, answered = self._alarm
-        if world.now < at or world.pages_answered != answered:
+        if world.now < at or world.state.pages_answered != answered:
             peak = math.nan
         shift, agreement = facts.label_cohorts()
         for z in (abs(shift), -agreement):
             if math.isfinite(z) and not z <= peak:
                 peak = z
-        self._alarm = (peak, world.now, world.pages_answered)
+        self._alarm = (peak, world.now, world.state.pages_answered)
         return peak
 
     def violations(self) -> int:
