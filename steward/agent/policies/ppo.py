@@ -8,7 +8,7 @@ cloudpickle.
 """
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -131,6 +131,14 @@ def _no_learning(_progress: float) -> float:
     return 0.0
 
 
+class _NoOptimizer:
+    """Stands in for SB3's optimizer: a loaded policy is never trained (and building a
+    torch optimizer imports torch's compiler stack, seconds of work for nothing)."""
+
+    def __init__(self, params: Any, **kwargs: Any) -> None:
+        del params, kwargs
+
+
 def build_network(card: PolicyCard) -> ActorCriticPolicy:
     """The untrained actor-critic network the card describes, in evaluation mode."""
     spec = card.network
@@ -142,6 +150,7 @@ def build_network(card: PolicyCard) -> ActorCriticPolicy:
         activation_fn=ACTIVATION_MODULES[spec.activation],
         share_features_extractor=spec.share_features_extractor,
         ortho_init=False,  # the weights are overwritten from the artifact
+        optimizer_class=_NoOptimizer,  # type: ignore[arg-type]
     )
     network.set_training_mode(False)
     return network
