@@ -179,7 +179,8 @@ def test_statistics_that_do_not_fit_are_refused(copy: Path) -> None:
 def test_meta_reads_the_card(run: Path) -> None:
     meta = read_meta(run)
     assert meta["algorithm"] == "maskable_ppo" and meta["history_len"] == 2
-    assert meta["scenario"] == "stable" and meta["observation_size"] == load_agent(run).card.observation.size
+    assert meta["scenario"] == "stable"
+    assert meta["observation_size"] == load_agent(run).card.observation.size
 
 
 GUARDED = """
@@ -226,8 +227,9 @@ def test_the_artifact_loads_and_answers_with_unpickling_disabled(run: Path) -> N
     """``pickle.load(s)``, ``Unpickler`` and ``torch.load`` raise in the subprocess: the
     artifact loads and answers, each file opened once; SB3's zip cannot load there."""
     files = [str(run / name) for name in (CARD_FILE, WEIGHTS_FILE, NORMALIZATION_FILE)]
+    checkpoint = str(run / CHECKPOINT_DIR / CHECKPOINT_MODEL)
     process = subprocess.run(
-        [sys.executable, "-c", GUARDED, files[0], str(run / CHECKPOINT_DIR / CHECKPOINT_MODEL), *files],
+        [sys.executable, "-c", GUARDED, files[0], checkpoint, *files],
         input=json.dumps({"sha256": sha256_hex((run / CARD_FILE).read_bytes())}),
         cwd=REPO,
         capture_output=True,
@@ -239,7 +241,8 @@ def test_the_artifact_loads_and_answers_with_unpickling_disabled(run: Path) -> N
     answer = json.loads(process.stdout.splitlines()[-1])
     agent = load_agent(run / CARD_FILE)
     observations = np.linspace(-1.0, 1.0, 4 * agent.card.observation.size, dtype=np.float32)
-    assert answer["probabilities"] == agent.probabilities_batch(observations.reshape(4, -1)).tolist()
+    expected = agent.probabilities_batch(observations.reshape(4, -1)).tolist()
+    assert answer["probabilities"] == expected
     assert answer["opens"] == dict.fromkeys(files, 1)
     assert answer["sb3_zip"] == "unpickling is disabled in this process"  # the guard holds
 

@@ -355,7 +355,8 @@ def verify_artifact(artifact: ArtifactBytes, expected_sha256: str | None = None)
         raise ConfigError(
             f"{source} files", f"must list exactly {', '.join(DATA_FILES)}", _RETRAIN, card.files
         )
-    for name, data in ((WEIGHTS_FILE, artifact.weights), (NORMALIZATION_FILE, artifact.normalization)):
+    contents = {WEIGHTS_FILE: artifact.weights, NORMALIZATION_FILE: artifact.normalization}
+    for name, data in contents.items():
         if sha256_hex(data) != str(card.files[name]).lower():
             raise ConfigError(
                 "policy_path",

@@ -16,6 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.numpy import load as load_numpy
 from safetensors.torch import load as load_torch
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
@@ -32,12 +33,13 @@ from steward.simulators.errors import ConfigError
 
 ACTIVATION_MODULES: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 _RESTORE = "restore the files the training run wrote, or retrain"
+ActorCritic = ActorCriticPolicy | MaskableActorCriticPolicy
 
 
 class PolicyModel(NamedTuple):
-    """The network as SB3's algorithms expose theirs: ``model.policy``, ``model.observation_space``."""
+    """The network as SB3's algorithms expose it: ``policy`` and ``observation_space``."""
 
-    policy: ActorCriticPolicy
+    policy: "ActorCritic"
     observation_space: gym.spaces.Box
 
 
@@ -58,7 +60,7 @@ class AgentPolicy:
 
     def __init__(
         self,
-        network: ActorCriticPolicy,
+        network: ActorCritic,
         card: PolicyCard,
         obs_mean: np.ndarray | None,
         obs_var: np.ndarray | None,
@@ -101,7 +103,8 @@ class AgentPolicy:
         """Proposal distributions for a batch of encoded observations."""
         obs = torch.as_tensor(self.normalize(np.atleast_2d(observations)))
         with torch.no_grad():
-            logits = self.network.get_distribution(obs).distribution.logits  # type: ignore[attr-defined]
+            distribution: Any = self.network.get_distribution(obs).distribution
+            logits = distribution.logits
         if self.masked and masks is not None:
             logits = torch.where(
                 torch.as_tensor(np.atleast_2d(masks), dtype=torch.bool), logits, -1e8
@@ -118,13 +121,9 @@ class AgentPolicy:
         return self.probabilities_batch(context.observation, context.mask)[0]
 
 
-def _policy_class(algorithm: str) -> type[ActorCriticPolicy]:
+def _policy_class(algorithm: str) -> type[ActorCritic]:
     """SB3's policy class for the card's algorithm (a fixed table: nothing named is imported)."""
-    if algorithm == "maskable_ppo":
-        from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
-
-        return MaskableActorCriticPolicy
-    return ActorCriticPolicy
+    return MaskableActorCriticPolicy if algorithm == "maskable_ppo" else ActorCriticPolicy
 
 
 def _no_learning(_progress: float) -> float:
@@ -139,7 +138,7 @@ class _NoOptimizer:
         del params, kwargs
 
 
-def build_network(card: PolicyCard) -> ActorCriticPolicy:
+def build_network(card: PolicyCard) -> ActorCritic:
     """The untrained actor-critic network the card describes, in evaluation mode."""
     spec = card.network
     network = _policy_class(card.algorithm)(
@@ -156,7 +155,7 @@ def build_network(card: PolicyCard) -> ActorCriticPolicy:
     return network
 
 
-def fill_network(network: ActorCriticPolicy, weights: bytes, source: str) -> None:
+def fill_network(network: ActorCritic, weights: bytes, source: str) -> None:
     """Copy the artifact's weights into ``network``: same names, shapes and dtypes, all of them.
 
     Raises:
@@ -266,4 +265,3 @@ def load_agent(
     return load_artifact(
         read_artifact(policy_path), expected_sha256=expected_sha256, deterministic=deterministic
     )
-

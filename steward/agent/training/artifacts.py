@@ -102,12 +102,9 @@ def write_artifact(
     weights = save_torch(
         {name: t.detach().contiguous() for name, t in model.policy.state_dict().items()}
     )
-    statistics = (
-        {"mean": venv.obs_rms.mean, "var": venv.obs_rms.var}  # float64, as VecNormalize keeps them
-        if venv.norm_obs
-        else {}
-    )
-    normalization = save_numpy(statistics)  # type: ignore[arg-type]
+    rms: Any = venv.obs_rms
+    statistics = {"mean": rms.mean, "var": rms.var} if venv.norm_obs else {}  # float64
+    normalization = save_numpy(statistics)
     card = PolicyCard(
         algorithm=algorithm,
         network=network_spec(model),
