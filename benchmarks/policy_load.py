@@ -34,8 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+# the imports the loader before the artifact needed, no more (a cold pickles load imports
+# this module): the artifact's loader is imported in main()
 from steward.agent.policies.artifact import CARD_FILE, DATA_FILES  # noqa: E402
-from steward.agent.policies.ppo import load_agent  # noqa: E402
 from steward.agent.training.artifacts import (  # noqa: E402
     CHECKPOINT_DIR,
     CHECKPOINT_MODEL,
@@ -133,6 +134,8 @@ def main() -> None:
         "--json", type=Path, default=REPO / "benchmarks" / "results" / "policy_load.json"
     )
     args = parser.parse_args()
+    from steward.agent.policies.ppo import load_agent
+
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run or train_smoke(Path(tmp) / "run")
         card = run / CARD_FILE
