@@ -102,8 +102,10 @@ def write_artifact(
     weights = save_torch(
         {name: t.detach().contiguous() for name, t in model.policy.state_dict().items()}
     )
-    rms: Any = venv.obs_rms
-    statistics = {"mean": rms.mean, "var": rms.var} if venv.norm_obs else {}  # float64
+    statistics = {}
+    if venv.norm_obs:  # VecNormalize has obs_rms only then; float64, as it keeps them
+        rms: Any = venv.obs_rms
+        statistics = {"mean": rms.mean, "var": rms.var}
     normalization = save_numpy(statistics)
     card = PolicyCard(
         algorithm=algorithm,
