@@ -274,8 +274,9 @@ def card_path(policy_path: str | Path) -> Path:
     if path.suffix in SB3_PICKLES:
         raise ConfigError(
             "policy_path",
-            f"{path} is a pickle, which steward does not load",
-            f"point at the run's {CARD_FILE}; a run without one: {_RETRAIN}",
+            f"{path.name} is a pickle, which steward does not load",
+            f"point at the run's {CARD_FILE}; for a run without one that you trained, "
+            "python -m steward.agent.training.convert RUN_DIR writes it",
             str(path),
         )
     if path.is_dir():
