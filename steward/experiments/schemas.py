@@ -165,7 +165,7 @@ class OpeConfig:
     slo: SloConfig = field(default_factory=SloConfig)
     shield: ShieldConfig = field(default_factory=ShieldConfig)
     logs: str = "???"  # .parquet, .csv or a SQLAlchemy URL (sqlite:///audit.db)
-    policy_path: str = ""  # a trained agent's policy.zip (optional)
+    policy_path: str = ""  # a trained agent's policy.json (optional)
     agent_deterministic: bool = False
     primary_target: str = ""  # "" = agent if policy_path is given, else the first target
     # each an OpeTargetSpec, checked when read: OmegaConf cannot add a new key to a dict of

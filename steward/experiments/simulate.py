@@ -41,8 +41,10 @@ def build_policy(cfg: DictConfig, env: LifecycleEnv) -> Policy:
     if cfg.policy == "agent":
         from steward.agent.policies.ppo import load_agent
 
-        require(bool(cfg.policy_path), "policy_path", "is empty", "pass policy_path=RUN/policy.zip")
-        policy: Policy = load_agent(cfg.policy_path, env, deterministic=cfg.deterministic)
+        require(
+            bool(cfg.policy_path), "policy_path", "is empty", "pass policy_path=RUN/policy.json"
+        )
+        policy: Policy = load_agent(cfg.policy_path, deterministic=cfg.deterministic)
     else:
         require(
             not cfg.deterministic,

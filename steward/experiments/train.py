@@ -1,7 +1,9 @@
 """Train the lifecycle agent: ``python -m steward.experiments.train [scenario=mixed] [agent=ppo]``.
 
-Writes ``policy.zip``, ``vecnormalize.pkl``, ``policy.sha256``, ``agent.json``,
-``config.yaml``, ``metrics.json`` and TensorBoard logs into the run dir. Sweeps:
+Writes the policy artifact (``policy.json``, ``policy.safetensors``,
+``normalization.safetensors``), ``policy.sha256``, ``config.yaml``, ``metrics.json``,
+TensorBoard logs and ``checkpoint/`` (SB3's pickles, to resume training only) into the
+run dir. Sweeps:
 ``python -m steward.experiments.train -m seed=0,1,2 scenario=mixed,sudden_drift`` (joblib).
 """
 
@@ -11,6 +13,7 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from steward.agent.policies.artifact import CARD_FILE
 from steward.agent.reporting.learning_curve import plot_learning_curve
 from steward.agent.training.config import AgentConfig
 from steward.experiments.common import (
@@ -51,7 +54,7 @@ def main(cfg: DictConfig) -> None:
     print(json.dumps(metrics, indent=2))
     if plot_learning_curve(out / "logs" / "progress.csv", out / "learning_curve.png"):
         print(f"wrote {out / 'learning_curve.png'}")
-    print(f"wrote {out / 'policy.zip'}")
+    print(f"wrote {out / CARD_FILE} (sha256 {metrics['policy_sha256']})")
 
 
 if __name__ == "__main__":
