@@ -10,6 +10,7 @@ and :meth:`MlflowBackend.state` reads the registry's state back from MLflow alon
 """
 
 from pathlib import Path
+from typing import NamedTuple
 
 from steward.backends.base import BackendState
 from steward.backends.estimators import ConfiguredModelBackend, EstimatorFamilies
@@ -17,15 +18,22 @@ from steward.backends.mlflow_calls import MlflowCalls
 from steward.backends.mlflow_state import MlflowStateReader
 from steward.backends.mlflow_store import MlflowRegistryStore, MlflowSettings
 from steward.backends.world import SimulatorBackend
+from steward.errors import ConfigError
 from steward.simulators.costs import SloConfig
 from steward.simulators.operations import Pager
 from steward.simulators.scenario import ScenarioConfig
 from steward.simulators.world import World
 
 
-def sqlite_uri(folder: Path) -> str:
-    """The default tracking and registry URI: ``mlflow.db`` in ``folder`` (artifacts beside)."""
-    return f"sqlite:///{(folder / 'mlflow.db').resolve()}"
+def local_settings(folder: Path, model_name: str, experiment: str = "steward") -> MlflowSettings:
+    """A registry in ``folder``: ``mlflow.db`` (SQLite) with the artifacts beside it."""
+    folder = folder.resolve()
+    return MlflowSettings(
+        tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
+        model_name=model_name,
+        experiment=experiment,
+        artifact_location=(folder / "mlartifacts").as_uri(),
+    )
 
 
 def mlflow_world(
@@ -70,3 +78,34 @@ class MlflowBackend(SimulatorBackend):
         with self.calls.timed("read_state"):
             registry = self.reader.state()
         return BackendState(registry, self.world.state.spend.state)
+
+
+class OperatedWorld(NamedTuple):
+    """A world, the backend that executes on it, and (MLflow) the calls' timings."""
+
+    world: World
+    backend: SimulatorBackend
+    calls: MlflowCalls | None = None
+    settings: MlflowSettings | None = None
+
+
+def operated_world(
+    kind: str,
+    scenario: ScenarioConfig,
+    slo: SloConfig,
+    families: EstimatorFamilies,
+    settings: MlflowSettings | None = None,
+    pager: Pager | None = None,
+) -> OperatedWorld:
+    """The world and backend of ``kind`` (``simulator`` or ``mlflow``), fitting
+    ``families``; ``settings`` name the MLflow registry."""
+    if kind == "simulator":
+        world = World(scenario, slo, backend=ConfiguredModelBackend(families), pager=pager)
+        return OperatedWorld(world, SimulatorBackend(world))
+    if kind == "mlflow":
+        if settings is None:
+            raise ConfigError("backend.tracking_uri", "missing", "name the MLflow registry")
+        calls = MlflowCalls()
+        world = mlflow_world(scenario, slo, families, settings, calls, pager)
+        return OperatedWorld(world, MlflowBackend(world, settings, calls), calls, settings)
+    raise ConfigError("backend.kind", "unknown backend", "use simulator or mlflow", kind)

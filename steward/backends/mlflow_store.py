@@ -5,11 +5,12 @@
 simulator's in-memory registry (the same window, fit, holdout gate and promotion rule),
 and it records every step in an MLflow Model Registry:
 
-* **register**: the served model (an estimator, or a
-  :class:`~steward.backends.wrapped.CalibratedModel` / :class:`~steward.backends.wrapped.EnsembleModel`)
-  is logged with ``mlflow.sklearn`` in a run of its own, with explicit pip requirements,
-  and registered as a new version tagged with its lineage (kind, families, parent
-  version, members, window bounds, training rows, data fingerprint);
+* **register**: the served model (an estimator, or a wrapped one:
+  :class:`~steward.backends.wrapped.CalibratedModel`,
+  :class:`~steward.backends.wrapped.EnsembleModel`) is logged with ``mlflow.sklearn`` in
+  a run of its own, with explicit pip requirements, and registered as a new version
+  tagged with its lineage (kind, families, parent version, members, window bounds,
+  training rows, data fingerprint);
 * **promote**: the version's card (holdout metrics and drift reference,
   ``steward/card.json``) is logged to its run, its metrics tagged, the ``champion`` alias
   moved to it and the ``rollback`` alias to the rollback target; the champion is then
@@ -80,12 +81,15 @@ class MlflowSettings:
         tracking_uri: the MLflow tracking and registry URI (e.g. ``sqlite:///RUN/mlflow.db``).
         model_name: the registered model (one per service).
         experiment: the experiment the versions' runs go in.
+        artifact_location: where a new experiment keeps its artifacts (``None``: the
+            tracking server's default).
         pip_requirements: the served models' requirements (default: this environment's).
     """
 
     tracking_uri: str
     model_name: str
     experiment: str = "steward"
+    artifact_location: str | None = None
     pip_requirements: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -138,7 +142,9 @@ class MlflowRegistryStore:
             self.experiment_id = (
                 experiment.experiment_id
                 if experiment is not None
-                else self.client.create_experiment(settings.experiment)
+                else self.client.create_experiment(
+                    settings.experiment, artifact_location=settings.artifact_location
+                )
             )
             try:
                 self.client.get_registered_model(name)
