@@ -126,6 +126,8 @@ class ServiceEvents:
         self._labels: dict[str, tuple[int, float, float]] = {}  # label, arrived, retracted
         self._pending_predictions: list[PredictionTable] = []
         self._pending_labels: list[tuple[str, int, float]] = []  # id, label, arrived
+        empty = np.empty(0)
+        self._label_queue = (empty.astype(object), empty.astype(np.int8), empty)  # by arrival
         self._pending_retractions: list[tuple[str, float]] = []  # id, retracted at
         self.now = -np.inf
 
@@ -275,34 +277,36 @@ class ServiceEvents:
         )
 
     def _record_labels(self, now: float) -> None:
+        if self._pending_labels:  # merge the new labels into the arrival-sorted queue
+            ids, labels, arrived = zip(*self._pending_labels, strict=True)
+            queue = self._label_queue
+            merged_ids = np.concatenate([queue[0], np.array(ids, dtype=object)])
+            merged_labels = np.concatenate([queue[1], np.array(labels, dtype=np.int8)])
+            merged_arrived = np.concatenate([queue[2], np.array(arrived, dtype=np.float64)])
+            order = np.argsort(merged_arrived, kind="stable")
+            self._label_queue = (merged_ids[order], merged_labels[order], merged_arrived[order])
+            self._pending_labels = []
+        ids, labels, arrived = self._label_queue
+        stop = int(np.searchsorted(arrived, now, side="right"))
+        if stop == 0:
+            return
+        rows = np.array([self._row.get(i, -1) for i in ids[:stop]], dtype=np.int64)
+        logged = rows >= 0
+        served = np.array([self._served_at[i] for i in ids[:stop][~logged]], dtype=np.float64)
+        waiting = np.flatnonzero(~logged)[served >= now]  # served at ``now``: logged next time
+        self.counts.late += int((~logged).sum()) - waiting.shape[0]  # prediction came too late
+        keep = np.concatenate([waiting, np.arange(stop, ids.shape[0])])
+        self._label_queue = (ids[keep], labels[keep], arrived[keep])
+        due = np.flatnonzero(logged)
+        order = due[np.lexsort((rows[due], arrived[due]))]  # arrival order, ties by serve order
         log = self.log
-        due, waiting = [], []
-        for event in self._pending_labels:
-            prediction_id, _, arrived = event
-            if arrived <= now and prediction_id in self._row:
-                due.append(event)
-            elif (
-                prediction_id in self._served_at
-                and prediction_id not in self._row
-                and (self._served_at[prediction_id] < now)
-            ):
-                self.counts.late += 1  # its prediction came too late to join the log
-            else:
-                waiting.append(event)
-        self._pending_labels = waiting
-        if not due:
-            return
-        rows = np.array([self._row[i] for i, _, _ in due], dtype=np.int64)
-        labels = np.array([label for _, label, _ in due], dtype=np.int8)
-        arrived = np.array([a for _, _, a in due])
-        order = np.lexsort((rows, arrived))  # arrival order, ties by serve order
         frontier = float(log.arrival_times[log.n_arrivals - 1]) if log.n_arrivals else -np.inf
-        order = order[arrived[order] >= frontier]
-        self.counts.late += len(due) - order.shape[0]
-        if order.shape[0] == 0:
+        in_order = order[arrived[order] >= frontier]
+        self.counts.late += order.shape[0] - in_order.shape[0]
+        if in_order.shape[0] == 0:
             return
-        log.t_arrive[rows[order]] = arrived[order]
-        log.record_arrivals(rows[order], labels[order])
+        log.t_arrive[rows[in_order]] = arrived[in_order]
+        log.record_arrivals(rows[in_order], labels[in_order])
 
     def _purge(self, now: float) -> None:
         due = [(i, at) for i, at in self._pending_retractions if at <= now]
