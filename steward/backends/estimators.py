@@ -72,6 +72,7 @@ class EstimatorFamilies:
             estimator = instantiate(spec, _convert_="all")
         except (HydraException, ImportError, TypeError, ValueError) as err:
             message = str(err).splitlines()[0] if str(err) else type(err).__name__
+            message = message.split(", set env var HYDRA_FULL_ERROR")[0]
             raise ConfigError(
                 f"{where}._target_",
                 f"cannot be built ({message})",
