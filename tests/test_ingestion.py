@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import create_engine
+from test_portfolio_parity import run_exported_episode
 
 from steward.agent.ingestion import ServiceEvents
 from steward.agent.ingestion_sql import (
@@ -29,7 +30,6 @@ from steward.monitoring.monitor import Monitor
 from steward.monitoring.state import card_from_dict
 from steward.monitoring.tables import LogTableError
 from steward.simulators.export import monitor_settings, portfolios_frame, same_portfolios
-from test_portfolio_parity import run_exported_episode
 
 
 @pytest.fixture(scope="module")

@@ -153,7 +153,7 @@ def test_every_action_on_mlflow_matches_the_simulator(
 class Receiver(BaseHTTPRequestHandler):
     """A webhook receiver on 127.0.0.1 answering with the server's ``status``."""
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.server.bodies.append(json.loads(body))  # type: ignore[attr-defined]
         self.send_response(self.server.status)  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import sys
 import time
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -58,10 +59,8 @@ def build_policy(cfg: DictConfig) -> Policy:
     return make_heuristic(cfg.policy, dict(cfg.policy_params), seed=cfg.seed)
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="operate")
-@clean_errors
-def main(cfg: DictConfig) -> None:
-    """Run the closed loop and write the timeline."""
+def operate(cfg: DictConfig, out: Path) -> None:
+    """Run the closed loop the config describes and write its files into ``out``."""
     if cfg.server_url:
         raise ConfigError(
             "server_url",
@@ -78,7 +77,6 @@ def main(cfg: DictConfig) -> None:
     require(cfg.horizon_days >= 0, "horizon_days", "must be >= 0", "use e.g. 10", cfg.horizon_days)
     if cfg.horizon_days:
         scenario = dataclasses.replace(scenario, horizon_days=int(cfg.horizon_days))
-    out = run_dir()
     service_id = cfg.service_id or scenario.name
     backend_cfg = cfg.backend
     families = EstimatorFamilies(plain(backend_cfg.families))
@@ -135,6 +133,13 @@ def main(cfg: DictConfig) -> None:
             f"browse the registry: mlflow ui --backend-store-uri {operated.settings.tracking_uri}"
         )
     print(f"wrote {out}")
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="operate")
+@clean_errors
+def main(cfg: DictConfig) -> None:
+    """Run the closed loop and write the timeline into the run dir."""
+    operate(cfg, run_dir())
 
 
 if __name__ == "__main__":
