@@ -127,7 +127,12 @@ class ServiceEvents:
         self._pending_predictions: list[PredictionTable] = []
         self._pending_labels: list[tuple[str, int, float]] = []  # id, label, arrived
         empty = np.empty(0)
-        self._label_queue = (empty.astype(object), empty.astype(np.int8), empty)  # by arrival
+        # stored labels not yet in the log: ids, labels, arrival times (by arrival)
+        self._label_queue: tuple[np.ndarray, np.ndarray, np.ndarray] = (
+            empty.astype(object),
+            empty.astype(np.int8),
+            empty,
+        )
         self._pending_retractions: list[tuple[str, float]] = []  # id, retracted at
         self.now = -np.inf
 
@@ -278,11 +283,11 @@ class ServiceEvents:
 
     def _record_labels(self, now: float) -> None:
         if self._pending_labels:  # merge the new labels into the arrival-sorted queue
-            ids, labels, arrived = zip(*self._pending_labels, strict=True)
+            new_ids, new_labels, new_arrived = zip(*self._pending_labels, strict=True)
             queue = self._label_queue
-            merged_ids = np.concatenate([queue[0], np.array(ids, dtype=object)])
-            merged_labels = np.concatenate([queue[1], np.array(labels, dtype=np.int8)])
-            merged_arrived = np.concatenate([queue[2], np.array(arrived, dtype=np.float64)])
+            merged_ids = np.concatenate([queue[0], np.array(new_ids, dtype=object)])
+            merged_labels = np.concatenate([queue[1], np.array(new_labels, dtype=np.int8)])
+            merged_arrived = np.concatenate([queue[2], np.array(new_arrived, dtype=np.float64)])
             order = np.argsort(merged_arrived, kind="stable")
             self._label_queue = (merged_ids[order], merged_labels[order], merged_arrived[order])
             self._pending_labels = []

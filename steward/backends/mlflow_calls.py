@@ -10,7 +10,7 @@ class MlflowCalls:
     """Seconds and counts of MLflow calls, by name."""
 
     def __init__(self) -> None:
-        self.seconds: Counter[str] = Counter()
+        self.seconds: dict[str, float] = {}
         self.counts: Counter[str] = Counter()
 
     @contextmanager
@@ -20,7 +20,7 @@ class MlflowCalls:
         try:
             yield
         finally:
-            self.seconds[name] += time.perf_counter() - start
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
             self.counts[name] += 1
 
     @property

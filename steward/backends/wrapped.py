@@ -26,7 +26,7 @@ def positive_score(model: Any, features: np.ndarray) -> np.ndarray:
     return positive_proba(model, x)
 
 
-class _Served(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+class _Served(ClassifierMixin, BaseEstimator):
     """What both wrapped models share: ``predict_proba`` from ``positive_proba``."""
 
     def positive_proba(self, features: np.ndarray) -> np.ndarray:
