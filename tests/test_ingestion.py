@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import create_engine
+from sqlalchemy.exc import OperationalError
 from test_portfolio_parity import run_exported_episode
 
-from steward.agent.ingestion import ServiceEvents
+from steward.agent.ingestion import BatchReport, ServiceEvents
 from steward.agent.ingestion_sql import (
     load_counts,
     load_events,
@@ -172,3 +173,22 @@ def test_the_event_tables_store_once_and_rebuild_the_same_log(
     np.testing.assert_array_equal(
         original.arrival_rows[: original.n_arrivals], copy.arrival_rows[: copy.n_arrivals]
     )
+
+
+def test_a_batch_whose_commit_fails_is_not_kept(exported: Path, tmp_path: Path) -> None:
+    predictions = pd.read_parquet(exported / "predictions.parquet").iloc[:500]
+    n_features = sum(c.startswith("feature_") for c in predictions.columns)
+    events = ServiceEvents(n_features)
+    engine = create_engine(f"sqlite:///{tmp_path / 'audit.db'}")  # no tables: inserts fail
+
+    def commit(report: BatchReport) -> None:
+        with engine.begin() as connection:
+            assert report.predictions is not None
+            store_predictions(connection, "svc", report.predictions)
+
+    with pytest.raises(OperationalError, match="no such table"):
+        events.add_predictions(predictions, commit=commit)
+    assert events.counts.predictions == 0 and events.advance(1e9).n == 0
+    metadata.create_all(engine)
+    assert events.add_predictions(predictions, commit=commit).accepted == len(predictions)
+    engine.dispose()

@@ -21,7 +21,7 @@ Events are keyed by prediction id:
 events (SQLite or PostgreSQL) is :mod:`steward.agent.ingestion_sql`.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
@@ -90,6 +90,9 @@ class BatchReport(NamedTuple):
     labels: tuple[tuple[str, int, float, float], ...] = ()
 
 
+Commit = Callable[[BatchReport], None]  # makes a batch durable before it is kept
+
+
 def as_frame(batch: Batch, what: str) -> pd.DataFrame:
     """A batch as a frame (records become rows)."""
     if isinstance(batch, pd.DataFrame):
@@ -148,8 +151,14 @@ class ServiceEvents:
         self.counts.refused += len(frame)
         return err
 
-    def add_predictions(self, batch: Batch) -> BatchReport:
+    def add_predictions(self, batch: Batch, commit: Commit | None = None) -> BatchReport:
         """Store a batch of predictions (see the module docstring).
+
+        Args:
+            batch: the predictions.
+            commit: called with the batch's report before anything is kept in memory
+                (e.g. :func:`steward.agent.ingestion_sql.store_predictions` in a
+                transaction); when it raises, nothing of the batch is kept.
 
         Raises:
             LogTableError: a bad row (named); nothing of the batch is stored.
@@ -172,6 +181,9 @@ class ServiceEvents:
         new = np.fromiter((i not in self._served_at for i in ids), dtype=bool, count=len(ids))
         duplicates = table.duplicates + int((~new).sum())
         kept = _take(table, np.flatnonzero(new))
+        report = BatchReport(len(kept), duplicates, predictions=kept)
+        if commit is not None:
+            commit(report)
         if len(kept):
             self._served_at.update(
                 zip(kept.prediction_id.to_numpy(), kept.served_at.tolist(), strict=True)
@@ -179,10 +191,15 @@ class ServiceEvents:
             self._pending_predictions.append(kept)
         self.counts.predictions += len(kept)
         self.counts.duplicates += duplicates
-        return BatchReport(len(kept), duplicates, predictions=kept)
+        return report
 
-    def add_labels(self, batch: Batch) -> BatchReport:
+    def add_labels(self, batch: Batch, commit: Commit | None = None) -> BatchReport:
         """Store a batch of labels (see the module docstring).
+
+        Args:
+            batch: the labels.
+            commit: as for :meth:`add_predictions` (e.g.
+                :func:`steward.agent.ingestion_sql.store_labels`).
 
         Raises:
             LogTableError: a bad row (named); nothing of the batch is stored.
@@ -201,8 +218,9 @@ class ServiceEvents:
             )
         except LogTableError as err:
             raise self._refuse(frame, err) from None
-        accepted = retractions = duplicates = 0
-        stored_now: list[tuple[str, int, float, float]] = []
+        new: dict[str, tuple[int, float, float]] = {}  # this batch's changes, by id
+        retracting: dict[str, float] = {}
+        duplicates = table.duplicates
         for row, label, arrived, retracted in zip(
             table.row.tolist(),
             table.label.tolist(),
@@ -213,28 +231,34 @@ class ServiceEvents:
             prediction_id = known_ids[row]
             stored = self._labels.get(prediction_id)
             if stored is None:
-                self._labels[prediction_id] = (label, arrived, retracted)
-                self._pending_labels.append((prediction_id, label, arrived))
-                if np.isfinite(retracted):
-                    self._pending_retractions.append((prediction_id, retracted))
-                stored_now.append((prediction_id, label, arrived, retracted))
-                accepted += 1
+                new[prediction_id] = (label, arrived, retracted)
             elif np.isfinite(retracted) and not np.isfinite(stored[2]):
-                self._labels[prediction_id] = (stored[0], stored[1], retracted)
-                self._pending_retractions.append((prediction_id, retracted))
-                stored_now.append((prediction_id, stored[0], stored[1], retracted))
-                retractions += 1
+                retracting[prediction_id] = retracted
             else:
                 duplicates += 1
-        duplicates += table.duplicates
+        changes = tuple((i, *new[i]) for i in new) + tuple(
+            (i, *self._labels[i][:2], at) for i, at in retracting.items()
+        )
+        report = BatchReport(
+            len(new), duplicates, table.unknown_prediction, len(retracting), labels=changes
+        )
+        if commit is not None:
+            commit(report)
+        for prediction_id, (label, arrived, retracted) in new.items():
+            self._labels[prediction_id] = (label, arrived, retracted)
+            self._pending_labels.append((prediction_id, label, arrived))
+            if np.isfinite(retracted):
+                self._pending_retractions.append((prediction_id, retracted))
+        for prediction_id, at in retracting.items():
+            label, arrived, _ = self._labels[prediction_id]
+            self._labels[prediction_id] = (label, arrived, at)
+            self._pending_retractions.append((prediction_id, at))
         counts = self.counts
-        counts.labels += accepted
-        counts.retractions += retractions
+        counts.labels += len(new)
+        counts.retractions += len(retracting)
         counts.duplicates += duplicates
         counts.unknown_prediction += table.unknown_prediction
-        return BatchReport(
-            accepted, duplicates, table.unknown_prediction, retractions, labels=tuple(stored_now)
-        )
+        return report
 
     # -- the log at a decision time ---------------------------------------------------
     def advance(self, now: float) -> ServiceLog:
