@@ -24,7 +24,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from steward.agent.ingestion import Batch, BatchReport, IngestionCounts, ServiceEvents
+from steward.agent.ingestion import (
+    Batch,
+    BatchReport,
+    Commit,
+    IngestionCounts,
+    ServiceEvents,
+)
 from steward.agent.policies.base import DecisionContext, Policy
 from steward.backends.base import Backend, BackendState, ShieldedExecutor
 from steward.envs.encoder import ObservationEncoder
@@ -152,13 +158,19 @@ class AgentService:
             ) from None
 
     # -- ingestion ----------------------------------------------------------------------
-    def ingest_predictions(self, service_id: str, batch: Batch) -> BatchReport:
-        """Store a batch of predictions (idempotent by prediction id)."""
-        return self._service(service_id).events.add_predictions(batch)
+    def ingest_predictions(
+        self, service_id: str, batch: Batch, commit: Commit | None = None
+    ) -> BatchReport:
+        """Store a batch of predictions (idempotent by prediction id); ``commit`` makes it
+        durable first (:meth:`~steward.agent.ingestion.ServiceEvents.add_predictions`)."""
+        return self._service(service_id).events.add_predictions(batch, commit)
 
-    def ingest_labels(self, service_id: str, batch: Batch) -> BatchReport:
-        """Store a batch of labels (idempotent; unknown prediction ids counted)."""
-        return self._service(service_id).events.add_labels(batch)
+    def ingest_labels(
+        self, service_id: str, batch: Batch, commit: Commit | None = None
+    ) -> BatchReport:
+        """Store a batch of labels (idempotent; unknown prediction ids counted); ``commit``
+        makes it durable first."""
+        return self._service(service_id).events.add_labels(batch, commit)
 
     def ingestion(self, service_id: str) -> IngestionCounts:
         """What the service's ingestion accepted, refused and ignored so far."""
