@@ -125,7 +125,7 @@ def test_a_log_only_knows_what_happened_before_the_decision() -> None:
     """Predictions served after ``now`` and labels arriving after it are not in the log."""
     predictions, labels = make_logs()
     p = predictions_from_frame(predictions, None)
-    lab = labels_from_frame(labels, p, None)
+    lab = labels_from_frame(labels, p.prediction_id, p.batch.served_at, None)
     replay = LogReplay(p, lab)
     log = replay.advance(2.0)
     assert log.n == int((predictions["served_at"] < 2.0).sum())

@@ -60,6 +60,42 @@ class PredictionTable:
     def __len__(self) -> int:
         return int(self.batch.served_at.shape[0])
 
+    @property
+    def n_features(self) -> int:
+        """Width of the logged inputs (0 when none are logged)."""
+        features = self.batch.features
+        return 0 if features is None else int(features.shape[1])
+
+    def take(self, index: np.ndarray) -> "PredictionTable":
+        """The rows ``index`` (no duplicates counted)."""
+        picked = [None if column is None else column[index] for column in self.batch]
+        batch = PredictionBatch._make(picked)
+        return PredictionTable(self.prediction_id[index], batch, duplicates=0)
+
+    @classmethod
+    def concat(cls, tables: "list[PredictionTable]") -> "PredictionTable":
+        """Tables one after the other (a column missing in some takes its default there)."""
+        if len(tables) == 1:
+            return tables[0]
+        defaults = (None, None, None, None, 0, np.nan, 1.0, np.nan)  # PredictionBatch order
+        columns: list[np.ndarray | None] = []
+        for field, default in zip(PredictionBatch._fields, defaults, strict=True):
+            parts = [getattr(t.batch, field) for t in tables]
+            if all(part is None for part in parts):
+                columns.append(None)
+                continue
+            dtype = next(part.dtype for part in parts if part is not None)
+            columns.append(
+                np.concatenate(
+                    [
+                        part if part is not None else np.full(len(t), default, dtype=dtype)
+                        for part, t in zip(parts, tables, strict=True)
+                    ]
+                )
+            )
+        ids = np.concatenate([t.prediction_id for t in tables])
+        return cls(ids, PredictionBatch._make(columns), duplicates=0)
+
 
 @dataclass(frozen=True)
 class LabelTable:
@@ -187,7 +223,7 @@ def _whole(v: np.ndarray) -> np.ndarray:
 
 # a numeric column's rule: which values are valid (NaN fails every comparison) and why not
 COLUMN_RULES: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
-    "score": (_in_unit_interval, "must be a number in [0, 1]"),
+    "score": (_in_unit_interval, "must be a finite number in [0, 1]"),
     "shadow_score": (lambda v: np.isnan(v) | _in_unit_interval(v), "must be in [0, 1] or empty"),
     "model_version": (_whole, "must be an integer"),
     "region": (lambda v: _whole(v) & (v >= 0) & (v <= 127), "must be an integer in [0, 127]"),
@@ -264,9 +300,19 @@ def predictions_from_frame(frame: pd.DataFrame, origin: pd.Timestamp | None) -> 
 
 
 def labels_from_frame(
-    frame: pd.DataFrame, predictions: PredictionTable, origin: pd.Timestamp | None
+    frame: pd.DataFrame,
+    prediction_id: np.ndarray,
+    served_at: np.ndarray,
+    origin: pd.Timestamp | None,
 ) -> LabelTable:
-    """Validate a labels frame, join it to ``predictions`` and sort it by arrival."""
+    """Validate a labels frame, join it to predictions and sort it by arrival.
+
+    Args:
+        frame: the labels.
+        prediction_id: the known predictions' ids (each once).
+        served_at: when each of them was served (days).
+        origin: day 0 of timestamps.
+    """
     what = "labels"
     _require_columns(frame, LABEL_COLUMNS, what)
     frame = frame.reset_index(drop=True)
@@ -278,14 +324,14 @@ def labels_from_frame(
         given = frame["retracted_at"].notna().to_numpy()
         if given.any():
             retracted[given] = to_days(frame["retracted_at"][given], origin, what, "retracted_at")
-    row = join_rows(predictions.prediction_id, prediction_ids(frame["prediction_id"]))
+    row = join_rows(prediction_id, prediction_ids(frame["prediction_id"]))
     known = row >= 0
-    served = np.where(known, predictions.batch.served_at[np.maximum(row, 0)], -np.inf)
+    served = np.where(known, served_at[np.maximum(row, 0)], -np.inf)
     _bad_row(frame, known & (arrived < served), what, "arrived_at", "is before the prediction")
     _bad_row(frame, retracted < arrived, what, "retracted_at", "is before the label arrived")
     keep = np.flatnonzero(known)
     # each prediction's first label, in prediction order: writing in reverse leaves the first
-    by_row = np.full(len(predictions), -1, dtype=np.int64)
+    by_row = np.full(prediction_id.shape[0], -1, dtype=np.int64)
     by_row[row[keep[::-1]]] = keep[::-1]
     first = by_row[by_row >= 0]
     # by arrival, ties in prediction (serve) order
@@ -308,4 +354,7 @@ def read_logs(
     _require_columns(prediction_frame, PREDICTION_COLUMNS, "predictions")
     day_zero = time_origin(prediction_frame, origin)
     table = predictions_from_frame(prediction_frame, day_zero)
-    return table, labels_from_frame(read_table(labels, "labels"), table, day_zero)
+    label_frame = read_table(labels, "labels")
+    return table, labels_from_frame(
+        label_frame, table.prediction_id, table.batch.served_at, day_zero
+    )

@@ -17,7 +17,8 @@ from steward.monitoring.state import RegistryState, SpendState, VersionCard
 from steward.simulators.audit import AuditTrail
 from steward.simulators.costs import SloConfig
 from steward.simulators.labels import LabelPipeline
-from steward.simulators.models import ModelVersion, Registry
+from steward.simulators.models import ModelVersion
+from steward.simulators.models.registry import RegistryStore
 from steward.simulators.scenario import ScenarioConfig
 from steward.simulators.served_log import ServedLog
 
@@ -40,7 +41,7 @@ def version_card(version: ModelVersion) -> VersionCard:
 class RegistryCards(Mapping[int, VersionCard]):
     """The registry's versions as :class:`VersionCard`s, built when asked for."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: RegistryStore) -> None:
         self.registry = registry
 
     def __getitem__(self, version_id: int) -> VersionCard:
@@ -103,7 +104,8 @@ class EpisodeState:
         scenario: the scenario running (a mixture's drawn member).
         slo: goals and prices.
         log: every served row, with the truth.
-        registry: the model versions and which one is live.
+        registry: the model versions and which one is live (the in-memory registry or a
+            real one behind :class:`~steward.simulators.models.registry.RegistryStore`).
         pipeline: the label pipeline.
         audit: every executed action and outcome.
         spend: the money spent.
@@ -121,7 +123,7 @@ class EpisodeState:
     scenario: ScenarioConfig
     slo: SloConfig
     log: ServedLog
-    registry: Registry
+    registry: RegistryStore
     pipeline: LabelPipeline
     audit: AuditTrail
     spend: SpendLedger

@@ -1,7 +1,13 @@
-"""What each action really does to the model registry (the table in ``docs/DESIGN.md``)."""
+"""What each action really does to the model registry (the table in ``docs/DESIGN.md``).
+
+:class:`Operations` runs on an episode's clock and writes to its registry store: the
+simulator's in-memory :class:`~steward.simulators.models.registry.Registry`, or a real one
+(:mod:`steward.backends`). Either way the same code chooses the window, fits, gates,
+calibrates, ensembles, rolls back and pages; the store records the outcome.
+"""
 
 from collections.abc import Generator
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import simpy
@@ -12,6 +18,7 @@ from steward.simulators.actions import Action
 from steward.simulators.episode import EpisodeState
 from steward.simulators.models import ModelBackend, ModelVersion
 from steward.simulators.models.backend import calibrated_scores
+from steward.simulators.models.registry import RegistryFlags
 from steward.simulators.models.version import fingerprint
 from steward.simulators.streams import TrainingSet
 from steward.simulators.windows import TrainingWindow, choose_window
@@ -27,17 +34,37 @@ def log_loss(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
 
 
+class Page(NamedTuple):
+    """A page to a human: when, why, and which version serves."""
+
+    time_days: float
+    reason: str
+    live_version: int
+
+
+class Pager(Protocol):
+    """Reaches a human (a command, a webhook); raises when the page did not go out."""
+
+    def page(self, page: Page) -> None:
+        """Send ``page``."""
+
+
 class Operations:
     """Runs actions on the model backend and registry, on the episode's clock.
 
     Args:
-        state: the episode's clock, log, registry, hold and budget.
+        state: the episode's clock, log, registry store, hold and budget.
         backend: fits and scores models.
+        pager: reaches a human on escalate (``None``: the simulated human only). A page
+            that fails raises after the hold is set: model changes stay frozen.
     """
 
-    def __init__(self, state: EpisodeState, backend: ModelBackend) -> None:
+    def __init__(
+        self, state: EpisodeState, backend: ModelBackend, pager: Pager | None = None
+    ) -> None:
         self.state = state
         self.backend = backend
+        self.pager = pager
 
     # -- helpers ----------------------------------------------------------------------
     @property
@@ -53,20 +80,33 @@ class Operations:
             primary_family=family,
             created_day=self.state.now,
             created_by=created_by,
-            parent_id=registry.live.version_id if registry.live_history else None,
+            parent_id=registry.live.version_id if registry.has_live else None,
             **kw,
         )
         return registry.register(version)
+
+    def publish(self) -> None:
+        """Tell the registry store the change and page state."""
+        w = self.state
+        w.registry.publish(
+            RegistryFlags(w.change_in_flight, w.hold, w.pages_answered, w.last_change_day)
+        )
 
     def _promote(self, version: ModelVersion, metrics: dict[str, float], action: str) -> None:
         w = self.state
         w.registry.promote(version, w.now, metrics)
         w.last_change_day = w.now
+        self.publish()
         w.note(f"{action}: promoted v{version.version_id}")
         w.audit.add(w.now, "outcome", action, detail="promoted", version_id=version.version_id)
 
-    def _reject(self, action: str, why: str, version_id: int = -1) -> None:
+    def _reject(self, action: str, why: str, version: ModelVersion | None = None) -> None:
         w = self.state
+        version_id = -1
+        if version is not None:
+            w.registry.reject(version, w.now, why)
+            version_id = version.version_id
+        self.publish()
         w.note(f"{action}: rejected ({why})")
         w.audit.add(w.now, "outcome", action, detail=f"rejected: {why}", version_id=version_id)
 
@@ -108,6 +148,7 @@ class Operations:
         }
         w.registry.promote(version, w.now, metrics)
         w.last_change_day = w.now
+        self.publish()
 
     # -- dispatch ---------------------------------------------------------------------
     def execute(
@@ -142,7 +183,7 @@ class Operations:
         elif action == Action.ROLLBACK:
             self._rollback()
         elif action == Action.ESCALATE:
-            self._page()
+            self._page(reason)
         w.audit.add(
             w.now,
             "action",
@@ -174,6 +215,7 @@ class Operations:
             self._reject(action.name.lower(), "no labelled rows in the window")
             return
         w.change_in_flight = True
+        self.publish()
         w.charge("training", w.slo.training_cost(family, window.train_rows.shape[0]))
         w.env.process(self._fit_job(action, family, window))
 
@@ -237,9 +279,7 @@ class Operations:
         if wins:
             self._promote(version, metrics, name)
         else:
-            self._reject(
-                name, f"canary lost {candidate:.3f} vs {incumbent:.3f}", version.version_id
-            )
+            self._reject(name, f"canary lost {candidate:.3f} vs {incumbent:.3f}", version)
 
     # -- recalibrate ------------------------------------------------------------------
     def _recalibrate(self) -> Generator[simpy.Event, Any, None]:
@@ -252,6 +292,7 @@ class Operations:
             self._reject("recalibrate", "too few recent labels")
             return
         w.change_in_flight = True
+        self.publish()
         w.charge("training", w.slo.calibration_cost)
         features = w.log.features[rows]
         base_scores = self.backend.predict_proba(base, features)
@@ -299,7 +340,7 @@ class Operations:
             }
             self._promote(version, metrics, "recalibrate")
         else:
-            self._reject("recalibrate", f"log loss {after:.3f} vs {before:.3f}", version.version_id)
+            self._reject("recalibrate", f"log loss {after:.3f} vs {before:.3f}", version)
 
     # -- ensemble and rollback: instant ------------------------------------------------
     def _ensemble(self, shadow_accuracy: float) -> None:
@@ -331,23 +372,34 @@ class Operations:
         target = w.registry.rollback(w.now)
         assert target is not None
         w.last_change_day = w.now
+        self.publish()
         w.note(f"rollback: v{target.version_id} live again")
         w.audit.add(w.now, "outcome", "rollback", detail="restored", version_id=target.version_id)
 
     # -- escalate ---------------------------------------------------------------------
-    def _page(self) -> None:
+    def _page(self, reason: str) -> None:
         w = self.state
         w.charge("pages", w.slo.page_cost)
         w.hold = True
         w.pages_pending += 1
+        self.publish()  # the hold is on before the page goes out: a failed page keeps it
+        if self.pager is not None:
+            self.pager.page(Page(w.now, reason, w.registry.live.version_id))
         delay = w.rng.uniform(
             w.scenario.human.response_days_min, w.scenario.human.response_days_max
         )
         w.env.process(self._human_answers(delay))
 
     def _human_answers(self, delay: float) -> Generator[simpy.Event, Any, None]:
+        yield self.state.env.timeout(delay)
+        self.answer_page()
+
+    def answer_page(self) -> bool:
+        """A paged human answers now: running label incidents end, and once every page is
+        answered the hold lifts. Returns ``False`` when no page was waiting."""
         w = self.state
-        yield w.env.timeout(delay)
+        if w.pages_pending == 0:
+            return False
         ended = w.resolve_incidents()
         detail = f"ended {ended} label incident(s)" if ended else "wasted page: no incident"
         w.note(f"human answered: {detail}")
@@ -356,3 +408,5 @@ class Operations:
         w.pages_answered += 1
         if w.pages_pending == 0:
             w.release_hold()
+        self.publish()
+        return True

@@ -25,8 +25,8 @@ from steward.simulators.audit import AuditTrail
 from steward.simulators.costs import SloConfig
 from steward.simulators.episode import EpisodeState, SpendLedger
 from steward.simulators.labels import Incident, LabelPipeline
-from steward.simulators.models import ModelBackend, Registry, SklearnBackend
-from steward.simulators.operations import Operations
+from steward.simulators.models import ModelBackend, Registry, RegistryStore, SklearnBackend
+from steward.simulators.operations import Operations, Pager
 from steward.simulators.scenario import ScenarioConfig
 from steward.simulators.scoring import BLOCK_ROWS, ChunkScorer
 from steward.simulators.served_log import ServedLog
@@ -79,6 +79,10 @@ class World:
         members: resolved member scenarios when ``scenario.stream == "mixture"``.
         scoring_block_rows: rows a version scores ahead of it at a time
             (:class:`ChunkScorer`); a speed setting, results do not depend on it.
+        registry_store: makes each episode's registry store (the in-memory
+            :class:`Registry` by default; :mod:`steward.backends` swaps in a real one).
+        pager: reaches a human when escalate executes (the simulated human answers
+            either way).
     """
 
     def __init__(
@@ -88,12 +92,16 @@ class World:
         backend: ModelBackend | None = None,
         members: list[ScenarioConfig] | None = None,
         scoring_block_rows: int = BLOCK_ROWS,
+        registry_store: Callable[[], RegistryStore] = Registry,
+        pager: Pager | None = None,
     ) -> None:
         self.scenario = scenario
         self.scoring_block_rows = scoring_block_rows
         self.slo = slo
         self.backend: ModelBackend = backend if backend is not None else SklearnBackend()
         self.members = members or []
+        self.registry_store = registry_store
+        self.pager = pager
         if scenario.stream == "mixture" and len(self.members) != len(scenario.members):
             raise ValueError("a mixture scenario needs its member scenarios resolved")
         self._streams: dict[str, Stream] = {}
@@ -166,7 +174,7 @@ class World:
             scenario=self.active,
             slo=self.slo,
             log=self.log,
-            registry=Registry(),
+            registry=self.registry_store(),
             pipeline=pipeline,
             audit=AuditTrail(),
             spend=SpendLedger(self.slo.period_days),
@@ -192,7 +200,7 @@ class World:
         self.truth = TruthRecorder(self.log, self.stream, self.active, pipeline)
         # the episode's registry, label pipeline and audit trail, for observers
         self.registry, self.pipeline, self.audit = state.registry, pipeline, state.audit
-        self.ops = Operations(self.state, self.backend)
+        self.ops = Operations(self.state, self.backend, self.pager)
         self._chunk_first_day = 0
         self._day_volumes: list[float] = []  # requests on each day of the chunk
         self.ops.fit_initial(self.stream.initial_training_set(self.rng))
@@ -215,9 +223,17 @@ class World:
 
     def step(self, action: Action, proposed: Action | None = None, reason: str = "") -> EpochReport:
         """Execute ``action`` now, then run the world to the next decision epoch."""
-        state = self.state
-        state.spend.new_epoch()
-        state.events = []
+        self.begin_epoch()
+        self.execute(action, proposed, reason)
+        return self.advance()
+
+    def begin_epoch(self) -> None:
+        """Start counting a new epoch's costs and events (before its action executes)."""
+        self.state.spend.new_epoch()
+        self.state.events = []
+
+    def execute(self, action: Action, proposed: Action | None = None, reason: str = "") -> None:
+        """Execute ``action`` now, at the start of the epoch (after :meth:`begin_epoch`)."""
         for hook in self.execution_hooks:  # observers (e.g. an independent safety audit)
             hook(self, Action(action))
         self.ops.execute(
@@ -226,6 +242,10 @@ class World:
             reason,
             self._observed.accuracy_ensemble,
         )
+
+    def advance(self) -> EpochReport:
+        """Run the world to the next decision epoch and report it."""
+        state = self.state
         self.env.run(until=self.now + 1.0)
         self.pipeline.advance(self.now)
         state.spend.start_period_if_due(self.now)
