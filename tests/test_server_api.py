@@ -29,7 +29,7 @@ from test_server_harness import (
 from steward.agent.decision_log import observation_matrix
 from steward.agent.ope.episodes import logged_episodes
 from steward.agent.ope.logs import load_logs
-from steward.agent.server.schemas import EXAMPLE_PORTFOLIO, OPTIONAL_FIELDS, DecisionResponse
+from steward.agent.server.http.schemas import EXAMPLE_PORTFOLIO, OPTIONAL_FIELDS, DecisionResponse
 from steward.envs.encoder import ObservationEncoder
 from steward.envs.shield import LABEL_HEALTH, MODEL_CHANGES
 from steward.simulators.actions import ACTION_NAMES
@@ -434,40 +434,3 @@ def test_reload_refuses_tampered_or_outside_files(
     assert refused.status_code == 422 and "reload folder" in refused.json()["message"]
     assert client.get("/v1/policy").json()["version"] == current
     assert decide(client, "api-after-refusal")["policy_version"] == current
-
-
-# -- the decision route through FastAPI's router answers the same -----------------------------
-@pytest.fixture(scope="module")
-def routed(policy_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
-    db = tmp_path_factory.mktemp("routed") / "audit.db"
-    with ThreadedServer(settings_for(policy_path, db, seed=7), fast_decisions=False) as running:
-        yield running
-
-
-def test_fastapi_route_answers_like_the_fast_endpoint(
-    server: ThreadedServer, routed: ThreadedServer
-) -> None:
-    body = dumps_loose(decision_body("api-routed", EXAMPLE_PORTFOLIO))
-    fast = raw_post(server.url, "/v1/decisions?observation=true", body)
-    slow = raw_post(routed.url, "/v1/decisions?observation=true", body)
-    assert fast.status_code == slow.status_code == 200
-    assert fast.headers["content-type"] == slow.headers["content-type"] == "application/json"
-    a, b = (
-        DecisionResponse.model_validate(fast.json()),
-        DecisionResponse.model_validate(slow.json()),
-    )
-    assert list(fast.json()) == list(slow.json())
-    assert (a.step, a.allowed_actions, a.observation) == (b.step, b.allowed_actions, b.observation)
-    for case in ("missing field", "unknown family", "NaN", "not JSON", "body not an object"):
-        bad = BAD_BODIES[case][0]
-        fast, slow = (
-            raw_post(server.url, "/v1/decisions", bad),
-            raw_post(routed.url, "/v1/decisions", bad),
-        )
-        assert fast.status_code == slow.status_code == 422, case
-        assert fast.json() == slow.json(), case
-    for headers in ({"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": ""}):
-        fast = raw_post(server.url, "/v1/decisions", body, headers)
-        slow = raw_post(routed.url, "/v1/decisions", body, headers)
-        assert fast.status_code == slow.status_code == 401
-        assert fast.json() == slow.json() and fast.headers["www-authenticate"] == "Bearer"

@@ -28,7 +28,7 @@ from test_server_harness import (
     trained_policy,
 )
 
-from steward.agent.server.schemas import EXAMPLE_PORTFOLIO
+from steward.agent.server.http.schemas import EXAMPLE_PORTFOLIO
 
 EXAMPLES = {"POST /v1/decisions": 60, "POST /v1/decisions/{decision_id}/outcome": 30}
 DEFAULT_EXAMPLES = 10

@@ -106,14 +106,17 @@ def settings_for(policy_path: Path, db_path: Path, **overrides: Any) -> ServerSe
 
 
 class ThreadedServer:
-    """A real uvicorn server for ``settings`` in a thread of this process."""
+    """A real uvicorn server for ``settings`` in a thread of this process.
 
-    def __init__(self, settings: ServerSettings, fast_decisions: bool = True) -> None:
+    Args:
+        settings: the server's settings.
+        app: serve this app (``create_app(settings)``, maybe wrapped) instead of a new one.
+    """
+
+    def __init__(self, settings: ServerSettings, app: Any = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        app = self.app = create_app(settings)
-        if not fast_decisions:  # POST /v1/decisions through FastAPI's routing instead
-            app.decision_endpoint = None  # type: ignore[attr-defined]
+        app = self.app = create_app(settings) if app is None else app
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

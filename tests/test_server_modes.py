@@ -21,7 +21,7 @@ from test_server_harness import (
     stored_rows,
 )
 
-from steward.agent.server.schemas import EXAMPLE_PORTFOLIO
+from steward.agent.server.http.schemas import EXAMPLE_PORTFOLIO
 from steward.agent.training.artifacts import write_hashes
 
 CLIENTS = 16

@@ -2,7 +2,8 @@
 
 The Hydra entry point builds a :class:`ServerSettings` from the composed config and the
 environment; library code never sees a ``DictConfig``. Route handlers reach the settings
-through the :func:`steward.agent.server.app.get_settings` dependency, which tests can override.
+through the :func:`steward.agent.server.http.deps.get_settings` dependency, which tests
+can override.
 """
 
 import os

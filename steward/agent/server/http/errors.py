@@ -1,5 +1,9 @@
 """Error answers: always JSON ``{"message": ..., "detail": ...}``, the message naming the field.
 
+Every route, the decision route included, raises and these handlers answer: HTTP errors,
+validation errors, the decision and audit wings' errors (a portfolio out of order, a
+failed policy, an unavailable audit trail), and anything unexpected (500, logged).
+
 FastAPI's own 422 echoes the offending input, which may be NaN or infinity; those are
 not JSON, so rendering such an answer would fail with a 500. These handlers keep the
 location, message and type of each error and drop the input.
@@ -12,6 +16,10 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+
+from steward.agent.server.audit.jobs import AuditUnavailableError
+from steward.agent.server.decision.decide import PolicyError
+from steward.agent.server.decision.service import OutOfOrderError
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +95,29 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     return unexpected_response(exc, request.method, request.url.path)
 
 
+def _message(message: str, status_code: int) -> JSONResponse:
+    return JSONResponse({"message": message, "detail": None}, status_code)
+
+
+async def _on_out_of_order(request: Request, exc: Exception) -> JSONResponse:
+    return _message(str(exc), status.HTTP_409_CONFLICT)
+
+
+async def _on_policy(request: Request, exc: Exception) -> JSONResponse:
+    return _message(str(exc), status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+async def _on_audit(request: Request, exc: Exception) -> JSONResponse:
+    request.app.state.metrics.audit_failures.inc()
+    message = f"audit trail unavailable, nothing was stored: {exc}"
+    return _message(message, status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the JSON error handlers on ``app``."""
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(HTTPException, _on_http)
+    app.add_exception_handler(OutOfOrderError, _on_out_of_order)
+    app.add_exception_handler(PolicyError, _on_policy)
+    app.add_exception_handler(AuditUnavailableError, _on_audit)
     app.add_exception_handler(Exception, _on_unexpected)

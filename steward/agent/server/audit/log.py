@@ -1,23 +1,23 @@
 """The audit trail: every decision and outcome, durable before the answer is sent.
 
 Writes go into the ``decisions`` and ``outcomes`` tables of
-:func:`steward.agent.decision_log.sql_tables` (the contract the offline evaluation reads) through
-one connection. Requests hand over their records and wait for the commit; writes that
-arrive together share a transaction (group commit), and each answer still leaves only
-after its own record is committed.
+:func:`steward.agent.decision_log.sql_tables` (the contract the offline evaluation reads)
+through one connection. Requests hand over their records and wait for the commit; writes
+that arrive together share a transaction (group commit), and each answer still leaves
+only after its own record is committed.
 
 On SQLite (the default) a child process owns the write connection
-(:mod:`steward.agent.server.audit_writer`, driven by
-:class:`steward.agent.server.audit_process.WriterProcess`): each event-loop turn's writes go down
-a pipe as one frame, decisions right after their batch's forward
-(:meth:`AuditLog.commit_decisions`, from :mod:`steward.agent.server.batching`), other writes at
-the end of the turn, and each future resolves when the process replies that its write is
-committed. SQLite's insert and commit of a 2 kB decision row cost about as much CPU as
-the rest of the decision, and the event loop's thread is the server's bottleneck; a
-thread in this process could not take that work (SQLite takes the GIL back for every
-row, and each hand-back waits for the loop: measured slower than committing on the loop),
-a process can (measured: the loop's CPU per decision down by about a fifth against the
-bare endpoint's). The writer process runs WAL checkpoints in a thread of its own.
+(:mod:`~steward.agent.server.audit.writer`, driven by
+:class:`~steward.agent.server.audit.writer_client.WriterProcess`): each event-loop turn's
+writes go down a pipe as one frame, decisions right after their batch's forward
+(:meth:`AuditLog.commit_decisions`, from :mod:`~steward.agent.server.decision.batching`),
+other writes at the end of the turn, and each future resolves when the process replies
+that its write is committed. SQLite's insert and commit of a 2 kB decision row cost about
+as much CPU as the rest of the decision, and the event loop's thread is the server's
+bottleneck; a thread in this process could not take that work (SQLite takes the GIL back
+for every row, and each hand-back waits for the loop: slower than committing on the
+loop), a process can (the loop's CPU per decision drops by about a fifth of the bare
+endpoint's). The writer process runs WAL checkpoints in a thread of its own.
 
 A lone write while the writer process has nothing in hand is committed on the loop's own
 connection instead (with ``synchronous`` NORMAL or OFF, where a commit does not wait for
@@ -50,10 +50,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from steward.agent.decision_log import DecisionRecord
-from steward.agent.server.audit_jobs import AuditUnavailableError, Job, settle_all
-from steward.agent.server.audit_process import WriterProcess
-from steward.agent.server.audit_sql import AuditTables, StoredOutcome, make_engine, write_connection
-from steward.agent.server.audit_writer import CONSTRAINT_ERRORS, describe
+from steward.agent.server.audit.jobs import AuditUnavailableError, Job, settle_all
+from steward.agent.server.audit.sql import AuditTables, StoredOutcome, make_engine, write_connection
+from steward.agent.server.audit.writer import CONSTRAINT_ERRORS, describe
+from steward.agent.server.audit.writer_client import WriterProcess
 
 __all__ = ["AuditLog", "AuditUnavailableError"]
 log = logging.getLogger(__name__)

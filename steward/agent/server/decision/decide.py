@@ -23,8 +23,8 @@ from typing import NamedTuple
 import numpy as np
 
 from steward.agent.decision_log import DecisionRecord
-from steward.agent.server.policy_store import LoadedPolicy
-from steward.agent.server.state import ServiceState
+from steward.agent.server.decision.policy_store import LoadedPolicy
+from steward.agent.server.decision.state import ServiceState
 from steward.envs.shield import Shield, ShieldDecision, Verdict
 from steward.simulators.actions import N_ACTIONS
 from steward.simulators.portfolio import ObservedPortfolio

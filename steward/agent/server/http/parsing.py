@@ -8,7 +8,6 @@ as any other route's.
 from typing import TypeVar
 from urllib.parse import parse_qsl
 
-from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
@@ -24,13 +23,9 @@ def parse_body(model: type[ModelT], raw: bytes) -> ModelT:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
 
 
-def flag(request: Request, name: str) -> bool:
-    """A boolean query parameter (absent: false); 422 naming it when it is not a boolean."""
-    return flag_value(request.query_params.get(name), name)
-
-
 def query_flag(query_string: bytes, name: str) -> bool:
-    """:func:`flag` from a raw query string (the last value wins, as in Starlette)."""
+    """A boolean query parameter from a raw query string (absent: false; the last value
+    wins, as in Starlette); 422 naming it when it is not a boolean."""
     if not query_string:
         return False
     values = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)

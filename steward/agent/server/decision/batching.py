@@ -7,7 +7,7 @@ nothing), one flush runs the policy forward for the batch (a forward of a small 
 costs about the same for one row as for sixteen; rows for different policies, around a
 reload, run in separate forwards, each with its own policy), draws and shields each
 proposal (:meth:`Decider.decide`) and hands the records to the audit trail, which sends
-them to its writer process together (:mod:`steward.agent.server.audit`). Each future resolves
+them to its writer process together (:mod:`steward.agent.server.audit.log`). Each future resolves
 to its decision once its record is committed.
 
 One future and one wake-up per request (not one for the forward and one for the
@@ -27,10 +27,10 @@ from datetime import datetime
 
 import numpy as np
 
-from steward.agent.server.audit import AuditLog, AuditUnavailableError
-from steward.agent.server.decide import Decider, Decision, Observed
-from steward.agent.server.policy_store import LoadedPolicy
-from steward.agent.server.state import ServiceState
+from steward.agent.server.audit.log import AuditLog, AuditUnavailableError
+from steward.agent.server.decision.decide import Decider, Decision, Observed
+from steward.agent.server.decision.policy_store import LoadedPolicy
+from steward.agent.server.decision.state import ServiceState
 
 
 @dataclass(slots=True, eq=False)

@@ -6,9 +6,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from steward.agent.server.metrics import ServerMetrics
-from steward.agent.server.runtime import Runtime
-from steward.agent.server.schemas import Status
+from steward.agent.server.decision.runtime import Runtime
+from steward.agent.server.http.deps import MetricsDep
+from steward.agent.server.http.schemas import Status
 
 router = APIRouter(tags=["health"])
 
@@ -40,9 +40,8 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics(request: Request) -> Response:
+async def metrics(request: Request, server_metrics: MetricsDep) -> Response:
     """Counters and latency histograms in the Prometheus text format."""
-    server_metrics: ServerMetrics = request.app.state.metrics
     runtime = _runtime(request)
     if runtime is not None:
         server_metrics.services.set(len(runtime.states))

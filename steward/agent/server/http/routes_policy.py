@@ -4,9 +4,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException
 
-from steward.agent.server.deps import RuntimeDep, require_admin_token, require_api_token
-from steward.agent.server.runtime import Runtime
-from steward.agent.server.schemas import ErrorBody, PolicyInfo, ReloadRequest, ReloadResponse
+from steward.agent.server.decision.runtime import Runtime
+from steward.agent.server.http.deps import (
+    MetricsDep,
+    RuntimeDep,
+    require_admin_token,
+    require_api_token,
+)
+from steward.agent.server.http.schemas import ErrorBody, PolicyInfo, ReloadRequest, ReloadResponse
 from steward.simulators.errors import ConfigError
 
 router = APIRouter(prefix="/v1/policy", tags=["policy"])
@@ -58,7 +63,9 @@ async def get_policy(runtime: RuntimeDep) -> PolicyInfo:
     summary="Reload the policy without a restart (admin token)",
 )
 async def reload_policy(
-    runtime: RuntimeDep, body: Annotated[ReloadRequest | None, Body()] = None
+    runtime: RuntimeDep,
+    metrics: MetricsDep,
+    body: Annotated[ReloadRequest | None, Body()] = None,
 ) -> ReloadResponse:
     """Verify and load the policy, then swap it in atomically.
 
@@ -68,7 +75,7 @@ async def reload_policy(
     try:
         previous, _ = await runtime.store.reload(requested)
     except ConfigError as err:
-        runtime.metrics.policy_reloads.labels(result="refused").inc()
+        metrics.policy_reloads.labels(result="refused").inc()
         raise HTTPException(422, str(err)) from None
-    runtime.metrics.policy_reloads.labels(result="loaded").inc()
+    metrics.policy_reloads.labels(result="loaded").inc()
     return ReloadResponse(previous_version=previous.version, policy=policy_info(runtime))

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from steward.agent.policies.ppo import AgentPolicy, load_agent
-from steward.agent.server.fast_forward import Forward, policy_forward
+from steward.agent.server.decision.fast_forward import Forward, policy_forward
 from steward.agent.training.artifacts import HASH_FILE, read_meta
 from steward.envs.encoder import ObservationEncoder
 from steward.simulators.costs import SloConfig
