@@ -4,6 +4,7 @@
 :mod:`~steward.agent.server.http` (routes, errors, OpenAPI, metrics),
 :mod:`~steward.agent.server.decision` (shield, encoder, policy, batching) and
 :mod:`~steward.agent.server.audit` (the audit trail);
-:func:`steward.agent.server.app.create_app` assembles them from :class:`steward.agent.server.settings.ServerSettings`. The package
-imports nothing itself, so the audit writer process starts without the web stack and torch.
+:func:`steward.agent.server.app.create_app` assembles them from
+:class:`steward.agent.server.settings.ServerSettings`. The package imports nothing itself,
+so the audit writer process starts without the web stack and torch.
 """
