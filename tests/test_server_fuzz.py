@@ -85,7 +85,7 @@ def test_schema_fuzzing_finds_no_server_error(
         statuses.append(response.status_code)
         assert response.status_code < 500, f"{case.method} {case.formatted_path}: {response.text}"
         if response.status_code >= 400 and label != "GET /metrics":
-            assert response.json()["message"], response.text
+            assert response.json()["detail"], response.text
 
     check()
     assert statuses
@@ -121,7 +121,7 @@ def test_any_field_value_gets_an_answer_or_a_4xx_naming_it(
     response = raw_post(server.url, "/v1/decisions", body.encode())
     assert response.status_code in (200, 422), response.text
     if response.status_code == 422:
-        message = response.json()["message"]
+        message = response.json()["detail"]
         assert any(f"portfolio.{name}" in message for name in changes), message
     else:
         for name, value in changes.items():

@@ -71,6 +71,7 @@ def server(policy_path: Path, db_path: Path) -> Iterator[ThreadedServer]:
 
 
 OUTCOME = "/v1/decisions/{decision_id}/outcome"
+DECISION = "/v1/decisions/{decision_id}"
 
 
 def _requests(decision_id: str) -> list[tuple[str, str, str, Any, dict[str, str]]]:
@@ -82,6 +83,7 @@ def _requests(decision_id: str) -> list[tuple[str, str, str, Any, dict[str, str]
         ("POST", "/v1/decisions", "/v1/decisions", {"not": "a decision"}, AUTH),  # 422
         ("POST", "/v1/decisions", "/v1/decisions", decision, {}),  # 401
         ("POST", OUTCOME, outcome, {"reward": 1.0}, AUTH),
+        ("GET", DECISION, DECISION.format(decision_id=decision_id), None, AUTH),
         ("GET", "/v1/policy", "/v1/policy", None, AUTH),
         ("POST", "/v1/policy/reload", "/v1/policy/reload", None, AUTH),  # 401: not the admin's
         ("GET", "/healthz", "/healthz", None, {}),

@@ -6,6 +6,7 @@ from steward.agent.server.http.body_limit import BodySizeLimit
 from steward.agent.server.http.errors import install_error_handlers
 from steward.agent.server.http.lifespan import lifespan
 from steward.agent.server.http.metrics import ServerMetrics
+from steward.agent.server.http.openapi import install_openapi
 from steward.agent.server.http.routes import include_routes
 from steward.agent.server.http.schemas import check_against_specs
 from steward.agent.server.settings import ServerSettings
@@ -29,6 +30,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.metrics = ServerMetrics()
     app.state.runtime = None
     install_error_handlers(app)
+    install_openapi(app)
     include_routes(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     return app

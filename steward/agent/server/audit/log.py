@@ -51,7 +51,13 @@ from sqlalchemy.engine import Connection, Engine
 
 from steward.agent.decision_log import DecisionRecord
 from steward.agent.server.audit.jobs import AuditUnavailableError, Job, settle_all
-from steward.agent.server.audit.sql import AuditTables, StoredOutcome, make_engine, write_connection
+from steward.agent.server.audit.sql import (
+    AuditTables,
+    RequestKey,
+    StoredOutcome,
+    open_tables,
+    write_connection,
+)
 from steward.agent.server.audit.writer import CONSTRAINT_ERRORS, describe
 from steward.agent.server.audit.writer_client import WriterProcess
 
@@ -106,9 +112,10 @@ class AuditLog:
         """Create the tables if needed; start the writer process (or thread).
 
         Raises:
+            ConfigError: the database cannot be opened.
             AuditUnavailableError: the writer process did not start.
         """
-        self._tables = AuditTables(make_engine(self.url, self.synchronous))
+        self._tables = open_tables(self.url, self.synchronous)
         if self.uses_process:
             self._process = WriterProcess(
                 self.url, self.synchronous, self.batch_max, self._observe_batch
@@ -181,17 +188,26 @@ class AuditLog:
         }
         return self._submit("outcome", payload)
 
-    def commit_decisions(self, records: list[DecisionRecord]) -> list[asyncio.Future[None]]:
+    def commit_decisions(
+        self, records: list[DecisionRecord], keys: list[RequestKey | None] | None = None
+    ) -> list[asyncio.Future[None]]:
         """Decisions to commit together, a future each (resolved once it is committed).
 
+        ``keys`` holds each decision's idempotency key (``None``: it has none); a key is
+        committed with its decision, and a key the service already has fails the write.
         They leave for the writer process (with this loop turn's other writes) before
         this returns.
         """
         tables = self._tables
-        futures = [
-            self._submit("decision", tables.decision_row(record) if tables else None, False)
-            for record in records
-        ]
+        futures = []
+        for index, record in enumerate(records):
+            key = keys[index] if keys is not None else None
+            row = tables.decision_row(record) if tables else None
+            if key is None:
+                futures.append(self._submit("decision", row, False))
+            else:
+                key_row = tables.key_row(record, key) if tables else None
+                futures.append(self._submit("keyed_decision", (row, key_row), False))
         if self._pending:
             self._send_pending()
         return futures

@@ -1,6 +1,7 @@
 """What the server loads at start and holds while it runs (built in the app's lifespan)."""
 
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from steward.agent.server.settings import ServerSettings
 from steward.envs.shield import Shield
 
 log = logging.getLogger(__name__)
+SEED_BITS = 63  # a drawn seed fits a signed 64-bit integer (a JSON cell in any database)
 
 
 @dataclass
@@ -67,7 +69,13 @@ def open_runtime(
         shield.version,
         audit.engine.url.render_as_string(hide_password=True),
     )
-    decider = Decider(shield, settings.seed)
+    seed = settings.seed if settings.seed is not None else secrets.randbits(SEED_BITS)
+    log.info(
+        "proposal draws seeded with %d (%s)",
+        seed,
+        "drawn from the OS" if settings.seed is None else "fixed by the settings",
+    )
+    decider = Decider(shield, seed)
     return Runtime(
         settings=settings,
         store=store,

@@ -5,7 +5,7 @@ FastAPI's ``RequestValidationError``, so they get the same 422 answer, naming th
 as any other route's.
 """
 
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from fastapi.exceptions import RequestValidationError
@@ -32,6 +32,11 @@ def query_flag(query_string: bytes, name: str) -> bool:
     return flag_value(dict(values).get(name), name)
 
 
+def query_names_of(query_string: bytes) -> list[str]:
+    """The parameter names of a raw query string, in order."""
+    return [name for name, _ in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)]
+
+
 def flag_value(value: str | None, name: str) -> bool:
     """A boolean query value (absent: false); 422 naming it when it is not a boolean."""
     if value is None:
@@ -46,3 +51,17 @@ def flag_value(value: str | None, name: str) -> bool:
         "type": "bool_parsing",
     }
     raise RequestValidationError([error])
+
+
+def unexpected_query(query: Any, allowed: set[str]) -> list[dict[str, Any]]:
+    """A validation error for each query parameter not in ``allowed``."""
+    takes = f"this route takes {', '.join(sorted(allowed))}" if allowed else "this route takes none"
+    return [
+        {
+            "loc": ("query", name),
+            "msg": f"unknown query parameter; {takes}",
+            "type": "extra_forbidden",
+        }
+        for name in dict.fromkeys(query)
+        if name not in allowed
+    ]

@@ -22,32 +22,55 @@ Equivalence tests that guard this fast path:
   and a request enters the shield and the audit trail once.
 """
 
+import asyncio
+import hashlib
+import re
 import time
 from collections.abc import Mapping
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response
+from fastapi.exceptions import RequestValidationError
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from steward.agent.server.audit.sql import RequestKey
 from steward.agent.server.decision.decide import Decision
-from steward.agent.server.decision.service import decide
+from steward.agent.server.decision.service import Replayed, decide
 from steward.agent.server.http.body_limit import send_json
-from steward.agent.server.http.deps import authorize_header, loaded_runtime, require_api_token
-from steward.agent.server.http.errors import invalid
+from steward.agent.server.http.deps import (
+    RuntimeDep,
+    authorize_header,
+    loaded_runtime,
+    require_api_token,
+)
+from steward.agent.server.http.errors import invalid, problem_responses
 from steward.agent.server.http.metrics import ServerMetrics
-from steward.agent.server.http.parsing import parse_body, query_flag
-from steward.agent.server.http.schemas import DecisionRequest, DecisionResponse, ErrorBody
+from steward.agent.server.http.parsing import (
+    parse_body,
+    query_flag,
+    query_names_of,
+    unexpected_query,
+)
+from steward.agent.server.http.schemas import (
+    DECISION_ID_PATTERN,
+    IDEMPOTENCY_KEY_PATTERN,
+    DecisionRequest,
+    DecisionResponse,
+    StoredDecision,
+)
 from steward.simulators.actions import ACTION_NAMES
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "Missing or wrong bearer token."},
-    409: {"model": ErrorBody, "description": "Portfolio older than the service's last one."},
-    413: {"model": ErrorBody, "description": "Request body over the server's limit."},
-    422: {"model": ErrorBody, "description": "Invalid body: the message names the field."},
-    503: {"model": ErrorBody, "description": "Audit trail unavailable: nothing was decided."},
-}
+ERRORS = problem_responses(
+    {
+        401: "Missing or wrong bearer token.",
+        409: "Portfolio older than the service's last one.",
+        413: "Request body over the server's limit.",
+        422: "Invalid request (each field named), or an idempotency key reused.",
+        503: "Server starting, policy failed or audit trail unavailable: nothing was decided.",
+    }
+)
 
 
 def answer_json(decision: Decision, with_observation: bool) -> bytes:
@@ -79,6 +102,60 @@ def answer_json(decision: Decision, with_observation: bool) -> bytes:
         answer["observation"] = record.observation
         return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
     return orjson.dumps(answer)
+
+
+def stored_answer(row: dict[str, Any], with_observation: bool) -> dict[str, Any]:
+    """The answer :func:`answer_json` gave for a decision, rebuilt from its audit row."""
+    names, extra = ACTION_NAMES, row["extra"]
+    allowed = extra.get("allowed", [1] * len(names))
+    answer: dict[str, Any] = {
+        "decision_id": row["decision_id"],
+        "service_id": row["service_id"],
+        "step": row["step"],
+        "action": names[row["executed_action"]],
+        "proposed_action": names[row["proposed_action"]],
+        "vetoed": bool(row["vetoed"]),
+        "veto_reasons": list(extra.get("veto_reasons", [])),
+        "allowed_actions": [name for name, ok in zip(names, allowed, strict=True) if ok],
+        "probabilities": {
+            "proposal": dict(zip(names, row["proposal_probabilities"], strict=True)),
+            "executed": dict(zip(names, row["probabilities"], strict=True)),
+        },
+        "propensity": row["propensity"],
+        "policy_version": row["policy_version"],
+        "shield_version": row["shield_version"],
+    }
+    if with_observation:
+        answer["observation"] = row["observation"]
+    return answer
+
+
+def request_key(scope: Scope, body: DecisionRequest) -> RequestKey | None:
+    """The request's ``Idempotency-Key`` and the digest of its body (``None``: no key).
+
+    The digest is of the validated request, so a retry that spaces its JSON differently
+    is still the same request.
+
+    Raises:
+        RequestValidationError: the key is not 1-255 visible ASCII characters.
+    """
+    raw = _header(scope, b"idempotency-key")
+    if raw is None:
+        return None
+    key = raw.decode("latin-1")
+    if not _KEY.fullmatch(key):
+        error = {
+            "loc": ("header", "Idempotency-Key"),
+            "msg": "must be 1-255 visible ASCII characters (e.g. a UUID)",
+            "type": "string_pattern_mismatch",
+        }
+        raise RequestValidationError([error])
+    digest = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+    return RequestKey(key, digest)
+
+
+_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN[1:-1])
+QUERY = {"observation"}  # the query parameters post_decision documents
 
 
 def _unknown_family(families: str, known: Mapping[str, object]) -> str:
@@ -115,9 +192,22 @@ class DecisionEndpoint:
         runtime = loaded_runtime(app)
         token = _header(scope, b"authorization")
         authorize_header(token.decode("latin-1") if token else "", runtime.settings.api_token)
-        observation = query_flag(scope.get("query_string", b""), "observation")
+        errors: list[Any] = []  # the query's and the body's, in one 422
+        observation = False
+        query = scope.get("query_string", b"")
+        try:
+            observation = query_flag(query, "observation")
+        except RequestValidationError as err:
+            errors.extend(err.errors())
+        if query:
+            errors.extend(unexpected_query(query_names_of(query), QUERY))
         started = time.perf_counter()
-        body = parse_body(DecisionRequest, raw)
+        try:
+            body = parse_body(DecisionRequest, raw)
+        except RequestValidationError as err:
+            raise RequestValidationError([*errors, *err.errors()]) from None
+        if errors:
+            raise RequestValidationError(errors)
         known = runtime.settings.slo.families
         for name in ("live_families", "previous_families"):
             unknown = _unknown_family(getattr(body.portfolio, name), known)
@@ -126,9 +216,14 @@ class DecisionEndpoint:
                     f"portfolio.{name}",
                     f"unknown model family {unknown!r} (known: {', '.join(known)})",
                 )
+        key = request_key(scope, body)
         decision = await decide(
-            runtime, body.service_id, body.timestamp, body.portfolio.to_observed()
+            runtime, body.service_id, body.timestamp, body.portfolio.to_observed(), key
         )
+        if isinstance(decision, Replayed):
+            answer = orjson.dumps(stored_answer(decision.row, observation))
+            await send_json(send, 200, answer)
+            return
         metrics: ServerMetrics = app.state.metrics
         metrics.observe_decision(
             decision.record.executed_action,
@@ -144,6 +239,18 @@ async def post_decision(
     observation: Annotated[
         bool, Query(description="Include the encoded observation the policy saw.")
     ] = False,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description=(
+                "A key of the client's (e.g. a UUID): a retry with the same key and body gets"
+                " the decision already stored for it (one audit row), from any replica and"
+                " after a restart; the same key with another body gets 422."
+            ),
+        ),
+    ] = None,
 ) -> DecisionResponse:
     """Shield, encode (with the service's history), propose, veto or pass, and record.
 
@@ -151,6 +258,24 @@ async def post_decision(
     (:class:`DecisionEndpoint` answers this route; this function only describes it.)
     """
     raise NotImplementedError("POST /v1/decisions is answered by DecisionEndpoint")
+
+
+async def get_decision(
+    decision_id: Annotated[
+        str, Path(pattern=DECISION_ID_PATTERN, description="The decision's id.")
+    ],
+    runtime: RuntimeDep,
+    observation: Annotated[
+        bool, Query(description="Include the encoded observation the policy saw.")
+    ] = False,
+) -> Response:
+    """The decision as it was answered, with its timestamp and reward (once posted)."""
+    row = await asyncio.to_thread(runtime.audit.tables.stored_decision, decision_id)
+    if row is None:
+        raise HTTPException(404, f"decision_id: no decision {decision_id}")
+    answer = stored_answer(row, observation)
+    answer.update(timestamp=row["timestamp"], reward=row["reward"])
+    return Response(orjson.dumps(answer), media_type="application/json")
 
 
 router = APIRouter(prefix="/v1", tags=["decisions"])
@@ -162,5 +287,18 @@ router.add_api_route(
     response_model=DecisionResponse,
     responses=ERRORS,
     summary="Decide the next lifecycle action for a service",
+    dependencies=[Depends(require_api_token)],
+)
+router.add_api_route(
+    "/decisions/{decision_id}",
+    get_decision,
+    methods=["GET"],
+    response_model=StoredDecision,
+    responses={
+        **problem_responses({404: "No such decision.", 422: "Invalid decision id."}),
+        401: ERRORS[401],
+        503: ERRORS[503],
+    },
+    summary="A stored decision",
     dependencies=[Depends(require_api_token)],
 )

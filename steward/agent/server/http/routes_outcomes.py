@@ -7,10 +7,9 @@ from fastapi import APIRouter, Depends, HTTPException, Path, status
 from fastapi.responses import JSONResponse
 
 from steward.agent.server.http.deps import MetricsDep, RuntimeDep, require_api_token
-from steward.agent.server.http.routes_decisions import ERRORS
+from steward.agent.server.http.errors import problem_responses
 from steward.agent.server.http.schemas import (
     DECISION_ID_PATTERN,
-    ErrorBody,
     OutcomeRequest,
     OutcomeResponse,
 )
@@ -23,13 +22,20 @@ router = APIRouter(prefix="/v1", tags=["decisions"])
     response_model=OutcomeResponse,
     status_code=status.HTTP_201_CREATED,
     responses={
-        **ERRORS,
+        **problem_responses(
+            {
+                401: "Missing or wrong bearer token.",
+                404: "No such decision.",
+                409: "The decision already has a different outcome.",
+                413: "Request body over the server's limit.",
+                422: "Invalid request: each field named.",
+                503: "Server starting or audit trail unavailable: nothing was stored.",
+            }
+        ),
         200: {
             "model": OutcomeResponse,
             "description": "The same outcome was already stored (a retry).",
         },
-        404: {"model": ErrorBody, "description": "No such decision."},
-        409: {"model": ErrorBody, "description": "The decision already has a different outcome."},
     },
     summary="Record the reward observed after a decision",
     dependencies=[Depends(require_api_token)],

@@ -11,7 +11,8 @@ from steward.agent.server.http.deps import (
     require_admin_token,
     require_api_token,
 )
-from steward.agent.server.http.schemas import ErrorBody, PolicyInfo, ReloadRequest, ReloadResponse
+from steward.agent.server.http.errors import problem_responses
+from steward.agent.server.http.schemas import PolicyInfo, ReloadRequest, ReloadResponse
 from steward.simulators.errors import ConfigError
 
 router = APIRouter(prefix="/v1/policy", tags=["policy"])
@@ -40,7 +41,12 @@ def policy_info(runtime: Runtime) -> PolicyInfo:
 @router.get(
     "",
     dependencies=[Depends(require_api_token)],
-    responses={401: {"model": ErrorBody, "description": "Missing or wrong bearer token."}},
+    responses=problem_responses(
+        {
+            401: "Missing or wrong bearer token.",
+            503: "Server starting or stopping.",
+        }
+    ),
     summary="The policy answering decisions now",
 )
 async def get_policy(runtime: RuntimeDep) -> PolicyInfo:
@@ -51,15 +57,15 @@ async def get_policy(runtime: RuntimeDep) -> PolicyInfo:
 @router.post(
     "/reload",
     dependencies=[Depends(require_admin_token)],
-    responses={
-        401: {"model": ErrorBody, "description": "Missing or wrong admin token."},
-        403: {"model": ErrorBody, "description": "Reload disabled (no admin token configured)."},
-        413: {"model": ErrorBody, "description": "Request body over the server's limit."},
-        422: {
-            "model": ErrorBody,
-            "description": "Policy refused (path, hash or size); the old one serves on.",
-        },
-    },
+    responses=problem_responses(
+        {
+            401: "Missing or wrong admin token.",
+            403: "Reload disabled (no admin token configured).",
+            413: "Request body over the server's limit.",
+            422: "Invalid body, or policy refused (path, hash or size); the old one serves on.",
+            503: "Server starting or stopping.",
+        }
+    ),
     summary="Reload the policy without a restart (admin token)",
 )
 async def reload_policy(

@@ -9,11 +9,13 @@ JSON ``null``, which becomes NaN for the encoder and the shield.
 
 import dataclasses
 import math
+import re
 import typing
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from steward.simulators.actions import ACTION_NAMES
 from steward.simulators.portfolio import FIELD_SPECS, NAN_OK, ObservedPortfolio
@@ -27,9 +29,24 @@ _PLAIN_PORTFOLIO = not hasattr(ObservedPortfolio, "__post_init__") and not hasat
 ActionName = Literal[
     "wait", "retrain", "recalibrate", "ensemble", "simplify", "rollback", "escalate"
 ]
-FAMILIES_PATTERN = r"^[a-z][a-z0-9_]{0,31}(\+[a-z][a-z0-9_]{0,31}){0,7}$"
+FAMILY_PATTERN = r"[a-z][a-z0-9_]{0,31}"  # any family name; the SLO says which exist
+FAMILIES_PATTERN = rf"^{FAMILY_PATTERN}(\+{FAMILY_PATTERN}){{0,7}}$"
 SERVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
 DECISION_ID_PATTERN = r"^[0-9a-f]{32}$"
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"  # visible ASCII (a UUID, a hash, ...)
+
+# RFC 3339 date-time, the OpenAPI "date-time" format: no unix seconds, no date alone
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339(value: Any) -> Any:
+    """Let only an RFC 3339 date-time string through (pydantic also takes numbers)."""
+    if not isinstance(value, str) or not RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 date-time with its zone, e.g. 2025-03-14T06:00:00Z")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 
 # Fields added after clients existed: a body may leave them out (read as unknown, null).
 OPTIONAL_FIELDS = frozenset({"label_alarm_peak_z"})
@@ -115,8 +132,15 @@ def _flag(name: str) -> Any:
     return Field(strict=True, description=_describe(name))
 
 
+def families_pattern(families: Iterable[str], allow_empty: bool) -> str:
+    """The pattern of '+'-joined names from ``families`` (up to eight, as the model takes)."""
+    one = "(" + "|".join(re.escape(name) for name in families) + ")"
+    pattern = rf"^{one}(\+{one}){{0,7}}$"
+    return f"^$|{pattern}" if allow_empty else pattern
+
+
 def _families(name: str, allow_empty: bool) -> Any:
-    pattern = f"^$|{FAMILIES_PATTERN[1:]}" if allow_empty else FAMILIES_PATTERN
+    pattern = f"^$|^{FAMILIES_PATTERN[1:]}" if allow_empty else FAMILIES_PATTERN
     return Field(max_length=263, pattern=pattern, description=_describe(name))
 
 
@@ -230,8 +254,8 @@ class DecisionRequest(BaseModel):
     )
 
     service_id: ServiceId
-    timestamp: AwareDatetime = Field(
-        description="When the portfolio was measured (ISO 8601 with zone)."
+    timestamp: Timestamp = Field(
+        description="When the portfolio was measured (RFC 3339, with its zone)."
     )
     portfolio: Portfolio
 
@@ -275,6 +299,13 @@ class DecisionResponse(BaseModel):
     )
 
 
+class StoredDecision(DecisionResponse):
+    """A decision read back from the audit trail."""
+
+    timestamp: str = Field(description="When its portfolio was measured (as posted).")
+    reward: float | None = Field(description="The outcome's reward, once one is posted.")
+
+
 class OutcomeRequest(BaseModel):
     """The reward observed after a decision's action ran."""
 
@@ -287,7 +318,7 @@ class OutcomeRequest(BaseModel):
         strict=True,
         description="The epoch's reward in dollars (reward_dollars in simulation).",
     )
-    observed_at: AwareDatetime | None = Field(
+    observed_at: Timestamp | None = Field(
         default=None, description="When the outcome was measured (default: when it is posted)."
     )
     details: dict[
@@ -353,10 +384,3 @@ class Status(BaseModel):
 
     status: Literal["ok", "unavailable"]
     detail: str = ""
-
-
-class ErrorBody(BaseModel):
-    """Every 4xx and 5xx answer."""
-
-    message: str = Field(description="One line naming the field or the problem.")
-    detail: Any = None
