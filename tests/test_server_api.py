@@ -431,6 +431,12 @@ def test_reload_refuses_tampered_or_outside_files(
     refused = httpx.post(
         f"{server.url}/v1/policy/reload", json={"policy_path": str(outside)}, headers=ADMIN_AUTH
     )
-    assert refused.status_code == 422 and "reload folder" in refused.json()["detail"]
+    assert refused.status_code == 403 and "reload folder" in refused.json()["detail"]
+    missing = httpx.post(
+        f"{server.url}/v1/policy/reload",
+        json={"policy_path": str(reload_dir / "no-such-run" / "policy.zip")},
+        headers=ADMIN_AUTH,
+    )
+    assert missing.status_code == 404 and "no policy file" in missing.json()["detail"]
     assert client.get("/v1/policy").json()["version"] == current
     assert decide(client, "api-after-refusal")["policy_version"] == current

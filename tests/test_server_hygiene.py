@@ -190,7 +190,7 @@ def test_a_retried_key_gets_the_same_answer_and_one_row(
     other = _keyed(client, "hy-key", "key-2", day=1)  # a new key: a new decision
     assert other.json()["step"] == 1 and _count(db_path, "hy-key") == 2
     assert _keyed(client, "hy-key", "key-1").json() == first.json()  # after a later decision
-    refused = assert_problem(_keyed(client, "hy-key", "key-1", labels_recent=7), 422)
+    refused = assert_problem(_keyed(client, "hy-key", "key-1", labels_recent=7), 409)
     assert refused["type"] == "/problems/idempotency-key-reused"
     assert (
         "Idempotency-Key" in refused["detail"] and first.json()["decision_id"] in refused["detail"]

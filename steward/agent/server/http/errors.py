@@ -167,7 +167,9 @@ async def _on_out_of_order(request: Request, exc: Exception) -> Response:
 
 
 async def _on_key_reused(request: Request, exc: Exception) -> Response:
-    return problem(request, 422, str(exc), "/problems/idempotency-key-reused")
+    # 409: the request conflicts with the one its key already stands for (the request is
+    # valid; the key's state refuses it)
+    return problem(request, 409, str(exc), "/problems/idempotency-key-reused")
 
 
 async def _on_policy(request: Request, exc: Exception) -> Response:

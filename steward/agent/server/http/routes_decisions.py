@@ -15,9 +15,13 @@ Equivalence tests that guard this fast path:
 - ``tests/test_server_api.py::test_decision_answer_is_complete_and_stored`` (the
   hand-written JSON validates as :class:`DecisionResponse` and matches the stored row),
   ``test_bad_bodies_get_422_naming_the_field`` and the auth tests (the hand-read body,
-  query and token get the same answers as any route's).
+  query and token get the answers any route gives).
 - ``tests/test_server_parts.py::test_decisions_match_the_numpy_reference`` (the floor,
   draw and propensities).
+- ``tests/test_server_hygiene.py``: problem answers, idempotent retries and the stored
+  decision read back equal to the answer.
+- ``tests/test_server_contract.py``: Schemathesis holds the route to :func:`post_decision`'s
+  OpenAPI description (body, query, header, every status).
 - ``tests/test_server_middleware.py``: a middleware sees this route like every other,
   and a request enters the shield and the audit trail once.
 """
@@ -29,6 +33,7 @@ import time
 from collections.abc import Mapping
 from typing import Annotated, Any
 
+import numpy as np
 import orjson
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response
 from fastapi.exceptions import RequestValidationError
@@ -65,9 +70,10 @@ from steward.simulators.actions import ACTION_NAMES
 ERRORS = problem_responses(
     {
         401: "Missing or wrong bearer token.",
-        409: "Portfolio older than the service's last one.",
+        409: "Portfolio older than the service's last one, or an Idempotency-Key the service"
+        " already used for another request.",
         413: "Request body over the server's limit.",
-        422: "Invalid request (each field named), or an idempotency key reused.",
+        422: "Invalid request: each field named.",
         503: "Server starting, policy failed or audit trail unavailable: nothing was decided.",
     }
 )
@@ -126,7 +132,9 @@ def stored_answer(row: dict[str, Any], with_observation: bool) -> dict[str, Any]
         "shield_version": row["shield_version"],
     }
     if with_observation:
-        answer["observation"] = row["observation"]
+        # the policy's float32 input, written as answer_json writes it (whatever decimals
+        # the database kept for it)
+        answer["observation"] = np.asarray(row["observation"], dtype=np.float32)
     return answer
 
 
@@ -221,7 +229,9 @@ class DecisionEndpoint:
             runtime, body.service_id, body.timestamp, body.portfolio.to_observed(), key
         )
         if isinstance(decision, Replayed):
-            answer = orjson.dumps(stored_answer(decision.row, observation))
+            answer = orjson.dumps(
+                stored_answer(decision.row, observation), option=orjson.OPT_SERIALIZE_NUMPY
+            )
             await send_json(send, 200, answer)
             return
         metrics: ServerMetrics = app.state.metrics
@@ -247,7 +257,7 @@ async def post_decision(
             description=(
                 "A key of the client's (e.g. a UUID): a retry with the same key and body gets"
                 " the decision already stored for it (one audit row), from any replica and"
-                " after a restart; the same key with another body gets 422."
+                " after a restart; the same key with another body gets 409."
             ),
         ),
     ] = None,
@@ -275,7 +285,8 @@ async def get_decision(
         raise HTTPException(404, f"decision_id: no decision {decision_id}")
     answer = stored_answer(row, observation)
     answer.update(timestamp=row["timestamp"], reward=row["reward"])
-    return Response(orjson.dumps(answer), media_type="application/json")
+    body = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(body, media_type="application/json")
 
 
 router = APIRouter(prefix="/v1", tags=["decisions"])

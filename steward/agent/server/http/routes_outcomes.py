@@ -24,6 +24,7 @@ router = APIRouter(prefix="/v1", tags=["decisions"])
     responses={
         **problem_responses(
             {
+                400: "Body not decodable (not UTF-8 JSON).",
                 401: "Missing or wrong bearer token.",
                 404: "No such decision.",
                 409: "The decision already has a different outcome.",

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException
 
+from steward.agent.server.decision.policy_store import PolicyFileMissingError, ReloadForbiddenError
 from steward.agent.server.decision.runtime import Runtime
 from steward.agent.server.http.deps import (
     MetricsDep,
@@ -16,6 +17,7 @@ from steward.agent.server.http.schemas import PolicyInfo, ReloadRequest, ReloadR
 from steward.simulators.errors import ConfigError
 
 router = APIRouter(prefix="/v1/policy", tags=["policy"])
+_REFUSED = {ReloadForbiddenError: 403, PolicyFileMissingError: 404}  # other refusals: 422
 
 
 def policy_info(runtime: Runtime) -> PolicyInfo:
@@ -44,6 +46,7 @@ def policy_info(runtime: Runtime) -> PolicyInfo:
     responses=problem_responses(
         {
             401: "Missing or wrong bearer token.",
+            422: "An undocumented query parameter.",
             503: "Server starting or stopping.",
         }
     ),
@@ -59,10 +62,14 @@ async def get_policy(runtime: RuntimeDep) -> PolicyInfo:
     dependencies=[Depends(require_admin_token)],
     responses=problem_responses(
         {
+            400: "Body not decodable (not UTF-8 JSON).",
             401: "Missing or wrong admin token.",
-            403: "Reload disabled (no admin token configured).",
+            403: "Reload disabled (no admin token configured), or the path is outside the"
+            " server's reload folder.",
+            404: "No policy file at that path.",
             413: "Request body over the server's limit.",
-            422: "Invalid body, or policy refused (path, hash or size); the old one serves on.",
+            422: "Invalid body, or the policy file refused (hash, size, observation size);"
+            " the old policy serves on.",
             503: "Server starting or stopping.",
         }
     ),
@@ -82,6 +89,6 @@ async def reload_policy(
         previous, _ = await runtime.store.reload(requested)
     except ConfigError as err:
         metrics.policy_reloads.labels(result="refused").inc()
-        raise HTTPException(422, str(err)) from None
+        raise HTTPException(_REFUSED.get(type(err), 422), str(err)) from None
     metrics.policy_reloads.labels(result="loaded").inc()
     return ReloadResponse(previous_version=previous.version, policy=policy_info(runtime))

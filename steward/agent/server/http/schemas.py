@@ -15,7 +15,15 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from steward.simulators.actions import ACTION_NAMES
 from steward.simulators.portfolio import FIELD_SPECS, NAN_OK, ObservedPortfolio
@@ -188,6 +196,14 @@ class Portfolio(BaseModel):
     has_previous_version: bool = _flag("has_previous_version")
     live_families: str = _families("live_families", allow_empty=False)
     previous_families: str = _families("previous_families", allow_empty=True)
+
+    @field_validator("labels_recent", "labels_last_day", "labels_in_window", mode="before")
+    @classmethod
+    def _integral(cls, value: Any) -> Any:
+        """A count may come as 12.0: JSON Schema's integers include integral numbers."""
+        if type(value) is float and value.is_integer():
+            return int(value)
+        return value
 
     def to_observed(self) -> ObservedPortfolio:
         """The portfolio as the encoder and the shield take it (null -> NaN).
@@ -368,7 +384,10 @@ class ReloadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     policy_path: str | None = Field(
-        default=None, max_length=4096, description="A policy.zip inside the server's reload_dir."
+        default=None,
+        max_length=4096,
+        pattern=r"^[^\x00]*$",
+        description="A policy.zip inside the server's reload_dir.",
     )
 
 
