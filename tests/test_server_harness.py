@@ -136,9 +136,18 @@ class ThreadedServer:
 
 
 class ServerProcess:
-    """``python -m steward.agent.server`` as a subprocess (the real entry point)."""
+    """``python -m steward.agent.server`` as a subprocess (the real entry point).
 
-    def __init__(self, policy_path: Path, db_path: Path, run_dir: Path, *overrides: str) -> None:
+    Args:
+        policy_path: the policy to serve.
+        db_path: a SQLite file, or any SQLAlchemy URL.
+        run_dir: Hydra's run folder (the server's output goes to ``server.out`` there).
+        overrides: more Hydra overrides.
+    """
+
+    def __init__(
+        self, policy_path: Path, db_path: Path | str, run_dir: Path, *overrides: str
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.run_dir = run_dir
@@ -148,7 +157,7 @@ class ServerProcess:
             "steward.agent.server",
             f"policy_path={policy_path}",
             f"port={self.port}",
-            f"db={sqlite_url(db_path)}",
+            f"db={db_path if isinstance(db_path, str) else sqlite_url(db_path)}",
             f"hydra.run.dir={run_dir}",
             *overrides,
         ]

@@ -235,18 +235,9 @@ class AuditLog:
         jobs, self._pending = self._pending, []
         if not jobs or self._process is None:
             return
-        if (
-            len(jobs) == 1
-            and self._lone_on_loop
-            and self._conn is not None
-            and self._process.idle()
-        ):
-            try:
-                self._conn = self._write_batch(self._conn, jobs, threaded=False)
-            except Exception as err:  # e.g. no new connection after a failed write
-                self._failure = f"audit connection failed: {describe(err)}"
-                log.error("%s", self._failure)
-                self._settle(jobs, [None], AuditUnavailableError(self._failure), False)
+        if len(jobs) == 1 and self._lone_on_loop and self._process.idle():
+            # (a failed write dropped the connection: the next lone write opens a new one)
+            self._conn = self._write_batch(self._conn, jobs, threaded=False)
             return
         for start in range(0, len(jobs), self.batch_max):
             self._process.send(jobs[start : start + self.batch_max])
@@ -258,7 +249,7 @@ class AuditLog:
 
     # -- the writer thread (not SQLite: a commit waits for the network) ----------------------
     def _write_loop(self) -> None:
-        conn = write_connection(self.engine)
+        conn: Connection | None = None
         stopping = False
         try:
             while not stopping:
@@ -277,35 +268,47 @@ class AuditLog:
                     jobs.append(more)
                 conn = self._write_batch(conn, jobs, threaded=True)
         finally:
-            conn.close()
+            self._drop(conn)
 
-    def _write_batch(self, conn: Connection, jobs: list[Job], threaded: bool) -> Connection:
-        """Commit ``jobs`` together; on failure retry each alone so one bad write fails alone."""
+    def _write_batch(
+        self, conn: Connection | None, jobs: list[Job], threaded: bool
+    ) -> Connection | None:
+        """Commit ``jobs`` together; on failure retry each alone so one bad write fails alone.
+
+        Returns the connection for the next batch (``None`` after a failure: the next
+        batch opens a new one, so a database that comes back is written to again).
+        """
         started = time.perf_counter()
         try:
+            if conn is None:
+                conn = write_connection(self.engine)
             results = self.tables.write(conn, [(job.kind, job.payload) for job in jobs])
         except Exception as err:
-            conn = self._fresh(conn)
+            self._drop(conn)
             if len(jobs) == 1 or not isinstance(err, CONSTRAINT_ERRORS):
                 # one write's own fault, or none's (then none of them is committed)
                 self._failure = f"last write failed: {type(err).__name__}"
-                log.error("audit write failed: %s", err)
+                log.error("audit write failed: %s", describe(err))
                 error = AuditUnavailableError(describe(err))
                 self._settle(jobs, [None] * len(jobs), error, threaded)
-                return conn
+                return None
+            conn = None
             for job in jobs:  # a constraint: retry each alone, so the bad one fails alone
                 conn = self._write_batch(conn, [job], threaded)
             return conn
+        self._failure = ""
         self._observe_batch(len(jobs), time.perf_counter() - started)
         self._settle(jobs, results, None, threaded)
         return conn
 
-    def _fresh(self, conn: Connection) -> Connection:
+    @staticmethod
+    def _drop(conn: Connection | None) -> None:
+        if conn is None:
+            return
         try:
             conn.close()
-        except Exception:
-            log.warning("closing a broken audit connection failed", exc_info=True)
-        return write_connection(self.engine)
+        except Exception as err:
+            log.warning("closing a broken audit connection failed: %s", describe(err))
 
     @staticmethod
     def _settle(

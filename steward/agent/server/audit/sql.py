@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from steward.agent.decision_log import DECISION_COLUMNS, JSON_COLUMNS, DecisionRecord, sql_tables
+from steward.agent.server.audit.jobs import AuditUnavailableError
 from steward.simulators.errors import ConfigError
 
 _COLUMN_VALUES = operator.attrgetter(*DECISION_COLUMNS)  # a record's values, in column order
@@ -113,6 +114,11 @@ def _plain(value: Any) -> Any:
     return value.tolist() if isinstance(value, np.ndarray) else value
 
 
+def _first_line(err: BaseException) -> str:
+    lines = str(err).splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
 def redacted(url: str) -> str:
     """``url`` with its password shown as ``***`` (for messages and logs)."""
     try:
@@ -167,8 +173,7 @@ def open_tables(url: str, synchronous: str = "NORMAL") -> "AuditTables":
     try:
         return AuditTables(make_engine(url, synchronous))
     except (sa.exc.SQLAlchemyError, ImportError, OSError) as err:
-        lines = str(err).splitlines()
-        reason = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+        reason = _first_line(err)
         raise ConfigError(
             "db",
             f"cannot open the audit database {redacted(url)} ({reason.replace(url, '')})",
@@ -314,13 +319,20 @@ class AuditTables:
             int(key[0]), decision_id, float(payload["reward"]), payload["observed_at"], True
         )
 
-    # -- reads ---------------------------------------------------------------------------------
+    # -- reads (a database error raises AuditUnavailableError) -------------------------------
+    def _read(self, query: Any) -> Any:
+        """The first row of ``query`` (``None``: no row)."""
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(query).first()
+        except sa.exc.SQLAlchemyError as err:
+            raise AuditUnavailableError(f"audit read failed: {_first_line(err)}") from None
+
     def stored_decision(self, decision_id: str) -> dict[str, Any] | None:
         """A decision's row (``None``: no such decision)."""
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(self.decisions).where(self.decisions.c.decision_id == decision_id)
-            ).first()
+        row = self._read(
+            sa.select(self.decisions).where(self.decisions.c.decision_id == decision_id)
+        )
         return None if row is None else dict(row._mapping)
 
     def keyed_decision(self, service_id: str, key: str) -> KeyedDecision | None:
@@ -331,15 +343,24 @@ class AuditTables:
             .join(self.decisions, self.decisions.c.decision_id == k.decision_id)
             .where(k.service_id == service_id, k.idempotency_key == key)
         )
-        with self.engine.connect() as conn:
-            row = conn.execute(query).first()
+        row = self._read(query)
         if row is None:
             return None
         values = dict(row._mapping)
         return KeyedDecision(str(values.pop("request_sha256")), values)
 
     def service_history(self, service_id: str, keep: int) -> ServiceHistory:
-        """What rebuilds a service's encoder: its first and its ``keep`` latest portfolios."""
+        """What rebuilds a service's encoder: its first and its ``keep`` latest portfolios.
+
+        Raises:
+            AuditUnavailableError: the database failed.
+        """
+        try:
+            return self._service_history(service_id, keep)
+        except sa.exc.SQLAlchemyError as err:
+            raise AuditUnavailableError(f"audit read failed: {_first_line(err)}") from None
+
+    def _service_history(self, service_id: str, keep: int) -> ServiceHistory:
         d = self.decisions.c
         with self.engine.connect() as conn:
             first = conn.execute(
