@@ -93,7 +93,8 @@ def test_a_lost_database_shows_no_password(
     policy_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The database stops under a running server: decisions answer 503 and /readyz says
-    the audit trail is unreachable, and no answer or log line holds the password."""
+    the audit trail is unreachable, and no answer or log line holds the password; once
+    the database is back, decisions are written again."""
     with postgres_cluster() as lost:
         url = lost.new_database("audit_lost")
         assert PASSWORD in url
@@ -114,6 +115,10 @@ def test_a_lost_database_shows_no_password(
             ready = client.get("/readyz")
             assert ready.status_code == 503 and "unreachable" in ready.json()["detail"]
             texts += [ready.text, client.get("/v1/policy").text, client.get("/metrics").text]
+            lost.start()  # the database comes back: the server writes to it again
+            back = keyed_post(client, "pg-lost", 4, "lost-4")
+            assert back.status_code == 200 and back.json()["step"] == 1, back.text
+            assert client.get("/readyz").status_code == 200
         for text in [*texts, caplog.text]:
             assert PASSWORD not in text
         assert "audit" in caplog.text  # the failures were logged, without the password

@@ -21,9 +21,9 @@ endpoint's). The writer process runs WAL checkpoints in a thread of its own.
 
 A lone write while the writer process has nothing in hand is committed on the loop's own
 connection instead (with ``synchronous`` NORMAL or OFF, where a commit does not wait for
-the disk): a sequential client would otherwise wait for two wake-ups across processes
-(about 0.2 ms on the median, measured), and an idle writer holds no lock that commit
-could wait for. After a constraint violation (a step the service already has) each write
+the disk): a sequential client would otherwise wait for two wake-ups across processes,
+which cost more than the commit, and an idle writer holds no lock that commit could
+wait for. After a constraint violation (a step the service already has) each write
 of a failed transaction is retried alone, so the bad one fails alone; any other error
 fails the transaction's writes at once.
 
@@ -279,12 +279,18 @@ class AuditLog:
         batch opens a new one, so a database that comes back is written to again).
         """
         started = time.perf_counter()
+        reused = conn is not None
         try:
             if conn is None:
                 conn = write_connection(self.engine)
             results = self.tables.write(conn, [(job.kind, job.payload) for job in jobs])
         except Exception as err:
             self._drop(conn)
+            if reused and getattr(err, "connection_invalidated", False):
+                # the database dropped a connection kept from before (it restarted): the
+                # batch runs once more on a new connection (had it been committed, the
+                # unique constraints refuse the repeat: never a second row)
+                return self._write_batch(None, jobs, threaded)
             if len(jobs) == 1 or not isinstance(err, CONSTRAINT_ERRORS):
                 # one write's own fault, or none's (then none of them is committed)
                 self._failure = f"last write failed: {type(err).__name__}"
