@@ -101,14 +101,17 @@ def settings_for(policy_path: Path, db_path: Path, **overrides: Any) -> ServerSe
 
 
 class ThreadedServer:
-    """A real uvicorn server for ``settings`` in a thread of this process."""
+    """A real uvicorn server for ``settings`` in a thread of this process.
 
-    def __init__(self, settings: ServerSettings, fast_decisions: bool = True) -> None:
+    Args:
+        settings: the server's settings.
+        app: serve this app (``create_app(settings)``, maybe wrapped) instead of a new one.
+    """
+
+    def __init__(self, settings: ServerSettings, app: Any = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        app = self.app = create_app(settings)
-        if not fast_decisions:  # POST /v1/decisions through FastAPI's routing instead
-            app.decision_endpoint = None  # type: ignore[attr-defined]
+        app = self.app = create_app(settings) if app is None else app
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -128,9 +131,18 @@ class ThreadedServer:
 
 
 class ServerProcess:
-    """``python -m steward.agent.server`` as a subprocess (the real entry point)."""
+    """``python -m steward.agent.server`` as a subprocess (the real entry point).
 
-    def __init__(self, policy_path: Path, db_path: Path, run_dir: Path, *overrides: str) -> None:
+    Args:
+        policy_path: the policy to serve.
+        db_path: a SQLite file, or any SQLAlchemy URL.
+        run_dir: Hydra's run folder (the server's output goes to ``server.out`` there).
+        overrides: more Hydra overrides.
+    """
+
+    def __init__(
+        self, policy_path: Path, db_path: Path | str, run_dir: Path, *overrides: str
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.run_dir = run_dir
@@ -140,7 +152,7 @@ class ServerProcess:
             "steward.agent.server",
             f"policy_path={policy_path}",
             f"port={self.port}",
-            f"db={sqlite_url(db_path)}",
+            f"db={db_path if isinstance(db_path, str) else sqlite_url(db_path)}",
             f"hydra.run.dir={run_dir}",
             *overrides,
         ]

@@ -22,7 +22,7 @@ from test_server_harness import (
 )
 
 from steward.agent.policies.artifact import CARD_FILE, NORMALIZATION_FILE, WEIGHTS_FILE
-from steward.agent.server.schemas import EXAMPLE_PORTFOLIO
+from steward.agent.server.http.schemas import EXAMPLE_PORTFOLIO
 from steward.agent.training.artifacts import write_hashes
 
 CLIENTS = 16

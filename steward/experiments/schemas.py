@@ -62,7 +62,7 @@ class ServeConfig:
     db: str = "sqlite:///outputs/server/audit.db"
     epsilon: float = 0.05
     deterministic: bool = False
-    seed: int = 0
+    seed: int | None = None
     allow_no_auth: bool = False
     max_body_bytes: int = 65_536
     reload_dir: str = ""

@@ -1,18 +1,20 @@
-"""Request dependencies: settings, the runtime, bearer-token checks.
+"""Request dependencies: settings, the runtime, metrics, bearer-token checks.
 
 Handlers take the settings through :func:`get_settings` (tests may override it with
-``app.dependency_overrides``) and the loaded objects through :func:`get_runtime`. All
-are ``async def``: FastAPI runs plain ``def`` dependencies in a thread pool, which costs
-more than the checks themselves.
+``app.dependency_overrides``), the loaded objects through :func:`get_runtime` and the
+metrics through :func:`get_metrics`. All are ``async def``: FastAPI runs plain ``def``
+dependencies in a thread pool, which costs more than the checks themselves. The decision
+route reads its token with :func:`authorize_header` (no dependency machinery).
 """
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from steward.agent.server.runtime import Runtime
+from steward.agent.server.decision.runtime import Runtime
+from steward.agent.server.http.metrics import ServerMetrics
 from steward.agent.server.settings import ADMIN_TOKEN_ENV, API_TOKEN_ENV, ServerSettings
 
 _api_bearer = HTTPBearer(auto_error=False, scheme_name="api_token", description=f"${API_TOKEN_ENV}")
@@ -28,14 +30,25 @@ async def get_settings(request: Request) -> ServerSettings:
     return settings
 
 
-async def get_runtime(request: Request) -> Runtime:
-    """The objects loaded in the lifespan."""
-    runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+def loaded_runtime(app: Any) -> Runtime:
+    """``app``'s runtime; 503 while the server is starting or stopping."""
+    runtime: Runtime | None = getattr(app.state, "runtime", None)
     if runtime is None:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, "the server is starting or stopping"
         )
     return runtime
+
+
+async def get_runtime(request: Request) -> Runtime:
+    """The objects loaded in the lifespan."""
+    return loaded_runtime(request.app)
+
+
+async def get_metrics(request: Request) -> ServerMetrics:
+    """The server's metrics."""
+    metrics: ServerMetrics = request.app.state.metrics
+    return metrics
 
 
 def _check(credentials: Credentials, expected: str, what: str) -> None:
@@ -49,11 +62,6 @@ def _check(credentials: Credentials, expected: str, what: str) -> None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, f"wrong {what}", headers={"WWW-Authenticate": "Bearer"}
         )
-
-
-def authorize(request: Request, expected: str | None) -> None:
-    """The check of :func:`require_api_token`, without FastAPI's dependency machinery."""
-    authorize_header(request.headers.get("authorization", ""), expected)
 
 
 def authorize_header(header: str, expected: str | None) -> None:
@@ -94,3 +102,4 @@ async def require_admin_token(
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+MetricsDep = Annotated[ServerMetrics, Depends(get_metrics)]

@@ -23,8 +23,8 @@ from typing import NamedTuple
 import numpy as np
 
 from steward.agent.decision_log import DecisionRecord
-from steward.agent.server.policy_store import LoadedPolicy
-from steward.agent.server.state import ServiceState
+from steward.agent.server.decision.policy_store import LoadedPolicy
+from steward.agent.server.decision.state import ServiceState
 from steward.envs.shield import Shield, ShieldDecision, Verdict
 from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.actions import N_ACTIONS
@@ -173,11 +173,17 @@ class Decider:
             else np.asarray(policy_probabilities, dtype=np.float64).tolist()
         )
         if len(policy_values) != N_ACTIONS:
-            raise PolicyError(f"policy {policy.version} returned {policy_values}")
+            raise PolicyError(
+                f"policy {policy.version} returned {len(policy_values)} probabilities for"
+                f" {N_ACTIONS} actions; nothing was decided"
+            )
         probs = with_floor(policy_values, mask, policy.epsilon)
         total = _total(probs)
         if not all(map(math.isfinite, probs)) or total <= 0.0 or min(probs) < 0.0:
-            raise PolicyError(f"policy {policy.version} returned {policy_values}")
+            raise PolicyError(
+                f"policy {policy.version} returned no distribution (a probability is negative"
+                " or not finite, or none is positive); nothing was decided"
+            )
         probs = [p / total for p in probs]
         draw_index, self.draws = self.draws, self.draws + 1
         proposed = draw(probs, float(self.rng.random()))

@@ -4,12 +4,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException
 
-from steward.agent.server.deps import RuntimeDep, require_admin_token, require_api_token
-from steward.agent.server.runtime import Runtime
-from steward.agent.server.schemas import ErrorBody, PolicyInfo, ReloadRequest, ReloadResponse
+from steward.agent.server.decision.policy_store import PolicyFileMissingError, ReloadForbiddenError
+from steward.agent.server.decision.runtime import Runtime
+from steward.agent.server.http.deps import (
+    MetricsDep,
+    RuntimeDep,
+    require_admin_token,
+    require_api_token,
+)
+from steward.agent.server.http.errors import problem_responses
+from steward.agent.server.http.schemas import PolicyInfo, ReloadRequest, ReloadResponse
 from steward.errors import ConfigError
 
 router = APIRouter(prefix="/v1/policy", tags=["policy"])
+_REFUSED = {ReloadForbiddenError: 403, PolicyFileMissingError: 404}  # other refusals: 422
 
 
 def policy_info(runtime: Runtime) -> PolicyInfo:
@@ -35,7 +43,13 @@ def policy_info(runtime: Runtime) -> PolicyInfo:
 @router.get(
     "",
     dependencies=[Depends(require_api_token)],
-    responses={401: {"model": ErrorBody, "description": "Missing or wrong bearer token."}},
+    responses=problem_responses(
+        {
+            401: "Missing or wrong bearer token.",
+            422: "An undocumented query parameter.",
+            503: "Server starting or stopping.",
+        }
+    ),
     summary="The policy answering decisions now",
 )
 async def get_policy(runtime: RuntimeDep) -> PolicyInfo:
@@ -46,19 +60,25 @@ async def get_policy(runtime: RuntimeDep) -> PolicyInfo:
 @router.post(
     "/reload",
     dependencies=[Depends(require_admin_token)],
-    responses={
-        401: {"model": ErrorBody, "description": "Missing or wrong admin token."},
-        403: {"model": ErrorBody, "description": "Reload disabled (no admin token configured)."},
-        413: {"model": ErrorBody, "description": "Request body over the server's limit."},
-        422: {
-            "model": ErrorBody,
-            "description": "Policy refused (path, hash or size); the old one serves on.",
-        },
-    },
+    responses=problem_responses(
+        {
+            400: "Body not decodable (not UTF-8 JSON).",
+            401: "Missing or wrong admin token.",
+            403: "Reload disabled (no admin token configured), or the path is outside the"
+            " server's reload folder.",
+            404: "No policy file at that path.",
+            413: "Request body over the server's limit.",
+            422: "Invalid body, or the policy file refused (hash, size, observation size);"
+            " the old policy serves on.",
+            503: "Server starting or stopping.",
+        }
+    ),
     summary="Reload the policy without a restart (admin token)",
 )
 async def reload_policy(
-    runtime: RuntimeDep, body: Annotated[ReloadRequest | None, Body()] = None
+    runtime: RuntimeDep,
+    metrics: MetricsDep,
+    body: Annotated[ReloadRequest | None, Body()] = None,
 ) -> ReloadResponse:
     """Verify and load the policy, then swap it in atomically.
 
@@ -68,7 +88,7 @@ async def reload_policy(
     try:
         previous, _ = await runtime.store.reload(requested)
     except ConfigError as err:
-        runtime.metrics.policy_reloads.labels(result="refused").inc()
-        raise HTTPException(422, str(err)) from None
-    runtime.metrics.policy_reloads.labels(result="loaded").inc()
+        metrics.policy_reloads.labels(result="refused").inc()
+        raise HTTPException(_REFUSED.get(type(err), 422), str(err)) from None
+    metrics.policy_reloads.labels(result="loaded").inc()
     return ReloadResponse(previous_version=previous.version, policy=policy_info(runtime))

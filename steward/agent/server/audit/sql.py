@@ -21,6 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from steward.agent.decision_log import DECISION_COLUMNS, JSON_COLUMNS, DecisionRecord, sql_tables
+from steward.agent.server.audit.jobs import AuditUnavailableError
+from steward.errors import ConfigError
 
 _COLUMN_VALUES = operator.attrgetter(*DECISION_COLUMNS)  # a record's values, in column order
 _JSON_INDEXES = tuple(i for i, name in enumerate(DECISION_COLUMNS) if name in JSON_COLUMNS)
@@ -34,6 +36,34 @@ class StoredOutcome(NamedTuple):
     reward: float
     observed_at: str
     created: bool
+
+
+class RequestKey(NamedTuple):
+    """A client's ``Idempotency-Key`` for a decision request, and the request's digest."""
+
+    key: str
+    request_sha256: str
+
+
+class KeyedDecision(NamedTuple):
+    """The decision stored under a service's idempotency key."""
+
+    request_sha256: str
+    row: dict[str, Any]
+
+
+def key_table(metadata: sa.MetaData) -> sa.Table:
+    """``decision_keys``: one decision per (service, idempotency key), across replicas."""
+    return sa.Table(
+        "decision_keys",
+        metadata,
+        sa.Column("service_id", sa.String(128), primary_key=True),
+        sa.Column("idempotency_key", sa.String(255), primary_key=True),
+        sa.Column("request_sha256", sa.String(64), nullable=False),
+        sa.Column(
+            "decision_id", sa.String(64), sa.ForeignKey("decisions.decision_id"), nullable=False
+        ),
+    )
 
 
 class ServiceHistory(NamedTuple):
@@ -84,6 +114,19 @@ def _plain(value: Any) -> Any:
     return value.tolist() if isinstance(value, np.ndarray) else value
 
 
+def _first_line(err: BaseException) -> str:
+    lines = str(err).splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password shown as ``***`` (for messages and logs)."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL: show none of it
+        return "<a URL SQLAlchemy cannot parse>"
+
+
 WAL_BACKSTOP_PAGES = 10_000  # a write connection's own automatic checkpoint (~40 MB)
 
 
@@ -120,6 +163,24 @@ def make_engine(url: str, synchronous: str = "NORMAL") -> Engine:
     return engine
 
 
+def open_tables(url: str, synchronous: str = "NORMAL") -> "AuditTables":
+    """The audit tables at ``url`` (created if missing).
+
+    Raises:
+        ConfigError: the database cannot be reached or refuses the URL (the message
+            shows the URL without its password).
+    """
+    try:
+        return AuditTables(make_engine(url, synchronous))
+    except (sa.exc.SQLAlchemyError, ImportError, OSError) as err:
+        reason = _first_line(err)
+        raise ConfigError(
+            "db",
+            f"cannot open the audit database {redacted(url)} ({reason.replace(url, '')})",
+            "start the database, or correct the URL, its user and its driver",
+        ) from None
+
+
 class AuditTables:
     """The ``decisions`` and ``outcomes`` tables of one database.
 
@@ -131,6 +192,7 @@ class AuditTables:
         self.engine = engine
         metadata = sa.MetaData()
         self.decisions, self.outcomes = sql_tables(metadata)
+        self.keys = key_table(metadata)
         metadata.create_all(engine)
         self.sqlite_insert: str | None = None  # the decisions INSERT in the driver's paramstyle
         if engine.dialect.name == "sqlite":
@@ -152,11 +214,21 @@ class AuditTables:
             values[index] = json_cell(values[index])
         return values
 
+    def key_row(self, record: DecisionRecord, key: RequestKey) -> dict[str, Any]:
+        """The ``decision_keys`` row of a decision requested with an idempotency key."""
+        return {
+            "service_id": record.service_id,
+            "idempotency_key": key.key,
+            "request_sha256": key.request_sha256,
+            "decision_id": record.decision_id,
+        }
+
     def write(self, conn: Connection, writes: list[tuple[str, Any]]) -> list[Any]:
         """Commit ``(kind, row)`` writes in one transaction, in order; a result per write.
 
-        A decision's row is :meth:`decision_row`'s and its result ``None``; an outcome's
-        result is :meth:`store_outcome`'s.
+        A decision's row is :meth:`decision_row`'s and its result ``None``; a
+        ``keyed_decision`` is a (:meth:`decision_row`, :meth:`key_row`) pair, written
+        together, result ``None``; an outcome's result is :meth:`store_outcome`'s.
         """
         if self.sqlite_insert is not None and all(kind == "decision" for kind, _ in writes):
             self._commit_decisions(conn, [row for _, row in writes])
@@ -171,6 +243,12 @@ class AuditTables:
                     continue
                 self.insert_decisions(conn, pending)
                 pending = []
+                if kind == "keyed_decision":
+                    decision, key = row
+                    self.insert_decisions(conn, [decision])
+                    conn.execute(sa.insert(self.keys), [key])
+                    results.append(None)
+                    continue
                 results.append(self.store_outcome(conn, row))
             self.insert_decisions(conn, pending)
         return results
@@ -241,9 +319,48 @@ class AuditTables:
             int(key[0]), decision_id, float(payload["reward"]), payload["observed_at"], True
         )
 
-    # -- reads ---------------------------------------------------------------------------------
+    # -- reads (a database error raises AuditUnavailableError) -------------------------------
+    def _read(self, query: Any) -> Any:
+        """The first row of ``query`` (``None``: no row)."""
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(query).first()
+        except sa.exc.SQLAlchemyError as err:
+            raise AuditUnavailableError(f"audit read failed: {_first_line(err)}") from None
+
+    def stored_decision(self, decision_id: str) -> dict[str, Any] | None:
+        """A decision's row (``None``: no such decision)."""
+        row = self._read(
+            sa.select(self.decisions).where(self.decisions.c.decision_id == decision_id)
+        )
+        return None if row is None else dict(row._mapping)
+
+    def keyed_decision(self, service_id: str, key: str) -> KeyedDecision | None:
+        """The decision stored under ``service_id``'s idempotency ``key`` (``None``: none)."""
+        k = self.keys.c
+        query = (
+            sa.select(k.request_sha256, self.decisions)
+            .join(self.decisions, self.decisions.c.decision_id == k.decision_id)
+            .where(k.service_id == service_id, k.idempotency_key == key)
+        )
+        row = self._read(query)
+        if row is None:
+            return None
+        values = dict(row._mapping)
+        return KeyedDecision(str(values.pop("request_sha256")), values)
+
     def service_history(self, service_id: str, keep: int) -> ServiceHistory:
-        """What rebuilds a service's encoder: its first and its ``keep`` latest portfolios."""
+        """What rebuilds a service's encoder: its first and its ``keep`` latest portfolios.
+
+        Raises:
+            AuditUnavailableError: the database failed.
+        """
+        try:
+            return self._service_history(service_id, keep)
+        except sa.exc.SQLAlchemyError as err:
+            raise AuditUnavailableError(f"audit read failed: {_first_line(err)}") from None
+
+    def _service_history(self, service_id: str, keep: int) -> ServiceHistory:
         d = self.decisions.c
         with self.engine.connect() as conn:
             first = conn.execute(

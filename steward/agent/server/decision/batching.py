@@ -7,7 +7,7 @@ nothing), one flush runs the policy forward for the batch (a forward of a small 
 costs about the same for one row as for sixteen; rows for different policies, around a
 reload, run in separate forwards, each with its own policy), draws and shields each
 proposal (:meth:`Decider.decide`) and hands the records to the audit trail, which sends
-them to its writer process together (:mod:`steward.agent.server.audit`). Each future resolves
+them to its writer process together (:mod:`steward.agent.server.audit.log`). Each future resolves
 to its decision once its record is committed.
 
 One future and one wake-up per request (not one for the forward and one for the
@@ -27,10 +27,11 @@ from datetime import datetime
 
 import numpy as np
 
-from steward.agent.server.audit import AuditLog, AuditUnavailableError
-from steward.agent.server.decide import Decider, Decision, Observed
-from steward.agent.server.policy_store import LoadedPolicy
-from steward.agent.server.state import ServiceState
+from steward.agent.server.audit.log import AuditLog, AuditUnavailableError
+from steward.agent.server.audit.sql import RequestKey
+from steward.agent.server.decision.decide import Decider, Decision, Observed
+from steward.agent.server.decision.policy_store import LoadedPolicy
+from steward.agent.server.decision.state import ServiceState
 
 
 @dataclass(slots=True, eq=False)
@@ -43,6 +44,7 @@ class DecisionJob:
     observed: Observed
     state: ServiceState
     future: asyncio.Future[Decision]
+    key: RequestKey | None = None  # the request's idempotency key, committed with the decision
     taken: bool = False  # the flush decided it: it is committed even if cancelled now
 
 
@@ -85,6 +87,7 @@ class DecisionBatcher:
         timestamp: datetime,
         observed: Observed,
         state: ServiceState,
+        key: RequestKey | None = None,
     ) -> DecisionJob:
         """Queue a decision on ``observed`` (hold the service's lock until it resolves).
 
@@ -94,7 +97,7 @@ class DecisionBatcher:
         must invalidate the state itself.
         """
         loop = asyncio.get_running_loop()
-        job = DecisionJob(policy, service_id, timestamp, observed, state, loop.create_future())
+        job = DecisionJob(policy, service_id, timestamp, observed, state, loop.create_future(), key)
         if not self._pending:
             loop.call_soon(self._flush)
         self._pending.append(job)
@@ -125,7 +128,10 @@ class DecisionBatcher:
         if not decided:
             return
         try:
-            commits = self.audit.commit_decisions([decision.record for _, decision in decided])
+            keys = [job.key for job, _ in decided]
+            commits = self.audit.commit_decisions(
+                [decision.record for _, decision in decided], keys if any(keys) else None
+            )
         except Exception as err:  # a record the audit trail cannot take: none was committed
             for job, _ in decided:
                 _fail(job, AuditUnavailableError(f"{type(err).__name__}: {err}"))

@@ -1,6 +1,6 @@
 """The audit writer process: commits the server's writes to a SQLite audit trail.
 
-    python -m steward.agent.server.audit_writer URL SYNCHRONOUS BATCH_MAX
+    python -m steward.agent.server.audit.writer URL SYNCHRONOUS BATCH_MAX
 
 The server's event loop is its bottleneck, and SQLite's insert and commit of a decision
 row cost about as much CPU as the rest of the decision. So a child process owns the
@@ -37,7 +37,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from steward.agent.server.audit_sql import AuditTables, make_engine, write_connection
+from steward.agent.server.audit.sql import AuditTables, make_engine, write_connection
 
 HEADER = struct.Struct(">I")
 CONSTRAINT_ERRORS = (sqlite3.IntegrityError, sa.exc.IntegrityError)  # this write's own fault
@@ -195,7 +195,7 @@ def describe(err: BaseException) -> str:
 
 
 def main() -> None:
-    """Entry point (started by :class:`steward.agent.server.audit_process.WriterProcess`).
+    """Entry point (started by :class:`steward.agent.server.audit.writer_client.WriterProcess`).
 
     The frames go out on a private copy of stdout; file descriptor 1 then points at
     stderr, so nothing a library prints can corrupt them.

@@ -13,7 +13,7 @@ class AuditUnavailableError(RuntimeError):
 class Job:
     """One write waiting for its commit."""
 
-    kind: str  # "decision" or "outcome"
+    kind: str  # "decision", "keyed_decision" or "outcome"
     payload: Any
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop

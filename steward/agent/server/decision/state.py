@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from steward.agent.decision_log import logged_portfolio
-from steward.agent.server.audit_sql import ServiceHistory
+from steward.agent.server.audit.sql import ServiceHistory
 from steward.envs.encoder import ObservationEncoder
 from steward.simulators.actions import N_ACTIONS
 from steward.simulators.costs import SloConfig

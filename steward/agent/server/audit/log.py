@@ -1,29 +1,29 @@
 """The audit trail: every decision and outcome, durable before the answer is sent.
 
 Writes go into the ``decisions`` and ``outcomes`` tables of
-:func:`steward.agent.decision_log.sql_tables` (the contract the offline evaluation reads) through
-one connection. Requests hand over their records and wait for the commit; writes that
-arrive together share a transaction (group commit), and each answer still leaves only
-after its own record is committed.
+:func:`steward.agent.decision_log.sql_tables` (the contract the offline evaluation reads)
+through one connection. Requests hand over their records and wait for the commit; writes
+that arrive together share a transaction (group commit), and each answer still leaves
+only after its own record is committed.
 
 On SQLite (the default) a child process owns the write connection
-(:mod:`steward.agent.server.audit_writer`, driven by
-:class:`steward.agent.server.audit_process.WriterProcess`): each event-loop turn's writes go down
-a pipe as one frame, decisions right after their batch's forward
-(:meth:`AuditLog.commit_decisions`, from :mod:`steward.agent.server.batching`), other writes at
-the end of the turn, and each future resolves when the process replies that its write is
-committed. SQLite's insert and commit of a 2 kB decision row cost about as much CPU as
-the rest of the decision, and the event loop's thread is the server's bottleneck; a
-thread in this process could not take that work (SQLite takes the GIL back for every
-row, and each hand-back waits for the loop: measured slower than committing on the loop),
-a process can (measured: the loop's CPU per decision down by about a fifth against the
-bare endpoint's). The writer process runs WAL checkpoints in a thread of its own.
+(:mod:`~steward.agent.server.audit.writer`, driven by
+:class:`~steward.agent.server.audit.writer_client.WriterProcess`): each event-loop turn's
+writes go down a pipe as one frame, decisions right after their batch's forward
+(:meth:`AuditLog.commit_decisions`, from :mod:`~steward.agent.server.decision.batching`),
+other writes at the end of the turn, and each future resolves when the process replies
+that its write is committed. SQLite's insert and commit of a 2 kB decision row cost about
+as much CPU as the rest of the decision, and the event loop's thread is the server's
+bottleneck; a thread in this process could not take that work (SQLite takes the GIL back
+for every row, and each hand-back waits for the loop: slower than committing on the
+loop), a process can (the loop's CPU per decision drops by about a fifth of the bare
+endpoint's). The writer process runs WAL checkpoints in a thread of its own.
 
 A lone write while the writer process has nothing in hand is committed on the loop's own
 connection instead (with ``synchronous`` NORMAL or OFF, where a commit does not wait for
-the disk): a sequential client would otherwise wait for two wake-ups across processes
-(about 0.2 ms on the median, measured), and an idle writer holds no lock that commit
-could wait for. After a constraint violation (a step the service already has) each write
+the disk): a sequential client would otherwise wait for two wake-ups across processes,
+which cost more than the commit, and an idle writer holds no lock that commit could
+wait for. After a constraint violation (a step the service already has) each write
 of a failed transaction is retried alone, so the bad one fails alone; any other error
 fails the transaction's writes at once.
 
@@ -50,10 +50,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from steward.agent.decision_log import DecisionRecord
-from steward.agent.server.audit_jobs import AuditUnavailableError, Job, settle_all
-from steward.agent.server.audit_process import WriterProcess
-from steward.agent.server.audit_sql import AuditTables, StoredOutcome, make_engine, write_connection
-from steward.agent.server.audit_writer import CONSTRAINT_ERRORS, describe
+from steward.agent.server.audit.jobs import AuditUnavailableError, Job, settle_all
+from steward.agent.server.audit.sql import (
+    AuditTables,
+    RequestKey,
+    StoredOutcome,
+    open_tables,
+    write_connection,
+)
+from steward.agent.server.audit.writer import CONSTRAINT_ERRORS, describe
+from steward.agent.server.audit.writer_client import WriterProcess
 
 __all__ = ["AuditLog", "AuditUnavailableError"]
 log = logging.getLogger(__name__)
@@ -106,9 +112,10 @@ class AuditLog:
         """Create the tables if needed; start the writer process (or thread).
 
         Raises:
+            ConfigError: the database cannot be opened.
             AuditUnavailableError: the writer process did not start.
         """
-        self._tables = AuditTables(make_engine(self.url, self.synchronous))
+        self._tables = open_tables(self.url, self.synchronous)
         if self.uses_process:
             self._process = WriterProcess(
                 self.url, self.synchronous, self.batch_max, self._observe_batch
@@ -181,17 +188,26 @@ class AuditLog:
         }
         return self._submit("outcome", payload)
 
-    def commit_decisions(self, records: list[DecisionRecord]) -> list[asyncio.Future[None]]:
+    def commit_decisions(
+        self, records: list[DecisionRecord], keys: list[RequestKey | None] | None = None
+    ) -> list[asyncio.Future[None]]:
         """Decisions to commit together, a future each (resolved once it is committed).
 
+        ``keys`` holds each decision's idempotency key (``None``: it has none); a key is
+        committed with its decision, and a key the service already has fails the write.
         They leave for the writer process (with this loop turn's other writes) before
         this returns.
         """
         tables = self._tables
-        futures = [
-            self._submit("decision", tables.decision_row(record) if tables else None, False)
-            for record in records
-        ]
+        futures = []
+        for index, record in enumerate(records):
+            key = keys[index] if keys is not None else None
+            row = tables.decision_row(record) if tables else None
+            if key is None:
+                futures.append(self._submit("decision", row, False))
+            else:
+                key_row = tables.key_row(record, key) if tables else None
+                futures.append(self._submit("keyed_decision", (row, key_row), False))
         if self._pending:
             self._send_pending()
         return futures
@@ -219,18 +235,9 @@ class AuditLog:
         jobs, self._pending = self._pending, []
         if not jobs or self._process is None:
             return
-        if (
-            len(jobs) == 1
-            and self._lone_on_loop
-            and self._conn is not None
-            and self._process.idle()
-        ):
-            try:
-                self._conn = self._write_batch(self._conn, jobs, threaded=False)
-            except Exception as err:  # e.g. no new connection after a failed write
-                self._failure = f"audit connection failed: {describe(err)}"
-                log.error("%s", self._failure)
-                self._settle(jobs, [None], AuditUnavailableError(self._failure), False)
+        if len(jobs) == 1 and self._lone_on_loop and self._process.idle():
+            # (a failed write dropped the connection: the next lone write opens a new one)
+            self._conn = self._write_batch(self._conn, jobs, threaded=False)
             return
         for start in range(0, len(jobs), self.batch_max):
             self._process.send(jobs[start : start + self.batch_max])
@@ -242,7 +249,7 @@ class AuditLog:
 
     # -- the writer thread (not SQLite: a commit waits for the network) ----------------------
     def _write_loop(self) -> None:
-        conn = write_connection(self.engine)
+        conn: Connection | None = None
         stopping = False
         try:
             while not stopping:
@@ -261,35 +268,53 @@ class AuditLog:
                     jobs.append(more)
                 conn = self._write_batch(conn, jobs, threaded=True)
         finally:
-            conn.close()
+            self._drop(conn)
 
-    def _write_batch(self, conn: Connection, jobs: list[Job], threaded: bool) -> Connection:
-        """Commit ``jobs`` together; on failure retry each alone so one bad write fails alone."""
+    def _write_batch(
+        self, conn: Connection | None, jobs: list[Job], threaded: bool
+    ) -> Connection | None:
+        """Commit ``jobs`` together; on failure retry each alone so one bad write fails alone.
+
+        Returns the connection for the next batch (``None`` after a failure: the next
+        batch opens a new one, so a database that comes back is written to again).
+        """
         started = time.perf_counter()
+        reused = conn is not None
         try:
+            if conn is None:
+                conn = write_connection(self.engine)
             results = self.tables.write(conn, [(job.kind, job.payload) for job in jobs])
         except Exception as err:
-            conn = self._fresh(conn)
+            self._drop(conn)
+            if reused and getattr(err, "connection_invalidated", False):
+                # the database dropped a connection kept from before (it restarted): the
+                # batch runs once more on a new connection (had it been committed, the
+                # unique constraints refuse the repeat: never a second row)
+                return self._write_batch(None, jobs, threaded)
             if len(jobs) == 1 or not isinstance(err, CONSTRAINT_ERRORS):
                 # one write's own fault, or none's (then none of them is committed)
                 self._failure = f"last write failed: {type(err).__name__}"
-                log.error("audit write failed: %s", err)
+                log.error("audit write failed: %s", describe(err))
                 error = AuditUnavailableError(describe(err))
                 self._settle(jobs, [None] * len(jobs), error, threaded)
-                return conn
+                return None
+            conn = None
             for job in jobs:  # a constraint: retry each alone, so the bad one fails alone
                 conn = self._write_batch(conn, [job], threaded)
             return conn
+        self._failure = ""
         self._observe_batch(len(jobs), time.perf_counter() - started)
         self._settle(jobs, results, None, threaded)
         return conn
 
-    def _fresh(self, conn: Connection) -> Connection:
+    @staticmethod
+    def _drop(conn: Connection | None) -> None:
+        if conn is None:
+            return
         try:
             conn.close()
-        except Exception:
-            log.warning("closing a broken audit connection failed", exc_info=True)
-        return write_connection(self.engine)
+        except Exception as err:
+            log.warning("closing a broken audit connection failed: %s", describe(err))
 
     @staticmethod
     def _settle(

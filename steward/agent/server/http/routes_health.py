@@ -6,9 +6,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from steward.agent.server.metrics import ServerMetrics
-from steward.agent.server.runtime import Runtime
-from steward.agent.server.schemas import Status
+from steward.agent.server.decision.runtime import Runtime
+from steward.agent.server.http.deps import MetricsDep
+from steward.agent.server.http.errors import problem_responses
+from steward.agent.server.http.schemas import Status
 
 router = APIRouter(tags=["health"])
 
@@ -17,14 +18,20 @@ def _runtime(request: Request) -> Runtime | None:
     return getattr(request.app.state, "runtime", None)
 
 
-@router.get("/healthz", summary="Liveness")
+QUERY = problem_responses({422: "An undocumented query parameter."})
+
+
+@router.get("/healthz", summary="Liveness", responses=QUERY)
 async def healthz() -> Status:
     """The process answers."""
     return Status(status="ok")
 
 
 @router.get(
-    "/readyz", response_model=Status, responses={503: {"model": Status}}, summary="Readiness"
+    "/readyz",
+    response_model=Status,
+    responses={**QUERY, 503: {"model": Status, "description": "Not ready: the detail says why."}},
+    summary="Readiness",
 )
 async def readyz(request: Request) -> JSONResponse:
     """The policy is loaded and the audit trail answers."""
@@ -39,10 +46,20 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics(request: Request) -> Response:
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        **QUERY,
+        200: {
+            "description": "The Prometheus text format.",
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+        },
+    },
+)
+async def metrics(request: Request, server_metrics: MetricsDep) -> Response:
     """Counters and latency histograms in the Prometheus text format."""
-    server_metrics: ServerMetrics = request.app.state.metrics
     runtime = _runtime(request)
     if runtime is not None:
         server_metrics.services.set(len(runtime.states))

@@ -5,10 +5,9 @@ FastAPI's ``RequestValidationError``, so they get the same 422 answer, naming th
 as any other route's.
 """
 
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
-from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
@@ -24,17 +23,18 @@ def parse_body(model: type[ModelT], raw: bytes) -> ModelT:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
 
 
-def flag(request: Request, name: str) -> bool:
-    """A boolean query parameter (absent: false); 422 naming it when it is not a boolean."""
-    return flag_value(request.query_params.get(name), name)
-
-
 def query_flag(query_string: bytes, name: str) -> bool:
-    """:func:`flag` from a raw query string (the last value wins, as in Starlette)."""
+    """A boolean query parameter from a raw query string (absent: false; the last value
+    wins, as in Starlette); 422 naming it when it is not a boolean."""
     if not query_string:
         return False
     values = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
     return flag_value(dict(values).get(name), name)
+
+
+def query_names_of(query_string: bytes) -> list[str]:
+    """The parameter names of a raw query string, in order."""
+    return [name for name, _ in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)]
 
 
 def flag_value(value: str | None, name: str) -> bool:
@@ -51,3 +51,17 @@ def flag_value(value: str | None, name: str) -> bool:
         "type": "bool_parsing",
     }
     raise RequestValidationError([error])
+
+
+def unexpected_query(query: Any, allowed: set[str]) -> list[dict[str, Any]]:
+    """A validation error for each query parameter not in ``allowed``."""
+    takes = f"this route takes {', '.join(sorted(allowed))}" if allowed else "this route takes none"
+    return [
+        {
+            "loc": ("query", name),
+            "msg": f"unknown query parameter; {takes}",
+            "type": "extra_forbidden",
+        }
+        for name in dict.fromkeys(query)
+        if name not in allowed
+    ]

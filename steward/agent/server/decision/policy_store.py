@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from steward.agent.policies.ppo import AgentPolicy, load_agent
-from steward.agent.server.fast_forward import Forward, policy_forward
+from steward.agent.server.decision.fast_forward import Forward, policy_forward
 from steward.agent.training.artifacts import HASH_FILE, read_meta
 from steward.envs.encoder import ObservationEncoder
 from steward.errors import ConfigError
@@ -78,6 +78,14 @@ def load_policy(path: Path, slo: SloConfig, epsilon: float, deterministic: bool)
     )
 
 
+class ReloadForbiddenError(ConfigError):
+    """A reload named a policy outside the folder reloads may load from."""
+
+
+class PolicyFileMissingError(ConfigError):
+    """A reload named a policy file that is not there."""
+
+
 def _hash_stamp(path: Path) -> tuple[int, int] | None:
     try:
         stat = (path.parent / HASH_FILE).stat()
@@ -116,7 +124,10 @@ class PolicyStore:
         """The path a reload may load.
 
         Raises:
-            ConfigError: the path is outside ``reload_dir`` (or a new path without one).
+            ReloadForbiddenError: the path is outside ``reload_dir`` (or a new path
+                without one).
+            PolicyFileMissingError: no file at the path.
+            ConfigError: not a usable path.
         """
         if requested is None:
             return self.current.path
@@ -126,21 +137,30 @@ class PolicyStore:
             raise ConfigError(
                 "policy_path", f"not a usable path ({err})", "send a file path", requested
             ) from None
-        if path == self.current.path.resolve():
-            return path
-        if self.reload_dir is None:
-            raise ConfigError(
-                "policy_path",
-                "the server has no reload_dir",
-                "start it with reload_dir=DIR",
-                requested,
-            )
-        if not path.is_relative_to(self.reload_dir):
-            raise ConfigError(
-                "policy_path",
-                f"outside the reload folder {self.reload_dir}",
-                "put the run there",
-                requested,
+        if path != self.current.path.resolve():
+            if self.reload_dir is None:
+                raise ReloadForbiddenError(
+                    "policy_path",
+                    "the server has no reload_dir",
+                    "start it with reload_dir=DIR",
+                    requested,
+                )
+            if not path.is_relative_to(self.reload_dir):
+                raise ReloadForbiddenError(
+                    "policy_path",
+                    f"outside the reload folder {self.reload_dir}",
+                    "put the run there",
+                    requested,
+                )
+        try:
+            found = path.is_file()
+        except OSError as err:  # e.g. a name too long for the file system
+            raise PolicyFileMissingError(
+                "policy_path", f"no policy file there ({err.strerror})", "send a file path"
+            ) from None
+        if not found:
+            raise PolicyFileMissingError(
+                "policy_path", "no policy file there", "send the path of a policy.zip", requested
             )
         return path
 

@@ -1,4 +1,4 @@
-"""The server's side of the audit writer process (:mod:`steward.agent.server.audit_writer`).
+"""The server's side of the audit writer process (:mod:`steward.agent.server.audit.writer`).
 
 :class:`WriterProcess` starts the process, sends each event-loop turn's writes down its
 stdin as one frame, and settles each write's future when the process replies that it is
@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from steward.agent.server.audit_jobs import AuditUnavailableError, Job, settle, settle_all
-from steward.agent.server.audit_writer import FrameReader, Reply, encode_frame
+from steward.agent.server.audit.jobs import AuditUnavailableError, Job, settle, settle_all
+from steward.agent.server.audit.writer import FrameReader, Reply, encode_frame
 
 log = logging.getLogger(__name__)
 PIPE_BYTES = 1 << 20  # the pipe to the writer holds this much (Linux; default 64 kB)
@@ -34,7 +34,7 @@ SEND_SECONDS = 30.0  # a frame the writer has not taken in by then: the writer i
 
 
 class WriterProcess:
-    """One :mod:`steward.agent.server.audit_writer` process and the writes sent to it.
+    """One :mod:`steward.agent.server.audit.writer` process and the writes sent to it.
 
     Args:
         url: the SQLite URL (the tables exist already).
@@ -56,7 +56,7 @@ class WriterProcess:
         self._next_seq = 0
         self._replies = FrameReader()
         self._watching: asyncio.AbstractEventLoop | None = None
-        command = [sys.executable, "-m", "steward.agent.server.audit_writer", url, synchronous]
+        command = [sys.executable, "-m", "steward.agent.server.audit.writer", url, synchronous]
         self._process = subprocess.Popen(
             [*command, str(batch_max)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0
         )

@@ -1,21 +1,26 @@
 """Request body size limit: a pure ASGI middleware answering 413 before the app reads it."""
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from steward.agent.server.http.errors import MEDIA_TYPE, problem_body
 
-def _too_large(limit: int, size: int | None) -> bytes:
+
+def _too_large(limit: int, size: int | None, path: str) -> bytes:
     got = f"{size} bytes" if size is not None else "more"
-    return json.dumps(
-        {"message": f"request body: {got} exceeds the limit of {limit} bytes", "detail": None}
-    ).encode()
+    detail = f"request body: {got} exceeds the limit of {limit} bytes; send a smaller body"
+    return problem_body(413, detail, path)
 
 
-async def send_json(send: Send, status: int, body: bytes, close: bool = False) -> None:
+async def send_json(
+    send: Send,
+    status: int,
+    body: bytes,
+    close: bool = False,
+    media_type: bytes = b"application/json",
+) -> None:
     """Send a whole JSON response (``close``: ask the client to drop the connection)."""
     headers = [
-        (b"content-type", b"application/json"),
+        (b"content-type", media_type),
         (b"content-length", str(len(body)).encode()),
     ]
     if close:
@@ -24,9 +29,10 @@ async def send_json(send: Send, status: int, body: bytes, close: bool = False) -
     await send({"type": "http.response.body", "body": body})
 
 
-async def too_large(send: Send, limit: int, size: int | None) -> None:
+async def too_large(scope: Scope, send: Send, limit: int, size: int | None) -> None:
     """Answer 413 (and close the connection) for a body over ``limit`` bytes."""
-    await send_json(send, 413, _too_large(limit, size), close=True)
+    body = _too_large(limit, size, scope.get("path", ""))
+    await send_json(send, 413, body, close=True, media_type=MEDIA_TYPE.encode())
 
 
 class BodySizeLimit:
@@ -55,7 +61,7 @@ class BodySizeLimit:
                 break
         if declared is not None:
             if declared > self.limit:
-                await too_large(send, self.limit, declared)
+                await too_large(scope, send, self.limit, declared)
                 return
             await self.app(scope, receive, send)
             return
@@ -71,7 +77,7 @@ class BodySizeLimit:
             body = message.get("body", b"")
             size += len(body)
             if size > self.limit:
-                await too_large(send, self.limit, None)
+                await too_large(scope, send, self.limit, None)
                 return
             chunks.append(body)
             more = bool(message.get("more_body", False))

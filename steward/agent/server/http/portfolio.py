@@ -1,6 +1,6 @@
-"""The HTTP contract: pydantic models of requests and answers.
+"""The portfolio a decision request carries, as a pydantic model of the HTTP contract.
 
-The portfolio model mirrors :class:`steward.monitoring.portfolio.ObservedPortfolio` field for
+:class:`Portfolio` mirrors :class:`steward.monitoring.portfolio.ObservedPortfolio` field for
 field; each field's unit, range and meaning come from ``FIELD_SPECS`` (never retyped
 here), and :func:`check_against_specs` proves at start-up that the two agree. Numbers
 must be finite; a field that ``NAN_OK`` lets go missing (accuracy without labels) takes
@@ -9,11 +9,17 @@ JSON ``null``, which becomes NaN for the encoder and the shield.
 
 import dataclasses
 import math
+import re
 import typing
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+)
 
 from steward.monitoring.portfolio import FIELD_SPECS, NAN_OK, ObservedPortfolio
 from steward.simulators.actions import ACTION_NAMES
@@ -27,10 +33,8 @@ _PLAIN_PORTFOLIO = not hasattr(ObservedPortfolio, "__post_init__") and not hasat
 ActionName = Literal[
     "wait", "retrain", "recalibrate", "ensemble", "simplify", "rollback", "escalate"
 ]
-FAMILIES_PATTERN = r"^[a-z][a-z0-9_]{0,31}(\+[a-z][a-z0-9_]{0,31}){0,7}$"
-SERVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
-DECISION_ID_PATTERN = r"^[0-9a-f]{32}$"
-
+FAMILY_PATTERN = r"[a-z][a-z0-9_]{0,31}"  # any family name; the SLO says which exist
+FAMILIES_PATTERN = rf"^{FAMILY_PATTERN}(\+{FAMILY_PATTERN}){{0,7}}$"
 # Fields added after clients existed: a body may leave them out (read as unknown, null).
 OPTIONAL_FIELDS = frozenset({"label_alarm_peak_z"})
 
@@ -115,8 +119,15 @@ def _flag(name: str) -> Any:
     return Field(strict=True, description=_describe(name))
 
 
+def families_pattern(families: Iterable[str], allow_empty: bool) -> str:
+    """The pattern of '+'-joined names from ``families`` (up to eight, as the model takes)."""
+    one = "(" + "|".join(re.escape(name) for name in families) + ")"
+    pattern = rf"^{one}(\+{one}){{0,7}}$"
+    return f"^$|{pattern}" if allow_empty else pattern
+
+
 def _families(name: str, allow_empty: bool) -> Any:
-    pattern = f"^$|{FAMILIES_PATTERN[1:]}" if allow_empty else FAMILIES_PATTERN
+    pattern = f"^$|^{FAMILIES_PATTERN[1:]}" if allow_empty else FAMILIES_PATTERN
     return Field(max_length=263, pattern=pattern, description=_describe(name))
 
 
@@ -165,6 +176,14 @@ class Portfolio(BaseModel):
     live_families: str = _families("live_families", allow_empty=False)
     previous_families: str = _families("previous_families", allow_empty=True)
 
+    @field_validator("labels_recent", "labels_last_day", "labels_in_window", mode="before")
+    @classmethod
+    def _integral(cls, value: Any) -> Any:
+        """A count may come as 12.0: JSON Schema's integers include integral numbers."""
+        if type(value) is float and value.is_integer():
+            return int(value)
+        return value
+
     def to_observed(self) -> ObservedPortfolio:
         """The portfolio as the encoder and the shield take it (null -> NaN).
 
@@ -202,161 +221,3 @@ def check_against_specs() -> None:
             raise TypeError(f"Portfolio.{name} is {annotation}, ObservedPortfolio says {expected}")
     if list(typing.get_args(ActionName)) != list(ACTION_NAMES):
         raise TypeError(f"ActionName {typing.get_args(ActionName)} != ACTION_NAMES {ACTION_NAMES}")
-
-
-ServiceId = Annotated[
-    str,
-    StringConstraints(pattern=SERVICE_ID_PATTERN),
-    Field(
-        description="The monitored service, one decision history per id: 1-128 of A-Za-z0-9._:/-"
-    ),
-]
-
-
-class DecisionRequest(BaseModel):
-    """What monitoring posts each decision epoch."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "service_id": "fraud-scoring-eu",
-                    "timestamp": "2025-03-14T06:00:00Z",
-                    "portfolio": EXAMPLE_PORTFOLIO,
-                }
-            ]
-        },
-    )
-
-    service_id: ServiceId
-    timestamp: AwareDatetime = Field(
-        description="When the portfolio was measured (ISO 8601 with zone)."
-    )
-    portfolio: Portfolio
-
-
-class Probabilities(BaseModel):
-    """The behaviour distributions of one decision, keyed by action name."""
-
-    proposal: dict[str, float] = Field(
-        description="P(propose a): the policy mixed with the exploration floor, before the shield."
-    )
-    executed: dict[str, float] = Field(
-        description="P(execute a): vetoed mass moved to each veto's fallback (after the shield)."
-    )
-
-
-class DecisionResponse(BaseModel):
-    """The next action, the shield's verdict, and what offline evaluation needs."""
-
-    decision_id: str = Field(
-        description="Id of the decision in the audit trail (post its outcome here)."
-    )
-    service_id: str
-    step: int = Field(description="Order of this decision within the service's history (0 first).")
-    action: ActionName = Field(description="The action to execute (after the shield).")
-    proposed_action: ActionName = Field(description="The policy's proposal (before the shield).")
-    vetoed: bool = Field(description="True when the shield replaced the proposal by a fallback.")
-    veto_reasons: list[str] = Field(
-        description="Why the shield vetoed the proposal (empty if not)."
-    )
-    allowed_actions: list[ActionName] = Field(
-        description="Actions the shield allows in this state."
-    )
-    probabilities: Probabilities
-    propensity: float = Field(
-        description="P(execute the executed action): the behaviour propensity."
-    )
-    policy_version: str
-    shield_version: str
-    observation: list[float] | None = Field(
-        default=None, description="The encoded observation the policy saw (with ?observation=true)."
-    )
-
-
-class OutcomeRequest(BaseModel):
-    """The reward observed after a decision's action ran."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reward": 82.5}]})
-
-    reward: float = Field(
-        ge=-1e12,
-        le=1e12,
-        allow_inf_nan=False,
-        strict=True,
-        description="The epoch's reward in dollars (reward_dollars in simulation).",
-    )
-    observed_at: AwareDatetime | None = Field(
-        default=None, description="When the outcome was measured (default: when it is posted)."
-    )
-    details: dict[
-        Annotated[str, StringConstraints(max_length=64)],
-        Annotated[str, StringConstraints(max_length=1024)]
-        | Annotated[float, Field(allow_inf_nan=False)]
-        | bool
-        | None,
-    ] = Field(
-        default_factory=dict, max_length=32, description="Free-form scalars kept with the outcome."
-    )
-
-
-class OutcomeResponse(BaseModel):
-    """The stored outcome, joined to its decision."""
-
-    outcome_id: int
-    decision_id: str
-    reward: float
-    observed_at: str
-    created: bool = Field(
-        description="False when the same outcome had already been stored (a retry)."
-    )
-
-
-class PolicyInfo(BaseModel):
-    """The policy answering decisions now."""
-
-    version: str
-    sha256: str
-    path: str
-    algorithm: str
-    loaded_at: datetime
-    history_len: int
-    observation_size: int
-    masked: bool
-    forward: str = Field(description="numpy (checked against torch at load) or torch.")
-    deterministic: bool
-    epsilon: float
-    seed: int
-    shield_version: str
-
-
-class ReloadRequest(BaseModel):
-    """Reload the policy (the current path, or a new one inside the reload folder)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    policy_path: str | None = Field(
-        default=None, max_length=4096, description="A policy.zip inside the server's reload_dir."
-    )
-
-
-class ReloadResponse(BaseModel):
-    """The policy after a reload."""
-
-    previous_version: str
-    policy: PolicyInfo
-
-
-class Status(BaseModel):
-    """Liveness or readiness."""
-
-    status: Literal["ok", "unavailable"]
-    detail: str = ""
-
-
-class ErrorBody(BaseModel):
-    """Every 4xx and 5xx answer."""
-
-    message: str = Field(description="One line naming the field or the problem.")
-    detail: Any = None
