@@ -20,6 +20,7 @@ from steward.simulators.actions import Action
 from steward.simulators.audit import AuditTrail
 from steward.simulators.costs import SloConfig
 from steward.simulators.errors import ConfigError
+from steward.simulators.generator import generate_scenario
 from steward.simulators.labels import Incident, LabelPipeline
 from steward.simulators.models import ModelBackend, Registry, SklearnBackend
 from steward.simulators.monitoring import REGION_MIN_ROWS, Monitor
@@ -108,6 +109,11 @@ class World:
         return self.day >= self.active.horizon_days
 
     def _draw_scenario(self, member: str | None) -> ScenarioConfig:
+        if self.scenario.stream == "generated":  # a new world per episode, under one name
+            drawn = generate_scenario(self.scenario, self.members, self.rng, member)
+            self._streams.pop(drawn.name, None)
+            self._delay_cdfs.pop(drawn.name, None)
+            return drawn
         if self.scenario.stream != "mixture":
             return self.scenario
         if member is not None:
