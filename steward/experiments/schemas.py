@@ -86,6 +86,7 @@ def _all_scenarios() -> list[str]:
         "label_corruption",
         "regional_drift",
         "elec2",
+        "randomized",
     ]
 
 
@@ -122,6 +123,8 @@ class EvaluateConfig:
     matched_compute: bool = True  # on replays: the agent vs periodic(N) at equal compute
     # baseline results keyed by code, configs and seeds (agent/evaluation/cache.py); "" = off
     cache_dir: str = "outputs/cache/evaluate"
+    executor: str = "local"  # local (joblib workers) or ray
+    ray_address: str = ""  # executor=ray: "" starts a local Ray with n_jobs CPUs
 
 
 @dataclass
