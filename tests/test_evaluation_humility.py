@@ -26,7 +26,9 @@ def test_a_policy_that_never_pages_leaves_alarmed_incidents_unpaged() -> None:
     env = LifecycleEnv("label_outage")
     summary, _ = evaluate_episode(env, make_heuristic("never"), 3, True)
     h = humility_entry([summary.humility])
-    assert h["pages"] == 0 and h["pages_wasted"] == 0 and h["pages_per_100_incident_free_epochs"] == 0
+    assert (
+        h["pages"] == 0 and h["pages_wasted"] == 0 and h["pages_per_100_incident_free_epochs"] == 0
+    )
     outage = h["by_flavour"]["outage"]
     assert outage["incidents"] == 1 and outage["alarmed"] == 1 and outage["paged"] == 0
     assert outage["share_paged_within_2_of_alarm"] == 0.0

@@ -32,9 +32,10 @@ def test_the_interval_is_student_t_over_per_seed_differences() -> None:
     # pairing removes the world's spread: better, though the two means' own t-intervals
     # (each ~ +-600 wide) overlap
     assert result["verdict"] == "better"
-    assert policy_entry(_episodes(list(agent)))["ci95"][0] < policy_entry(_episodes(list(best)))[
-        "ci95"
-    ][1]
+    assert (
+        policy_entry(_episodes(list(agent)))["ci95"][0]
+        < policy_entry(_episodes(list(best)))["ci95"][1]
+    )
 
 
 def test_a_mixture_pairs_within_members_and_uses_the_stratified_interval() -> None:
@@ -55,8 +56,13 @@ def test_episodes_that_do_not_pair_are_refused() -> None:
 
 @pytest.mark.parametrize(
     ("low", "high", "verdict"),
-    [(0.1, 2.0, "better"), (-2.0, -0.1, "worse"), (-1.0, 1.0, "inconclusive"),
-     (float("nan"), float("nan"), "inconclusive"), (0.0, 1.0, "inconclusive")],
+    [
+        (0.1, 2.0, "better"),
+        (-2.0, -0.1, "worse"),
+        (-1.0, 1.0, "inconclusive"),
+        (float("nan"), float("nan"), "inconclusive"),
+        (0.0, 1.0, "inconclusive"),
+    ],
 )
 def test_verdicts_read_the_interval(low: float, high: float, verdict: str) -> None:
     assert verdict_of(low, high) == verdict
@@ -73,7 +79,9 @@ def test_the_best_heuristic_is_picked_by_mean_and_the_oracle_is_excluded() -> No
     verdict = agent_vs_best(summaries, entries, ("never", "periodic"))
     assert verdict["best_heuristic"] == "periodic"
     assert math.isclose(verdict["agent_minus_best"]["mean"], 2.0)
-    assert math.isclose(verdict["lower_bound_over_abs_best"], verdict["agent_minus_best"]["ci95"][0] / 4.0)
+    assert math.isclose(
+        verdict["lower_bound_over_abs_best"], verdict["agent_minus_best"]["ci95"][0] / 4.0
+    )
 
 
 def test_normalised_score_is_against_the_best_policy_evaluated() -> None:

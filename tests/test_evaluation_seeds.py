@@ -8,9 +8,7 @@ from steward.agent.evaluation.seeds import SPLITS, check_training_seed, split_of
 from steward.simulators.errors import ConfigError
 
 
-@given(
-    st.integers(0, 2**40), st.integers(0, 2**40), st.integers(0, 2**40), st.integers(1, 40)
-)
+@given(st.integers(0, 2**40), st.integers(0, 2**40), st.integers(0, 2**40), st.integers(1, 40))
 def test_splits_never_share_a_seed_whatever_the_run_seeds(
     train: int, tune: int, test: int, n: int
 ) -> None:

@@ -33,13 +33,19 @@ def test_draws_cover_the_catalogues_mechanisms_within_their_ranges() -> None:
     assert {w.replay.path for w in replays} == {"elec2"}
     kinds = {w.synthetic.concept.kind for w in synthetic}
     assert kinds == {"none", "sudden", "gradual", "recurring"}
-    slides = [w.synthetic.concept.width_days for w in synthetic if w.synthetic.concept.kind == "gradual"]
+    slides = [
+        w.synthetic.concept.width_days for w in synthetic if w.synthetic.concept.kind == "gradual"
+    ]
     assert max(slides) > 100 and sum(60 <= s <= 120 for s in slides) > 10
     delays = [w.delay.mean_days for w in synthetic]
     assert 0.5 <= min(delays) < 0.7 and 11 < max(delays) <= 14.0
     incidents = [i for w in worlds for i in w.incidents]
     flavours = {(i.kind, i.mode, i.forced_class) for i in incidents if i.kind == "corruption"}
-    assert flavours == {("corruption", "force", 0), ("corruption", "force", 1), ("corruption", "flip", 0)}
+    assert flavours == {
+        ("corruption", "force", 0),
+        ("corruption", "force", 1),
+        ("corruption", "flip", 0),
+    }
     assert any(i.kind == "outage" for i in incidents)
     assert all(0.2 <= i.share <= 0.6 for i in incidents if i.kind == "corruption")
     assert any(len(w.incidents) == 2 for w in worlds) and any(w.incidents for w in replays)
@@ -86,7 +92,10 @@ def test_the_env_runs_a_generated_world_and_elec2_stays_a_member(
     [
         ({"delay_days": [5.0, 1.0]}, "generator.delay_days"),
         ({"corruption_share": [0.2, 1.5]}, "generator.corruption_share"),
-        ({"incident_flavours": {"outage": 1.0, "melted": 1.0}}, "generator.incident_flavours.melted"),
+        (
+            {"incident_flavours": {"outage": 1.0, "melted": 1.0}},
+            "generator.incident_flavours.melted",
+        ),
         ({"concept_probability": 1.5}, "generator.concept_probability"),
     ],
 )
