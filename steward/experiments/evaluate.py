@@ -13,8 +13,10 @@ seed by seed (``steward.agent.evaluation.paired``), and every policy's paging is
 CPUs, or on the cluster at ``ray_address``.
 """
 
+import dataclasses
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -44,6 +46,7 @@ from steward.agent.evaluation.results import (
 )
 from steward.agent.evaluation.seeds import split_seeds
 from steward.agent.reporting.evaluation_report import write_report
+from steward.agent.training.artifacts import read_meta
 from steward.envs.shield import ShieldConfig
 from steward.experiments.common import (
     check_group_choices,
@@ -72,6 +75,14 @@ def _worlds(cfg: DictConfig) -> list[WorldSpec]:
         require(bool(names), "scenarios", "is empty", "list scenario names, e.g. scenarios=[mixed]")
         scenarios = [load_scenario(name, dirs) for name in names]
     return [WorldSpec(s, slo, shield, cfg.history_len, 0.01, dirs) for s in scenarios]
+
+
+def _agent_slow_drift_features(policy_path: str) -> bool:
+    """Whether the agent was trained with the slow-drift observation block (agent.json)."""
+    if not policy_path:
+        return False
+    meta = read_meta(Path(policy_path).parent)
+    return bool(meta.get("agent", {}).get("slow_drift_features", False))
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
@@ -145,13 +156,15 @@ def _evaluate(cfg: DictConfig, worlds: list[WorldSpec]) -> None:
     (out / "tuned_baselines.json").write_text(json.dumps(tuned, indent=2))
     # 2. every policy on the held-out test seeds
     policies = [p for p in cfg.policies if p != "agent" or cfg.policy_path]
+    slow_drift = _agent_slow_drift_features(str(cfg.policy_path))
     eval_tasks = []
     for w in worlds:
         seeds, members = stratify(w, eval_seeds, cfg.episodes_per_member)
+        agent_world = dataclasses.replace(w, slow_drift_features=slow_drift)
         for p in policies:
             eval_tasks.append(
                 Task(
-                    w,
+                    agent_world if p == "agent" else w,
                     p,
                     tuned[w.scenario.name].get(p, {}),
                     seeds,
@@ -187,7 +200,10 @@ def _evaluate(cfg: DictConfig, worlds: list[WorldSpec]) -> None:
             if w.scenario.stream == "replay":  # real data: agent vs periodic at equal compute
                 print(f"matched compute on {w.scenario.name} ...")
                 matched[w.scenario.name] = matched_compute(
-                    w, str(cfg.policy_path), eval_seeds, n_jobs=cfg.n_jobs
+                    dataclasses.replace(w, slow_drift_features=slow_drift),
+                    str(cfg.policy_path),
+                    eval_seeds,
+                    n_jobs=cfg.n_jobs,
                 )
     order = {name: i for i, name in enumerate(cfg.policies)}
     summary: dict[str, Any] = {}

@@ -10,6 +10,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 from steward.agent.training.config import AgentConfig
+from steward.agent.training.recipe import RecipeConfig
 from steward.envs.shield import ShieldConfig
 from steward.simulators.costs import SloConfig
 from steward.simulators.scenario import ScenarioConfig
@@ -43,6 +44,7 @@ class TrainConfig:
     slo: SloConfig = field(default_factory=SloConfig)
     shield: ShieldConfig = field(default_factory=ShieldConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
     seed: int = 0
     progress_bar: bool = True
     tensorboard: bool = True

@@ -49,6 +49,7 @@ class WorldSpec:
     history_len: int = 4
     reward_scale: float = 0.01
     config_dirs: tuple[str, ...] = ()
+    slow_drift_features: bool = False  # the agent's observation carries the slow-drift block
 
 
 @dataclass
@@ -69,7 +70,7 @@ _ENVS: dict[str, LifecycleEnv] = {}  # one env per scenario, per worker process
 
 
 def _env(world: WorldSpec) -> LifecycleEnv:
-    key = f"{world.scenario.name}-{world.history_len}"
+    key = f"{world.scenario.name}-{world.history_len}-{world.slow_drift_features}"
     if key not in _ENVS:
         _ENVS[key] = LifecycleEnv(
             world.scenario,
@@ -78,6 +79,7 @@ def _env(world: WorldSpec) -> LifecycleEnv:
             history_len=world.history_len,
             reward_scale=world.reward_scale,
             config_dirs=world.config_dirs,
+            slow_drift_features=world.slow_drift_features,
         )
     return _ENVS[key]
 
