@@ -334,6 +334,24 @@ def draw_world(
     }
 
 
+def mechanisms_of(scenario: "ScenarioConfig") -> list[str]:
+    """Which of :data:`MECHANISMS` a (drawn or catalogue) scenario contains."""
+    found = []
+    if scenario.stream == "synthetic":
+        data = scenario.synthetic
+        checks = {
+            "concept": data.concept.kind != "none",
+            "covariate": data.covariate.magnitude != 0.0,
+            "prior": data.prior.shifted_rate != data.prior.base_rate,
+            "regional": data.regions.drifting_region >= 0,
+            "traffic": data.traffic.growth_per_day != 0.0,
+        }
+        found = [m for m in MECHANISMS if checks.get(m, False)]
+    if scenario.incidents:
+        found.append("incident")
+    return sorted(found, key=MECHANISMS.index)
+
+
 def generate_scenario(
     parent: "ScenarioConfig",
     members: list["ScenarioConfig"],
