@@ -101,7 +101,7 @@ class StewardRayLauncher(Launcher):
 
         if ray.is_initialized():
             return False
-        module = sys.modules[self.task_function.__module__]  # type: ignore[union-attr]
+        module = sys.modules[self.task_function.__module__]
         package = sys.modules[module.__name__.split(".")[0]]
         source = Path(package.__file__ or "").resolve().parent
         runtime_env = {"py_modules": [str(source)]}

@@ -5,9 +5,10 @@ A seed goes to ``env.reset(seed=...)``; the env derives the episode's world from
 The splits are disjoint by construction, whatever run seed picks them:
 
 * ``train``: ``[0, 2**31)``. PPO's vector env seeds its copies ``seed, seed + 1, ...``
-  (:func:`check_training_seed` keeps those in the band); recipe steps that run episodes
-  of their own (behaviour-cloning demonstrations, selecting an ensemble member) draw
-  from :func:`split_seeds` with ``"train"``.
+  (:func:`check_training_seed` keeps those in the band) and each copy's later episodes
+  continue its own generator, never passing a seed to ``reset``; recipe steps that run
+  episodes of their own (behaviour-cloning demonstrations, selecting an ensemble
+  member) draw from :func:`split_seeds` with ``"train"``.
 * ``tune``: ``[2**31, 2**32)``: the heuristics' grid search.
 * ``test``: ``[2**32, 2**33)``: the held-out evaluation of every policy.
 
