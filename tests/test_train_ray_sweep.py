@@ -13,6 +13,8 @@ pytest.importorskip("ray")
 SWEEP = ["-m", "seed=0,1", "experiment=smoke", "scenario=stable"]
 
 
+# two sweeps, minutes on two busy cores: python -m pytest -m slow tests/test_train_ray_sweep.py
+@pytest.mark.slow
 def test_a_ray_sweep_trains_the_same_weights_as_a_joblib_sweep(
     entry_point: EntryPoint, tmp_path: Path
 ) -> None:
