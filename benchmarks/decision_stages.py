@@ -1,6 +1,6 @@
 """Where a decision's CPU goes: each stage of ``POST /v1/decisions`` timed in process.
 
-    python benchmarks/decision_stages.py --policy RUN/policy.zip [--decisions 4000]
+    python benchmarks/decision_stages.py --policy RUN/policy.json [--decisions 4000]
                                          [--batch 16] [--repeats 3]
 
 The server's event-loop thread is its bottleneck under load (``server_latency.py`` prints
@@ -128,7 +128,7 @@ async def one_pass(policy_path: Path, bodies: list[bytes], batch: int) -> dict[s
 def main() -> None:
     """Time the stages, print microseconds per decision."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--policy", type=Path, required=True, help="a trained run's policy.zip")
+    parser.add_argument("--policy", type=Path, required=True, help="a trained run's policy.json")
     parser.add_argument("--decisions", type=int, default=4000, help="decisions per pass")
     parser.add_argument("--batch", type=int, default=16, help="decisions per forward")
     parser.add_argument("--repeats", type=int, default=3, help="passes (the median is shown)")
@@ -137,7 +137,7 @@ def main() -> None:
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
     if not args.policy.is_file():
-        parser.error(f"--policy: no file {args.policy}; pass a trained run's policy.zip")
+        parser.error(f"--policy: no file {args.policy}; pass a trained run's policy.json")
     sys.path.insert(0, str(REPO))
     from steward.agent.server.app import configure_torch
 

@@ -185,7 +185,7 @@ def main() -> None:
             policies = []
             for member in member_seeds(seed, spec["members"]):
                 run_dir = args.out / "train" / key / f"seed{member}"
-                if not (run_dir / "policy.zip").exists():
+                if not (run_dir / "policy.json").exists():
                     print(f"{name}: training {key} seed {member} ...", flush=True)
                     run(
                         "steward.experiments.train",
@@ -200,7 +200,7 @@ def main() -> None:
                         ],
                         run_dir.parent / f"seed{member}.log",
                     )
-                policies.append(str(run_dir / "policy.zip"))
+                policies.append(str(run_dir / "policy.json"))
             if len(policies) > 1:
                 print(f"{name}: selecting among {len(policies)} members ...", flush=True)
                 member_world = world

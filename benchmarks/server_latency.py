@@ -1,6 +1,6 @@
 """Latency and throughput of ``POST /v1/decisions`` beside a bare FastAPI endpoint.
 
-    python benchmarks/server_latency.py [--policy RUN/policy.zip] [--requests 2000]
+    python benchmarks/server_latency.py [--policy RUN/policy.json] [--requests 2000]
                                         [--synchronous NORMAL|FULL] [--runs 1]
 
 Starts two servers the same way (uvicorn, same settings, one process each): the agent
@@ -243,7 +243,7 @@ def train_smoke(out: Path) -> Path:
         check=True,
         capture_output=True,
     )
-    return out / "policy.zip"
+    return out / "policy.json"
 
 
 def report(rows: dict[str, tuple[Run, Run]]) -> str:
@@ -357,7 +357,7 @@ def main() -> None:
     """Start both servers, measure, print."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--policy", type=Path, help="a trained run's policy.zip (default: train a smoke one)"
+        "--policy", type=Path, help="a trained run's policy.json (default: train a smoke one)"
     )
     parser.add_argument(
         "--requests", type=int, default=2000, help="sequential requests per endpoint"

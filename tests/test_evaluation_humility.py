@@ -44,7 +44,7 @@ def test_paging_every_day_wastes_pages_after_the_fix_and_in_calm_epochs() -> Non
     assert incident["first_page_epoch"] is not None and incident["first_alarm_epoch"] is None
     assert h["by_flavour"]["outage"]["paged"] == 1 and h["by_flavour"]["outage"]["alarmed"] == 0
     useful = 1  # one human answer ended the outage; every other answered page found nothing
-    assert h["pages_wasted"] == env.world.pages_answered - useful > 0
+    assert h["pages_wasted"] == env.world.state.pages_answered - useful > 0
     assert h["pages_after_human_fix"] > 0
     assert h["pages"] == sum(r["executed_action"] == "escalate" for r in rows)
     # every epoch no incident overlaps got a page

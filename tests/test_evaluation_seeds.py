@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from steward.agent.evaluation.seeds import SPLITS, check_training_seed, split_of, split_seeds
-from steward.simulators.errors import ConfigError
+from steward.errors import ConfigError
 
 
 @given(st.integers(0, 2**40), st.integers(0, 2**40), st.integers(0, 2**40), st.integers(1, 40))

@@ -29,6 +29,7 @@ from test_server_harness import (
 from steward.agent.decision_log import observation_matrix
 from steward.agent.ope.episodes import logged_episodes
 from steward.agent.ope.logs import load_logs
+from steward.agent.policies.artifact import WEIGHTS_FILE
 from steward.agent.server.schemas import EXAMPLE_PORTFOLIO, OPTIONAL_FIELDS, DecisionResponse
 from steward.envs.encoder import ObservationEncoder
 from steward.envs.shield import LABEL_HEALTH, MODEL_CHANGES
@@ -421,7 +422,7 @@ def test_reload_refuses_tampered_or_outside_files(
 ) -> None:
     current = client.get("/v1/policy").json()["version"]
     tampered = copy_run(policy_path, reload_dir / "run-tampered", rezip=False)
-    with tampered.open("ab") as f:
+    with (tampered.parent / WEIGHTS_FILE).open("ab") as f:
         f.write(b"\0")
     refused = httpx.post(
         f"{server.url}/v1/policy/reload", json={"policy_path": str(tampered)}, headers=ADMIN_AUTH

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,13 @@ import sqlalchemy as sa
 import uvicorn
 
 from steward.agent.decision_log import sql_tables
+from steward.agent.policies.artifact import CARD_FILE
 from steward.agent.server.app import create_app
 from steward.agent.server.settings import ServerSettings
-from steward.agent.training.artifacts import write_hashes
+from steward.agent.training.artifacts import HASH_FILE, write_hashes
 from steward.envs.lifecycle_env import load_shield_config
+from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.catalogue import load_slo
-from steward.simulators.portfolio import ObservedPortfolio
 
 REPO = Path(__file__).resolve().parents[1]
 API_TOKEN = "test-api-token-0123456789"
@@ -44,7 +44,7 @@ START_TIMEOUT_S = 180.0
 def trained_policy(base: Path) -> Path:
     """A smoke-trained policy under ``base`` (trained once, then reused by every module)."""
     run = base / "server-smoke-run"
-    if not (run / "policy.sha256").exists():
+    if not (run / HASH_FILE).exists():
         subprocess.run(
             # unmasked PPO: its proposals can break a rule, so the server's veto path runs
             [
@@ -60,23 +60,18 @@ def trained_policy(base: Path) -> Path:
             capture_output=True,
             timeout=600,
         )
-    return run / "policy.zip"
+    return run / CARD_FILE
 
 
 def copy_run(policy_path: Path, target: Path, rezip: bool) -> Path:
-    """Copy a run dir; ``rezip`` rewrites ``policy.zip`` (same model, new sha256) and rehashes."""
+    """Copy a run dir; ``rezip`` rewrites its card compactly (same policy, new sha256) and
+    rehashes. Returns the copy's card."""
     shutil.copytree(policy_path.parent, target)
     if rezip:
-        source, rewritten = target / "policy.zip", target / "policy.rezipped"
-        with (
-            zipfile.ZipFile(source) as zin,
-            zipfile.ZipFile(rewritten, "w", zipfile.ZIP_STORED) as zout,
-        ):
-            for item in zin.infolist():
-                zout.writestr(item.filename, zin.read(item.filename))
-        rewritten.replace(source)
+        card = target / CARD_FILE
+        card.write_text(json.dumps(json.loads(card.read_text()), separators=(",", ":")))
         write_hashes(target)
-    return target / "policy.zip"
+    return target / CARD_FILE
 
 
 def free_port() -> int:

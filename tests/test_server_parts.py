@@ -37,9 +37,9 @@ from steward.agent.server.state import ServiceState, ServiceStates
 from steward.envs.encoder import ObservationEncoder
 from steward.envs.lifecycle_env import LifecycleEnv
 from steward.envs.shield import Shield, ShieldConfig
+from steward.errors import ConfigError
+from steward.monitoring.portfolio import FIELD_SPECS, NAN_OK, ObservedPortfolio
 from steward.simulators.costs import SloConfig
-from steward.simulators.errors import ConfigError
-from steward.simulators.portfolio import FIELD_SPECS, NAN_OK, ObservedPortfolio
 
 
 def test_portfolio_schema_matches_the_observed_portfolio_and_its_specs() -> None:

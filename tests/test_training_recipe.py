@@ -1,7 +1,6 @@
 """The recipe's mechanisms at tiny scale: warm start, curriculum, seed-ensemble selection."""
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,8 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from steward.agent.evaluation.harness import WorldSpec
 from steward.agent.evaluation.seeds import split_of
-from steward.agent.training.artifacts import META_FILE, write_hashes
+from steward.agent.policies.artifact import CARD_FILE, observation_feature_names
+from steward.agent.training.artifacts import write_artifact
 from steward.agent.training.recipe import (
     CurriculumConfig,
     CurriculumStage,
@@ -25,9 +25,10 @@ from steward.agent.training.selection import select_member, write_selection
 from steward.agent.training.vec_env import env_factory, make_vec_env
 from steward.agent.training.warm_start import agreement, demonstrate, warm_start
 from steward.envs.shield import ShieldConfig
+from steward.errors import ConfigError
+from steward.simulators.actions import Action
 from steward.simulators.catalogue import load_scenario
 from steward.simulators.costs import SloConfig
-from steward.simulators.errors import ConfigError
 from steward.simulators.generator import mechanisms_of
 from steward.simulators.scenario import ScenarioConfig
 
@@ -125,27 +126,27 @@ def test_bad_recipe_settings_name_the_field() -> None:
     assert RecipeConfig() == RecipeConfig()  # the default: every mechanism off
 
 
-def _paging_copy(policy_path: Path, target: Path) -> Path:
-    """The same policy with a strong pull towards escalate (pages every day)."""
-    shutil.copytree(policy_path.parent, target)
-    meta = json.loads((target / META_FILE).read_text())
-    cls = MaskablePPO if meta["algorithm"] == "maskable_ppo" else PPO
-    model = cls.load(target / "policy.zip", device="cpu")
-    model.policy.action_net.bias.data[6] += 50.0
-    model.save(target / "policy.zip")
-    write_hashes(target)
-    return target / "policy.zip"
+def _written_policy(folder: Path, bias_action: int, slo: SloConfig, shield: ShieldConfig) -> str:
+    """A policy artifact that all but always proposes ``bias_action``."""
+    scenario = _short("stable", 20)
+    venv = VecNormalize(make_vec_env(env_factory(scenario, slo, shield, 4, 0.01), 1, "dummy", 0))
+    model = MaskablePPO("MlpPolicy", venv, n_steps=32, batch_size=32, seed=0, device="cpu")
+    model.policy.action_net.bias.data[bias_action] += 50.0
+    features = observation_feature_names(4)
+    write_artifact(folder, model, venv, "maskable_ppo", features, 4, {"test": True})
+    return str(folder / CARD_FILE)
 
 
 def test_selection_keeps_the_member_that_does_best_on_training_seeds(
-    policy_path: Path, slo: SloConfig, shield_config: ShieldConfig, tmp_path: Path
+    slo: SloConfig, shield_config: ShieldConfig, tmp_path: Path
 ) -> None:
-    pager = _paging_copy(policy_path, tmp_path / "pager")
+    pager = _written_policy(tmp_path / "pager", int(Action.ESCALATE), slo, shield_config)
+    waiter = _written_policy(tmp_path / "waiter", int(Action.WAIT), slo, shield_config)
     world = WorldSpec(_short("stable", 20), slo, shield_config)
-    selection = select_member(world, [str(pager), str(policy_path)], seed=0, episodes=2, n_jobs=1)
+    selection = select_member(world, [pager, waiter], seed=0, episodes=2, n_jobs=1)
     scores = selection["mean_return_dollars"]
-    assert scores[str(pager)] < scores[str(policy_path)]  # $60 a page, every day
-    assert selection["selected"] == str(policy_path)
+    assert scores[pager] < scores[waiter]  # $60 a page, every day, in a calm world
+    assert selection["selected"] == waiter
     assert all(split_of(s) == "train" for s in selection["seeds"])
     written = json.loads(write_selection(tmp_path / "out", selection).read_text())
-    assert written["selected"] == str(policy_path)
+    assert written["selected"] == waiter

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from steward.envs.lifecycle_env import LifecycleEnv
+from steward.errors import ConfigError
 from steward.simulators.catalogue import from_dict, load_scenario, resolve_members
-from steward.simulators.errors import ConfigError
 from steward.simulators.generator import (
     GeneratorConfig,
     draw_world,

@@ -12,9 +12,9 @@ from collections import deque
 
 import numpy as np
 
+from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.actions import N_ACTIONS, Action
 from steward.simulators.costs import SloConfig
-from steward.simulators.portfolio import ObservedPortfolio
 
 MAX_COMPLEXITY = 3.0
 _LOG1P_20000 = math.log1p(20_000.0)

@@ -12,9 +12,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from steward.envs.shield import ShieldConfig
+from steward.errors import ConfigError
 from steward.simulators.catalogue import available, from_dict
 from steward.simulators.costs import SloConfig
-from steward.simulators.errors import ConfigError
 from steward.simulators.scenario import ScenarioConfig
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -48,6 +48,7 @@ from steward.agent.evaluation.seeds import split_seeds
 from steward.agent.reporting.evaluation_report import write_report
 from steward.agent.training.artifacts import read_meta
 from steward.envs.shield import ShieldConfig
+from steward.errors import require
 from steward.experiments.common import (
     check_group_choices,
     clean_errors,
@@ -58,7 +59,6 @@ from steward.experiments.common import (
 from steward.experiments.schemas import register_schemas
 from steward.simulators.catalogue import from_dict, load_scenario
 from steward.simulators.costs import SloConfig
-from steward.simulators.errors import require
 from steward.simulators.scenario import ScenarioConfig
 
 register_schemas()

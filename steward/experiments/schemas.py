@@ -13,6 +13,7 @@ from steward.agent.training.config import AgentConfig
 from steward.agent.training.recipe import RecipeConfig
 from steward.envs.shield import ShieldConfig
 from steward.simulators.costs import SloConfig
+from steward.simulators.labels import DelayConfig
 from steward.simulators.scenario import ScenarioConfig
 
 
@@ -32,6 +33,7 @@ class SimulateConfig:
     episodes: int = 1
     epsilon: float = 0.0  # > 0: epsilon-soft behaviour policy (for logging)
     log: bool = False  # write logs.parquet for offline evaluation
+    export: bool = False  # write the episode as production logs (predictions, labels, ...)
     plot: bool = True
     shield_enabled: bool = True
 
@@ -168,7 +170,7 @@ class OpeConfig:
     slo: SloConfig = field(default_factory=SloConfig)
     shield: ShieldConfig = field(default_factory=ShieldConfig)
     logs: str = "???"  # .parquet, .csv or a SQLAlchemy URL (sqlite:///audit.db)
-    policy_path: str = ""  # a trained agent's policy.zip (optional)
+    policy_path: str = ""  # a trained agent's policy.json (optional)
     agent_deterministic: bool = False
     primary_target: str = ""  # "" = agent if policy_path is given, else the first target
     # each an OpeTargetSpec, checked when read: OmegaConf cannot add a new key to a dict of
@@ -197,6 +199,24 @@ class OpeConfig:
     progress_bar: bool = True
 
 
+@dataclass
+class PortfolioConfig:
+    """``python -m steward.experiments.portfolio``."""
+
+    slo: SloConfig = field(default_factory=SloConfig)
+    predictions: str = "???"
+    labels: str = "???"
+    versions: str | None = None  # versions.json: the registry's version cards
+    registry: str | None = None  # the registry's state at each decision (registry.parquet)
+    service: str | None = None  # service.json: label delay SLA, windows and targets
+    times: list[float] | None = None  # decision times (days) without a registry table
+    origin: str | None = None  # day 0 of timestamped logs
+    delay: DelayConfig = field(default_factory=DelayConfig)  # the label delay SLA
+    recent_days: float = 3.0
+    window_days: float = 14.0
+    compare: str | None = None  # a portfolios table to check the result against
+
+
 def register_schemas() -> None:
     """Put every entry point's schema in Hydra's ConfigStore."""
     cs = ConfigStore.instance()
@@ -205,3 +225,4 @@ def register_schemas() -> None:
     cs.store(name="ope_schema", node=OpeConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(name="serve_schema", node=ServeConfig)
+    cs.store(name="portfolio_schema", node=PortfolioConfig)

@@ -1,7 +1,9 @@
 """Train the lifecycle agent: ``python -m steward.experiments.train [scenario=mixed] [agent=ppo]``.
 
-Writes ``policy.zip``, ``vecnormalize.pkl``, ``policy.sha256``, ``agent.json``,
-``config.yaml``, ``metrics.json`` and TensorBoard logs into the run dir. Sweeps:
+Writes the policy artifact (``policy.json``, ``policy.safetensors``,
+``normalization.safetensors``), ``policy.sha256``, ``config.yaml``, ``metrics.json``,
+TensorBoard logs and ``checkpoint/`` (SB3's pickles, to resume training only) into the
+run dir. Sweeps:
 ``python -m steward.experiments.train -m seed=0,1,2 scenario=mixed,sudden_drift`` (joblib).
 """
 
@@ -12,9 +14,11 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from steward.agent.evaluation.seeds import check_training_seed
+from steward.agent.policies.artifact import CARD_FILE
 from steward.agent.reporting.learning_curve import plot_learning_curve
 from steward.agent.training.config import AgentConfig
 from steward.agent.training.recipe import RecipeConfig
+from steward.errors import require
 from steward.experiments.common import (
     check_group_choices,
     clean_errors,
@@ -25,7 +29,6 @@ from steward.experiments.common import (
 )
 from steward.experiments.schemas import register_schemas
 from steward.simulators.catalogue import from_dict
-from steward.simulators.errors import require
 
 register_schemas()
 
@@ -62,7 +65,7 @@ def main(cfg: DictConfig) -> None:
     print(json.dumps(metrics, indent=2))
     if plot_learning_curve(out / "logs" / "progress.csv", out / "learning_curve.png"):
         print(f"wrote {out / 'learning_curve.png'}")
-    print(f"wrote {out / 'policy.zip'}")
+    print(f"wrote {out / CARD_FILE} (sha256 {metrics['policy_sha256']})")
 
 
 if __name__ == "__main__":

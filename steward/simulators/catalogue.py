@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from steward.errors import ConfigError
 from steward.simulators.costs import SloConfig
-from steward.simulators.errors import ConfigError
 from steward.simulators.scenario import ScenarioConfig
 
 T = TypeVar("T")

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from steward.simulators.errors import ConfigError, require, require_positive, require_share
+from steward.errors import ConfigError, require, require_positive, require_share
 from steward.simulators.labels import DELAY_KINDS, DelayConfig, IncidentConfig
 from steward.simulators.streams.synthetic import (
     ConceptDriftConfig,

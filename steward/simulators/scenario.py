@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 
-from steward.simulators.errors import require, require_positive
+from steward.errors import require, require_positive
 from steward.simulators.generator import GeneratorConfig
 from steward.simulators.labels import DelayConfig, IncidentConfig
 from steward.simulators.streams.replay import ReplayConfig

@@ -31,8 +31,8 @@ import numpy as np
 
 from steward.envs.lifecycle_env import LifecycleEnv
 from steward.envs.shield import LABEL_HEALTH, Shield
+from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.labels import Incident
-from steward.simulators.portfolio import ObservedPortfolio
 
 FLAVOURS = ("outage", "corruption_force0", "corruption_force1", "corruption_flip")
 WITHIN_EPOCHS = 2
@@ -110,8 +110,8 @@ def episode_humility(env: LifecycleEnv, rows: list[dict[str, Any]]) -> dict[str,
     useful_answers = len({round(f, 9) for f in fixes})
     return {
         "pages": int(paged.sum()),
-        "pages_wasted": max(int(world.pages_answered) - useful_answers, 0),
-        "pages_unanswered": int(world.pages_pending),
+        "pages_wasted": max(int(world.state.pages_answered) - useful_answers, 0),
+        "pages_unanswered": int(world.state.pages_pending),
         "pages_after_human_fix": int((paged & after_fix).sum()),
         "incident_free_epochs": int(incident_free.sum()),
         "pages_in_incident_free_epochs": int((paged & incident_free).sum()),

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from steward.simulators.errors import ConfigError
+from steward.errors import ConfigError
 
 T = TypeVar("T")
 R = TypeVar("R")

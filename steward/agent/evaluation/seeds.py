@@ -19,7 +19,7 @@ Within a split, ``split_seeds(split, run_seed, n)`` gives ``n`` seeds from
 
 import numpy as np
 
-from steward.simulators.errors import require
+from steward.errors import require
 
 SPLITS: dict[str, tuple[int, int]] = {
     "train": (0, 2**31),

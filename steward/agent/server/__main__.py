@@ -17,11 +17,11 @@ from steward.agent.server.app import create_app
 from steward.agent.server.settings import ServerSettings, tokens_from_environment
 from steward.agent.training.artifacts import verify_hashes
 from steward.envs.shield import ShieldConfig
+from steward.errors import require
 from steward.experiments.common import clean_errors, plain
 from steward.experiments.schemas import register_schemas
 from steward.simulators.catalogue import from_dict
 from steward.simulators.costs import SloConfig
-from steward.simulators.errors import require
 
 register_schemas()
 

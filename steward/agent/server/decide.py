@@ -26,8 +26,8 @@ from steward.agent.decision_log import DecisionRecord
 from steward.agent.server.policy_store import LoadedPolicy
 from steward.agent.server.state import ServiceState
 from steward.envs.shield import Shield, ShieldDecision, Verdict
+from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.actions import N_ACTIONS
-from steward.simulators.portfolio import ObservedPortfolio
 
 
 class PolicyError(RuntimeError):

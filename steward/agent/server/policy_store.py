@@ -19,8 +19,8 @@ from steward.agent.policies.ppo import AgentPolicy, load_agent
 from steward.agent.server.fast_forward import Forward, policy_forward
 from steward.agent.training.artifacts import HASH_FILE, read_meta
 from steward.envs.encoder import ObservationEncoder
+from steward.errors import ConfigError
 from steward.simulators.costs import SloConfig
-from steward.simulators.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

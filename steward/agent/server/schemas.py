@@ -1,6 +1,6 @@
 """The HTTP contract: pydantic models of requests and answers.
 
-The portfolio model mirrors :class:`steward.simulators.portfolio.ObservedPortfolio` field for
+The portfolio model mirrors :class:`steward.monitoring.portfolio.ObservedPortfolio` field for
 field; each field's unit, range and meaning come from ``FIELD_SPECS`` (never retyped
 here), and :func:`check_against_specs` proves at start-up that the two agree. Numbers
 must be finite; a field that ``NAN_OK`` lets go missing (accuracy without labels) takes
@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from steward.monitoring.portfolio import FIELD_SPECS, NAN_OK, ObservedPortfolio
 from steward.simulators.actions import ACTION_NAMES
-from steward.simulators.portfolio import FIELD_SPECS, NAN_OK, ObservedPortfolio
 
 # ObservedPortfolio is a plain frozen dataclass (a __dict__, no __post_init__): to_observed
 # may fill it without its __init__

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from steward.envs.shield import ShieldConfig
+from steward.errors import ConfigError, require, require_positive
 from steward.simulators.costs import SloConfig
-from steward.simulators.errors import ConfigError, require, require_positive
 
 API_TOKEN_ENV = "STEWARD_API_TOKEN"
 ADMIN_TOKEN_ENV = "STEWARD_ADMIN_TOKEN"

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 
-from steward.simulators.errors import require, require_positive
+from steward.errors import require, require_positive
 
 ALGORITHMS = ("ppo", "maskable_ppo")
 

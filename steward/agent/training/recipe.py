@@ -23,8 +23,8 @@ from typing import Any
 import gymnasium as gym
 
 from steward.envs.lifecycle_env import LifecycleEnv
+from steward.errors import ConfigError, require, require_positive
 from steward.simulators.catalogue import from_dict
-from steward.simulators.errors import ConfigError, require, require_positive
 from steward.simulators.generator import GeneratorConfig
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from steward.agent.evaluation.harness import Task, WorldSpec, run_parallel
 from steward.agent.evaluation.seeds import split_seeds
-from steward.simulators.errors import require
+from steward.errors import require
 
 SELECTION_FILE = "selection.json"
 
@@ -34,13 +34,13 @@ def select_member(
 
     Args:
         world: the world the members trained for (its observation settings included).
-        policy_paths: each member's ``policy.zip``.
+        policy_paths: each member's ``policy.json``.
         seed: picks the selection seeds (``split_seeds("train", seed, episodes)``).
         episodes: selection episodes per member (a mixture: per member world).
         n_jobs: worker processes (``executor="local"``).
         executor: ``local`` or ``ray`` (connected already).
     """
-    require(bool(policy_paths), "policy_paths", "is empty", "give the members' policy.zip")
+    require(bool(policy_paths), "policy_paths", "is empty", "give the members' policy.json")
     seeds = split_seeds("train", seed, episodes)
     members = list(world.scenario.members) if world.scenario.stream == "mixture" else []
     tasks = [

@@ -2,6 +2,6 @@
 
 from steward.simulators.models.backend import ModelBackend, SklearnBackend
 from steward.simulators.models.registry import Registry
-from steward.simulators.models.version import DriftReference, ModelVersion
+from steward.simulators.models.version import ModelVersion
 
-__all__ = ["DriftReference", "ModelBackend", "ModelVersion", "Registry", "SklearnBackend"]
+__all__ = ["ModelBackend", "ModelVersion", "Registry", "SklearnBackend"]

@@ -42,8 +42,8 @@ from steward.agent.server.schemas import (
     OutcomeResponse,
 )
 from steward.agent.server.state import ServiceState
+from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.actions import ACTION_NAMES
-from steward.simulators.portfolio import ObservedPortfolio
 
 ERRORS = {
     401: {"model": ErrorBody, "description": "Missing or wrong bearer token."},

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException
 from steward.agent.server.deps import RuntimeDep, require_admin_token, require_api_token
 from steward.agent.server.runtime import Runtime
 from steward.agent.server.schemas import ErrorBody, PolicyInfo, ReloadRequest, ReloadResponse
-from steward.simulators.errors import ConfigError
+from steward.errors import ConfigError
 
 router = APIRouter(prefix="/v1/policy", tags=["policy"])
 
