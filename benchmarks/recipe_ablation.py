@@ -135,6 +135,7 @@ def verdicts(results: dict[str, Any]) -> dict[str, Any]:
             "verdict": v["verdict"],
             "within_2_percent": within,
         }
+    holds = holds and all(s in out for s in MUST_WIN)  # both must have been evaluated
     return {"scenarios": out, "meets_both_conditions": holds}
 
 
