@@ -129,6 +129,13 @@ def test_evaluate_runs_agent_and_every_baseline_on_an_external_scenario(
         assert entry["unsafe_executed"] == 0
         lo, hi = entry["ci95"]
         assert lo <= entry["mean_return"] <= hi
+    paired = results["agent_vs_best_heuristic"]["outside_drift"]
+    assert paired["agent_minus_best"]["interval"] == "student_t"
+    assert paired["agent_minus_best"]["pairs"] == 2
+    assert paired["verdict"] in ("better", "worse", "inconclusive")
+    assert set(results["humility"]["outside_drift"]) == expected
+    report = (tmp_path / "eval" / "report.html").read_text()
+    assert "seed by seed" in report and "Paging" in report
     assert (tmp_path / "eval" / "report.html").stat().st_size > 10_000
     tuned = json.loads((tmp_path / "eval" / "tuned_baselines.json").read_text())
     assert tuned["outside_drift"]["periodic"] == {"period_days": 7}

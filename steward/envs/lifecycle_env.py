@@ -6,7 +6,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from steward.envs.encoder import CURRENT_FEATURES, HISTORY_FEATURES, ObservationEncoder
+from steward.envs.encoder import (
+    CURRENT_FEATURES,
+    HISTORY_FEATURES,
+    SLOW_DRIFT_FEATURES,
+    ObservationEncoder,
+)
 from steward.envs.reward import reward_components
 from steward.envs.shield import Shield, ShieldConfig, ShieldDecision
 from steward.simulators.actions import ACTION_NAMES, N_ACTIONS, Action
@@ -105,7 +110,8 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
     ## Arguments
     ``scenario`` (name or :class:`ScenarioConfig`), ``slo``, ``shield`` (names or
     configs), ``shield_enabled``, ``history_len``, ``reward_scale``, ``config_dirs``
-    (extra config roots searched first).
+    (extra config roots searched first), ``slow_drift_features`` (append the encoder's
+    three slow-drift entries; off by default).
 
     ## Version History
     * v0: initial release.
@@ -124,6 +130,7 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
         config_dirs: tuple[str | Path, ...] = (),
         volume_baseline: bool = True,
         nominal_accuracy: float = 0.9,
+        slow_drift_features: bool = False,
     ) -> None:
         dirs = tuple(config_dirs)
         self.scenario = load_scenario(scenario, dirs) if isinstance(scenario, str) else scenario
@@ -131,7 +138,7 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
         shield_config = load_shield_config(shield, dirs) if isinstance(shield, str) else shield
         self.shield = Shield(shield_config, self.slo, enabled=shield_enabled)
         self.world = World(self.scenario, self.slo, members=resolve_members(self.scenario, dirs))
-        self.encoder = ObservationEncoder(self.slo, history_len)
+        self.encoder = ObservationEncoder(self.slo, history_len, slow_drift_features)
         self.reward_scale = reward_scale
         self.volume_baseline = volume_baseline
         self.nominal_accuracy = nominal_accuracy
@@ -147,6 +154,8 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
         for lag in range(1, self.encoder.history_len):
             names += [f"{h}_lag{lag}" for h in HISTORY_FEATURES]
         names += [f"allowed_{a}" for a in ACTION_NAMES] + [f"last_{a}" for a in ACTION_NAMES]
+        if self.encoder.slow_drift_features:
+            names += [n for n, _ in SLOW_DRIFT_FEATURES]
         return names
 
     @property

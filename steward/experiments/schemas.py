@@ -10,6 +10,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 from steward.agent.training.config import AgentConfig
+from steward.agent.training.recipe import RecipeConfig
 from steward.envs.shield import ShieldConfig
 from steward.simulators.costs import SloConfig
 from steward.simulators.labels import DelayConfig
@@ -45,6 +46,7 @@ class TrainConfig:
     slo: SloConfig = field(default_factory=SloConfig)
     shield: ShieldConfig = field(default_factory=ShieldConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
     seed: int = 0
     progress_bar: bool = True
     tensorboard: bool = True
@@ -88,6 +90,7 @@ def _all_scenarios() -> list[str]:
         "label_corruption",
         "regional_drift",
         "elec2",
+        "randomized",
     ]
 
 
@@ -124,6 +127,8 @@ class EvaluateConfig:
     matched_compute: bool = True  # on replays: the agent vs periodic(N) at equal compute
     # baseline results keyed by code, configs and seeds (agent/evaluation/cache.py); "" = off
     cache_dir: str = "outputs/cache/evaluate"
+    executor: str = "local"  # local (joblib workers) or ray
+    ray_address: str = ""  # executor=ray: "" starts a local Ray with n_jobs CPUs
 
 
 @dataclass

@@ -13,9 +13,12 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from steward.agent.evaluation.seeds import check_training_seed
 from steward.agent.policies.artifact import CARD_FILE
 from steward.agent.reporting.learning_curve import plot_learning_curve
 from steward.agent.training.config import AgentConfig
+from steward.agent.training.recipe import RecipeConfig
+from steward.errors import require
 from steward.experiments.common import (
     check_group_choices,
     clean_errors,
@@ -36,6 +39,14 @@ def main(cfg: DictConfig) -> None:
     """Compose, train, save."""
     scenario, slo, shield = world_configs(cfg)
     agent = from_dict(AgentConfig, plain(cfg.agent), "agent")
+    recipe = from_dict(RecipeConfig, plain(cfg.recipe), "recipe")
+    check_training_seed(cfg.seed, agent.n_envs)
+    require(
+        recipe == RecipeConfig() and not agent.slow_drift_features,
+        "recipe",
+        "the trainer does not apply the recipe's mechanisms yet",
+        "train with recipe=default and agent.slow_drift_features=false",
+    )
     out = run_dir()
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     from steward.agent.training.trainer import train  # torch loads only when training

@@ -85,8 +85,8 @@ def load_slo(name: str = "default", extra_dirs: typing.Sequence[str | Path] = ()
 def resolve_members(
     scenario: ScenarioConfig, extra_dirs: typing.Sequence[str | Path] = ()
 ) -> list[ScenarioConfig]:
-    """A mixture's member scenarios (empty for a plain scenario)."""
-    if scenario.stream != "mixture":
+    """A mixture's (or a generated scenario's) member scenarios (empty for a plain one)."""
+    if scenario.stream not in ("mixture", "generated"):
         return []
     members = [load_scenario(m, extra_dirs) for m in scenario.members]
     for member in members:

@@ -24,6 +24,7 @@ from steward.simulators.actions import Action
 from steward.simulators.audit import AuditTrail
 from steward.simulators.costs import SloConfig
 from steward.simulators.episode import EpisodeState, SpendLedger
+from steward.simulators.generator import generate_scenario
 from steward.simulators.labels import Incident, LabelPipeline
 from steward.simulators.models import ModelBackend, Registry, RegistryStore, SklearnBackend
 from steward.simulators.operations import Operations, Pager
@@ -127,6 +128,11 @@ class World:
         return self.day >= self.active.horizon_days
 
     def _draw_scenario(self, member: str | None) -> ScenarioConfig:
+        if self.scenario.stream == "generated":  # a new world per episode, under one name
+            drawn = generate_scenario(self.scenario, self.members, self.rng, member)
+            self._streams.pop(drawn.name, None)
+            self._delay_cdfs.pop(drawn.name, None)
+            return drawn
         if self.scenario.stream != "mixture":
             return self.scenario
         if member is not None:

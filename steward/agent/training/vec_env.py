@@ -28,8 +28,14 @@ def env_factory(
     history_len: int,
     reward_scale: float,
     config_dirs: tuple[str | Path, ...] = (),
+    slow_drift_features: bool = False,
+    wrap: Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]] | None = None,
 ) -> Callable[[], gym.Env[Any, Any]]:
-    """A thunk building one ``steward/Lifecycle-v0`` (TimeLimit, then ActionMasker)."""
+    """A thunk building one ``steward/Lifecycle-v0`` (TimeLimit, ``wrap``, ActionMasker).
+
+    ``slow_drift_features`` appends the encoder's slow-drift block; ``wrap`` (e.g. the
+    recipe's curriculum) goes around the env inside the action masker.
+    """
 
     def make() -> gym.Env[Any, Any]:
         env = gym.make(
@@ -42,7 +48,10 @@ def env_factory(
             config_dirs=config_dirs,
             max_episode_steps=scenario.horizon_days,
             disable_env_checker=True,
+            **({"slow_drift_features": True} if slow_drift_features else {}),
         )
+        if wrap is not None:
+            env = wrap(env)
         return ActionMasker(env, _masks)
 
     return make
