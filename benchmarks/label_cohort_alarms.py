@@ -5,7 +5,7 @@
 
 Runs each world (no shield, no env: the world alone) under weekly retraining and reads the
 two z-scores monitoring reports every epoch (``label_shift_z``, ``label_agreement_z``, see
-:mod:`steward.simulators.label_cohorts`). Counts, per alarm threshold, the epochs outside any label
+:mod:`steward.monitoring.label_cohorts`). Counts, per alarm threshold, the epochs outside any label
 incident where the shield's ``label_cohort`` rule would fire (false alarms: the world
 changed, the labels did not), and in worlds with a corruption incident whether it fires at
 the first decision after onset, and how old the incident was then. ``tested`` counts the
@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 
 from steward.envs.shield import RULES, ShieldConfig
 from steward.experiments.common import at_least, clean_errors
+from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.actions import Action
 from steward.simulators.catalogue import available, load_members, load_scenario, load_slo
 from steward.simulators.costs import SloConfig
-from steward.simulators.portfolio import ObservedPortfolio
 from steward.simulators.world import World
 
 THRESHOLDS = (3.0, 3.5, 4.0)

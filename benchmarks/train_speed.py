@@ -108,7 +108,7 @@ def main() -> None:
     beaten_at = None
     for folder in sorted((out / "snapshots").glob("step*"), key=lambda p: int(p.name[4:])):
         snap = json.loads((folder / "snapshot.json").read_text())
-        mean, lo, hi = held_out_return(world, "agent", {}, seeds, str(folder / "policy.zip"))
+        mean, lo, hi = held_out_return(world, "agent", {}, seeds, str(folder / "policy.json"))
         print(
             f"{snap['steps']:>8,} steps, {snap['wall_seconds']:7.1f} s: "
             f"agent ${mean:,.0f} [{lo:,.0f}, {hi:,.0f}]"

@@ -2,9 +2,11 @@
 
     steward simulate scenario=gradual_drift policy=periodic
     steward train experiment=smoke
-    steward evaluate policy_path=RUN/policy.zip scenario=elec2
+    steward evaluate policy_path=RUN/policy.json scenario=elec2
     steward ope logs=RUN/logs.parquet
-    steward serve policy_path=RUN/policy.zip
+    steward serve policy_path=RUN/policy.json
+    steward portfolio predictions=P labels=L
+    steward operate backend=simulator
 
 Everything after the command goes to the entry point unchanged: Hydra overrides,
 ``-m`` sweeps, ``--help``, ``--cfg job``. ``steward NAME`` and ``python -m MODULE`` run
@@ -33,7 +35,7 @@ class Command:
     extras: tuple[str, ...] = ()
 
 
-# one line per entry point; a new one (e.g. portfolio, operate) is a line here
+# one line per entry point; a new one is a line here
 COMMANDS: dict[str, Command] = {
     "simulate": Command("steward.experiments.simulate", "run a world under a fixed policy"),
     "train": Command("steward.experiments.train", "train the agent", ("train",)),
@@ -42,6 +44,10 @@ COMMANDS: dict[str, Command] = {
     ),
     "ope": Command("steward.experiments.ope", "offline evaluation of logged decisions", ("ope",)),
     "serve": Command("steward.agent.server.__main__", "serve a trained policy", ("server",)),
+    "portfolio": Command("steward.experiments.portfolio", "portfolios from a service's own logs"),
+    "operate": Command(
+        "steward.experiments.operate", "operate a model end to end on a registry (MLflow)"
+    ),
 }
 
 

@@ -1,24 +1,25 @@
 """Optional dependency groups ("extras") and the one-line error when one is missing.
 
-The core install runs the simulator, the env, ``simulate`` and the baselines' evaluation.
-The rest comes with extras of the ``model-steward`` distribution (``pyproject.toml``):
+The core install runs the simulator, the env, ``simulate``, the baselines' evaluation,
+``portfolio`` and ``operate backend=simulator``. The rest comes with extras of the
+``model-steward`` distribution (``pyproject.toml``):
 
 | extra | for | imports |
 |---|---|---|
-| ``agent`` | loading a trained policy (``policy=agent``, ``policy_path=...``) | torch, SB3 |
+| ``agent`` | a trained policy (``policy=agent``, ``policy_path=...``) | torch, SB3 |
 | ``train`` | ``steward train`` (and everything of ``agent``) | + TensorBoard, joblib sweeps |
 | ``ope`` | ``steward ope``, ``simulate log=true`` (logs in files or SQL) | SQLAlchemy |
 | ``server`` | ``steward serve`` (and everything of ``agent``) | FastAPI, uvicorn, ... |
 | ``postgres`` | a PostgreSQL audit database or log source | psycopg |
-| ``mlflow`` | an MLflow model registry | mlflow |
-| ``ray`` | evaluating on Ray | ray |
+| ``mlflow`` | an MLflow model registry (``operate backend=mlflow``) | mlflow |
+| ``ray`` | ``evaluate executor=ray``, Ray sweeps | ray |
 """
 
 import importlib.util
 
 DISTRIBUTION = "model-steward"
 
-_AGENT = ("torch", "stable_baselines3", "sb3_contrib")
+_AGENT = ("torch", "stable_baselines3", "sb3_contrib", "safetensors")
 
 # what each extra makes importable; a missing module is blamed on the first extra listing it
 EXTRAS: dict[str, tuple[str, ...]] = {

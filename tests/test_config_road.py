@@ -21,10 +21,10 @@ from hydra import compose, initialize_config_dir
 
 from steward import envs
 from steward.envs.lifecycle_env import LifecycleEnv
+from steward.errors import ConfigError
 from steward.experiments.common import compose_scenario, scenario_members, world_configs
 from steward.experiments.schemas import register_schemas
 from steward.simulators.catalogue import available, config_dir, load_members, load_scenario
-from steward.simulators.errors import ConfigError
 from tests.conftest import REPO_ROOT, EntryPoint
 from tests.test_simulate_errors import write_replay_scenario
 from tests.test_train_evaluate import TINY_GRIDS

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from steward.envs.lifecycle_env import LifecycleEnv
+from steward.monitoring.label_cohorts import MIN_VARIANCE, LabelAlarm, alarm_z, cohort_label_test
 from steward.simulators.actions import Action
-from steward.simulators.label_cohorts import MIN_VARIANCE, LabelAlarm, alarm_z, cohort_label_test
 
 NOW = 30.0
 

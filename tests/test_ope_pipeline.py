@@ -30,8 +30,8 @@ from steward.agent.ope.verdict import VerdictRule
 from steward.agent.policies import CostAware, EpsilonSoft, Never, Oracle, Periodic
 from steward.agent.rollout import run_episode
 from steward.envs.lifecycle_env import LifecycleEnv
+from steward.errors import ConfigError
 from steward.simulators.catalogue import load_slo
-from steward.simulators.errors import ConfigError
 
 EntryPoint = Callable[..., subprocess.Popen[str]]  # the ``entry_point`` fixture
 EPSILON = 0.2

@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from steward.envs.shield import LABEL_HEALTH, RULES, Rule, Shield, ShieldConfig
+from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.actions import N_ACTIONS, Action
 from steward.simulators.costs import SloConfig
-from steward.simulators.portfolio import ObservedPortfolio
 
 ALWAYS_ALLOWED = {Action.WAIT, Action.ESCALATE}
 FIELDS = {f.name: f.type for f in dataclasses.fields(ObservedPortfolio)}

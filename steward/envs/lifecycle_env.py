@@ -6,7 +6,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from steward.envs.encoder import CURRENT_FEATURES, HISTORY_FEATURES, ObservationEncoder
+from steward.envs.encoder import (
+    CURRENT_FEATURES,
+    HISTORY_FEATURES,
+    SLOW_DRIFT_FEATURES,
+    ObservationEncoder,
+)
 from steward.envs.reward import reward_components
 from steward.envs.shield import Shield, ShieldConfig, ShieldDecision
 from steward.simulators.actions import ACTION_NAMES, N_ACTIONS, Action
@@ -103,7 +108,8 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
     of a packaged one. ``members``: a mixture's member scenarios, resolved (a name loads
     them from the packaged catalogue). ``slo``, ``shield``: configs or packaged names.
     ``shield_enabled``, ``history_len``, ``reward_scale``, ``volume_baseline``,
-    ``nominal_accuracy``: see above.
+    ``nominal_accuracy``: see above. ``slow_drift_features``: append the encoder's three
+    slow-drift entries (off by default).
 
     ## Version History
     * v0: initial release.
@@ -121,6 +127,7 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
         reward_scale: float = 0.01,
         volume_baseline: bool = True,
         nominal_accuracy: float = 0.9,
+        slow_drift_features: bool = False,
         members: Sequence[ScenarioConfig] = (),
     ) -> None:
         if isinstance(scenario, str):  # the packaged catalogue, read once, here
@@ -133,7 +140,7 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
         self.shield = Shield(shield_config, self.slo, enabled=shield_enabled)
         resolved = check_members(self.scenario, members)
         self.world = World(self.scenario, self.slo, members=resolved)
-        self.encoder = ObservationEncoder(self.slo, history_len)
+        self.encoder = ObservationEncoder(self.slo, history_len, slow_drift_features)
         self.reward_scale = reward_scale
         self.volume_baseline = volume_baseline
         self.nominal_accuracy = nominal_accuracy
@@ -149,6 +156,8 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
         for lag in range(1, self.encoder.history_len):
             names += [f"{h}_lag{lag}" for h in HISTORY_FEATURES]
         names += [f"allowed_{a}" for a in ACTION_NAMES] + [f"last_{a}" for a in ACTION_NAMES]
+        if self.encoder.slow_drift_features:
+            names += [n for n, _ in SLOW_DRIFT_FEATURES]
         return names
 
     @property

@@ -20,10 +20,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from steward.errors import require_positive, require_share
+from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.actions import N_ACTIONS, Action
 from steward.simulators.costs import SloConfig
-from steward.simulators.errors import require_positive, require_share
-from steward.simulators.portfolio import ObservedPortfolio
 
 LABEL_HEALTH = "label health"
 ALWAYS_ALLOWED = (Action.WAIT, Action.ESCALATE)
@@ -191,7 +191,7 @@ def _labels_consistent(a: Action, p: ObservedPortfolio, slo: SloConfig, c: Shiel
 
     Rows served at the same time with the same score get their labels at random delays,
     so new and earlier labels of such a cohort agree whatever the world does; when they
-    do not, the pipeline changed (:mod:`steward.simulators.label_cohorts`). The alarm stays
+    do not, the pipeline changed (:mod:`steward.monitoring.label_cohorts`). The alarm stays
     raised until a human has looked (``label_alarm_peak_z``): a few days into an
     incident the earlier labels are broken too and the z-scores fall quiet. NaN: too few
     labels to tell, which is not evidence of a break.

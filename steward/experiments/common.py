@@ -22,10 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from steward.envs.shield import ShieldConfig
+from steward.errors import ConfigError
 from steward.extras import MissingExtraError, extra_for, require_extras
 from steward.simulators.catalogue import available, check_members, from_dict
 from steward.simulators.costs import SloConfig
-from steward.simulators.errors import ConfigError
 from steward.simulators.scenario import ScenarioConfig
 
 F = TypeVar("F", bound=Callable[..., Any])

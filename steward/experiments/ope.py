@@ -44,6 +44,7 @@ from steward.agent.ope.verdict import VerdictRule
 from steward.agent.policies import EpsilonSoft, Policy, make_heuristic
 from steward.envs.lifecycle_env import LifecycleEnv
 from steward.envs.shield import Shield, ShieldConfig
+from steward.errors import require
 from steward.experiments.common import (
     clean_errors,
     compose_scenario,
@@ -55,7 +56,6 @@ from steward.experiments.common import (
 from steward.experiments.schemas import OpeTargetSpec, register_schemas
 from steward.simulators.catalogue import from_dict
 from steward.simulators.costs import SloConfig
-from steward.simulators.errors import require
 
 register_schemas()
 

@@ -19,8 +19,8 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from steward.errors import ConfigError
 from steward.simulators.costs import SloConfig
-from steward.simulators.errors import ConfigError
 from steward.simulators.scenario import ScenarioConfig
 
 T = TypeVar("T")

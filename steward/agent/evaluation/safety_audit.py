@@ -104,13 +104,13 @@ class SafetyAudit:
         """
         world = facts.world
         peak, at, answered = self._alarm
-        if world.now < at or world.pages_answered != answered:
+        if world.now < at or world.state.pages_answered != answered:
             peak = math.nan
         shift, agreement = facts.label_cohorts()
         for z in (abs(shift), -agreement):
             if math.isfinite(z) and not z <= peak:
                 peak = z
-        self._alarm = (peak, world.now, world.pages_answered)
+        self._alarm = (peak, world.now, world.state.pages_answered)
         return peak
 
     def violations(self) -> int:

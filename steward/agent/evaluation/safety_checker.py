@@ -26,11 +26,11 @@ from scipy import special
 from sklearn.metrics import roc_auc_score
 
 from steward.envs.shield import RULES, Shield, ShieldConfig
-from steward.simulators import label_cohorts as cohorts
+from steward.monitoring import label_cohorts as cohorts
+from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.actions import MODEL_CHANGES, Action
 from steward.simulators.costs import SloConfig
 from steward.simulators.labels import DelayConfig
-from steward.simulators.portfolio import ObservedPortfolio
 from steward.simulators.served_log import ARRIVED
 from steward.simulators.windows import choose_window
 from steward.simulators.world import World
@@ -181,7 +181,7 @@ class WorldFacts:
     def label_cohorts(self) -> tuple[float, float]:
         """Stratified z-scores of the newest labels against earlier labels of their strata.
 
-        The specification of :mod:`steward.simulators.label_cohorts`, recomputed from the served
+        The specification of :mod:`steward.monitoring.label_cohorts`, recomputed from the served
         log with whole-array counts: strata are (serving time in quarter-day bins, capped
         at 30 days; score in tenths), over the labels arrived in the last 7 days; for each
         recent window, the positives among its labels against their hypergeometric mean and
@@ -272,7 +272,7 @@ class WorldFacts:
             )
         elif action == Action.RECALIBRATE:
             one_off = slo.calibration_cost
-        return w.spend_period + one_off + slo.inference_cost(after, self.volume()) * days_left
+        return w.state.spend.period + one_off + slo.inference_cost(after, self.volume()) * days_left
 
     def latency(self, action: Action) -> tuple[float, float]:
         """Expected p99 after ``action``, and now (the SLO's queueing model)."""
@@ -322,9 +322,9 @@ def check(facts: WorldFacts, action: Action, tolerance: float = TOLERANCE) -> di
         flag("labels_in_window", n < c.min_labels_in_window, n < c.min_labels_in_window)
     if not action.changes_model:
         return out
-    flag("change_in_flight", w.change_in_flight, w.change_in_flight)
-    flag("human_hold", w.hold, w.hold)
-    since = w.now - w.last_change_day
+    flag("change_in_flight", w.state.change_in_flight, w.state.change_in_flight)
+    flag("human_hold", w.state.hold, w.state.hold)
+    since = w.now - w.state.last_change_day
     flag("rate_limit", since < c.min_days_between_changes, since < c.min_days_between_changes)
     spend = facts.projected_spend(action)
     flag("cost_ceiling", spend > slo.cost_ceiling, spend > slo.cost_ceiling * (1 + tolerance))

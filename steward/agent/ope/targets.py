@@ -21,9 +21,9 @@ from steward.agent.ope.checks import LoggedDecisions, LogValidationError
 from steward.agent.policies.base import DecisionContext, Policy, one_hot
 from steward.agent.rollout import shielded_probabilities
 from steward.envs.shield import Shield, ShieldDecision
+from steward.errors import ConfigError
+from steward.monitoring.portfolio import NAN_OK, ObservedPortfolio
 from steward.simulators.actions import N_ACTIONS
-from steward.simulators.errors import ConfigError
-from steward.simulators.portfolio import NAN_OK, ObservedPortfolio
 
 PORTFOLIO_FIELDS = tuple(f.name for f in fields(ObservedPortfolio))
 BATCH_ROWS = 4096

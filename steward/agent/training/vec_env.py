@@ -27,10 +27,15 @@ def env_factory(
     history_len: int,
     reward_scale: float,
     members: Sequence[ScenarioConfig] = (),
+    slow_drift_features: bool = False,
+    wrap: Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]] | None = None,
 ) -> Callable[[], gym.Env[Any, Any]]:
-    """A thunk building one ``steward/Lifecycle-v0`` (in an ActionMasker).
+    """A thunk building one ``steward/Lifecycle-v0`` (``wrap``, then an ActionMasker).
 
     Episodes end at the scenario's own horizon (a mixture's, at the drawn member's).
+    ``members``: a mixture's member scenarios, resolved. ``slow_drift_features`` appends
+    the encoder's slow-drift block; ``wrap`` (e.g. the recipe's curriculum) goes around
+    the env inside the action masker.
     """
 
     def make() -> gym.Env[Any, Any]:
@@ -43,7 +48,10 @@ def env_factory(
             reward_scale=reward_scale,
             members=members,
             disable_env_checker=True,
+            **({"slow_drift_features": True} if slow_drift_features else {}),
         )
+        if wrap is not None:
+            env = wrap(env)
         return ActionMasker(env, _masks)
 
     return make
