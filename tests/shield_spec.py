@@ -5,9 +5,14 @@ Everything here comes from the documented rules (the README's rule table, the co
 functions: which actions each rule vetoes, at which threshold, with which fallback. The
 SLO's prices and queueing model (``SloConfig``) and the portfolio's family split are the
 world's, not the shield's, and are used as they are.
+
+A rule answers with an :class:`Objection`: none, evidence that the label pipeline broke (a
+veto that pages a human), label health unknown (a veto that waits: fail closed, but no
+page without evidence), or any other veto (waits).
 """
 
 import dataclasses
+import enum
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -50,6 +55,19 @@ MIN_DAYS = THRESHOLDS["min_days_between_changes"]
 def known(x: object) -> bool:
     """A finite number (NaN, infinities and non-numbers are unknown)."""
     return isinstance(x, int | float) and math.isfinite(x)
+
+
+class Objection(enum.Enum):
+    """What a rule says about an action."""
+
+    NONE = "none"
+    BROKEN = "label health"  # evidence that the label pipeline broke: page
+    UNKNOWN = "unknown label health"  # a label-health input is unknown: wait
+    VETO = "veto"  # any other rule: wait
+
+
+def objects_if(condition: bool) -> Objection:
+    return Objection.VETO if condition else Objection.NONE
 
 
 # -- the projections the cost and latency rules judge ------------------------------------
@@ -98,129 +116,139 @@ def spend_by_period_end(action: Action, p: ObservedPortfolio, slo: SloConfig) ->
 
 
 # -- the rules -------------------------------------------------------------------------------
-def arrival_broken(a: Action, p: ObservedPortfolio, slo: SloConfig) -> bool:
-    """Labels arrive at under half the expected rate (unknown rate: broken)."""
-    return not (known(p.label_arrival_ratio) and p.label_arrival_ratio >= ARRIVAL)
+def arrival_broken(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection:
+    """Labels arrive at under half the expected rate; an unknown rate is unknown health."""
+    if not known(p.label_arrival_ratio):
+        return Objection.UNKNOWN
+    return Objection.BROKEN if p.label_arrival_ratio < ARRIVAL else Objection.NONE
 
 
-def balance_broken(a: Action, p: ObservedPortfolio, slo: SloConfig) -> bool:
+def balance_broken(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection:
     """Balance moved beyond max(5 %, 3 standard errors), AUC fell beyond the same bound, and
     the errors go one way (|asymmetry| > 0.5); an unmeasurable AUC or asymmetry counts
-    against the labels."""
+    against the labels, an unmeasurable balance is unknown health."""
     gap = p.label_balance_gap
+    if not known(gap):
+        return Objection.UNKNOWN
     bound = max(0.05, 3.0 * 0.5 / math.sqrt(max(p.labels_last_day, 1)))
-    if not known(gap) or abs(gap) <= bound:
-        return False
+    if abs(gap) <= bound:
+        return Objection.NONE
     drop = p.auc_reference - p.auc_last_day
     auc_fell = not known(drop) or drop > bound
     one_way = not known(p.error_asymmetry) or abs(p.error_asymmetry) > 0.5
-    return auc_fell and one_way
+    return Objection.BROKEN if auc_fell and one_way else Objection.NONE
 
 
-def cohorts_disagree(a: Action, p: ObservedPortfolio, slo: SloConfig) -> bool:
-    """|shift z| > 4, agreement z < -4, or a held alarm peak > 4 (NaN: no evidence)."""
+def cohorts_disagree(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection:
+    """|shift z| > 4, agreement z < -4, or a held alarm peak > 4; else any of the three
+    NaN (the test cannot tell, or it was not reported) is unknown health."""
     shift, agreement, peak = p.label_shift_z, p.label_agreement_z, p.label_alarm_peak_z
-    return (
-        (known(shift) and abs(shift) > COHORT_Z)
-        or (known(agreement) and agreement < -COHORT_Z)
-        or (known(peak) and peak > COHORT_Z)
-    )
+    if abs(shift) > COHORT_Z or agreement < -COHORT_Z or peak > COHORT_Z:
+        return Objection.BROKEN
+    if math.isnan(shift) or math.isnan(agreement) or math.isnan(peak):
+        return Objection.UNKNOWN
+    return Objection.NONE
 
 
-def too_few_labels(a: Action, p: ObservedPortfolio, slo: SloConfig) -> bool:
+def too_few_labels(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection:
     """Under 300 usable labels in the window (unknown count: too few)."""
-    return not (known(p.labels_in_window) and p.labels_in_window >= MIN_LABELS)
+    return objects_if(not (known(p.labels_in_window) and p.labels_in_window >= MIN_LABELS))
 
 
-def in_flight(a: Action, p: ObservedPortfolio, slo: SloConfig) -> bool:
+def in_flight(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection:
     """A training job or canary is running."""
-    return bool(p.change_in_flight)
+    return objects_if(bool(p.change_in_flight))
 
 
-def on_hold(a: Action, p: ObservedPortfolio, slo: SloConfig) -> bool:
+def on_hold(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection:
     """A paged human has not answered yet."""
-    return bool(p.human_hold)
+    return objects_if(bool(p.human_hold))
 
 
-def too_soon(a: Action, p: ObservedPortfolio, slo: SloConfig) -> bool:
+def too_soon(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection:
     """The last change is under 2 days old (unknown age: too soon)."""
-    return not (known(p.days_since_change) and p.days_since_change >= MIN_DAYS)
+    return objects_if(not (known(p.days_since_change) and p.days_since_change >= MIN_DAYS))
 
 
-def over_ceiling(a: Action, p: ObservedPortfolio, slo: SloConfig) -> bool:
+def over_ceiling(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection:
     """The projected spend by the period's end exceeds the ceiling (unknown spend: over)."""
     spend = spend_by_period_end(a, p, slo)
-    return not known(spend) or spend > p.cost_ceiling
+    return objects_if(not known(spend) or spend > p.cost_ceiling)
 
 
-def over_latency(a: Action, p: ObservedPortfolio, slo: SloConfig) -> bool:
+def over_latency(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection:
     """The projected p99 exceeds both the budget and the current p99."""
     after = serves_after(a, p, slo)
     if not after:
-        return False
+        return Objection.NONE
     projected = slo.latency_p99_ms(after, p.requests_per_day)
     current = slo.latency_p99_ms(p.live_family_tuple, p.requests_per_day)
-    return projected > p.latency_budget_ms and projected > current
+    return objects_if(projected > p.latency_budget_ms and projected > current)
 
 
-def no_previous(a: Action, p: ObservedPortfolio, slo: SloConfig) -> bool:
+def no_previous(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection:
     """There is no valid rollback target."""
-    return not (p.has_previous_version and p.previous_family_tuple)
+    return objects_if(not (p.has_previous_version and p.previous_family_tuple))
 
 
-def already_ensemble(a: Action, p: ObservedPortfolio, slo: SloConfig) -> bool:
+def already_ensemble(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection:
     """The live version already serves several families."""
-    return len(p.live_family_tuple) > 1
+    return objects_if(len(p.live_family_tuple) > 1)
 
 
-def nothing_simpler(a: Action, p: ObservedPortfolio, slo: SloConfig) -> bool:
+def nothing_simpler(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection:
     """No family is simpler than the most complex one served."""
-    return simpler(p.live_family_tuple, slo) is None
+    return objects_if(simpler(p.live_family_tuple, slo) is None)
 
 
 class RuleSpec(NamedTuple):
     """One rule of the specification."""
 
     vetoes: frozenset[Action]
-    objects: Callable[[Action, ObservedPortfolio, SloConfig], bool]
-    label_health: bool  # a veto falls back to a page (unless a human is on it already)
+    objects: Callable[[Action, ObservedPortfolio, SloConfig], Objection]
 
 
 SPEC: dict[str, RuleSpec] = {
-    "label_arrival": RuleSpec(LABEL_FITS, arrival_broken, True),
-    "label_balance": RuleSpec(LABEL_FITS, balance_broken, True),
-    "label_cohort": RuleSpec(LABEL_FITS, cohorts_disagree, True),
-    "labels_in_window": RuleSpec(LABEL_FITS, too_few_labels, False),
-    "change_in_flight": RuleSpec(MODEL_CHANGES, in_flight, False),
-    "human_hold": RuleSpec(MODEL_CHANGES, on_hold, False),
-    "rate_limit": RuleSpec(MODEL_CHANGES, too_soon, False),
-    "cost_ceiling": RuleSpec(MODEL_CHANGES, over_ceiling, False),
-    "latency_budget": RuleSpec(frozenset({ENSEMBLE, ROLLBACK}), over_latency, False),
-    "previous_version": RuleSpec(frozenset({ROLLBACK, ENSEMBLE}), no_previous, False),
-    "single_ensemble": RuleSpec(frozenset({ENSEMBLE}), already_ensemble, False),
-    "simpler_family": RuleSpec(frozenset({SIMPLIFY}), nothing_simpler, False),
+    "label_arrival": RuleSpec(LABEL_FITS, arrival_broken),
+    "label_balance": RuleSpec(LABEL_FITS, balance_broken),
+    "label_cohort": RuleSpec(LABEL_FITS, cohorts_disagree),
+    "labels_in_window": RuleSpec(LABEL_FITS, too_few_labels),
+    "change_in_flight": RuleSpec(MODEL_CHANGES, in_flight),
+    "human_hold": RuleSpec(MODEL_CHANGES, on_hold),
+    "rate_limit": RuleSpec(MODEL_CHANGES, too_soon),
+    "cost_ceiling": RuleSpec(MODEL_CHANGES, over_ceiling),
+    "latency_budget": RuleSpec(frozenset({ENSEMBLE, ROLLBACK}), over_latency),
+    "previous_version": RuleSpec(frozenset({ROLLBACK, ENSEMBLE}), no_previous),
+    "single_ensemble": RuleSpec(frozenset({ENSEMBLE}), already_ensemble),
+    "simpler_family": RuleSpec(frozenset({SIMPLIFY}), nothing_simpler),
 }
+
+
+def judged(p: ObservedPortfolio, slo: SloConfig) -> dict[Action, dict[str, Objection]]:
+    """Per vetoed action, each objecting rule and its kind of objection (spec order)."""
+    out: dict[Action, dict[str, Objection]] = {}
+    for name, rule in SPEC.items():
+        for action in sorted(rule.vetoes):
+            objection = rule.objects(action, p, slo)
+            if objection is not Objection.NONE:
+                out.setdefault(action, {})[name] = objection
+    return out
 
 
 def objections(p: ObservedPortfolio, slo: SloConfig) -> dict[Action, list[str]]:
     """Per action, the rules that veto it (in the specification's order)."""
-    out: dict[Action, list[str]] = {}
-    for name, rule in SPEC.items():
-        for action in sorted(rule.vetoes):
-            if rule.objects(action, p, slo):
-                out.setdefault(action, []).append(name)
-    return out
+    return {action: list(rules) for action, rules in judged(p, slo).items()}
 
 
 def expected_execution(
     proposed: Action, p: ObservedPortfolio, slo: SloConfig, hold: bool
 ) -> Action:
-    """What executes: the proposal if no rule vetoes it; else a page when a label-health rule
-    vetoes it and no human is on it, else wait."""
-    rules = objections(p, slo).get(proposed, [])
+    """What executes: the proposal if no rule vetoes it; else a page when a rule found the
+    label pipeline broken and no human is on it, else wait."""
+    rules = judged(p, slo).get(proposed, {})
     if not rules:
         return proposed
-    if any(SPEC[r].label_health for r in rules) and not hold:
+    if Objection.BROKEN in rules.values() and not hold:
         return ESCALATE
     return WAIT
 

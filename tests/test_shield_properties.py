@@ -8,7 +8,8 @@ from ``envs/shield.py``), never from the shield's own rules table:
   wait and escalate are always allowed, and every vetoed action has its reasons;
 * on states a monitor could report (values across every threshold, unknowns included),
   the vetoed set is exactly what the specification's rules veto, each vetoed action has one
-  reason per objecting rule, and what executes is the specification's fallback;
+  reason per objecting rule, and what executes is the specification's fallback (a page
+  only on evidence that the label pipeline broke; unknown label health waits);
 * each rule vetoes exactly what the specification names, in states where only it objects.
 """
 
@@ -144,6 +145,13 @@ MAKES_OBJECT: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         ),
         st.fixed_dictionaries({"label_agreement_z": st.floats(-1e4, -4.001)}),
         st.fixed_dictionaries({"label_alarm_peak_z": st.floats(4.001, 1e4)}),
+        st.fixed_dictionaries(  # unknown: fail closed
+            {
+                "label_shift_z": st.sampled_from([0.5, NAN]),
+                "label_agreement_z": st.sampled_from([-0.8, NAN]),
+                "label_alarm_peak_z": st.just(NAN),
+            }
+        ),
     ),
     "labels_in_window": st.fixed_dictionaries({"labels_in_window": st.integers(-100, 299)}),
     "change_in_flight": st.just({"change_in_flight": True}),

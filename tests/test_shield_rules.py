@@ -279,6 +279,59 @@ def test_each_threshold_holds_at_its_boundary_and_vetoes_past_it(
     assert vetoed(shield, past) == vetoes
 
 
+# -- fail closed: unknown label health vetoes label fits, and waits --------------------------
+NAN = math.nan
+UNKNOWN = [
+    {"label_shift_z": NAN},
+    {"label_agreement_z": NAN},
+    {"label_alarm_peak_z": NAN},
+    {"label_shift_z": NAN, "label_agreement_z": NAN, "label_alarm_peak_z": NAN},
+    {"label_balance_gap": NAN},
+    {"label_balance_gap": math.inf},
+    {"label_arrival_ratio": NAN},
+    {"label_arrival_ratio": math.inf},
+]
+
+
+@pytest.mark.parametrize("changes", UNKNOWN, ids=lambda c: "+".join(c))
+def test_unknown_label_health_vetoes_label_fits_and_waits(
+    shield: Shield, slo: SloConfig, changes: dict[str, Any]
+) -> None:
+    p = healthy(**changes)
+    decision = shield.evaluate(p)
+    assert vetoed(shield, p) == LABEL_FIT_SET
+    for action in LABEL_FIT_SET:
+        (reason,) = decision.reasons[int(action)]
+        assert reason.startswith("unknown label health: "), reason
+        assert shield.apply(int(action), decision, False).executed == WAIT  # no page
+        assert expected_execution(action, p, slo, False) == WAIT
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"label_shift_z": NAN, "label_agreement_z": NAN, "label_alarm_peak_z": 6.0},
+        {"label_shift_z": -math.inf},
+        {"label_agreement_z": -math.inf, "label_alarm_peak_z": NAN},
+        {"label_shift_z": 5.0, "label_agreement_z": NAN},
+        {"label_balance_gap": NAN, "label_arrival_ratio": 0.1},
+    ],
+)
+def test_evidence_of_a_break_pages_even_beside_an_unknown(
+    shield: Shield, slo: SloConfig, changes: dict[str, Any]
+) -> None:
+    p = healthy(**changes)
+    decision = shield.evaluate(p)
+    assert vetoed(shield, p) == LABEL_FIT_SET
+    assert shield.apply(int(RETRAIN), decision, False).executed == ESCALATE
+    assert shield.apply(int(RETRAIN), decision, True).executed == WAIT
+    assert expected_execution(RETRAIN, p, slo, False) == ESCALATE
+
+
+def test_a_strong_agreement_is_no_unknown(shield: Shield) -> None:
+    assert vetoed(shield, healthy(label_agreement_z=math.inf, label_shift_z=-0.0)) == set()
+
+
 def test_the_balance_bound_counts_no_labels_as_one(shield: Shield) -> None:
     """With no labels the noise bound is one label's, 1.5: no gap in [-1, 1] passes it."""
     broken = {"auc_last_day": math.nan, "error_asymmetry": 1.0}
