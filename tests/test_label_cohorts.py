@@ -119,6 +119,31 @@ def test_the_z_scores_are_the_specified_statistic(seed: int) -> None:
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
 
 
+def test_monitoring_reports_the_specified_z_scores_of_the_last_week() -> None:
+    """In a running world the monitor's z-scores are the statistic over the labels that
+    arrived in the last 7 days and were not purged, recounted here from the served log."""
+    env = LifecycleEnv(scenario="label_corruption")
+    env.reset(seed=2)
+    compared = 0
+    for day in range(60):
+        env.step(int(Action.ESCALATE if day in (30, 45) else Action.WAIT))  # purges too
+        if day % 5:
+            continue
+        log, now = env.world.log, env.world.now
+        times = log.arrival_times[: log.n_arrivals]
+        rows = log.arrival_rows[: log.n_arrivals]
+        week = (times > now - 7.0) & (times <= now) & ~log.purged[rows]
+        picked = rows[week]
+        want = specified_z_scores(
+            times[week], times[week] - log.t_serve[picked], log.y_label[picked].astype(float),
+            log.score_live[picked], now,
+        )  # fmt: skip
+        p = env.report.observed
+        np.testing.assert_allclose((p.label_shift_z, p.label_agreement_z), want, rtol=1e-9)
+        compared += 1
+    assert compared == 12 and env.world.log.n_purged > 0
+
+
 def test_a_cohort_worked_through_by_hand() -> None:
     """80 rows served 2 days ago with score 0.95: 40 labels arrived 1.5 days ago (32
     positive), 40 in the last 3 hours (8 positive): the recent labels are short of positives."""
@@ -214,6 +239,9 @@ def test_the_alarm_keeps_its_peak_until_a_human_answers() -> None:
     assert alarm.update(0.3, 2.0, 0) == 5.0  # quiet z-scores do not lower it
     assert alarm.update(1.0, -6.0, 0) == 6.0  # -agreement: labels contradicting the scores
     assert alarm.update(0.5, 9.0, 1) == 0.5  # a human answered: cleared, then this decision
+    answers = int("1000")  # a count past the interpreter's cached small integers
+    assert alarm.update(7.0, 0.0, answers) == 7.0
+    assert alarm.update(0.1, 0.0, int("1000")) == 7.0  # the same count: no new answer
     assert alarm_z(0.2, 7.0) == 0.2  # agreeing labels are no alarm
     assert alarm_z(math.nan, 2.0) == 0.0  # ... and never a negative one
     assert math.isnan(alarm_z(math.nan, math.nan))

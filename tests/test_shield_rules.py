@@ -353,6 +353,7 @@ PROJECTION_STATES = [
     {"live_families": "linear", "period_elapsed_days": 9.0, "spend_period": 150.0},
     {"requests_per_day": 3.3e6, "period_elapsed_days": 0.25, "labels_in_window": 40_000},
     {"requests_per_day": 0.0, "live_families": "gbm+linear", "previous_families": "gbm"},
+    {"live_families": "linear+gbm"},  # simplify leaves the most complex member, not the first
 ]
 
 
