@@ -72,7 +72,9 @@ def linear_cdf(days_to_all: float, delivered: float = 1.0) -> np.ndarray:
 def test_expected_arrivals_weigh_each_served_day_by_its_arrival_chance(world: World) -> None:
     monitor = Monitor(world, linear_cdf(4.0, delivered=0.8))
     assert monitor._expected_arrivals_last_day(13.0) == 0.0  # nothing served yet
-    for day, rows in ((10, 100), (11, 200), (12, 300)):
+    monitor._count_served_day(10, 100)
+    assert monitor._expected_arrivals_last_day(11.0) == pytest.approx(100 * 0.8 * 0.5 / 4)
+    for day, rows in ((11, 200), (12, 300)):
         monitor._count_served_day(day, rows)
     # at 13.0 the days are 0.5, 1.5 and 2.5 days old at mid-day: the chance of arriving in
     # the last day is F(age) - F(age - 1) with F = 0.8 * age / 4 (and 0 before serving)
