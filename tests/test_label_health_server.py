@@ -11,8 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from steward.agent.server.http.schemas import EXAMPLE_PORTFOLIO
 from test_server_harness import AUTH, ThreadedServer, decision_body, settings_for
+
+from steward.agent.server.http.schemas import EXAMPLE_PORTFOLIO
 
 LABEL_FITS = {"retrain", "recalibrate", "simplify"}
 
