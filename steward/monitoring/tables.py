@@ -207,13 +207,6 @@ def join_rows(prediction_id: np.ndarray, label_id: np.ndarray) -> np.ndarray:
     if prediction_id.dtype != label_id.dtype:
         prediction_id, label_id = prediction_id.astype(str), label_id.astype(str)
     n = prediction_id.shape[0]
-    if (
-        n
-        and prediction_id.dtype.kind == "i"
-        and bool(np.all(prediction_id[1:] > prediction_id[:-1]))
-    ):
-        at = np.minimum(np.searchsorted(prediction_id, label_id), n - 1)  # ascending ids
-        return np.where(prediction_id[at] == label_id, at, -1)
     codes, uniques = pd.factorize(np.concatenate([prediction_id, label_id]))
     position = np.full(len(uniques), -1, dtype=np.int64)
     position[codes[:n]] = np.arange(n)
