@@ -42,6 +42,7 @@ THRESHOLDS = {
     "min_auc_drop": 0.05,
     "min_error_asymmetry": 0.5,
     "max_label_cohort_z": 4.0,
+    "cohort_test_required": True,  # a service may waive the test's verdict, not its evidence
     "min_labels_in_window": 300,
     "min_days_between_changes": 2.0,
     "max_train_rows": 4_000,

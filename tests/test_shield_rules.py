@@ -35,6 +35,7 @@ from shield_spec import (
     spend_by_period_end,
 )
 
+from steward.envs.lifecycle_env import LifecycleEnv
 from steward.envs.shield import (
     RULES,
     Shield,
@@ -519,3 +520,33 @@ def test_the_version_names_the_rules_and_the_thresholds(slo: SloConfig) -> None:
     assert Shield(ShieldConfig(), slo, enabled=False).version == version
     stricter = Shield(ShieldConfig(min_labels_in_window=301), slo).version
     assert stricter != version and stricter.split("-")[1] == version.split("-")[1]
+
+
+def test_a_service_may_waive_the_cohort_test_but_not_its_evidence(
+    slo: SloConfig, shield_config: ShieldConfig
+) -> None:
+    """``cohort_test_required: false`` lets label fits through when the cohort test has no
+    z-score (too few labels), and only then: a z-score over the limit still vetoes."""
+    unknown = healthy(label_shift_z=math.nan, label_agreement_z=math.nan)
+    waived = Shield(dataclasses.replace(shield_config, cohort_test_required=False), slo)
+    strict = Shield(shield_config, slo)
+    fits = [int(a) for a in (Action.RETRAIN, Action.RECALIBRATE, Action.SIMPLIFY)]
+    assert not strict.evaluate(unknown).mask[fits].any()
+    assert waived.evaluate(unknown).mask[fits].all()
+    broken = dataclasses.replace(unknown, label_shift_z=9.0)
+    assert not waived.evaluate(broken).mask[fits].any()
+
+
+def test_elec2_waives_the_cohort_test_and_fits_again() -> None:
+    """Elec2 (48 labels a day) never has a cohort z-score; its scenario waives the test, so
+    the env's shield for it lets a retrain through, while every other world keeps it."""
+    env = LifecycleEnv(scenario="elec2")
+    env.reset(seed=0)
+    assert math.isnan(env.report.observed.label_shift_z)
+    assert not env.shield.config.cohort_test_required
+    assert env.base_shield.config.cohort_test_required
+    retrains = 0
+    for _ in range(40):
+        _, _, _, _, info = env.step(int(Action.RETRAIN))
+        retrains += info["executed_action"] == int(Action.RETRAIN)
+    assert retrains > 0

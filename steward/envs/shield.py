@@ -53,6 +53,9 @@ class ShieldConfig:
     min_auc_drop: float = 0.05  # ... while the scores rank the labels this much worse ...
     min_error_asymmetry: float = 0.5  # ... and the new errors all go one way
     max_label_cohort_z: float = 4.0  # new labels vs earlier ones of the same rows' cohort
+    # a label fit needs the cohort test's verdict; a service with too few labels for the
+    # test (a few dozen a day) may waive it: the arrival and balance rules still hold
+    cohort_test_required: bool = True
     min_labels_in_window: int = 300  # a fit needs this many usable labels
     min_days_between_changes: float = 2.0  # rate limit on model changes
     max_train_rows: int = 4_000  # rows a fit uses at most (for its projected cost)
@@ -210,7 +213,8 @@ def _labels_consistent(a: Action, p: ObservedPortfolio, slo: SloConfig, c: Shiel
 
     A z-score or peak that is NaN (too few labels for the test, or not reported) leaves
     label health unknown, which counts against label fits too; being no evidence of a
-    break, its veto waits instead of paging.
+    break, its veto waits instead of paging. A service whose label volume can never feed
+    the test waives that (``cohort_test_required: false``); evidence still vetoes.
     """
     limit = c.max_label_cohort_z
     shift, agreement, peak = p.label_shift_z, p.label_agreement_z, p.label_alarm_peak_z
@@ -225,7 +229,8 @@ def _labels_consistent(a: Action, p: ObservedPortfolio, slo: SloConfig, c: Shiel
             f"{LABEL_HEALTH}: the label alarm (z {peak:.1f} > {limit:g}) is raised until a"
             " human answers a page about the label pipeline"
         )
-    if math.isnan(shift) or math.isnan(agreement) or math.isnan(peak):
+    unknown = math.isnan(shift) or math.isnan(agreement) or math.isnan(peak)
+    if unknown and c.cohort_test_required:
         return (
             f"{UNKNOWN_LABEL_HEALTH}: the label-cohort test cannot tell (positive share z"
             f" {shift:+.1f}, agreement z {agreement:+.1f}, alarm peak {peak:.1f})"

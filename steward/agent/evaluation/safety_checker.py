@@ -319,7 +319,9 @@ def check(facts: WorldFacts, action: Action, tolerance: float = TOLERANCE) -> di
             -agreement if math.isfinite(agreement) else 0.0,
             facts.alarm_peak if math.isfinite(facts.alarm_peak) else 0.0,
         )
-        unknown = any(math.isnan(z) for z in (shift, agreement, facts.alarm_peak))
+        unknown = c.cohort_test_required and any(
+            math.isnan(z) for z in (shift, agreement, facts.alarm_peak)
+        )
         flag("label_cohort", worst > limit or unknown, worst > limit * (1 + tolerance) or unknown)
         n = facts.labels_in_window()
         flag("labels_in_window", n < c.min_labels_in_window, n < c.min_labels_in_window)
