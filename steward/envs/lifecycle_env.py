@@ -1,6 +1,5 @@
 """``steward/Lifecycle-v0``: lifecycle decisions for a deployed model, one day per step."""
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +13,7 @@ from steward.envs.encoder import (
     ObservationEncoder,
 )
 from steward.envs.reward import reward_components
-from steward.envs.shield import Shield, ShieldConfig, ShieldDecision
+from steward.envs.shield import Shield, ShieldConfig, ShieldDecision, with_overrides
 from steward.simulators.actions import ACTION_NAMES, N_ACTIONS, Action
 from steward.simulators.catalogue import (
     check_members,
@@ -200,8 +199,8 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
         key = repr(sorted(world.shield_overrides.items()))
         if key not in self._shields:
             base = self.base_shield
-            merged = {**dataclasses.asdict(base.config), **world.shield_overrides}
-            config = from_dict(ShieldConfig, merged, f"scenario {world.name} shield_overrides")
+            where = f"scenario {world.name} shield_overrides"
+            config = with_overrides(base.config, world.shield_overrides, where)
             self._shields[key] = Shield(config, base.slo, enabled=base.enabled)
         return self._shields[key]
 

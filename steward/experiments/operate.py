@@ -29,7 +29,7 @@ from steward.backends.estimators import EstimatorFamilies
 from steward.backends.mlflow_backend import local_settings, operated_world
 from steward.backends.mlflow_store import MlflowSettings
 from steward.backends.pagers import make_pager
-from steward.envs.shield import Shield
+from steward.envs.shield import Shield, with_overrides
 from steward.errors import ConfigError, require
 from steward.experiments.common import (
     clean_errors,
@@ -99,7 +99,13 @@ def operate(cfg: DictConfig, out: Path) -> None:
     world = operated.world
     first = world.reset(seed=episode_seeds(cfg.seed, 1)[0])
     service = AgentService(
-        Shield(shield_config, slo), policy, seed=cfg.seed, deterministic=cfg.deterministic
+        Shield(
+            with_overrides(shield_config, scenario.shield_overrides, "scenario.shield_overrides"),
+            slo,
+        ),
+        policy,
+        seed=cfg.seed,
+        deterministic=cfg.deterministic,
     )
     monitor = MonitorSettings(
         delay_cdf=scenario.delay.cdf_table(),
