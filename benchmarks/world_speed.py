@@ -12,10 +12,10 @@ weekly ``periodic`` retraining (retrain on days 7, 14, ...). Fit time is measure
 :class:`TimingBackend` that wraps the real :class:`SklearnBackend` and times each call
 (a measurement wrapper: every fit and prediction is the real scikit-learn one).
 
-Targets (the world issue): at least 1,000 epochs/s between fits, at least 300 epochs/s
-averaged over an episode of weekly retraining, a fit of the default model family on the
-default window under 50 ms. The issue set them against a machine of known speed; the run
-ends by timing that machine's reference operations here
+Targets (the project's original design brief): at least 1,000 epochs/s between fits, at
+least 300 epochs/s averaged over an episode of weekly retraining, a fit of the default
+model family on the default window under 50 ms. The brief set them on a reference machine;
+the run ends by timing that machine's reference operations here
 (:mod:`benchmarks.machine_reference`), so a reader can tell a slow day from slow code.
 """
 

@@ -137,6 +137,7 @@ def test_evaluate_runs_agent_and_every_baseline_on_an_external_scenario(
     report = (tmp_path / "eval" / "report.html").read_text()
     assert "seed by seed" in report and "Paging" in report
     assert (tmp_path / "eval" / "report.html").stat().st_size > 10_000
+    assert (tmp_path / "eval" / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     tuned = json.loads((tmp_path / "eval" / "tuned_baselines.json").read_text())
     assert tuned["outside_drift"]["periodic"] == {"period_days": 7}
 

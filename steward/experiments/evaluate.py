@@ -7,7 +7,8 @@ on the same held-out test seeds through the same shield (the seed splits are dis
 ``steward.agent.evaluation.seeds``). The agent is compared with the best tuned heuristic
 seed by seed (``steward.agent.evaluation.paired``), and every policy's paging is measured
 (``steward.agent.evaluation.humility``). Writes ``results.json``,
-``tuned_baselines.json`` and ``report.html`` into the run dir.
+``tuned_baselines.json``, ``report.html`` and ``summary.png`` (the paired differences at a
+glance) into the run dir.
 
 ``executor=ray`` runs the episodes as Ray tasks: on a local Ray instance with ``n_jobs``
 CPUs, or on the cluster at ``ray_address``.
@@ -45,6 +46,7 @@ from steward.agent.evaluation.results import (
 )
 from steward.agent.evaluation.seeds import split_seeds
 from steward.agent.reporting.evaluation_report import write_report
+from steward.agent.reporting.evaluation_summary import write_summary_png
 from steward.envs.shield import ShieldConfig
 from steward.errors import require
 from steward.experiments.common import (
@@ -249,6 +251,7 @@ def _evaluate(cfg: DictConfig, worlds: list[WorldSpec]) -> None:
     )
     (out / "results.json").write_text(json.dumps(payload, indent=2))
     write_report(payload, timelines, out / "report.html")
+    wrote_summary = write_summary_png(payload, out / "summary.png")
     for scenario, verdict in summary.items():
         if verdict:
             diff = verdict["agent_minus_best"]
@@ -257,7 +260,8 @@ def _evaluate(cfg: DictConfig, worlds: list[WorldSpec]) -> None:
                 f"{scenario:18s} agent - best ({verdict['best_heuristic']}): "
                 f"{diff['mean']:+9.1f} [{low:+.1f}, {high:+.1f}]  {verdict['verdict']}"
             )
-    print(f"wrote {out / 'results.json'} and {out / 'report.html'}")
+    written = ["results.json", "report.html"] + (["summary.png"] if wrote_summary else [])
+    print(f"wrote {', '.join(written)} into {out}")
 
 
 def run() -> None:
