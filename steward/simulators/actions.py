@@ -4,7 +4,7 @@ from enum import IntEnum
 
 
 class Action(IntEnum):
-    """A lifecycle action on the deployed model (see DESIGN.md for what each does)."""
+    """A lifecycle action on the deployed model (each is described in ``docs/DESIGN.md``)."""
 
     WAIT = 0
     RETRAIN = 1

@@ -1,4 +1,4 @@
-"""What each action really does to the model registry (the table in ``docs/DESIGN.md``).
+"""What each action really does to the model registry (``docs/DESIGN.md``, "The actions").
 
 :class:`Operations` runs on an episode's clock and writes to its registry store: the
 simulator's in-memory :class:`~steward.simulators.models.registry.Registry`, or a real one

@@ -1,7 +1,8 @@
 """An independent safety checker: does an executed action break a shield rule?
 
 Written apart from the shield (``envs/shield.py``), from the rule *specification*
-(``configs/shield/``, ``docs/DESIGN.md``). The shield reads the observed portfolio; this
+(``configs/shield/default.yaml``; the rule tables of ``docs/safety.md`` and of
+``docs/DESIGN.md``, "The shield"). The shield reads the observed portfolio; this
 checker recomputes every rule from the world's own state at the moment an action
 executes: the change in flight, the human hold, the registry's rollback target, days
 since the last change, label health recounted from the served log (arrivals against the
