@@ -147,3 +147,26 @@ def test_the_checkers_delay_cdf_matches_the_worlds_delays(delay: DelayConfig) ->
     np.testing.assert_allclose(delay_cdf(delay, ages), exact_delay_cdf(delay, ages), atol=1e-3)
     assert delay_cdf(delay, np.array([-1.0, 0.0]))[0] == 0.0
     assert math.isclose(float(exact_delay_cdf(delay, np.array([1e6]))[0]), 1 - delay.loss_rate)
+
+
+def test_checker_and_shield_project_the_same_period_spend_for_a_fractional_period() -> None:
+    """A 3.5-day budget period opens at the first daily decision at or after each boundary;
+    the checker counts the days left from the world's clock, the shield from the portfolio."""
+    from steward.agent.evaluation.safety_checker import WorldFacts
+    from steward.envs.shield import ShieldConfig, projected_period_spend
+    from steward.simulators.actions import Action
+    from steward.simulators.catalogue import load_slo
+    from steward.simulators.world import World
+
+    slo = dataclasses.replace(load_slo(), period_days=3.5)
+    scenario = dataclasses.replace(load_scenario("stable"), horizon_days=12)
+    world = World(scenario, slo)
+    report = world.reset(seed=0)
+    config = ShieldConfig()
+    for day in range(11):
+        action = Action.RETRAIN if day in (2, 6) else Action.WAIT
+        facts = WorldFacts(world, config)
+        checker = facts.projected_spend(Action.WAIT)
+        shield = projected_period_spend(Action.WAIT, report.observed, slo, config)
+        assert checker == pytest.approx(shield, rel=1e-9), (day, checker, shield)
+        report = world.step(action)

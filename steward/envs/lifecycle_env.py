@@ -90,13 +90,13 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
 
     ## Rewards
     Dollars per day times ``reward_scale``: value of correct predictions minus errors,
-    critical errors, compute, pages, latency-budget and region-gap penalties, and a
-    penalty for a vetoed proposal (terms in ``info["reward_components"]``, the total in
-    ``info["reward_dollars"]``). With ``volume_baseline`` (default) the reward subtracts
-    what the day's traffic would earn at ``nominal_accuracy``: traffic volume is
-    exogenous (no action changes it), so every policy's return shifts by the same amount
-    and the ranking of policies is unchanged, while the day-to-day variance from traffic
-    swings leaves the learning signal.
+    critical errors, compute, pages, latency-budget and region-gap penalties, a penalty for
+    a vetoed proposal and a cost per deployment (terms in ``info["reward_components"]``, the
+    total in ``info["reward_dollars"]``). With ``volume_baseline`` (default) the reward
+    subtracts what the day's traffic would earn at ``nominal_accuracy``: traffic volume is
+    exogenous (no action changes it), so every policy's return shifts by the same amount and
+    the ranking of policies is unchanged, while the day-to-day variance from traffic swings
+    leaves the learning signal.
 
     ## Episode End
     Never terminated; truncated at the scenario's ``horizon_days`` (a mixture's episode

@@ -262,7 +262,9 @@ class WorldFacts:
         w, slo = self.world, self.slo
         after = families_after(action, w, slo)
         period = slo.period_days
-        days_left = period - (w.now % period)
+        # a period opens at the first daily decision at or after each boundary
+        boundary = math.floor(w.now / period + 1e-9) * period
+        days_left = period - (w.now - math.ceil(boundary - 1e-9))
         one_off = 0.0
         if action in (Action.RETRAIN, Action.SIMPLIFY):
             rows = self._memo(
