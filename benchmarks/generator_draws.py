@@ -10,7 +10,6 @@ distributions (``--figure``, default ``benchmarks/results/generator_draws.png``)
 """
 
 import argparse
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from benchmarks.reporting import write_result
 from steward.experiments.common import at_least, clean_errors
 from steward.simulators.catalogue import load_members, load_scenario
 from steward.simulators.generator import generate_scenario, mechanisms_of
@@ -175,8 +175,11 @@ def main() -> None:
         if (i + 1) % 250 == 0:
             print(f"drew {i + 1:,} of {args.draws:,} worlds", flush=True)
     summary = summarise(worlds)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(summary, indent=2))
+    command = (
+        f"python -m benchmarks.generator_draws --draws {args.draws} --seed {args.seed} "
+        f"--scenario {args.scenario}"
+    )
+    write_result("generator_draws", command, summary, args.json)
     figure(worlds, summary, args.figure)
     for key in ("worlds", "drift_kind", "incident_flavour", "model_family"):
         print(f"{key:18s} {summary[key]}")

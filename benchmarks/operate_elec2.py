@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from benchmarks.reporting import RESULTS_DIR, write_result
 from steward.agent.closed_loop import run_closed_loop
 from steward.agent.policies import make_heuristic
 from steward.agent.service import AgentService, ServiceSettings
@@ -114,7 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=at_least(1), default=1)
     parser.add_argument("--policy", default="periodic")
-    parser.add_argument("--json", default=str(ROOT / "benchmarks/results/operate_elec2.json"))
+    parser.add_argument("--json", type=Path, default=RESULTS_DIR / "operate_elec2.json")
     args = parser.parse_args()
     runs: dict[str, list[dict[str, Any]]] = {"simulator": [], "mlflow": []}
     checks = []
@@ -153,10 +154,8 @@ def main() -> None:
         "parity": checks,
     }
     print(json.dumps({k: v for k, v in result.items() if k != "mlflow_calls"}, indent=1))
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1))
-    print(f"wrote {path}")
+    command = f"python -m benchmarks.operate_elec2 --repeats {args.repeats} --policy {args.policy}"
+    print(f"wrote {write_result('operate_elec2', command, result, args.json)}")
 
 
 if __name__ == "__main__":
