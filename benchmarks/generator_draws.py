@@ -64,13 +64,13 @@ def summarise(worlds: list[ScenarioConfig]) -> dict[str, Any]:
             60 <= c.width_days <= 120 for c in concepts if c.kind == "gradual"
         ),
         "recurring_period_days": stats([c.period_days for c in concepts if c.kind == "recurring"]),
-        "swapped_features": dict(Counter(c.swapped_features for c in concepts)),
+        "swapped_features": dict(sorted(Counter(c.swapped_features for c in concepts).items())),
         "label_delay_mean_days": stats([w.delay.mean_days for w in synthetic]),
         "label_delay_kind": dict(Counter(w.delay.kind for w in synthetic)),
         "incident_flavour": dict(
             Counter(flavour(i.kind, i.mode, i.forced_class) for i in incidents)
         ),
-        "incidents_per_episode": dict(Counter(len(w.incidents) for w in worlds)),
+        "incidents_per_episode": dict(sorted(Counter(len(w.incidents) for w in worlds).items())),
         "corruption_share": stats([i.share for i in incidents if i.kind == "corruption"]),
         "incident_start_days": stats([i.start_day for i in incidents]),
         "incident_duration_days": stats([i.duration_days for i in incidents]),
@@ -93,7 +93,7 @@ def summarise(worlds: list[ScenarioConfig]) -> dict[str, Any]:
         ),
         "regional_drift": sum(w.synthetic.regions.drifting_region >= 0 for w in synthetic),
         "model_family": dict(Counter(w.initial_family for w in synthetic)),
-        "mechanisms_per_synthetic_episode": dict(Counter(mechanisms)),
+        "mechanisms_per_synthetic_episode": dict(sorted(Counter(mechanisms).items())),
     }
 
 
