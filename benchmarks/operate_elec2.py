@@ -4,12 +4,13 @@
     python -m benchmarks.operate_elec2 --repeats 3 --policy periodic
 
 Runs the closed loop of ``steward.experiments.operate`` (the agent service ingests the
-world's logs, decides, executes) over a full Elec2 episode on the simulator's backend and
-on the MLflow one (a fresh SQLite store in a temporary folder), alternating them. Each
-MLflow call the backend makes is timed (:class:`steward.backends.mlflow_calls.MlflowCalls`:
-logging and registering versions, moving aliases, loading the champion back, tags, and
-reading the registry's state every day). Parity: both backends execute the same actions
-and compute the same portfolios, field for field.
+world's logs, decides through the shield with Elec2's own ``shield_overrides``,
+executes) over a full Elec2 episode on the simulator's backend and on the MLflow one (a
+fresh SQLite store in a temporary folder), alternating them. Each MLflow call the
+backend makes is timed (:class:`steward.backends.mlflow_calls.MlflowCalls`: logging and
+registering versions, moving aliases, loading the champion back, tags, and reading the
+registry's state every day). Parity: both backends execute the same actions and compute
+the same portfolios, field for field.
 
 Reports the median and range of the wall times (with and without creating the MLflow
 store, which runs its schema migrations once), of MLflow's share and of the slowdown
@@ -34,7 +35,7 @@ from steward.agent.service import AgentService, ServiceSettings
 from steward.backends.estimators import EstimatorFamilies
 from steward.backends.mlflow_backend import local_settings, operated_world
 from steward.envs.lifecycle_env import load_shield_config
-from steward.envs.shield import Shield
+from steward.envs.shield import Shield, with_overrides
 from steward.experiments.common import at_least, clean_errors
 from steward.monitoring.state import MonitorSettings
 from steward.simulators.catalogue import load_scenario, load_slo
@@ -59,7 +60,8 @@ def run_once(kind: str, policy_name: str, folder: Path) -> dict[str, Any]:
         MlflowClient(operated.settings.tracking_uri).search_experiments()
     setup = time.perf_counter() - started
     first = operated.world.reset(seed=SEED)
-    service = AgentService(Shield(load_shield_config(), slo), make_heuristic(policy_name), SEED)
+    shield = with_overrides(load_shield_config(), scenario.shield_overrides, "shield_overrides")
+    service = AgentService(Shield(shield, slo), make_heuristic(policy_name), SEED)
     monitor = MonitorSettings(
         delay_cdf=scenario.delay.cdf_table(),
         recent_days=scenario.recent_days,
