@@ -160,7 +160,6 @@ def main() -> None:
     print(f"  {'total':<10}{sum(per_decision.values()):8.1f}")
     print(f"  {'and in the audit writer process':<10}{writer:8.1f}")
     document = {
-        "command": " ".join(sys.argv),
         "decisions": args.decisions,
         "batch": args.batch,
         "repeats": args.repeats,
@@ -168,9 +167,13 @@ def main() -> None:
         "total_microseconds": sum(per_decision.values()),
         "writer_process_microseconds": writer,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    command = (
+        f"python benchmarks/decision_stages.py --policy {args.policy} --decisions "
+        f"{args.decisions} --batch {args.batch} --repeats {args.repeats}"
+    )
+    from benchmarks.reporting import write_result
+
+    print(f"wrote {write_result('decision_stages', command, document, args.json)}")
 
 
 if __name__ == "__main__":

@@ -15,12 +15,14 @@ learner itself sustains. Goal: env steps/s >= PPO steps/s under every policy.
 import argparse
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gymnasium
 import numpy as np
 import torch
 
+from benchmarks.reporting import RESULTS_DIR, write_result
 from steward import envs
 from steward.experiments.common import at_least, clean_errors
 from steward.simulators.actions import N_ACTIONS, Action
@@ -84,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=at_least(1), default=3_000, help="env steps per policy")
     parser.add_argument("--ppo-steps", type=at_least(1), default=8_192)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=RESULTS_DIR / "env_speed.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -109,6 +112,29 @@ def main(argv: list[str] | None = None) -> None:
         f"slowest policy: {slowest} at {ratio:.2f}x PPO's throughput -> {verdict} of the two "
         f"({'meets' if ratio >= 1 else 'MISSES'} the goal)"
     )
+    command = (
+        f"python -m benchmarks.env_speed --scenario {args.scenario} --steps {args.steps} "
+        f"--ppo-steps {args.ppo_steps} --seed {args.seed}"
+    )
+    figures = {
+        "scenario": args.scenario,
+        "env_steps_per_policy": args.steps,
+        "ppo_timesteps": args.ppo_steps,
+        "ppo_steps_per_s": ppo,
+        "by_policy": [
+            {
+                "policy": name,
+                "env_steps_per_s": rate,
+                "episodes": episodes,
+                "env_over_ppo": rate / ppo,
+            }
+            for name, (rate, episodes) in rates.items()
+        ],
+        "slowest_policy": slowest,
+        "slowest_env_over_ppo": ratio,
+        "target_env_over_ppo": 1.0,
+    }
+    print(f"wrote {write_result('env_speed', command, figures, args.json)}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ distributions (``--figure``, default ``benchmarks/results/generator_draws.png``)
 """
 
 import argparse
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from benchmarks.reporting import write_result
 from steward.experiments.common import at_least, clean_errors
 from steward.simulators.catalogue import load_members, load_scenario
 from steward.simulators.generator import generate_scenario, mechanisms_of
@@ -64,13 +64,13 @@ def summarise(worlds: list[ScenarioConfig]) -> dict[str, Any]:
             60 <= c.width_days <= 120 for c in concepts if c.kind == "gradual"
         ),
         "recurring_period_days": stats([c.period_days for c in concepts if c.kind == "recurring"]),
-        "swapped_features": dict(Counter(c.swapped_features for c in concepts)),
+        "swapped_features": dict(sorted(Counter(c.swapped_features for c in concepts).items())),
         "label_delay_mean_days": stats([w.delay.mean_days for w in synthetic]),
         "label_delay_kind": dict(Counter(w.delay.kind for w in synthetic)),
         "incident_flavour": dict(
             Counter(flavour(i.kind, i.mode, i.forced_class) for i in incidents)
         ),
-        "incidents_per_episode": dict(Counter(len(w.incidents) for w in worlds)),
+        "incidents_per_episode": dict(sorted(Counter(len(w.incidents) for w in worlds).items())),
         "corruption_share": stats([i.share for i in incidents if i.kind == "corruption"]),
         "incident_start_days": stats([i.start_day for i in incidents]),
         "incident_duration_days": stats([i.duration_days for i in incidents]),
@@ -93,7 +93,7 @@ def summarise(worlds: list[ScenarioConfig]) -> dict[str, Any]:
         ),
         "regional_drift": sum(w.synthetic.regions.drifting_region >= 0 for w in synthetic),
         "model_family": dict(Counter(w.initial_family for w in synthetic)),
-        "mechanisms_per_synthetic_episode": dict(Counter(mechanisms)),
+        "mechanisms_per_synthetic_episode": dict(sorted(Counter(mechanisms).items())),
     }
 
 
@@ -175,8 +175,11 @@ def main() -> None:
         if (i + 1) % 250 == 0:
             print(f"drew {i + 1:,} of {args.draws:,} worlds", flush=True)
     summary = summarise(worlds)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(summary, indent=2))
+    command = (
+        f"python -m benchmarks.generator_draws --draws {args.draws} --seed {args.seed} "
+        f"--scenario {args.scenario}"
+    )
+    write_result("generator_draws", command, summary, args.json)
     figure(worlds, summary, args.figure)
     for key in ("worlds", "drift_kind", "incident_flavour", "model_family"):
         print(f"{key:18s} {summary[key]}")

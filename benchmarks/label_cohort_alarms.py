@@ -17,7 +17,10 @@ import argparse
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from benchmarks.reporting import RESULTS_DIR, write_result
 from steward.envs.shield import LABEL_HEALTH, RULES, ShieldConfig
 from steward.experiments.common import at_least, clean_errors
 from steward.monitoring.portfolio import ObservedPortfolio
@@ -93,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--episodes", type=at_least(1), default=12)
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--worlds", nargs="*", default=None)
+    parser.add_argument("--json", type=Path, default=RESULTS_DIR / "label_cohort_alarms.json")
     args = parser.parse_args(argv)
     slo = load_slo()
     worlds = args.worlds or [w for w in available("scenario") if w != "mixed"]
@@ -102,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     totals = dict.fromkeys(THRESHOLDS, 0)
     total_epochs = total_tested = 0
+    rows: list[dict[str, Any]] = []
     for name in worlds:
         alarms = run_world(name, args.episodes, args.seed, slo)
         total_epochs += alarms.clean_epochs
@@ -111,9 +116,17 @@ def main(argv: list[str] | None = None) -> None:
             totals[limit] += alarms.false_alarms[limit]
             cells += f"{alarms.false_alarms[limit]:>16,}"
         onset = ""
+        row: dict[str, Any] = {
+            "world": name,
+            "clean_epochs": alarms.clean_epochs,
+            "tested_epochs": alarms.tested_epochs,
+            **{f"false_alarms_z{t:g}": alarms.false_alarms[t] for t in THRESHOLDS},
+        }
         if alarms.onsets:
             caught = sum(fires(seen, 4.0, slo) for _, seen in alarms.onsets)
             missed = sorted(age for age, seen in alarms.onsets if not fires(seen, 4.0, slo))
+            row |= {"onsets": len(alarms.onsets), "caught_z4": caught}
+            row["missed_ages_days"] = [round(age, 2) for age in missed]
             onset = f"   caught at |z|>4 in {caught} of {len(alarms.onsets)}"
             if missed:
                 onset += f" (missed at ages {', '.join(f'{age:.2f}' for age in missed)} d)"
@@ -121,8 +134,22 @@ def main(argv: list[str] | None = None) -> None:
             f"{name:<18}{alarms.clean_epochs:>8,}{alarms.tested_epochs:>8,}{cells}{onset}",
             flush=True,
         )
+        rows.append(row)
     cells = "".join(f"{totals[limit]:>16,}" for limit in THRESHOLDS)
     print(f"{'all':<18}{total_epochs:>8,}{total_tested:>8,}{cells}")
+    command = (
+        f"python -m benchmarks.label_cohort_alarms --episodes {args.episodes} --seed {args.seed}"
+    )
+    if args.worlds:
+        command += " --worlds " + " ".join(args.worlds)
+    figures = {
+        "episodes_per_world": args.episodes,
+        "clean_epochs": total_epochs,
+        "tested_epochs": total_tested,
+        **{f"false_alarms_z{t:g}": totals[t] for t in THRESHOLDS},
+        "by_world": rows,
+    }
+    print(f"wrote {write_result('label_cohort_alarms', command, figures, args.json)}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ instead (slower; the same verdicts).
 Equivalent mutants (no test can tell them apart from the original: the program behaves the
 same) are listed in ``benchmarks/mutation_score.toml`` with the reason; the report counts
 them apart and prints any other survivor. Score = killed / (mutants - documented
-equivalents); the raw killed / mutants is reported beside it.
+equivalents); the raw killed / mutants is reported beside it. A run on other tests or
+code (a comparison's other side) takes ``--state`` and its own ``--json``.
 """
 
 import argparse
@@ -44,6 +45,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from benchmarks.reporting import write_result
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_PATH = Path(__file__).with_suffix(".toml")
@@ -469,6 +472,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write figures")
     parser.add_argument("--config", type=Path, default=CONFIG_PATH, help="equivalent mutants")
     parser.add_argument("--keep", action="store_true", help="keep the mutated copy's folder")
+    parser.add_argument(
+        "--state", default=None, help="what this run measures if not the code as it stands"
+    )
     args = parser.parse_args(argv)
     config = tomllib.loads(args.config.read_text()) if args.config.is_file() else {}
     timeout_factor = float(config.get("timeout_factor", 4.0))
@@ -555,9 +561,14 @@ def main(argv: list[str] | None = None) -> None:
         "targets": {s.name: {**asdict(s), "killed": s.killed, "score": s.score()} for s in scores},
         "total": total,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {args.json}")
+    command = "python -m benchmarks.mutation_score"
+    if set(args.targets) != set(names):
+        command += " --targets " + " ".join(args.targets)
+    if args.limit:
+        command += f" --limit {args.limit}"
+    if args.runner != "fork":
+        command += f" --runner {args.runner}"
+    print(f"wrote {write_result('mutation_score', command, report, args.json, args.state)}")
 
 
 if __name__ == "__main__":

@@ -4,12 +4,13 @@
     python -m benchmarks.operate_elec2 --repeats 3 --policy periodic
 
 Runs the closed loop of ``steward.experiments.operate`` (the agent service ingests the
-world's logs, decides, executes) over a full Elec2 episode on the simulator's backend and
-on the MLflow one (a fresh SQLite store in a temporary folder), alternating them. Each
-MLflow call the backend makes is timed (:class:`steward.backends.mlflow_calls.MlflowCalls`:
-logging and registering versions, moving aliases, loading the champion back, tags, and
-reading the registry's state every day). Parity: both backends execute the same actions
-and compute the same portfolios, field for field.
+world's logs, decides through the shield with Elec2's own ``shield_overrides``,
+executes) over a full Elec2 episode on the simulator's backend and on the MLflow one (a
+fresh SQLite store in a temporary folder), alternating them. Each MLflow call the
+backend makes is timed (:class:`steward.backends.mlflow_calls.MlflowCalls`: logging and
+registering versions, moving aliases, loading the champion back, tags, and reading the
+registry's state every day). Parity: both backends execute the same actions and compute
+the same portfolios, field for field.
 
 Reports the median and range of the wall times (with and without creating the MLflow
 store, which runs its schema migrations once), of MLflow's share and of the slowdown
@@ -27,13 +28,14 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from benchmarks.reporting import RESULTS_DIR, write_result
 from steward.agent.closed_loop import run_closed_loop
 from steward.agent.policies import make_heuristic
 from steward.agent.service import AgentService, ServiceSettings
 from steward.backends.estimators import EstimatorFamilies
 from steward.backends.mlflow_backend import local_settings, operated_world
 from steward.envs.lifecycle_env import load_shield_config
-from steward.envs.shield import Shield
+from steward.envs.shield import Shield, with_overrides
 from steward.experiments.common import at_least, clean_errors
 from steward.monitoring.state import MonitorSettings
 from steward.simulators.catalogue import load_scenario, load_slo
@@ -58,7 +60,8 @@ def run_once(kind: str, policy_name: str, folder: Path) -> dict[str, Any]:
         MlflowClient(operated.settings.tracking_uri).search_experiments()
     setup = time.perf_counter() - started
     first = operated.world.reset(seed=SEED)
-    service = AgentService(Shield(load_shield_config(), slo), make_heuristic(policy_name), SEED)
+    shield = with_overrides(load_shield_config(), scenario.shield_overrides, "shield_overrides")
+    service = AgentService(Shield(shield, slo), make_heuristic(policy_name), SEED)
     monitor = MonitorSettings(
         delay_cdf=scenario.delay.cdf_table(),
         recent_days=scenario.recent_days,
@@ -114,7 +117,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=at_least(1), default=1)
     parser.add_argument("--policy", default="periodic")
-    parser.add_argument("--json", default=str(ROOT / "benchmarks/results/operate_elec2.json"))
+    parser.add_argument("--json", type=Path, default=RESULTS_DIR / "operate_elec2.json")
     args = parser.parse_args()
     runs: dict[str, list[dict[str, Any]]] = {"simulator": [], "mlflow": []}
     checks = []
@@ -153,10 +156,8 @@ def main() -> None:
         "parity": checks,
     }
     print(json.dumps({k: v for k, v in result.items() if k != "mlflow_calls"}, indent=1))
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1))
-    print(f"wrote {path}")
+    command = f"python -m benchmarks.operate_elec2 --repeats {args.repeats} --policy {args.policy}"
+    print(f"wrote {write_result('operate_elec2', command, result, args.json)}")
 
 
 if __name__ == "__main__":

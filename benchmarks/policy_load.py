@@ -134,6 +134,7 @@ def main() -> None:
         "--json", type=Path, default=REPO / "benchmarks" / "results" / "policy_load.json"
     )
     args = parser.parse_args()
+    from benchmarks.reporting import write_result
     from steward.agent.policies.ppo import load_agent
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -170,9 +171,10 @@ def main() -> None:
             f"{name}: pickles take {ratio['median']:.2f}x the artifact's load time "
             f"(range {ratio['min']:.2f}-{ratio['max']:.2f})"
         )
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    command = f"python benchmarks/policy_load.py --warm {args.warm} --cold {args.cold}"
+    if args.run:
+        command += f" --run {args.run}"
+    print(f"wrote {write_result('policy_load', command, results, args.json)}")
 
 
 if __name__ == "__main__":

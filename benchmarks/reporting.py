@@ -27,7 +27,11 @@ def _commit() -> str:
 
 
 def write_result(
-    name: str, command: str, figures: dict[str, Any], path: Path | None = None
+    name: str,
+    command: str,
+    figures: dict[str, Any],
+    path: Path | None = None,
+    state: str | None = None,
 ) -> Path:
     """Write a benchmark's figures as ``benchmarks/results/NAME.json`` (or ``path``).
 
@@ -36,6 +40,9 @@ def write_result(
         command: the command that reproduces the figures.
         figures: the figures, JSON-ready.
         path: where to write instead of the default.
+        state: what was measured when it is not the code of ``commit`` as it stands (a
+            comparison's other side, such as the rules before a change); ``docs/results.md``
+            shows such records beside the current one.
     """
     out = path or RESULTS_DIR / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -46,6 +53,7 @@ def write_result(
         "commit": _commit(),
         "machine": f"{platform.machine()}, {platform.python_implementation()} "
         f"{platform.python_version()}, {sys.platform}",
+        **({"state": state} if state else {}),
         "figures": figures,
     }
     out.write_text(json.dumps(record, indent=1, allow_nan=False, default=float) + "\n")

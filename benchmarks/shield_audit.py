@@ -18,15 +18,15 @@ Prints both tables and writes their figures to ``--json``.
 """
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from benchmarks.audit_label_corruption import audit_label_corruption
 from benchmarks.audit_random_policy import audit_random_policy
+from benchmarks.reporting import RESULTS_DIR, write_result
 from steward.experiments.common import at_least, clean_errors
 
-DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "shield_audit.json"
+DEFAULT_JSON = RESULTS_DIR / "shield_audit.json"
 
 
 @clean_errors
@@ -51,7 +51,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where the figures go")
     args = parser.parse_args(argv)
     figures: dict[str, Any] = {
-        "command": "python -m benchmarks.shield_audit",
         "settings": {
             "steps": args.steps,
             "corruption_episodes": args.corruption_episodes,
@@ -70,9 +69,15 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(f"\n{corruption.table()}", flush=True)
         figures["label_corruption"] = corruption.figures()
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(figures, indent=2))
-    print(f"wrote {args.json}")
+    command = (
+        f"python -m benchmarks.shield_audit --steps {args.steps} "
+        f"--corruption-episodes {args.corruption_episodes} --seed {args.seed}"
+    )
+    if args.scenarios:
+        command += " --scenarios " + " ".join(args.scenarios)
+    if args.corruption_mode:
+        command += f" --corruption-mode {args.corruption_mode}"
+    print(f"wrote {write_result('shield_audit', command, figures, args.json)}")
 
 
 if __name__ == "__main__":

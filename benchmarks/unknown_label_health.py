@@ -15,17 +15,19 @@ policy (``periodic``: retrain every 7 days) through the shielded env, and counts
 * vetoes, vetoes citing unknown label health, pages (executed escalations), executed
   retrains and the return in dollars.
 
-Run it before and after a change to the label rules to see the effect per world.
+Run it before and after a change to the label rules to see the effect per world: the
+run on the other rules takes ``--state`` (what it measures) and its own ``--json``, and
+``docs/results.md`` shows it beside the current one.
 """
 
 import argparse
-import json
 import math
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from benchmarks.reporting import RESULTS_DIR, write_result
 from steward.agent.evaluation.episodes import evaluate_episode
 from steward.agent.policies import make_heuristic
 from steward.envs.lifecycle_env import LifecycleEnv
@@ -34,7 +36,7 @@ from steward.experiments.common import at_least, clean_errors
 from steward.simulators.actions import Action
 from steward.simulators.catalogue import available, load_scenario
 
-DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "unknown_label_health.json"
+DEFAULT_JSON = RESULTS_DIR / "unknown_label_health.json"
 UNKNOWN_FIELDS = (
     "label_shift_z",
     "label_agreement_z",
@@ -108,6 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worlds", nargs="*", default=None, help="default: every world")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    parser.add_argument(
+        "--state", default=None, help="what this run measures if not the rules as they stand"
+    )
     args = parser.parse_args(argv)
     names = args.worlds or worlds()
     start = time.perf_counter()
@@ -139,9 +144,12 @@ def main(argv: list[str] | None = None) -> None:
         f"\n{time.perf_counter() - start:.0f} s"
     )
     report = {"episodes": args.episodes, "seed": args.seed, "policy": "periodic", **results}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {args.json}")
+    command = (
+        f"python -m benchmarks.unknown_label_health --episodes {args.episodes} --seed {args.seed}"
+    )
+    if args.worlds:
+        command += " --worlds " + " ".join(args.worlds)
+    print(f"wrote {write_result('unknown_label_health', command, report, args.json, args.state)}")
 
 
 if __name__ == "__main__":

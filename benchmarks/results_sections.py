@@ -1,0 +1,177 @@
+"""The sections of ``docs/results.md``: each benchmark's title, what its figures show and
+the target they answer to (the project's requirements), and the keys left to its JSON."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Section:
+    """How one benchmark's records are shown.
+
+    Attributes:
+        name: the benchmark's name (its records' ``benchmark``).
+        title: the section's heading.
+        note: one line: what the figures show, and the target they answer to.
+        hidden: figure keys (at any depth) left to the JSON.
+    """
+
+    name: str
+    title: str
+    note: str
+    hidden: tuple[str, ...] = ()
+
+
+SECTIONS: tuple[Section, ...] = (
+    Section(
+        "recipe_seeds",
+        "The agent against the tuned heuristics, per training seed",
+        "Each training seed's agent against the best tuned heuristic, paired on the same held-out"
+        " episodes. Target: on every scenario the interval's lower bound at least -2 % of the"
+        " heuristic's absolute return, and above zero on `mixed` and `randomized`.",
+    ),
+    Section(
+        "recipe_ablation",
+        "The training recipe, ablated",
+        "Each recipe mechanism on its own and all at once, three seeds each, against the same"
+        " heuristics. Target: the conditions of the section above, per seed.",
+    ),
+    Section(
+        "humility",
+        "Humility: label incidents paged",
+        "Whether the agent pages a human when the labels break, how often it pages when they"
+        " do not, and whether it promotes a model fitted on incident labels. Targets: at least"
+        " 95 % of incidents paged within 2 epochs, at most 1 page per 100 incident-free epochs,"
+        " 0 promotions on incident labels.",
+    ),
+    Section(
+        "ope_validation",
+        "Offline evaluation on logged decisions",
+        "Off-policy estimates of candidate policies from logged decisions against their true"
+        " return in the simulator. Target: the intervals cover the true value at least 90 % of"
+        " the time.",
+    ),
+    Section(
+        "promotion_gate",
+        "The promotion gate",
+        "A candidate policy is promoted only when its offline lower bound beats the deployed"
+        " one. Target: at most 5 % false promotions.",
+    ),
+    Section(
+        "mutation_score",
+        "Mutation testing of the shield and the label-health monitors",
+        "Mutants of the shield and the label-health monitors that their tests kill; score ="
+        " killed / (mutants - documented equivalents). Target: at least 95 %.",
+        hidden=("pytest_args", "by_function", "name"),
+    ),
+    Section(
+        "shield_audit",
+        "Shield audit",
+        "Executed actions under a random policy recomputed by the independent rule checker, and"
+        " label corruption under a policy that always proposes retrain. Targets: 0 executed"
+        " actions that break a rule; under 5 % of later incident epochs with a retrain; 0"
+        " promoted versions fitted on incident labels.",
+    ),
+    Section(
+        "unknown_label_health",
+        "Unknown label health, per world",
+        "How often label health is unknown per world under a weekly calendar policy, and the"
+        " vetoes, pages, retrains and return that follow. The shield fails closed: unknown"
+        " label health vetoes label fits, except an unknown cohort z-score where a service"
+        " waives the cohort test (Elec2: too few labels for it). No target: it shows what"
+        " failing closed costs.",
+        hidden=("episodes",),
+    ),
+    Section(
+        "label_cohort_alarms",
+        "Label-cohort test: false alarms and incidents caught",
+        "Epochs outside any label incident where the label-cohort test would fire, per alarm"
+        " threshold (the shield uses 4), and corruption incidents caught at the first decision"
+        " after onset. No target: it shows the threshold's trade.",
+    ),
+    Section(
+        "schemathesis",
+        "HTTP contract fuzzing",
+        "The server's OpenAPI contract fuzzed by Schemathesis (all checks, every operation)."
+        " Target: 0 failures.",
+    ),
+    Section(
+        "replica_kill",
+        "Two replicas, one killed",
+        "Two server replicas on one PostgreSQL audit trail, one killed under load. Target: 0"
+        " decisions lost, 0 duplicated.",
+    ),
+    Section(
+        "server_latency",
+        "Agent server latency and throughput",
+        "`POST /v1/decisions` against a bare FastAPI endpoint started the same way, one"
+        " connection and 16 concurrent ones. The server's targets are in the record's"
+        " `targets`.",
+    ),
+    Section(
+        "decision_stages",
+        "Where a decision's CPU goes",
+        "Microseconds of CPU per decision in each stage of `POST /v1/decisions`, in process."
+        " No target: it shows where the time goes.",
+    ),
+    Section(
+        "policy_load",
+        "Loading a policy",
+        "Load time and size of the policy artifact (a JSON card and safetensors) against SB3's"
+        " pickles of the same run, in process and in a fresh process. No target.",
+    ),
+    Section(
+        "ingestion_speed",
+        "Ingestion throughput",
+        "Rows per second the agent service ingests against a bare endpoint taking the same"
+        " batches. Target: at least 0.5x the bare endpoint.",
+    ),
+    Section(
+        "portfolio_parity",
+        "One monitoring code path: parity",
+        "The portfolio computed from an episode's exported logs against the simulator's own,"
+        " field for field, over the catalogue. Target: 0 differences.",
+        hidden=("episodes_detail",),
+    ),
+    Section(
+        "portfolio_speed",
+        "Portfolio from a day of logs",
+        "The portfolio of a day of a million predictions and their labels, computed from"
+        " Parquet logs, against `pandas.read_parquet` of the same files alone. Target: at most"
+        " 3x the read.",
+    ),
+    Section(
+        "operate_elec2",
+        "Operating Elec2 on the simulator's backend and on MLflow",
+        "A full Elec2 episode through the agent service on each backend (MLflow: a SQLite"
+        " store in a temporary folder), alternated: wall times, MLflow's share, and parity."
+        " Target: the same actions and portfolios on both; no speed target.",
+    ),
+    Section(
+        "train_speed",
+        "Training speed",
+        "The default training run's throughput and its wall time to beat the best tuned"
+        " heuristic on `mixed`. Target: at most 15 minutes on 2 cores.",
+    ),
+    Section(
+        "world_speed",
+        "World speed",
+        "Decision epochs per second of the world alone, and its time spent fitting models."
+        " Targets, from the project's original design brief on its reference machine: at least"
+        " 1,000 epochs/s between fits, 300 epochs/s with weekly retraining, a default-family"
+        " fit under 50 ms; the brief's reference operations, timed in the same run, compare"
+        " this machine with that one.",
+    ),
+    Section(
+        "env_speed",
+        "Env speed",
+        "Steps per second of the shielded env under three proposal policies, against SB3 PPO's"
+        " own training throughput on CartPole-v1 in the same run. Target: the env at least as"
+        " fast as PPO under every policy.",
+    ),
+    Section(
+        "generator_draws",
+        "What the world generator draws",
+        "The distribution of the generator's parameters over draws of `scenario=randomized`"
+        " (counts, and n / min / median / max). A description; no target.",
+    ),
+)

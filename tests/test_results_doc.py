@@ -1,0 +1,113 @@
+"""docs/results.md is rendered from the benchmarks' records: commands beside figures, a
+comparison's sides beside each other, and a file without the envelope named in one line."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.reporting import write_result
+from benchmarks.results_doc import MAX_ROWS, main
+from benchmarks.results_sections import SECTIONS
+
+
+def _render(results: Path, tmp_path: Path) -> str:
+    out = tmp_path / "docs" / "results.md"
+    main(["--results", str(results), "--out", str(out)])
+    return out.read_text()
+
+
+def _mutation_figures(killed: int, survived: int) -> dict[str, object]:
+    shield = {"mutants": 40, "killed": killed, "outcomes": {"killed": killed, "survived": survived}}
+    return {"limit": 40, "targets": {"shield": shield, "label_cohorts": dict(shield)}}
+
+
+def test_a_comparison_stands_beside_the_current_record(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    command = "python -m benchmarks.mutation_score --limit 40"
+    write_result(
+        "mutation_score",
+        command,
+        _mutation_figures(24, 16),
+        results / "mutation_score_before.json",
+        state="tests before the specification tests",
+    )
+    write_result(
+        "mutation_score", command, _mutation_figures(38, 2), results / "mutation_score.json"
+    )
+    text = _render(results, tmp_path)
+    section = text.split("## Mutation testing")[1]
+    assert "| | tests before the specification tests | current |" in section
+    assert f"| command | `{command}` | `{command}` |" in section
+    assert "| limit | 40 | 40 |" in section  # the scalar figures, one column each
+    outcomes = "killed: 24, survived: 16 → killed: 38, survived: 2"
+    assert f"| shield | 40 | 24 → 38 | {outcomes} |" in section  # nested: a cell per change
+    assert "reads tests before the specification tests → current" in section
+    assert "at least 95 %" in section  # the section's target
+
+
+def test_the_command_stands_beside_its_figures_and_long_lists_stay_in_the_json(
+    tmp_path: Path,
+) -> None:
+    results = tmp_path / "results"
+    episodes = [{"episode": i, "return": float(i)} for i in range(MAX_ROWS + 1)]
+    by_policy = [{"policy": "wait", "steps_per_s": 1234.5678}]
+    figures = {"steps": 1000, "ratio": 0.3927, "by_policy": by_policy, "episodes": episodes}
+    write_result(
+        "env_speed",
+        "python -m benchmarks.env_speed --steps 1000",
+        figures,
+        results / "env_speed.json",
+    )
+    (results / "env_speed.png").write_bytes(b"\x89PNG")
+    write_result(
+        "a_new_benchmark", "python -m benchmarks.a_new_benchmark", {"n": 3}, results / "new.json"
+    )
+    text = _render(results, tmp_path)
+    env = text.split("## Env speed")[1].split("## ")[0]
+    assert env.index("`python -m benchmarks.env_speed --steps 1000`") < env.index(
+        "| steps | 1,000 |"
+    )
+    assert "| ratio | 0.393 |" in env
+    assert "| wait | 1,235 |" in env
+    assert f"*episodes: {MAX_ROWS + 1} rows, in the JSON record.*" in env
+    assert "![env_speed](../results/env_speed.png)" in env
+    note = next(s.note for s in SECTIONS if s.name == "env_speed")
+    assert note in env
+    assert "## A new benchmark" in text  # a record without a section still gets one
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ({"draws": 1000, "worlds": {"synthetic": 906}}, "missing benchmark, command"),
+        ("{not json", "not JSON"),
+    ],
+)
+def test_a_file_without_the_envelope_is_named_in_one_line(
+    tmp_path: Path, content: object, problem: str
+) -> None:
+    results = tmp_path / "results"
+    write_result(
+        "env_speed", "python -m benchmarks.env_speed", {"steps": 10}, results / "env_speed.json"
+    )
+    raw = results / "generator_draws.json"
+    raw.write_text(content if isinstance(content, str) else json.dumps(content))
+    with pytest.raises(SystemExit) as stopped:
+        _render(results, tmp_path)
+    message = str(stopped.value.code)
+    assert message.startswith(f"error: {raw}: ") and problem in message
+    assert "\n" not in message
+    assert not (tmp_path / "docs" / "results.md").exists()
+
+
+def test_two_current_records_of_one_benchmark_are_refused(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    for stem in ("env_speed", "env_speed_again"):
+        write_result(
+            "env_speed", "python -m benchmarks.env_speed", {"steps": 1}, results / f"{stem}.json"
+        )
+    with pytest.raises(SystemExit) as stopped:
+        _render(results, tmp_path)
+    assert "env_speed.json, env_speed_again.json" in str(stopped.value.code)
+    assert "'state'" in str(stopped.value.code)
