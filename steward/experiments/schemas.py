@@ -59,6 +59,7 @@ class ServeConfig:
     slo: SloConfig = field(default_factory=SloConfig)
     shield: ShieldConfig = field(default_factory=ShieldConfig)
     policy_path: str = ""
+    policy_sha256: str = ""
     host: str = "127.0.0.1"
     port: int = 8000
     db: str = "sqlite:///outputs/server/audit.db"
@@ -68,7 +69,6 @@ class ServeConfig:
     allow_no_auth: bool = False
     max_body_bytes: int = 65_536
     reload_dir: str = ""
-    watch_seconds: float = 0.0
     max_services: int = 10_000
     sqlite_synchronous: str = "NORMAL"
     write_batch: int = 256

@@ -147,14 +147,22 @@ class DecisionBatcher:
         self.last_batch_size = len(jobs)
         policy = jobs[0].policy
         try:
-            if len(jobs) == 1:  # a lone decision: a view, not a copy
+            if policy.contextual is not None:  # a policy that reads each decision's context
+                forward = policy.contextual(
+                    [
+                        (job.observed.observation, job.observed.portfolio, job.observed.shield.mask)
+                        for job in jobs
+                    ]
+                )
+            elif len(jobs) == 1:  # a lone decision: a view, not a copy
                 observed = jobs[0].observed
-                observations = observed.observation[None]
-                masks = observed.shield.mask[None]
+                assert policy.forward is not None
+                forward = policy.forward(observed.observation[None], observed.shield.mask[None])
             else:  # np.array of equal rows: np.stack's result at a quarter of its cost
+                assert policy.forward is not None
                 observations = np.array([job.observed.observation for job in jobs])
                 masks = np.array([job.observed.shield.mask for job in jobs])
-            forward = policy.forward(observations, masks)
+                forward = policy.forward(observations, masks)
             if len(forward) != len(jobs):
                 raise ValueError(f"{len(forward)} distributions for {len(jobs)} rows")
             probabilities = np.asarray(forward, dtype=np.float64).tolist()  # one call per batch

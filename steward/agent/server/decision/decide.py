@@ -214,7 +214,7 @@ class Decider:
                 "rng_seed": self.seed,
                 "rng_draw": draw_index,
                 "epsilon": policy.epsilon,
-                "deterministic": policy.agent.deterministic,
+                "deterministic": policy.deterministic,
                 "allowed": list(map(int, mask)),
                 "veto_reasons": list(verdict.reasons),
             },

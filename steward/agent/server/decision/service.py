@@ -21,7 +21,7 @@ from steward.agent.server.audit.jobs import AuditUnavailableError
 from steward.agent.server.audit.sql import KeyedDecision, RequestKey
 from steward.agent.server.decision.decide import Decision, PolicyError
 from steward.agent.server.decision.policy_store import LoadedPolicy
-from steward.agent.server.decision.runtime import Runtime
+from steward.agent.server.decision.runtime import Decisions
 from steward.agent.server.decision.state import ServiceState
 from steward.monitoring.portfolio import ObservedPortfolio
 
@@ -43,7 +43,7 @@ class Replayed(NamedTuple):
 
 
 async def decide(
-    runtime: Runtime,
+    runtime: Decisions,
     service_id: str,
     timestamp: datetime,
     portfolio: ObservedPortfolio,
@@ -52,7 +52,7 @@ async def decide(
     """Decide on ``portfolio`` for ``service_id``; returns once the record is committed.
 
     Args:
-        runtime: the server's loaded objects.
+        runtime: the decision flow's parts.
         service_id: the service (one history per id).
         timestamp: when the portfolio was measured.
         portfolio: the validated portfolio.
@@ -72,12 +72,12 @@ async def decide(
             if stored is not None:
                 return stored
         policy = runtime.store.current
-        if not state.ready_for(policy.history_len):
+        if not state.ready_for(policy.observation):
             keep = max(policy.history_len - 1, 1)
             history = await asyncio.to_thread(
                 runtime.audit.tables.service_history, service_id, keep
             )
-            runtime.states.restore(state, history, policy.history_len)
+            runtime.states.restore(state, history, policy)
         if portfolio.time_days < state.last_time_days:
             raise OutOfOrderError(
                 f"portfolio.time_days: {portfolio.time_days:g} is before this service's last "
@@ -95,7 +95,7 @@ async def decide(
             return stored
 
 
-async def _stored_under(runtime: Runtime, service_id: str, key: RequestKey) -> Replayed | None:
+async def _stored_under(runtime: Decisions, service_id: str, key: RequestKey) -> Replayed | None:
     """The decision stored under ``key`` for this same request (``None``: none yet).
 
     Raises:
@@ -115,7 +115,7 @@ async def _stored_under(runtime: Runtime, service_id: str, key: RequestKey) -> R
 
 
 async def _decided(
-    runtime: Runtime,
+    runtime: Decisions,
     service_id: str,
     timestamp: datetime,
     portfolio: ObservedPortfolio,

@@ -7,6 +7,8 @@
 - A portfolio's ``live_families`` and ``previous_families`` take only the families of the
   server's SLO: their patterns are generated from it
   (:func:`~steward.agent.server.http.schemas.families_pattern`).
+- A reload needs an expected sha256: without a configured ``policy_sha256`` the body
+  and its ``sha256`` are required.
 """
 
 from typing import Any
@@ -38,6 +40,18 @@ def install_openapi(app: FastAPI) -> None:
         properties = components["Portfolio"]["properties"]
         for name, allow_empty in (("live_families", False), ("previous_families", True)):
             properties[name]["pattern"] = families_pattern(settings.slo.families, allow_empty)
+        if settings.policy_sha256 is None:  # nothing to expect but what the call sends
+            request = components["ReloadRequest"]
+            request["required"] = ["sha256"]
+            sha256 = request["properties"]["sha256"]
+            (text,) = [branch for branch in sha256.pop("anyOf") if branch.get("type") == "string"]
+            sha256.update(text)
+            sha256.pop("default", None)
+            reload = schema["paths"]["/v1/policy/reload"]["post"]["requestBody"]
+            reload["required"] = True
+            reload["content"]["application/json"]["schema"] = {
+                "$ref": REF_TEMPLATE.format(model="ReloadRequest")
+            }
         app.openapi_schema = schema
         return schema
 

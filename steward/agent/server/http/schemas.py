@@ -198,7 +198,13 @@ class ReloadRequest(BaseModel):
         default=None,
         max_length=4096,
         pattern=r"^[^\x00]*$",
-        description="A policy.zip inside the server's reload_dir.",
+        description="A run's policy.json inside the server's reload_dir (default: the current).",
+    )
+    sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="The expected sha256 of the card (its run's policy.sha256); default: the"
+        " server's configured policy_sha256 (required when it has none).",
     )
 
 
