@@ -18,7 +18,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from steward.envs.shield import RULES, ShieldConfig
+from steward.envs.shield import LABEL_HEALTH, RULES, ShieldConfig
 from steward.experiments.common import at_least, clean_errors
 from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.actions import Action
@@ -45,8 +45,10 @@ CONFIGS = {limit: ShieldConfig(max_label_cohort_z=limit) for limit in THRESHOLDS
 
 
 def fires(portfolio: ObservedPortfolio, limit: float, slo: SloConfig) -> bool:
-    """Whether the shield's ``label_cohort`` rule objects at ``limit``."""
-    return bool(LABEL_COHORT.check(Action.RETRAIN, portfolio, slo, CONFIGS[limit]))
+    """Whether the shield's ``label_cohort`` rule finds the labels broken at ``limit`` (an
+    alarm; a veto for unknown label health is not one)."""
+    reason = LABEL_COHORT.check(Action.RETRAIN, portfolio, slo, CONFIGS[limit])
+    return reason.startswith(LABEL_HEALTH)
 
 
 def run_world(name: str, episodes: int, seed: int, slo: SloConfig) -> WorldAlarms:

@@ -1,5 +1,6 @@
 """``steward/Lifecycle-v0``: lifecycle decisions for a deployed model, one day per step."""
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,9 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
         self.scenario = load_scenario(scenario, dirs) if isinstance(scenario, str) else scenario
         self.slo = load_slo(slo, dirs) if isinstance(slo, str) else slo
         shield_config = load_shield_config(shield, dirs) if isinstance(shield, str) else shield
-        self.shield = Shield(shield_config, self.slo, enabled=shield_enabled)
+        self.base_shield = Shield(shield_config, self.slo, enabled=shield_enabled)
+        self.shield = self.base_shield
+        self._shields: dict[str, Shield] = {}  # by a world's own shield_overrides
         self.world = World(self.scenario, self.slo, members=resolve_members(self.scenario, dirs))
         self.encoder = ObservationEncoder(self.slo, history_len, slow_drift_features)
         self.reward_scale = reward_scale
@@ -179,6 +182,7 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
         world_seed = int(self.np_random.integers(2**63 - 1))
         member = (options or {}).get("member")
         self._report = self.world.reset(world_seed, member=member)
+        self.shield = self._shield_for(self.world.active)
         self.encoder.reset()
         self._decision = self.shield.evaluate(self._report.observed)
         obs = self.encoder.encode(self._report.observed, self._decision.mask, last_action=None)
@@ -186,6 +190,18 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
             "scenario": self.world.active.name,
             "portfolio": self._report.observed.to_dict(),
         }
+
+    def _shield_for(self, world: ScenarioConfig) -> Shield:
+        """The shield with the world's own ``shield_overrides`` (the base one without)."""
+        if not world.shield_overrides:
+            return self.base_shield
+        key = repr(sorted(world.shield_overrides.items()))
+        if key not in self._shields:
+            base = self.base_shield
+            merged = {**dataclasses.asdict(base.config), **world.shield_overrides}
+            config = from_dict(ShieldConfig, merged, f"scenario {world.name} shield_overrides")
+            self._shields[key] = Shield(config, base.slo, enabled=base.enabled)
+        return self._shields[key]
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Shield the proposal, execute, run one day, price it."""

@@ -1,6 +1,7 @@
 """A scenario: one world's data, label pipeline, incidents and starting model."""
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from steward.errors import require, require_positive
 from steward.simulators.generator import GeneratorConfig
@@ -61,6 +62,8 @@ class ScenarioConfig:
     simplify_tolerance: float = 0.03  # a simpler model may lose this much holdout accuracy
     members: list[str] = field(default_factory=list)
     member_weights: list[float] = field(default_factory=list)
+    # the shield's thresholds this world's service sets for itself (keys of ShieldConfig)
+    shield_overrides: dict[str, Any] = field(default_factory=dict)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
 
     def __post_init__(self) -> None:

@@ -326,6 +326,8 @@ def check(facts: WorldFacts, action: Action, tolerance: float = TOLERANCE) -> di
                 abs(gap) > limit and ranking_broke and one_way,
                 abs(gap) > limit * (1 + tolerance) and clearly_broke and clearly_one_way,
             )
+        else:  # no label in the last day: an unknown balance counts against the labels
+            flag("label_balance", True, True)
         shift, agreement = facts.label_cohorts()
         limit = c.max_label_cohort_z
         worst = max(
@@ -333,7 +335,10 @@ def check(facts: WorldFacts, action: Action, tolerance: float = TOLERANCE) -> di
             -agreement if math.isfinite(agreement) else 0.0,
             facts.alarm_peak if math.isfinite(facts.alarm_peak) else 0.0,
         )
-        flag("label_cohort", worst > limit, worst > limit * (1 + tolerance))
+        unknown = c.cohort_test_required and any(
+            math.isnan(z) for z in (shift, agreement, facts.alarm_peak)
+        )
+        flag("label_cohort", worst > limit or unknown, worst > limit * (1 + tolerance) or unknown)
         n = facts.labels_in_window()
         flag("labels_in_window", n < c.min_labels_in_window, n < c.min_labels_in_window)
     if not action.changes_model:
