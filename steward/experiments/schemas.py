@@ -9,6 +9,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from steward.agent.server.services.config import ServiceConfig
 from steward.agent.training.config import AgentConfig
 from steward.agent.training.recipe import RecipeConfig
 from steward.envs.shield import ShieldConfig
@@ -72,6 +73,8 @@ class ServeConfig:
     max_services: int = 10_000
     sqlite_synchronous: str = "NORMAL"
     write_batch: int = 256
+    max_ingest_bytes: int = 16 * 1024 * 1024
+    services: dict[str, ServiceConfig] = field(default_factory=dict)
     log_level: str = "info"
     access_log: bool = False
 

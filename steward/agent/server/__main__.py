@@ -17,6 +17,8 @@ from omegaconf import DictConfig
 from steward.agent.policies.artifact import read_artifact, verify_artifact
 from steward.agent.server.app import create_app
 from steward.agent.server.audit.sql import open_tables
+from steward.agent.server.services.config import ServiceConfig
+from steward.agent.server.services.spec import service_spec
 from steward.agent.server.settings import ServerSettings, tokens_from_environment
 from steward.envs.shield import ShieldConfig
 from steward.errors import require
@@ -40,11 +42,12 @@ def settings_from_config(cfg: DictConfig) -> ServerSettings:
     )
     policy_path = Path(cfg.policy_path)
     api_token, admin_token = tokens_from_environment(cfg.allow_no_auth)
+    slo = from_dict(SloConfig, plain(cfg.slo), "slo")
     settings = ServerSettings(
         policy_path=policy_path,
         db_url=cfg.db,
         policy_sha256=cfg.policy_sha256 or None,
-        slo=from_dict(SloConfig, plain(cfg.slo), "slo"),
+        slo=slo,
         shield=from_dict(ShieldConfig, plain(cfg.shield), "shield"),
         api_token=api_token,
         admin_token=admin_token,
@@ -56,6 +59,15 @@ def settings_from_config(cfg: DictConfig) -> ServerSettings:
         max_services=cfg.max_services,
         sqlite_synchronous=cfg.sqlite_synchronous,
         write_batch=cfg.write_batch,
+        services={
+            service_id: service_spec(
+                str(service_id),
+                from_dict(ServiceConfig, plain(config), f"services.{service_id}"),
+                slo,
+            )
+            for service_id, config in cfg.services.items()
+        },
+        max_ingest_bytes=cfg.max_ingest_bytes,
     )
     # fail here, in one line, before uvicorn starts (the lifespan reads the files again
     # and builds the policy from the bytes it verifies)

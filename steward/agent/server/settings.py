@@ -8,9 +8,11 @@ can override.
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from steward.agent.server.services.spec import ServiceSpec
 from steward.envs.shield import ShieldConfig
 from steward.errors import ConfigError, require, require_positive
 from steward.simulators.costs import SloConfig
@@ -54,6 +56,10 @@ class ServerSettings:
             lose the commits since the last checkpoint. FULL: also survives a power cut, at
             one fsync per commit (shared by concurrent decisions).
         write_batch: at most this many audit writes share one commit.
+        services: the services whose logs the server ingests, by id (their events go in
+            the audit database; ``POST /v1/decisions`` may name one instead of posting a
+            portfolio).
+        max_ingest_bytes: larger bodies of the ingestion routes get 413.
     """
 
     policy_path: Path
@@ -71,6 +77,8 @@ class ServerSettings:
     max_services: int = 10_000
     sqlite_synchronous: str = "NORMAL"
     write_batch: int = 256
+    services: Mapping[str, ServiceSpec] = field(default_factory=dict)
+    max_ingest_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
         require(
@@ -97,6 +105,7 @@ class ServerSettings:
         )
         require_positive(self.max_services, "max_services")
         require_positive(self.write_batch, "write_batch")
+        require_positive(self.max_ingest_bytes, "max_ingest_bytes")
         require(
             self.sqlite_synchronous in SYNCHRONOUS_MODES,
             "sqlite_synchronous",

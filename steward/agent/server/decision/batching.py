@@ -24,6 +24,7 @@ import asyncio
 import functools
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +46,7 @@ class DecisionJob:
     state: ServiceState
     future: asyncio.Future[Decision]
     key: RequestKey | None = None  # the request's idempotency key, committed with the decision
+    extra: dict[str, Any] | None = None  # more for the record's extra (how it was computed)
     taken: bool = False  # the flush decided it: it is committed even if cancelled now
 
 
@@ -88,6 +90,7 @@ class DecisionBatcher:
         observed: Observed,
         state: ServiceState,
         key: RequestKey | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> DecisionJob:
         """Queue a decision on ``observed`` (hold the service's lock until it resolves).
 
@@ -97,7 +100,9 @@ class DecisionBatcher:
         must invalidate the state itself.
         """
         loop = asyncio.get_running_loop()
-        job = DecisionJob(policy, service_id, timestamp, observed, state, loop.create_future(), key)
+        job = DecisionJob(
+            policy, service_id, timestamp, observed, state, loop.create_future(), key, extra
+        )
         if not self._pending:
             loop.call_soon(self._flush)
         self._pending.append(job)
@@ -174,7 +179,7 @@ class DecisionBatcher:
         for job, probs in zip(jobs, probabilities, strict=True):
             try:
                 decision = decide(
-                    job.service_id, job.timestamp, job.observed, probs, job.state, policy
+                    job.service_id, job.timestamp, job.observed, probs, job.state, policy, job.extra
                 )
             except Exception as err:
                 _fail(job, err)

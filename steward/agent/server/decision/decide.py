@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -159,8 +159,10 @@ class Decider:
         policy_probabilities: list[float] | np.ndarray,
         state: ServiceState,
         policy: LoadedPolicy,
+        extra: dict[str, Any] | None = None,
     ) -> Decision:
-        """Draw the proposal, shield it, build the record, advance the service's state.
+        """Draw the proposal, shield it, build the record, advance the service's state
+        (``extra``: more for the record's ``extra``).
 
         Raises:
             PolicyError: the policy's distribution is not a distribution.
@@ -217,6 +219,7 @@ class Decider:
                 "deterministic": policy.deterministic,
                 "allowed": list(map(int, mask)),
                 "veto_reasons": list(verdict.reasons),
+                **(extra or {}),
             },
         )
         state.last_action = executed

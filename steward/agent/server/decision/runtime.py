@@ -11,13 +11,13 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from steward.agent.server.audit.log import AuditLog
 from steward.agent.server.decision.batching import DecisionBatcher
 from steward.agent.server.decision.decide import Decider
 from steward.agent.server.decision.policy_store import LoadedPolicy, PolicyStore, load_policy
 from steward.agent.server.decision.state import ServiceStates
+from steward.agent.server.services.ingested import IngestedServices
 from steward.agent.server.settings import ServerSettings
 from steward.envs.shield import Shield
 
@@ -61,7 +61,7 @@ class Runtime(Decisions):
     services whose logs it ingests."""
 
     settings: ServerSettings = field(kw_only=True)
-    services: Any = field(default=None, kw_only=True)
+    services: IngestedServices = field(kw_only=True)
 
 
 def draw_seed(seed: int | None) -> int:
@@ -127,7 +127,13 @@ def open_runtime(
         shield.version,
         audit.engine.url.render_as_string(hide_password=True),
     )
+    services = IngestedServices(settings.services, audit)
+    try:
+        services.open()
+    except Exception:
+        audit.close()
+        raise
     decisions = open_decisions(
         store, shield, audit, draw_seed(settings.seed), settings.max_services
     )
-    return Runtime(settings=settings, **vars(decisions))
+    return Runtime(settings=settings, services=services, **vars(decisions))

@@ -56,6 +56,7 @@ from steward.agent.server.http.parsing import (
     parse_body,
     query_flag,
     query_names_of,
+    receive_body,
     unexpected_query,
 )
 from steward.agent.server.http.schemas import (
@@ -187,15 +188,9 @@ class DecisionEndpoint:
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away: nothing to answer
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        raw = await receive_body(receive)
+        if raw is None:
+            return  # the client went away: nothing to answer
         app = scope["app"]
         runtime = loaded_runtime(app)
         token = _header(scope, b"authorization")
