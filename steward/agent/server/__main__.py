@@ -43,12 +43,13 @@ def settings_from_config(cfg: DictConfig) -> ServerSettings:
     policy_path = Path(cfg.policy_path)
     api_token, admin_token = tokens_from_environment(cfg.allow_no_auth)
     slo = from_dict(SloConfig, plain(cfg.slo), "slo")
+    shield = from_dict(ShieldConfig, plain(cfg.shield), "shield")
     settings = ServerSettings(
         policy_path=policy_path,
         db_url=cfg.db,
         policy_sha256=cfg.policy_sha256 or None,
         slo=slo,
-        shield=from_dict(ShieldConfig, plain(cfg.shield), "shield"),
+        shield=shield,
         api_token=api_token,
         admin_token=admin_token,
         epsilon=cfg.epsilon,
@@ -64,6 +65,7 @@ def settings_from_config(cfg: DictConfig) -> ServerSettings:
                 str(service_id),
                 from_dict(ServiceConfig, plain(config), f"services.{service_id}"),
                 slo,
+                shield,
             )
             for service_id, config in cfg.services.items()
         },

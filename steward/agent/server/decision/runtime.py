@@ -34,6 +34,7 @@ class Decisions:
     states: ServiceStates
     audit: AuditLog
     batcher: DecisionBatcher  # forwards, decides and commits the decisions of a loop turn
+    service_shields: dict[str, Shield] = field(default_factory=dict)  # services' own thresholds
 
     @property
     def shield(self) -> Shield:
@@ -136,4 +137,9 @@ def open_runtime(
     decisions = open_decisions(
         store, shield, audit, draw_seed(settings.seed), settings.max_services
     )
+    decisions.service_shields = {
+        service_id: Shield(spec.shield, settings.slo, enabled=True)
+        for service_id, spec in settings.services.items()
+        if spec.shield is not None
+    }
     return Runtime(settings=settings, services=services, **vars(decisions))

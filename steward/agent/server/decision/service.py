@@ -147,7 +147,8 @@ async def _decided(
     extra: dict[str, Any] | None,
 ) -> Decision:
     """Shield and encode; the batch's forward, proposal, verdict and commit (one wait)."""
-    observed = decisions.decider.observe(portfolio, state)
+    shield = decisions.service_shields.get(service_id)  # a service's own thresholds
+    observed = decisions.decider.observe(portfolio, state, shield)
     job = decisions.batcher.submit(policy, service_id, timestamp, observed, state, key, extra)
     try:
         return await job.future

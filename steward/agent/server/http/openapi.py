@@ -13,6 +13,9 @@
   configured service, each with the rows that service takes
   (:func:`~steward.agent.server.http.events.batch_schema`: its inputs' width); a server
   with no services configured has none.
+- ``POST /v1/decisions`` takes a portfolio, or (a ``ServiceDecisionRequest``) the id of
+  a configured service and its spend; the latter names the configured ids, and a server
+  with no services configured documents the portfolio alone.
 """
 
 import copy
@@ -57,6 +60,7 @@ def install_openapi(app: FastAPI) -> None:
         if settings.policy_sha256 is None:  # nothing to expect but what the call sends
             _require_reload_sha256(schema)
         _per_service(schema, settings.services)
+        _decision_by_service(schema, settings.services)
         app.openapi_schema = schema
         return schema
 
@@ -109,3 +113,16 @@ def _per_service(schema: dict[str, Any], services: Mapping[str, ServiceSpec]) ->
                         "$ref": REF_TEMPLATE.format(model=name)
                     }
             paths[template.replace("{service_id}", service_id)] = concrete
+
+
+def _decision_by_service(schema: dict[str, Any], services: Mapping[str, ServiceSpec]) -> None:
+    """A decision by service names a configured service; none configured: no such body."""
+    components = schema["components"]["schemas"]
+    body = schema["paths"]["/v1/decisions"]["post"]["requestBody"]["content"]["application/json"]
+    if services:
+        service_id = components["ServiceDecisionRequest"]["properties"]["service_id"]
+        service_id["enum"] = list(services)
+        return
+    body["schema"] = {"$ref": REF_TEMPLATE.format(model="DecisionRequest")}
+    for name in ("ServiceDecisionRequest", "SpendModel"):
+        components.pop(name, None)

@@ -10,9 +10,11 @@ runs with. In a config file::
         origin: "2025-01-01T00:00:00Z"
         monitor: {label_delay: {kind: gamma, mean_days: 2.0}, recent_days: 3}
         backend: {tracking_uri: "sqlite:////srv/mlflow.db", model_name: fraud-scoring}
+        shield_overrides: {cohort_test_required: false}
 """
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from steward.simulators.labels import DelayConfig
 
@@ -56,3 +58,6 @@ class ServiceConfig:
     monitor: ServiceMonitorConfig = field(default_factory=ServiceMonitorConfig)
     targets: ServiceTargetsConfig = field(default_factory=ServiceTargetsConfig)
     backend: ServiceBackendConfig = field(default_factory=ServiceBackendConfig)
+    # the service's own shield thresholds over the server's (ShieldConfig keys; e.g.
+    # {cohort_test_required: false} for a service whose label volume never feeds the test)
+    shield_overrides: dict[str, Any] = field(default_factory=dict)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from steward.agent.monitored import ServiceSettings
 from steward.agent.server.services.config import ServiceConfig
+from steward.envs.shield import ShieldConfig, with_overrides
 from steward.errors import ConfigError, require, require_positive
 from steward.monitoring.state import MonitorSettings
 from steward.simulators.costs import SloConfig
@@ -35,6 +36,8 @@ class ServiceSpec:
         origin: its day 0 (times as numbers are days since it; timestamps convert).
         tracking_uri: its MLflow tracking (and registry) URI.
         model_name: its registered model.
+        shield: its shield's thresholds (the server's with its ``shield_overrides``;
+            ``None``: the server's).
     """
 
     service_id: str
@@ -42,6 +45,7 @@ class ServiceSpec:
     origin: datetime
     tracking_uri: str
     model_name: str
+    shield: ShieldConfig | None = None
 
     @property
     def n_features(self) -> int:
@@ -64,11 +68,15 @@ def parse_origin(text: str, field: str) -> datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
-def service_spec(service_id: str, config: ServiceConfig, slo: SloConfig) -> ServiceSpec:
-    """A configured service as the server runs it.
+def service_spec(
+    service_id: str, config: ServiceConfig, slo: SloConfig, shield: ShieldConfig | None = None
+) -> ServiceSpec:
+    """A configured service as the server runs it (``shield``: the server's thresholds,
+    which the service's ``shield_overrides`` amend).
 
     Raises:
-        ConfigError: a bad id, width, origin, window, target or backend (the field named).
+        ConfigError: a bad id, width, origin, window, target, backend or shield override
+            (the field named).
     """
     where = f"services.{service_id}"
     require(
@@ -122,12 +130,25 @@ def service_spec(service_id: str, config: ServiceConfig, slo: SloConfig) -> Serv
         n_features=config.n_features,
         origin=origin.isoformat(),
     )
+    own_shield = None
+    if config.shield_overrides:
+        require(
+            shield is not None,
+            f"{where}.shield_overrides",
+            "needs the server's shield config to amend",
+            "build the service with the server's shield",
+        )
+        assert shield is not None
+        own_shield = with_overrides(
+            shield, dict(config.shield_overrides), f"{where}.shield_overrides"
+        )
     return ServiceSpec(
         service_id=service_id,
         settings=settings,
         origin=origin,
         tracking_uri=backend.tracking_uri,
         model_name=backend.model_name or service_id,
+        shield=own_shield,
     )
 
 
