@@ -10,6 +10,9 @@ its decisions only.
 """
 
 import math
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,14 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from service_harness import SERVICE, label_rows, prediction_rows, service_config, spec_for
-from test_server_harness import AUTH, ThreadedServer, decision_body, raw_post, settings_for
+from test_server_harness import (
+    AUTH,
+    ServerProcess,
+    ThreadedServer,
+    decision_body,
+    raw_post,
+    settings_for,
+)
 
 from steward.agent.monitored import MonitoredService
 from steward.agent.server.http.schemas import EXAMPLE_PORTFOLIO
@@ -223,3 +233,69 @@ def test_a_services_own_shield_thresholds_apply_to_its_decisions_only(
     with pytest.raises(ConfigError, match=r"services\.x\.shield_overrides"):
         config = service_config(service_registry, shield_overrides={"no_such_rule": 1})
         service_spec("x", config, load_slo(), load_shield_config())
+
+
+def test_acknowledged_batches_survive_sigkill(
+    policy_path: Path, service_registry: tuple[str, str], tmp_path: Path
+) -> None:
+    """The real entry point on a SQLite file, killed with SIGKILL while a client ingests:
+    every batch it acknowledged is there after a restart, and the counters agree."""
+    uri, model = service_registry
+    config = tmp_path / "configs" / "server" / "ingesting.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text(
+        "# @package _global_\ndefaults:\n  - default\nservices:\n"
+        f"  {SERVICE}:\n    backend: {{tracking_uri: '{uri}', model_name: {model}}}\n"
+    )
+    overrides = (
+        f"hydra.searchpath=[file://{tmp_path / 'configs'}]",
+        "server=ingesting",
+        "log_level=warning",
+    )
+    db = tmp_path / "audit.db"
+    first = ServerProcess(policy_path, db, tmp_path / "first", *overrides).start()
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def ingest() -> None:
+        with httpx.Client(base_url=first.url, headers=AUTH, timeout=10) as client:
+            for batch in range(10_000):
+                if stop.is_set():
+                    return
+                rows = prediction_rows(batch * 200, 200, seed=batch, day=batch / 10)
+                try:
+                    answer = client.post(
+                        f"/v1/services/{SERVICE}/predictions", json={"predictions": rows}
+                    )
+                except httpx.HTTPError:
+                    return
+                assert answer.status_code == 200, answer.text
+                acknowledged.extend(row["prediction_id"] for row in rows)
+
+    client = threading.Thread(target=ingest, daemon=True)
+    try:
+        client.start()
+        deadline = time.monotonic() + 60
+        while len(acknowledged) < 4_000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        first.kill(signal.SIGKILL)  # mid-load: no shutdown, no flush
+        stop.set()
+        client.join(timeout=30)
+    finally:
+        first.kill()
+    assert len(acknowledged) >= 4_000
+    stored = {r["prediction_id"] for r in table_rows(db, "ingested_predictions", SERVICE)}
+    assert set(acknowledged) <= stored
+    again = ServerProcess(policy_path, db, tmp_path / "again", *overrides).start()
+    try:
+        status = httpx.get(f"{again.url}/v1/services/{SERVICE}/ingestion", headers=AUTH).json()
+        assert status["counts"]["predictions"] == len(stored) >= len(acknowledged)
+        repeat = prediction_rows(0, 200, seed=0, day=0.0)  # a retry after the restart: a no-op
+        answer = httpx.post(
+            f"{again.url}/v1/services/{SERVICE}/predictions",
+            json={"predictions": repeat},
+            headers=AUTH,
+        )
+        assert answer.json()["duplicates"] == 200
+    finally:
+        again.kill()
