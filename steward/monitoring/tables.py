@@ -397,7 +397,8 @@ def label_table(
     what = "labels"
     row = join_rows(prediction_id, label_ids)
     known = row >= 0
-    served = np.where(known, served_at[np.maximum(row, 0)], -np.inf)
+    served = np.full(row.shape[0], -np.inf)
+    served[known] = served_at[row[known]]  # (no known prediction: none to look up)
     shown_arrived = arrived if given is None else given["arrived_at"]
     shown_retracted = retracted if given is None else given.get("retracted_at")
     _bad_row(shown_arrived, known & (arrived < served), what, "arrived_at", RULE_AFTER_SERVED)

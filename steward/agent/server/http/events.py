@@ -34,7 +34,7 @@ from steward.monitoring.tables import FEATURE_PREFIX
 MAX_ROWS = 100_000
 TIME_BOUND_DAYS = 1e7  # every RFC 3339 date-time is within this of any origin
 ID_MAX_CHARS = 200
-INT64 = 2**63
+ID_INT = 2**53  # integer ids: those a JSON number holds exactly (a float's 53 bits)
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 _MISSING = object()  # a row without the field
 DAY = timedelta(days=1)
@@ -67,7 +67,9 @@ class EventField:
     above: bool = False
 
 
-ID = "unique per service; labels join on it (text, or an integer joined as its text)"
+ID = (
+    "unique per service; labels join on it (text, or an integer within +-2**53, joined as its text)"
+)
 TIME = (
     "days since the service's origin (a number), or an RFC 3339 date-time with its zone"
     " (converted to those days)"
@@ -137,7 +139,7 @@ def _field_schema(field: EventField) -> dict[str, Any]:
             "anyOf": [
                 {"type": "string", "minLength": 1, "maxLength": ID_MAX_CHARS,
                  "pattern": "^[^\\u0000]*$"},
-                {"type": "integer", "minimum": -INT64, "maximum": INT64 - 1},
+                {"type": "integer", "minimum": -ID_INT, "maximum": ID_INT},
             ]
         }  # fmt: skip
     elif field.kind == "time":
@@ -251,6 +253,12 @@ def _first(values: list[Any], bad: Any) -> int:
     return next(i for i, value in enumerate(values) if bad(value))
 
 
+def _whole(value: float) -> Any:
+    """A float with no fraction as its integer (JSON Schema's integers include 2.0); any
+    other float as it is."""
+    return int(value) if value.is_integer() else value
+
+
 class _Reader:
     """Reads one body's columns; the first bad value raises, naming its row and field."""
 
@@ -329,6 +337,9 @@ class _Reader:
             )
 
     def _ids(self, field: EventField, values: list[Any], kinds: set[type]) -> np.ndarray:
+        if float in kinds:  # JSON's integers include 149.0: read as the integer 149
+            values = [_whole(v) if type(v) is float else v for v in values]
+            kinds = set(map(type, values))
         if not kinds <= {str, int}:
             i = _first(values, lambda v: type(v) not in (str, int))
             self.fail(i, field.name, "must be text or an integer", "string_type")
@@ -338,17 +349,22 @@ class _Reader:
             min(lengths) == 0
             or max(lengths) > ID_MAX_CHARS
             or "\x00" in "".join(ids)
-            or (int in kinds and not all(-INT64 <= v < INT64 for v in values if type(v) is int))
+            or (int in kinds and not all(-ID_INT <= v <= ID_INT for v in values if type(v) is int))
         ):
             i = _first(
                 values,
                 lambda v: (
                     not 0 < len(str(v)) <= ID_MAX_CHARS
                     or "\x00" in str(v)
-                    or (type(v) is int and not -INT64 <= v < INT64)
+                    or (type(v) is int and not -ID_INT <= v <= ID_INT)
                 ),
             )
-            self.fail(i, field.name, f"must be 1-{ID_MAX_CHARS} characters (no NUL)")
+            self.fail(
+                i,
+                field.name,
+                f"must be 1-{ID_MAX_CHARS} characters (no NUL), or an integer within"
+                f" +-{ID_INT} (send larger ids as text)",
+            )
         return np.array(ids, dtype=np.object_)
 
     def _times(self, field: EventField, values: list[Any], kinds: set[type]) -> np.ndarray:
