@@ -14,6 +14,7 @@ the ``mlflow ui`` command printed at the end.
 
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from steward.agent.closed_loop import run_closed_loop
 from steward.agent.policies import Policy, make_heuristic
-from steward.agent.remote import RemoteAgent
+from steward.agent.remote import API_TOKEN_ENV, RemoteAgent
 from steward.agent.reporting.timeline import plot_timeline, write_timeline_csv
 from steward.agent.service import AgentService, ServiceSettings
 from steward.backends.estimators import EstimatorFamilies
@@ -61,6 +62,14 @@ def build_policy(cfg: DictConfig) -> Policy:
 
 def operate(cfg: DictConfig, out: Path) -> None:
     """Run the closed loop the config describes and write its files into ``out``."""
+    if cfg.server_url:
+        require(
+            bool(cfg.token or os.environ.get(API_TOKEN_ENV)),
+            API_TOKEN_ENV,
+            "is not set",
+            "export the agent server's API token (or give token=)",
+            "",
+        )
     require(
         not cfg.server_url or cfg.backend.kind == "mlflow",
         "server_url",
