@@ -52,7 +52,9 @@ def test_operate_asks_a_running_server(policy_path: Path, tmp_path: Path) -> Non
                 f"horizon_days={DAYS}", f"server_url={server.url}", "plot=false",
                 f"hydra.run.dir={out}",
             ],
-            cwd=REPO, env={**os.environ, "STEWARD_API_TOKEN": API_TOKEN},
+            # from the temp folder: MLflow puts its artifacts under ./mlruns
+            cwd=tmp_path, env={**os.environ, "STEWARD_API_TOKEN": API_TOKEN,
+                               "PYTHONPATH": str(REPO)},
             capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         assert process.returncode == 0, process.stderr[-3000:]
