@@ -56,7 +56,6 @@ async def one_pass(policy_path: Path, bodies: list[bytes], batch: int) -> dict[s
     from steward.agent.server.http.routes_decisions import answer_json
     from steward.agent.server.http.schemas import DecisionRequest
     from steward.agent.server.settings import ServerSettings
-    from steward.envs.encoder import ObservationEncoder
 
     with tempfile.TemporaryDirectory(prefix="steward-stages-") as tmp:
         settings = ServerSettings(policy_path=policy_path, db_url=f"sqlite:///{tmp}/audit.db")
@@ -64,7 +63,8 @@ async def one_pass(policy_path: Path, bodies: list[bytes], batch: int) -> dict[s
         policy = runtime.store.current
         states = [runtime.states.get(f"s{j}") for j in range(batch)]
         for state in states:
-            state.encoder = ObservationEncoder(settings.slo, policy.history_len)
+            state.encoder = policy.new_encoder()
+        assert policy.forward is not None, "an artifact's forward"
         spent = dict.fromkeys(STAGES, 0.0)
         writer = runtime.audit.writer_pid
         assert writer is not None, "the SQLite audit trail has a writer process"

@@ -41,6 +41,11 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.reporting import write_result  # noqa: E402
+
 TOKEN = "benchmark-token-0123456789"
 CONCURRENCY = 16
 # the agent server's targets, audit commit included
@@ -390,10 +395,10 @@ def write_json(path: Path, runs: list[dict[str, tuple[Run, Run]]], meta: dict[st
         )
         for name in per_run_ratios[0]
     }
-    document = {**meta, "targets": TARGETS, "runs": per_run, "ratio_summary": summary_figures}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"wrote {path}")
+    figures = {**meta, "targets": TARGETS, "runs": per_run, "ratio_summary": summary_figures}
+    command = str(meta.get("command", "python benchmarks/server_latency.py"))
+    out = write_result(path.stem, command, figures, path)
+    print(f"wrote {out}")
 
 
 def main() -> None:
@@ -475,7 +480,7 @@ def main() -> None:
         print()
         print(summary(runs))
     meta = {
-        "command": " ".join(sys.argv),
+        "command": " ".join(["python", *sys.argv]),
         "server_root": str(args.server_root),
         "requests": args.requests,
         "concurrency": CONCURRENCY,

@@ -68,3 +68,12 @@ def mlflow_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder for one MLflow SQLite store, shared by the session's tests (creating the
     store's tables takes seconds); each test registers its own model name."""
     return tmp_path_factory.mktemp("mlflow")
+
+
+@pytest.fixture(scope="session")
+def service_registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A real MLflow registry (SQLite store in a temp folder) with a ``champion``: the first
+    days of an Elec2 world on the MLflow backend. Returns its tracking URI and model name."""
+    from service_harness import make_registry
+
+    return make_registry(tmp_path_factory.mktemp("service-registry"), "served-model")

@@ -8,14 +8,17 @@ import asyncio
 import contextlib
 import itertools
 import os
+import pickle
 import signal
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings
@@ -67,19 +70,41 @@ def stored_ids(audit: AuditLog) -> set[str]:
         return {row[0] for row in conn.execute(sa.text("SELECT decision_id FROM decisions"))}
 
 
+JSON_ROWS = st.lists(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**63), max_value=2**63 - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=40),
+    ),
+    max_size=12,
+)
+
+
 @given(
-    payloads=st.lists(st.binary(max_size=300), min_size=1, max_size=8),
+    payloads=st.lists(JSON_ROWS, min_size=1, max_size=8),
     cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=10),
 )
 @settings(max_examples=60, deadline=None)
 def test_frames_come_back_whole_however_the_pipe_splits_them(
-    payloads: list[bytes], cuts: list[int]
+    payloads: list[list[object]], cuts: list[int]
 ) -> None:
     stream = b"".join(encode_frame((i, p)) for i, p in enumerate(payloads))
     edges = sorted({0, len(stream), *(c % (len(stream) + 1) for c in cuts)})
     reader = FrameReader()
     got = [frame for a, b in itertools.pairwise(edges) for frame in reader.feed(stream[a:b])]
-    assert got == list(enumerate(payloads))
+    assert got == [[i, p] for i, p in enumerate(payloads)]
+
+
+def test_frames_are_data_never_pickles() -> None:
+    """A frame is JSON both ways: an object JSON cannot carry is refused when sent, and a
+    pickle arriving on the pipe is refused when read, never run."""
+    with pytest.raises(TypeError):
+        encode_frame((0, [("decision", {1, 2})]))
+    body = pickle.dumps((0, [("decision", [1, 2])]))
+    with pytest.raises(orjson.JSONDecodeError):
+        list(FrameReader().feed(struct.pack(">I", len(body)) + body))
 
 
 def test_writes_are_committed_before_their_futures_resolve(tmp_path: Path) -> None:

@@ -88,9 +88,17 @@ def test_bad_operate_configs_name_the_field(override: str, tmp_path: Path) -> No
         operate(cfg, tmp_path)
 
 
+def test_a_server_needs_the_mlflow_backend(tmp_path: Path) -> None:
+    from steward.experiments.operate import operate
+
+    overrides = ["server_url=http://127.0.0.1:1", "token=t", "backend=simulator", "horizon_days=2"]
+    with pytest.raises(ConfigError, match=re.escape("server_url: needs backend=mlflow")):
+        operate(compose_operate(overrides), tmp_path)
+
+
 def test_operate_fails_in_one_line(entry_point: EntryPoint, tmp_path: Path) -> None:
     runs = {
-        "server_url=http://127.0.0.1:1": "server_url: the agent server does not serve",
+        "server_url=http://127.0.0.1:1": "STEWARD_API_TOKEN: is not set",
         "backend=nope": "backend: no config named 'nope'",
     }
     started = {

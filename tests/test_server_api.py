@@ -29,7 +29,7 @@ from test_server_harness import (
 from steward.agent.decision_log import observation_matrix
 from steward.agent.ope.episodes import logged_episodes
 from steward.agent.ope.logs import load_logs
-from steward.agent.policies.artifact import WEIGHTS_FILE
+from steward.agent.policies.artifact import WEIGHTS_FILE, sha256_hex
 from steward.agent.server.http.schemas import EXAMPLE_PORTFOLIO, OPTIONAL_FIELDS, DecisionResponse
 from steward.envs.encoder import ObservationEncoder
 from steward.envs.shield import LABEL_HEALTH, MODEL_CHANGES
@@ -394,9 +394,18 @@ def test_reload_swaps_the_policy_and_decisions_record_it(
 ) -> None:
     before = decide(client, "api-reload")
     new_path = copy_run(policy_path, reload_dir / "run-b", rezip=True)
-    reloaded = httpx.post(
-        f"{server.url}/v1/policy/reload", json={"policy_path": str(new_path)}, headers=ADMIN_AUTH
+    reload = f"{server.url}/v1/policy/reload"
+    unpinned = httpx.post(reload, json={"policy_path": str(new_path)}, headers=ADMIN_AUTH)
+    assert unpinned.status_code == 422, unpinned.text  # no sha256 sent, none configured
+    assert unpinned.json()["detail"].startswith("sha256: is required")
+    other = sha256_hex(policy_path.read_bytes())  # the served card's, not this one's
+    wrong = httpx.post(
+        reload, json={"policy_path": str(new_path), "sha256": other}, headers=ADMIN_AUTH
     )
+    assert wrong.status_code == 409 and other in wrong.json()["detail"], wrong.text
+    assert client.get("/v1/policy").json()["version"] == before["policy_version"]
+    body = {"policy_path": str(new_path), "sha256": sha256_hex(new_path.read_bytes())}
+    reloaded = httpx.post(reload, json=body, headers=ADMIN_AUTH)
     assert reloaded.status_code == 200, reloaded.text
     info = reloaded.json()
     assert info["previous_version"] == before["policy_version"]
@@ -424,18 +433,23 @@ def test_reload_refuses_tampered_or_outside_files(
     tampered = copy_run(policy_path, reload_dir / "run-tampered", rezip=False)
     with (tampered.parent / WEIGHTS_FILE).open("ab") as f:
         f.write(b"\0")
+    card_sha = sha256_hex(tampered.read_bytes())  # the card is intact, a data file is not
     refused = httpx.post(
-        f"{server.url}/v1/policy/reload", json={"policy_path": str(tampered)}, headers=ADMIN_AUTH
+        f"{server.url}/v1/policy/reload",
+        json={"policy_path": str(tampered), "sha256": card_sha},
+        headers=ADMIN_AUTH,
     )
     assert refused.status_code == 422 and "sha256" in refused.json()["detail"]
     outside = copy_run(policy_path, tmp_path / "run-outside", rezip=True)
     refused = httpx.post(
-        f"{server.url}/v1/policy/reload", json={"policy_path": str(outside)}, headers=ADMIN_AUTH
+        f"{server.url}/v1/policy/reload",
+        json={"policy_path": str(outside), "sha256": sha256_hex(outside.read_bytes())},
+        headers=ADMIN_AUTH,
     )
     assert refused.status_code == 403 and "reload folder" in refused.json()["detail"]
     missing = httpx.post(
         f"{server.url}/v1/policy/reload",
-        json={"policy_path": str(reload_dir / "no-such-run" / "policy.zip")},
+        json={"policy_path": str(reload_dir / "no-such-run" / "policy.json"), "sha256": card_sha},
         headers=ADMIN_AUTH,
     )
     assert missing.status_code == 404 and "no policy file" in missing.json()["detail"]

@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from test_server_harness import API_TOKEN, REPO, copy_run, free_port
 
-from steward.agent.policies.artifact import CARD_FILE, WEIGHTS_FILE
+from steward.agent.policies.artifact import CARD_FILE, WEIGHTS_FILE, sha256_hex
 from steward.agent.server.__main__ import settings_from_config
 from steward.agent.server.settings import API_TOKEN_ENV, ServerSettings
 from steward.errors import ConfigError
@@ -45,6 +45,20 @@ def test_refuses_tampered_policy(tampered: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv(API_TOKEN_ENV, API_TOKEN)
     with pytest.raises(ConfigError, match=re.escape(MISMATCH)):
         settings_for_overrides(f"policy_path={tampered}")
+
+
+def test_refuses_a_policy_that_is_not_the_pinned_one(
+    policy_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(API_TOKEN_ENV, API_TOKEN)
+    actual = sha256_hex(policy_path.read_bytes())
+    pinned = settings_for_overrides(f"policy_path={policy_path}", f"policy_sha256={actual}")
+    assert pinned.policy_sha256 == actual
+    other = "0" * 64
+    with pytest.raises(ConfigError, match=f"sha256 of {CARD_FILE} is {actual}, not the expected"):
+        settings_for_overrides(f"policy_path={policy_path}", f"policy_sha256={other}")
+    with pytest.raises(ConfigError, match="policy_sha256: is not a hex sha256"):
+        settings_for_overrides(f"policy_path={policy_path}", "policy_sha256=abc")
 
 
 def test_refuses_to_serve_without_a_token(

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from service_harness import SERVICE, spec_for
 from test_server_harness import (
     ADMIN_TOKEN,
     API_TOKEN,
@@ -35,13 +36,24 @@ headers = {{ Authorization = "Bearer {API_TOKEN}" }}
 [[operations]]
 include-name = "POST /v1/policy/reload"
 headers = {{ Authorization = "Bearer {ADMIN_TOKEN}" }}
+
+[[operations]]
+include-name = "POST /v1/services/{SERVICE}/acknowledge"
+headers = {{ Authorization = "Bearer {ADMIN_TOKEN}" }}
 """
 
 
 @pytest.fixture(scope="module")
-def server(policy_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
+def server(
+    policy_path: Path, service_registry: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ThreadedServer]:
     folder = tmp_path_factory.mktemp("contract")
-    settings = settings_for(policy_path, folder / "audit.db", reload_dir=folder / "reload")
+    settings = settings_for(
+        policy_path,
+        folder / "audit.db",
+        reload_dir=folder / "reload",
+        services=spec_for(service_registry, n_features=2),  # the ingestion routes too
+    )
     with ThreadedServer(settings) as running:
         yield running
 
@@ -166,3 +178,18 @@ def test_every_answer_status_is_documented(server: ThreadedServer) -> None:
     )
     header = [p for p in operations["/v1/decisions"]["post"]["parameters"] if p["in"] == "header"]
     assert [p["name"] for p in header] == ["Idempotency-Key"]
+
+
+def test_the_services_routes_are_documented_per_configured_service(server: ThreadedServer) -> None:
+    schema = httpx.get(f"{server.url}/openapi.json").json()
+    paths, components = schema["paths"], schema["components"]["schemas"]
+    for route in ("predictions", "labels", "ingestion", "acknowledge"):
+        assert f"/v1/services/{SERVICE}/{route}" in paths
+    assert not [p for p in paths if "{service_id}" in p]
+    rows = components["PredictionBatch0"]["properties"]["predictions"]["items"]
+    assert {"feature_0", "feature_1"} <= set(rows["required"])  # the service's inputs
+    assert rows["additionalProperties"] is False
+    by_service = components["ServiceDecisionRequest"]["properties"]["service_id"]
+    assert by_service["enum"] == [SERVICE]
+    body = paths["/v1/decisions"]["post"]["requestBody"]["content"]["application/json"]
+    assert len(body["schema"]["anyOf"]) == 2

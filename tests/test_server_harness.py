@@ -138,11 +138,18 @@ class ServerProcess:
         db_path: a SQLite file, or any SQLAlchemy URL.
         run_dir: Hydra's run folder (the server's output goes to ``server.out`` there).
         overrides: more Hydra overrides.
+        env: more environment variables for the process.
     """
 
     def __init__(
-        self, policy_path: Path, db_path: Path | str, run_dir: Path, *overrides: str
+        self,
+        policy_path: Path,
+        db_path: Path | str,
+        run_dir: Path,
+        *overrides: str,
+        env: dict[str, str] | None = None,
     ) -> None:
+        self.extra_env = dict(env or {})
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.run_dir = run_dir
@@ -161,7 +168,12 @@ class ServerProcess:
     def start(self) -> "ServerProcess":
         """Start and wait until ``/readyz`` answers 200."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "STEWARD_API_TOKEN": API_TOKEN, "STEWARD_ADMIN_TOKEN": ADMIN_TOKEN}
+        env = {
+            **os.environ,
+            "STEWARD_API_TOKEN": API_TOKEN,
+            "STEWARD_ADMIN_TOKEN": ADMIN_TOKEN,
+            **self.extra_env,
+        }
         log = (self.run_dir / "server.out").open("ab")
         self.process = subprocess.Popen(self.args, cwd=REPO, env=env, stdout=log, stderr=log)
         deadline = time.monotonic() + START_TIMEOUT_S

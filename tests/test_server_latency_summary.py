@@ -59,7 +59,9 @@ def test_figures_go_to_json(tmp_path: Path) -> None:
     runs = [_rows(1.5, 12.0, 0.45), _rows(2.5, 9.0, 0.55)]
     path = tmp_path / "out" / "server_latency.json"
     write_json(path, runs, {"command": "x"})
-    document = json.loads(path.read_text())
-    assert document["command"] == "x" and len(document["runs"]) == 2
+    record = json.loads(path.read_text())
+    assert record["benchmark"] == "server_latency" and record["command"] == "x"
+    document = record["figures"]
+    assert len(document["runs"]) == 2
     assert np.isclose(document["ratio_summary"]["throughput"]["median"], 0.5)
     assert np.isclose(document["runs"][0]["decisions"]["sequential_p99_ms"], 1.5)

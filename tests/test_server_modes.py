@@ -1,6 +1,6 @@
 """Server modes under concurrent load: group commits on the loop (SQLite NORMAL) or in a
 writer thread (SQLite FULL), one history per service under concurrent posts, and policy
-reloads by file watch. Real uvicorn servers on 127.0.0.1, real SQLite files."""
+reloads of a run retrained in place. Real uvicorn servers on 127.0.0.1, real SQLite files."""
 
 import time
 from collections import defaultdict
@@ -12,6 +12,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from test_server_harness import (
+    ADMIN_AUTH,
     AUTH,
     ThreadedServer,
     copy_run,
@@ -21,7 +22,12 @@ from test_server_harness import (
     stored_rows,
 )
 
-from steward.agent.policies.artifact import CARD_FILE, NORMALIZATION_FILE, WEIGHTS_FILE
+from steward.agent.policies.artifact import (
+    CARD_FILE,
+    NORMALIZATION_FILE,
+    WEIGHTS_FILE,
+    sha256_hex,
+)
 from steward.agent.server.http.schemas import EXAMPLE_PORTFOLIO
 from steward.agent.training.artifacts import write_hashes
 
@@ -97,22 +103,35 @@ def test_concurrent_posts_for_one_service_get_distinct_steps(
     assert steps == list(range(8 * PER_CLIENT))  # the service's lock orders its decisions
 
 
-def test_file_watch_reloads_a_retrained_run(policy_path: Path, tmp_path: Path) -> None:
-    run = copy_run(policy_path, tmp_path / "watched-run", rezip=False)
-    settings = settings_for(run, tmp_path / "audit.db", watch_seconds=0.1)
+def test_a_run_retrained_in_place_reloads_only_with_its_new_sha256(
+    policy_path: Path, tmp_path: Path
+) -> None:
+    """With ``policy_sha256`` configured, a plain reload expects that card: files retrained
+    in place are refused (409) until the admin sends their sha256; the server never reloads
+    on its own."""
+    run = copy_run(policy_path, tmp_path / "served-run", rezip=False)
+    pinned = sha256_hex(run.read_bytes())
+    settings = settings_for(run, tmp_path / "audit.db", policy_sha256=pinned)
     with (
         ThreadedServer(settings) as server,
         httpx.Client(base_url=server.url, headers=AUTH) as client,
     ):
+        reload = f"{server.url}/v1/policy/reload"
+        assert httpx.post(reload, headers=ADMIN_AUTH).status_code == 200  # the pinned card
         before = client.get("/v1/policy").json()["version"]
         copy_run(policy_path, tmp_path / "retrained", rezip=True)
         for name in (WEIGHTS_FILE, NORMALIZATION_FILE, CARD_FILE):
             (tmp_path / "retrained" / name).replace(run.parent / name)
-        write_hashes(run.parent)  # training writes the hashes last
-        deadline = time.monotonic() + 30
-        while client.get("/v1/policy").json()["version"] == before:
-            assert time.monotonic() < deadline, "the watch did not reload"
-            time.sleep(0.05)
-        after = client.get("/v1/policy").json()["version"]
-        answer = client.post("/v1/decisions", json=decision_body("watched", EXAMPLE_PORTFOLIO))
-        assert answer.json()["policy_version"] == after != before
+        new_sha = write_hashes(run.parent)  # training writes the hashes last
+        time.sleep(0.3)
+        assert client.get("/v1/policy").json()["version"] == before  # no watch
+        refused = httpx.post(reload, headers=ADMIN_AUTH)
+        assert refused.status_code == 409, refused.text
+        assert pinned in refused.json()["detail"] and new_sha in refused.json()["detail"]
+        assert client.get("/v1/policy").json()["version"] == before
+        loaded = httpx.post(reload, json={"sha256": new_sha}, headers=ADMIN_AUTH)
+        assert loaded.status_code == 200, loaded.text
+        after = loaded.json()["policy"]["version"]
+        assert after == new_sha[:12] != before
+        answer = client.post("/v1/decisions", json=decision_body("retrained", EXAMPLE_PORTFOLIO))
+        assert answer.json()["policy_version"] == after

@@ -223,7 +223,7 @@ def test_veto_reason_labels_drop_the_numbers(reason: str, kind: str) -> None:
 
 
 def test_service_states_drop_the_least_recently_used() -> None:
-    states = ServiceStates(SloConfig(), capacity=2)
+    states = ServiceStates(capacity=2)
     first = states.get("a")
     states.get("b")
     assert states.get("a") is first  # a is now the most recently used

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from service_harness import SERVICE, label_rows, prediction_rows, spec_for
 from test_server_harness import (
     AUTH,
     ServerProcess,
@@ -254,3 +255,44 @@ def test_a_replica_killed_under_load_loses_and_duplicates_nothing(
     for c in clients:  # each service's history has no gap: steps 0..n-1
         steps = sorted(row["step"] for row in decisions if row["service_id"] == c.service)
         assert steps == list(range(REQUESTS_PER_CLIENT)), (c.service, steps[:10])
+
+
+def test_ingestion_on_postgresql(
+    cluster: PostgresCluster, policy_path: Path, service_registry: tuple[str, str]
+) -> None:
+    """Batches stored in PostgreSQL, idempotent by prediction id, and the service rebuilt
+    from them after a restart; a decision by service reads them."""
+    url = cluster.new_database("audit_ingestion")
+    settings = settings_for(
+        policy_path, Path("unused.db"), db_url=url, services=spec_for(service_registry)
+    )
+    predictions = prediction_rows(0, 500, seed=4)
+    route = f"/v1/services/{SERVICE}"
+    with (
+        ThreadedServer(settings) as server,
+        httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as client,
+    ):
+        answer = client.post(f"{route}/predictions", json={"predictions": predictions})
+        assert answer.status_code == 200 and answer.json()["accepted"] == 500, answer.text
+        again = client.post(f"{route}/predictions", json={"predictions": predictions[:100]})
+        assert again.json()["duplicates"] == 100
+        labels = label_rows(predictions[:300])
+        assert client.post(f"{route}/labels", json={"labels": labels}).json()["accepted"] == 300
+    assert len(rows(url, "ingested_predictions")) == 500
+    assert len(rows(url, "ingested_labels")) == 300
+    with (
+        ThreadedServer(settings) as server,
+        httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as client,
+    ):
+        counts = client.get(f"{route}/ingestion").json()["counts"]
+        assert (counts["predictions"], counts["labels"], counts["duplicates"]) == (500, 300, 100)
+        body = {
+            "service_id": SERVICE,
+            "timestamp": "2025-03-02T00:00:00Z",
+            "time_days": 2.0,
+            "spend": {"spend_period": 0.0, "period_start_day": 0.0},
+        }
+        answer = client.post("/v1/decisions", json=body)
+        assert answer.status_code == 200, answer.text
+    (decision,) = rows(url, "decisions")
+    assert decision["portfolio"]["labels_in_window"] > 0

@@ -10,12 +10,15 @@ and proposes, and executes on the backend; the world then runs the next day.
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from steward.agent.service import AgentService, ServiceDecision
+
+if TYPE_CHECKING:
+    from steward.agent.remote import RemoteAgent
 from steward.envs.reward import reward_components
 from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.actions import ACTION_NAMES
@@ -118,7 +121,7 @@ def timeline_row(
 
 def run_closed_loop(
     world: World,
-    service: AgentService,
+    service: "AgentService | RemoteAgent",
     service_id: str,
     first_report: EpochReport,
     on_day: Callable[[dict[str, Any]], None] | None = None,

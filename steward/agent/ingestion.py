@@ -21,6 +21,7 @@ Events are keyed by prediction id:
 events (SQLite or PostgreSQL) is :mod:`steward.agent.ingestion_sql`.
 """
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
@@ -28,6 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from steward.agent.event_columns import LabelColumns, PredictionColumns
 from steward.monitoring.service_log import ServiceLog
 from steward.monitoring.tables import (
     FEATURE_PREFIX,
@@ -39,7 +41,7 @@ from steward.monitoring.tables import (
     time_origin,
 )
 
-Batch = pd.DataFrame | Sequence[Mapping[str, Any]]
+Batch = pd.DataFrame | Sequence[Mapping[str, Any]] | PredictionColumns | LabelColumns
 
 
 @dataclass
@@ -78,8 +80,10 @@ class BatchReport(NamedTuple):
         unknown_prediction: labels of prediction ids never ingested (not stored).
         retractions: stored labels a later event retracted.
         predictions: the new predictions (``None`` for a label batch).
-        labels: the new or retracted labels: ``(prediction_id, label, arrived_at,
-            retracted_at)``, ``retracted_at`` inf when not retracted.
+        labels: the new labels: ``(prediction_id, label, arrived_at, retracted_at)``,
+            ``retracted_at`` inf when not retracted.
+        retracted: the stored labels this batch retracts: ``(prediction_id, retracted_at)``.
+        unknown_ids: the prediction ids of the unknown labels, each once.
     """
 
     accepted: int
@@ -88,6 +92,8 @@ class BatchReport(NamedTuple):
     retractions: int = 0
     predictions: PredictionTable | None = None
     labels: tuple[tuple[str, int, float, float], ...] = ()
+    retracted: tuple[tuple[str, float], ...] = ()
+    unknown_ids: tuple[str, ...] = ()
 
 
 Commit = Callable[[BatchReport], None]  # makes a batch durable before it is kept
@@ -97,9 +103,12 @@ def as_frame(batch: Batch, what: str) -> pd.DataFrame:
     """A batch as a frame (records become rows)."""
     if isinstance(batch, pd.DataFrame):
         return batch
+    if isinstance(batch, PredictionColumns | LabelColumns):
+        raise LogTableError(what, "is a batch of the other kind", f"send {what}")
     if not isinstance(batch, Sequence) or isinstance(batch, str | bytes):
         raise LogTableError(what, "must be a table or a list of records", "send a JSON array")
-    return pd.DataFrame.from_records(list(batch))
+    records: list[Any] = list(batch)
+    return pd.DataFrame.from_records(records)
 
 
 class ServiceEvents:
@@ -140,9 +149,22 @@ class ServiceEvents:
             self._origin = time_origin(probe, self._origin_text)
         return self._origin
 
-    def _refuse(self, frame: pd.DataFrame, err: LogTableError) -> LogTableError:
-        self.counts.refused += len(frame)
+    def _refuse(self, rows: int, err: LogTableError) -> LogTableError:
+        self.counts.refused += rows
         return err
+
+    def _prediction_table(self, batch: Batch) -> tuple[PredictionTable, int]:
+        """The batch's checked table and its row count."""
+        if isinstance(batch, PredictionColumns):
+            try:
+                return batch.table(), len(batch.served_at)
+            except LogTableError as err:
+                raise self._refuse(len(batch.served_at), err) from None
+        frame = as_frame(batch, "predictions")
+        try:
+            return predictions_from_frame(frame, self._origin_for(frame, "served_at")), len(frame)
+        except LogTableError as err:
+            raise self._refuse(len(frame), err) from None
 
     def add_predictions(self, batch: Batch, commit: Commit | None = None) -> BatchReport:
         """Store a batch of predictions (see the module docstring).
@@ -156,36 +178,10 @@ class ServiceEvents:
         Raises:
             LogTableError: a bad row (named); nothing of the batch is stored.
         """
-        frame = as_frame(batch, "predictions")
-        try:
-            table = predictions_from_frame(frame, self._origin_for(frame, "served_at"))
-        except LogTableError as err:
-            raise self._refuse(frame, err) from None
-        # ids are kept as text (labels join on text)
-        table = PredictionTable(table.prediction_id.astype(str), table.batch, table.duplicates)
-        if table.n_features != self.n_features:
-            raise self._refuse(
-                frame,
-                LogTableError(
-                    f"predictions.{FEATURE_PREFIX}*",
-                    f"has {table.n_features} feature columns; the service logs {self.n_features}",
-                    f"send {self.n_features} feature_* columns",
-                ),
-            )
-        ids = table.prediction_id
-        new = np.fromiter((i not in self._served_at for i in ids), dtype=bool, count=len(ids))
-        duplicates = table.duplicates + int((~new).sum())
-        kept = table.take(np.flatnonzero(new))
-        report = BatchReport(len(kept), duplicates, predictions=kept)
+        report = self.prepare_predictions(batch)
         if commit is not None:
             commit(report)
-        if len(kept):
-            self._served_at.update(
-                zip(kept.prediction_id, kept.batch.served_at.tolist(), strict=True)
-            )
-            self._pending_predictions.append(kept)
-        self.counts.predictions += len(kept)
-        self.counts.duplicates += duplicates
+        self.keep(report)
         return report
 
     def add_labels(self, batch: Batch, commit: Commit | None = None) -> BatchReport:
@@ -199,19 +195,68 @@ class ServiceEvents:
         Raises:
             LogTableError: a bad row (named); nothing of the batch is stored.
         """
-        frame = as_frame(batch, "labels")
-        ids = frame["prediction_id"].astype(str) if "prediction_id" in frame.columns else None
-        known_ids = [] if ids is None else [i for i in dict.fromkeys(ids) if i in self._served_at]
-        served_at = np.array([self._served_at[i] for i in known_ids], dtype=float)
-        try:
-            table: LabelTable = labels_from_frame(
-                frame,
-                np.array(known_ids, dtype=object),
-                served_at,
-                self._origin_for(frame, "arrived_at"),
+        report = self.prepare_labels(batch)
+        if commit is not None:
+            commit(report)
+        self.keep(report)
+        return report
+
+    def prepare_predictions(self, batch: Batch) -> BatchReport:
+        """Check a batch of predictions against the rules and what is kept; keep nothing.
+
+        :meth:`keep` then keeps it (after a durable commit, say); no other batch of this
+        service may be prepared or kept in between.
+
+        Raises:
+            LogTableError: a bad row (named; its rows are counted as refused).
+        """
+        table, rows = self._prediction_table(batch)
+        # ids are kept as text (labels join on text)
+        table = PredictionTable(table.prediction_id.astype(str), table.batch, table.duplicates)
+        if table.n_features != self.n_features:
+            raise self._refuse(
+                rows,
+                LogTableError(
+                    f"predictions.{FEATURE_PREFIX}*",
+                    f"has {table.n_features} feature columns; the service logs {self.n_features}",
+                    f"send {self.n_features} feature_* columns",
+                ),
             )
+        ids = table.prediction_id
+        new = np.fromiter((i not in self._served_at for i in ids), dtype=bool, count=len(ids))
+        duplicates = table.duplicates + int((~new).sum())
+        kept = table.take(np.flatnonzero(new))
+        return BatchReport(len(kept), duplicates, predictions=kept)
+
+    def prepare_labels(self, batch: Batch) -> BatchReport:
+        """Check a batch of labels against the rules and what is kept; keep nothing (see
+        :meth:`prepare_predictions`).
+
+        Raises:
+            LogTableError: a bad row (named; its rows are counted as refused).
+        """
+        columns = batch if isinstance(batch, LabelColumns) else None
+        frame = None if columns is not None else as_frame(batch, "labels")
+        if columns is not None:
+            ids: Any = columns.prediction_id
+        else:
+            assert frame is not None
+            ids = frame["prediction_id"].astype(str) if "prediction_id" in frame.columns else ()
+        known_ids: list[str] = []
+        unknown_ids: list[str] = []
+        for i in dict.fromkeys(ids):
+            (known_ids if i in self._served_at else unknown_ids).append(i)
+        served_at = np.array([self._served_at[i] for i in known_ids], dtype=np.float64)
+        known = np.array(known_ids, dtype=np.object_)
+        try:
+            if columns is not None:
+                table: LabelTable = columns.table(known, served_at)
+            else:
+                assert frame is not None
+                origin = self._origin_for(frame, "arrived_at")
+                table = labels_from_frame(frame, known, served_at, origin)
         except LogTableError as err:
-            raise self._refuse(frame, err) from None
+            raise self._refuse(len(ids) if frame is None else len(frame), err) from None
         new: dict[str, tuple[int, float, float]] = {}  # this batch's changes, by id
         retracting: dict[str, float] = {}
         duplicates = table.duplicates
@@ -230,29 +275,46 @@ class ServiceEvents:
                 retracting[prediction_id] = retracted
             else:
                 duplicates += 1
-        changes = tuple((i, *new[i]) for i in new) + tuple(
-            (i, *self._labels[i][:2], at) for i, at in retracting.items()
+        return BatchReport(
+            len(new),
+            duplicates,
+            table.unknown_prediction,
+            len(retracting),
+            labels=tuple((i, *new[i]) for i in new),
+            retracted=tuple(retracting.items()),
+            unknown_ids=tuple(unknown_ids),
         )
-        report = BatchReport(
-            len(new), duplicates, table.unknown_prediction, len(retracting), labels=changes
-        )
-        if commit is not None:
-            commit(report)
-        for prediction_id, (label, arrived, retracted) in new.items():
+
+    def keep(self, report: BatchReport) -> None:
+        """Keep a prepared batch: its events join the log as their times come due."""
+        kept = report.predictions
+        if kept is not None and len(kept):
+            self._served_at.update(
+                zip(kept.prediction_id, kept.batch.served_at.tolist(), strict=True)
+            )
+            self._pending_predictions.append(kept)
+        for prediction_id, label, arrived, retracted in report.labels:
             self._labels[prediction_id] = (label, arrived, retracted)
             self._pending_labels.append((prediction_id, label, arrived))
             if np.isfinite(retracted):
                 self._pending_retractions.append((prediction_id, retracted))
-        for prediction_id, at in retracting.items():
+        for prediction_id, at in report.retracted:
             label, arrived, _ = self._labels[prediction_id]
             self._labels[prediction_id] = (label, arrived, at)
             self._pending_retractions.append((prediction_id, at))
-        counts = self.counts
-        counts.labels += len(new)
-        counts.retractions += len(retracting)
-        counts.duplicates += duplicates
-        counts.unknown_prediction += table.unknown_prediction
-        return report
+        self.counts = self.counts_after(report)
+
+    def counts_after(self, report: BatchReport) -> IngestionCounts:
+        """The counters once ``report``'s batch is kept (the counters as they are untouched)."""
+        counts = dataclasses.replace(self.counts)
+        counts.duplicates += report.duplicates
+        if report.predictions is not None:
+            counts.predictions += report.accepted
+        else:
+            counts.labels += report.accepted
+            counts.retractions += report.retractions
+            counts.unknown_prediction += report.unknown_prediction
+        return counts
 
     # -- the log at a decision time ---------------------------------------------------
     def advance(self, now: float) -> ServiceLog:

@@ -29,34 +29,15 @@ from steward.agent.ingestion import (
     BatchReport,
     Commit,
     IngestionCounts,
-    ServiceEvents,
 )
+from steward.agent.monitored import MonitoredService, ServiceSettings
 from steward.agent.policies.base import DecisionContext, Policy
 from steward.backends.base import Backend, BackendState, ShieldedExecutor
 from steward.envs.encoder import ObservationEncoder
 from steward.envs.shield import Shield
 from steward.errors import ConfigError
-from steward.monitoring.monitor import Monitor
 from steward.monitoring.portfolio import ObservedPortfolio
-from steward.monitoring.state import MonitorSettings, ServiceTargets
 from steward.simulators.actions import N_ACTIONS, Action
-
-
-@dataclass(frozen=True)
-class ServiceSettings:
-    """How one service is monitored.
-
-    Attributes:
-        monitor: the label delay SLA and monitoring's windows.
-        targets: the operator's latency budget, cost ceiling and budget period.
-        n_features: width of the logged inputs (``feature_*`` columns; 0: none).
-        origin: day 0 when times are timestamps (default: the first prediction's day).
-    """
-
-    monitor: MonitorSettings
-    targets: ServiceTargets
-    n_features: int
-    origin: str | None = None
 
 
 class ServiceDecision(NamedTuple):
@@ -90,9 +71,7 @@ class ServiceDecision(NamedTuple):
 @dataclass
 class _Service:
     backend: Backend
-    settings: ServiceSettings
-    events: ServiceEvents
-    monitor: Monitor
+    monitored: MonitoredService
     encoder: ObservationEncoder
     executor: ShieldedExecutor
     last_action: int | None = None
@@ -139,12 +118,9 @@ class AgentService:
                 "use the history the policy was trained with",
                 self.history_len,
             )
-        events = ServiceEvents(settings.n_features, settings.origin)
         self._services[service_id] = _Service(
             backend=backend,
-            settings=settings,
-            events=events,
-            monitor=Monitor(events.log, settings.monitor),
+            monitored=MonitoredService(settings),
             encoder=encoder,
             executor=ShieldedExecutor(self.shield, backend),
         )
@@ -163,26 +139,25 @@ class AgentService:
     ) -> BatchReport:
         """Store a batch of predictions (idempotent by prediction id); ``commit`` makes it
         durable first (:meth:`~steward.agent.ingestion.ServiceEvents.add_predictions`)."""
-        return self._service(service_id).events.add_predictions(batch, commit)
+        return self._service(service_id).monitored.events.add_predictions(batch, commit)
 
     def ingest_labels(
         self, service_id: str, batch: Batch, commit: Commit | None = None
     ) -> BatchReport:
         """Store a batch of labels (idempotent; unknown prediction ids counted); ``commit``
         makes it durable first."""
-        return self._service(service_id).events.add_labels(batch, commit)
+        return self._service(service_id).monitored.events.add_labels(batch, commit)
 
     def ingestion(self, service_id: str) -> IngestionCounts:
         """What the service's ingestion accepted, refused and ignored so far."""
-        return self._service(service_id).events.counts
+        return self._service(service_id).monitored.events.counts
 
     # -- decisions ----------------------------------------------------------------------
     def portfolio(self, service_id: str, now: float) -> ObservedPortfolio:
         """The portfolio at ``now`` from the ingested logs and the backend's state."""
         service = self._service(service_id)
-        service.events.advance(now)
         state = service.backend.state()
-        return service.monitor.observe(now, state.registry, state.spend, service.settings.targets)
+        return service.monitored.portfolio(now, state.registry, state.spend)
 
     def decide(self, service_id: str, now: float, execute: bool = False) -> ServiceDecision:
         """The next action for ``service_id`` at ``now`` (executed on its backend if

@@ -71,12 +71,27 @@ class MlflowBackend(SimulatorBackend):
         self.calls = calls
         client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
         self.reader = MlflowStateReader(client, settings.model_name)
+        self.acknowledgements_applied: int | None = None  # requests seen at the first read
 
     def state(self) -> BackendState:
         """The registry's state from MLflow's aliases, tags and cards; the spend from the
-        backend's own ledger."""
+        backend's own ledger.
+
+        Acknowledgements recorded in the registry since the last read (by the agent server's
+        ``POST /v1/services/{id}/acknowledge``) are applied first: a paged human answers for
+        each.
+        """
         with self.calls.timed("read_state"):
             registry = self.reader.state()
+        requested = self.reader.acknowledge_requests
+        if self.acknowledgements_applied is None:  # requests older than this run are done
+            self.acknowledgements_applied = requested
+        if requested > self.acknowledgements_applied:
+            for _ in range(requested - self.acknowledgements_applied):
+                self.world.ops.answer_page()
+            self.acknowledgements_applied = requested
+            with self.calls.timed("read_state"):
+                registry = self.reader.state()
         return BackendState(registry, self.world.state.spend.state)
 
 

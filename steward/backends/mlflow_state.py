@@ -24,6 +24,9 @@ CHANGE_IN_FLIGHT = "steward.change_in_flight"
 HUMAN_HOLD = "steward.human_hold"
 ACKNOWLEDGEMENTS = "steward.acknowledgements"
 LAST_CHANGE_DAY = "steward.last_change_day"
+# acknowledgements asked for through the agent server (POST /v1/services/{id}/acknowledge);
+# the backend that executes answers a page for each one it has not applied yet
+ACKNOWLEDGE_REQUESTS = "steward.acknowledge_requests"
 # version tags
 PROMOTED_DAY = "steward.promoted_day"
 OUTCOME = "steward.outcome"
@@ -66,6 +69,7 @@ class MlflowStateReader:
         self.client = client
         self.model_name = model_name
         self._cards: dict[int, VersionCard] = {}
+        self.acknowledge_requests = 0  # as the last state() read them
 
     def _card(self, version: Any) -> VersionCard:
         number = int(version.version)
@@ -96,6 +100,7 @@ class MlflowStateReader:
             ) from None
         aliases = {k: int(v) for k, v in model.aliases.items()}
         tags: dict[str, str] = dict(model.tags)
+        self.acknowledge_requests = _requests(tags)
         if CHAMPION not in aliases:
             raise ConfigError(
                 f"{self.model_name}@{CHAMPION}", "no such alias", "promote a version first"
@@ -129,6 +134,36 @@ class MlflowStateReader:
             raise ConfigError(
                 f"{self.model_name} tags", f"unreadable ({err})", "let Steward write them"
             ) from None
+
+
+def _requests(tags: dict[str, str]) -> int:
+    try:
+        return int(tags.get(ACKNOWLEDGE_REQUESTS, "0"))
+    except ValueError:
+        raise ConfigError(
+            f"tag {ACKNOWLEDGE_REQUESTS}", "is not a count", "let Steward write it"
+        ) from None
+
+
+def request_acknowledgement(client: Any, model_name: str) -> int:
+    """Record that a paged human answered (the executing backend applies it); returns the
+    requests recorded so far.
+
+    Raises:
+        ConfigError: no such registered model, or an unreadable count.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client.get_registered_model(model_name)
+    except MlflowException as err:
+        raise ConfigError(
+            "backend.model_name", f"no registered model ({err.error_code})", "register it first",
+            model_name,
+        ) from None  # fmt: skip
+    count = _requests(dict(model.tags)) + 1
+    client.set_registered_model_tag(model_name, ACKNOWLEDGE_REQUESTS, str(count))
+    return count
 
 
 def read_registry_state(tracking_uri: str, model_name: str) -> RegistryState:

@@ -14,6 +14,7 @@ the ``mlflow ui`` command printed at the end.
 
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 from steward.agent.closed_loop import run_closed_loop
 from steward.agent.policies import Policy, make_heuristic
+from steward.agent.remote import API_TOKEN_ENV, RemoteAgent
 from steward.agent.reporting.timeline import plot_timeline, write_timeline_csv
 from steward.agent.service import AgentService, ServiceSettings
 from steward.backends.estimators import EstimatorFamilies
@@ -30,7 +32,7 @@ from steward.backends.mlflow_backend import local_settings, operated_world
 from steward.backends.mlflow_store import MlflowSettings
 from steward.backends.pagers import make_pager
 from steward.envs.shield import Shield, with_overrides
-from steward.errors import ConfigError, require
+from steward.errors import require
 from steward.experiments.common import (
     clean_errors,
     episode_seeds,
@@ -61,13 +63,20 @@ def build_policy(cfg: DictConfig) -> Policy:
 def operate(cfg: DictConfig, out: Path) -> None:
     """Run the closed loop the config describes and write its files into ``out``."""
     if cfg.server_url:
-        raise ConfigError(
-            "server_url",
-            "the agent server does not serve ingestion routes yet"
-            " (POST /v1/services/{id}/predictions and .../labels)",
-            "leave server_url empty to decide in process",
-            cfg.server_url,
+        require(
+            bool(cfg.token or os.environ.get(API_TOKEN_ENV)),
+            API_TOKEN_ENV,
+            "is not set",
+            "export the agent server's API token (or give token=)",
+            "",
         )
+    require(
+        not cfg.server_url or cfg.backend.kind == "mlflow",
+        "server_url",
+        "needs backend=mlflow: the agent server reads the service's registry from MLflow",
+        "use backend=mlflow with the registry the server's service is configured with",
+        cfg.server_url,
+    )
     scenario, slo, shield_config = world_configs(cfg)
     require(
         scenario.stream != "mixture", "scenario", "a mixture has no one stream to serve",
@@ -98,14 +107,14 @@ def operate(cfg: DictConfig, out: Path) -> None:
     started = time.perf_counter()
     world = operated.world
     first = world.reset(seed=episode_seeds(cfg.seed, 1)[0])
-    service = AgentService(
-        Shield(
-            with_overrides(shield_config, scenario.shield_overrides, "scenario.shield_overrides"),
-            slo,
-        ),
-        policy,
-        seed=cfg.seed,
-        deterministic=cfg.deterministic,
+    shield = Shield(
+        with_overrides(shield_config, scenario.shield_overrides, "scenario.shield_overrides"),
+        slo,
+    )
+    service: AgentService | RemoteAgent = (
+        RemoteAgent(cfg.server_url, shield, token=cfg.token or None)
+        if cfg.server_url  # the server decides; the backend executes here, through the shield
+        else AgentService(shield, policy, seed=cfg.seed, deterministic=cfg.deterministic)
     )
     monitor = MonitorSettings(
         delay_cdf=scenario.delay.cdf_table(),
@@ -116,8 +125,13 @@ def operate(cfg: DictConfig, out: Path) -> None:
     service.add_service(
         service_id, operated.backend, ServiceSettings(monitor, slo, world.log.n_features)
     )
-    with tqdm(total=scenario.horizon_days, desc=f"operate {service_id}", leave=False) as bar:
-        rows = run_closed_loop(world, service, service_id, first, on_day=lambda _: bar.update())
+    try:
+        with tqdm(total=scenario.horizon_days, desc=f"operate {service_id}", leave=False) as bar:
+            rows = run_closed_loop(world, service, service_id, first, on_day=lambda _: bar.update())
+        counts = service.ingestion(service_id)
+    finally:
+        if isinstance(service, RemoteAgent):
+            service.close()
     wall = time.perf_counter() - started
     frame = write_timeline_csv(rows, out / "timeline.csv")
     (out / "lineage.json").write_text(json.dumps(world.registry.lineage(), indent=1))
@@ -127,7 +141,7 @@ def operate(cfg: DictConfig, out: Path) -> None:
         )
     executed = frame["executed_action"].value_counts().to_dict()
     print(f"{service_id}: {len(frame)} days on {backend_cfg.kind}, executed {executed}")
-    print(f"ingestion: {service.ingestion(service_id).to_dict()}")
+    print(f"ingestion: {counts.to_dict()}")
     if operated.calls is not None and operated.settings is not None:
         share = operated.calls.total_seconds / wall
         (out / "mlflow_calls.json").write_text(

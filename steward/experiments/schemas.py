@@ -9,6 +9,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from steward.agent.server.services.config import ServiceConfig
 from steward.agent.training.config import AgentConfig
 from steward.agent.training.recipe import RecipeConfig
 from steward.envs.shield import ShieldConfig
@@ -59,6 +60,7 @@ class ServeConfig:
     slo: SloConfig = field(default_factory=SloConfig)
     shield: ShieldConfig = field(default_factory=ShieldConfig)
     policy_path: str = ""
+    policy_sha256: str = ""
     host: str = "127.0.0.1"
     port: int = 8000
     db: str = "sqlite:///outputs/server/audit.db"
@@ -68,10 +70,11 @@ class ServeConfig:
     allow_no_auth: bool = False
     max_body_bytes: int = 65_536
     reload_dir: str = ""
-    watch_seconds: float = 0.0
     max_services: int = 10_000
     sqlite_synchronous: str = "NORMAL"
     write_batch: int = 256
+    max_ingest_bytes: int = 16 * 1024 * 1024
+    services: dict[str, ServiceConfig] = field(default_factory=dict)
     log_level: str = "info"
     access_log: bool = False
 

@@ -30,9 +30,10 @@ a label for an unknown prediction is counted and reported, not joined; a duplica
 prediction id keeps its first row.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -139,14 +140,15 @@ def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -
         )
 
 
-def _bad_row(frame: pd.DataFrame, bad: np.ndarray, what: str, column: str, rule: str) -> None:
-    """Raise naming the first row where ``bad`` holds."""
+def _bad_row(given: Any, bad: np.ndarray, what: str, column: str, rule: str) -> None:
+    """Raise naming the first row where ``bad`` holds (``given``: the column as written, a
+    Series or an array, whose value the message shows)."""
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
+        got = given.iloc[i] if isinstance(given, pd.Series) else given[i]
+        got = got.item() if isinstance(got, np.generic) else got
         raise LogTableError(
-            f"{what}[{i}].{column}",
-            f"{rule} (got {frame[column].iloc[i]!r})",
-            f"fix row {i} of the {what} table",
+            f"{what}[{i}].{column}", f"{rule} (got {got!r})", f"fix row {i} of the {what} table"
         )
 
 
@@ -213,6 +215,15 @@ def join_rows(prediction_id: np.ndarray, label_id: np.ndarray) -> np.ndarray:
     return position[codes[n:]]
 
 
+# the optional and required numeric columns of a predictions table, in the order checked
+PREDICTION_NUMBERS = (
+    "score", "model_version", "shadow_score", "region", "latency_ms", "weight",
+)  # fmt: skip
+RULE_TIME = "must be a finite time"
+RULE_AFTER_SERVED = "is before the prediction"
+RULE_AFTER_ARRIVAL = "is before the label arrived"
+
+
 def _in_unit_interval(v: np.ndarray) -> np.ndarray:
     return (v >= 0.0) & (v <= 1.0)
 
@@ -233,24 +244,34 @@ COLUMN_RULES: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
 }
 
 
+def checked_values(values: np.ndarray, what: str, column: str, given: Any = None) -> np.ndarray:
+    """A numeric column (float64, NaN where empty) checked against its rule (``given``: the
+    column as written, for the message; default ``values``)."""
+    valid, rule = COLUMN_RULES[column]
+    with np.errstate(invalid="ignore"):
+        _bad_row(values if given is None else given, ~valid(values), what, column, rule)
+    return values
+
+
 def checked_column(frame: pd.DataFrame, what: str, column: str) -> np.ndarray | None:
     """A numeric column checked against its rule (None when the table has no such column)."""
     if column not in frame.columns:
         return None
     values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
-    valid, rule = COLUMN_RULES[column]
-    with np.errstate(invalid="ignore"):
-        _bad_row(frame, ~valid(values), what, column, rule)
-    return values
+    return checked_values(values, what, column, frame[column])
+
+
+def checked_days(days: np.ndarray, what: str, column: str, given: Any = None) -> np.ndarray:
+    """A time column in days, every value finite (``given``: as written, for the message)."""
+    _bad_row(days if given is None else given, ~np.isfinite(days), what, column, RULE_TIME)
+    return days
 
 
 def checked_time(
     frame: pd.DataFrame, what: str, column: str, origin: pd.Timestamp | None
 ) -> np.ndarray:
     """A time column as days, every value finite."""
-    days = to_days(frame[column], origin, what, column)
-    _bad_row(frame, ~np.isfinite(days), what, column, "must be a finite time")
-    return days
+    return checked_days(to_days(frame[column], origin, what, column), what, column, frame[column])
 
 
 def predictions_from_frame(frame: pd.DataFrame, origin: pd.Timestamp | None) -> PredictionTable:
@@ -259,26 +280,44 @@ def predictions_from_frame(frame: pd.DataFrame, origin: pd.Timestamp | None) -> 
     _require_columns(frame, PREDICTION_COLUMNS, what)
     frame = frame.reset_index(drop=True)
     served = checked_time(frame, what, "served_at", origin)
-    score = checked_column(frame, what, "score")
-    version = checked_column(frame, what, "model_version")
-    assert score is not None and version is not None  # required columns
-    shadow = checked_column(frame, what, "shadow_score")
-    region = checked_column(frame, what, "region")
-    latency = checked_column(frame, what, "latency_ms")
-    weight = checked_column(frame, what, "weight")
+    numbers = {column: checked_column(frame, what, column) for column in PREDICTION_NUMBERS}
     feature_columns = [c for c in frame.columns if str(c).startswith(FEATURE_PREFIX)]
-    features = None
-    if feature_columns:
-        features = frame[feature_columns].to_numpy(dtype=np.float64)
+    features = frame[feature_columns].to_numpy(dtype=np.float64) if feature_columns else None
+    return prediction_table(
+        prediction_ids(frame["prediction_id"]), served, numbers, features, feature_columns
+    )
+
+
+def prediction_table(
+    ids: np.ndarray,
+    served: np.ndarray,
+    numbers: Mapping[str, np.ndarray | None],
+    features: np.ndarray | None,
+    feature_columns: Sequence[str] = (),
+) -> PredictionTable:
+    """Predictions from checked columns (:func:`checked_days`, :func:`checked_values`),
+    their inputs checked finite, each id's first row kept, sorted by serve time.
+
+    Args:
+        ids: the prediction ids (:func:`prediction_ids`).
+        served: serve times (days).
+        numbers: each of :data:`PREDICTION_NUMBERS` (``None``: not in the table).
+        features: the inputs, one row each (``None``: not logged).
+        feature_columns: the inputs' column names (default ``feature_0``, ...).
+    """
+    what = "predictions"
+    score, version = numbers["score"], numbers["model_version"]
+    assert score is not None and version is not None  # required columns
+    if features is not None:
         bad_feature = ~np.isfinite(features)
         if bad_feature.any():
             i, j = (int(k) for k in np.argwhere(bad_feature)[0])
+            name = feature_columns[j] if feature_columns else f"{FEATURE_PREFIX}{j}"
             raise LogTableError(
-                f"{what}[{i}].{feature_columns[j]}",
-                "must be a finite number",
-                f"fix row {i} of the {what} table",
+                f"{what}[{i}].{name}", "must be a finite number", f"fix row {i} of the {what} table"
             )
-    ids = prediction_ids(frame["prediction_id"])
+    shadow, region = numbers.get("shadow_score"), numbers.get("region")
+    latency, weight = numbers.get("latency_ms"), numbers.get("weight")
     first = np.ones(ids.shape[0], dtype=bool)
     ascending = ids.dtype.kind == "i" and bool(np.all(ids[1:] > ids[:-1]))  # sequence ids
     if not ascending:
@@ -326,11 +365,44 @@ def labels_from_frame(
         given = frame["retracted_at"].notna().to_numpy()
         if given.any():
             retracted[given] = to_days(frame["retracted_at"][given], origin, what, "retracted_at")
-    row = join_rows(prediction_id, prediction_ids(frame["prediction_id"]))
+    label_ids = prediction_ids(frame["prediction_id"])
+    return label_table(label_ids, arrived, label, retracted, prediction_id, served_at, frame)
+
+
+def label_table(
+    label_ids: np.ndarray,
+    arrived: np.ndarray,
+    label: np.ndarray,
+    retracted: np.ndarray,
+    prediction_id: np.ndarray,
+    served_at: np.ndarray,
+    given: pd.DataFrame | None = None,
+) -> LabelTable:
+    """Labels from checked columns (:func:`checked_days`, :func:`checked_values`), joined
+    to predictions, each prediction's first label kept, sorted by arrival.
+
+    Args:
+        label_ids: the prediction id of each label (:func:`prediction_ids`).
+        arrived: arrival times (days).
+        label: the labels (0 or 1).
+        retracted: retraction times (days; inf: not retracted).
+        prediction_id: the known predictions' ids (each once).
+        served_at: when each of them was served (days).
+        given: the table as written, for the messages (default: the arrays).
+
+    Raises:
+        LogTableError: a label that arrived before its prediction, or was retracted before
+            it arrived.
+    """
+    what = "labels"
+    row = join_rows(prediction_id, label_ids)
     known = row >= 0
-    served = np.where(known, served_at[np.maximum(row, 0)], -np.inf)
-    _bad_row(frame, known & (arrived < served), what, "arrived_at", "is before the prediction")
-    _bad_row(frame, retracted < arrived, what, "retracted_at", "is before the label arrived")
+    served = np.full(row.shape[0], -np.inf)
+    served[known] = served_at[row[known]]  # (no known prediction: none to look up)
+    shown_arrived = arrived if given is None else given["arrived_at"]
+    shown_retracted = retracted if given is None else given.get("retracted_at")
+    _bad_row(shown_arrived, known & (arrived < served), what, "arrived_at", RULE_AFTER_SERVED)
+    _bad_row(shown_retracted, retracted < arrived, what, "retracted_at", RULE_AFTER_ARRIVAL)
     keep = np.flatnonzero(known)
     # each prediction's first label, in prediction order: writing in reverse leaves the first
     by_row = np.full(prediction_id.shape[0], -1, dtype=np.int64)

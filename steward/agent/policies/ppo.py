@@ -8,7 +8,7 @@ cloudpickle.
 """
 
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -34,13 +34,6 @@ from steward.errors import ConfigError
 ACTIVATION_MODULES: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 _RESTORE = "restore the files the training run wrote, or retrain"
 ActorCritic = ActorCriticPolicy | MaskableActorCriticPolicy
-
-
-class PolicyModel(NamedTuple):
-    """The network as SB3's algorithms expose it: ``policy`` and ``observation_space``."""
-
-    policy: "ActorCritic"
-    observation_space: gym.spaces.Box
 
 
 class AgentPolicy:
@@ -78,13 +71,6 @@ class AgentPolicy:
         self.sha256 = sha256
         self.deterministic = deterministic
         self.name = "agent"
-
-    @property
-    def model(self) -> PolicyModel:
-        """The network and its observation space, shaped like a loaded SB3 model."""
-        space = self.network.observation_space
-        assert isinstance(space, gym.spaces.Box)
-        return PolicyModel(self.network, space)
 
     def reset(self) -> None:
         """Stateless (history lives in the observation)."""

@@ -1,9 +1,9 @@
 """Serve a trained policy: ``python -m steward.agent.server policy_path=PATH [port=N] [db=URL]``.
 
 A thin Hydra entry point (the one module of ``agent/`` that imports ``experiments``):
-compose ``configs/serve.yaml``, read the tokens from the environment, check the policy's
-hashes and that the audit database opens, build :class:`ServerSettings`, run uvicorn.
-Everything else is library code.
+compose ``configs/serve.yaml``, read the tokens from the environment, verify the policy's
+files (against ``policy_sha256`` when set) and that the audit database opens, build
+:class:`ServerSettings`, run uvicorn. Everything else is library code.
 """
 
 import logging
@@ -14,10 +14,12 @@ import hydra
 import uvicorn
 from omegaconf import DictConfig
 
+from steward.agent.policies.artifact import read_artifact, verify_artifact
 from steward.agent.server.app import create_app
 from steward.agent.server.audit.sql import open_tables
+from steward.agent.server.services.config import ServiceConfig
+from steward.agent.server.services.spec import service_spec
 from steward.agent.server.settings import ServerSettings, tokens_from_environment
-from steward.agent.training.artifacts import verify_hashes
 from steward.envs.shield import ShieldConfig
 from steward.errors import require
 from steward.experiments.common import clean_errors, plain
@@ -32,19 +34,22 @@ def settings_from_config(cfg: DictConfig) -> ServerSettings:
     """Typed settings from the composed config and the environment.
 
     Raises:
-        ConfigError: no policy path, a refused policy file, a missing token.
+        ConfigError: no policy path, a refused policy file (or one whose card is not
+            ``policy_sha256``), a missing token.
     """
     require(
-        bool(cfg.policy_path), "policy_path", "is required", "pass policy_path=RUN_DIR/policy.zip"
+        bool(cfg.policy_path), "policy_path", "is required", "pass policy_path=RUN_DIR/policy.json"
     )
     policy_path = Path(cfg.policy_path)
-    verify_hashes(policy_path)  # fail here, in one line, before uvicorn starts
     api_token, admin_token = tokens_from_environment(cfg.allow_no_auth)
-    return ServerSettings(
+    slo = from_dict(SloConfig, plain(cfg.slo), "slo")
+    shield = from_dict(ShieldConfig, plain(cfg.shield), "shield")
+    settings = ServerSettings(
         policy_path=policy_path,
         db_url=cfg.db,
-        slo=from_dict(SloConfig, plain(cfg.slo), "slo"),
-        shield=from_dict(ShieldConfig, plain(cfg.shield), "shield"),
+        policy_sha256=cfg.policy_sha256 or None,
+        slo=slo,
+        shield=shield,
         api_token=api_token,
         admin_token=admin_token,
         epsilon=cfg.epsilon,
@@ -52,11 +57,24 @@ def settings_from_config(cfg: DictConfig) -> ServerSettings:
         seed=cfg.seed,
         max_body_bytes=cfg.max_body_bytes,
         reload_dir=Path(cfg.reload_dir) if cfg.reload_dir else None,
-        watch_seconds=cfg.watch_seconds,
         max_services=cfg.max_services,
         sqlite_synchronous=cfg.sqlite_synchronous,
         write_batch=cfg.write_batch,
+        services={
+            service_id: service_spec(
+                str(service_id),
+                from_dict(ServiceConfig, plain(config), f"services.{service_id}"),
+                slo,
+                shield,
+            )
+            for service_id, config in cfg.services.items()
+        },
+        max_ingest_bytes=cfg.max_ingest_bytes,
     )
+    # fail here, in one line, before uvicorn starts (the lifespan reads the files again
+    # and builds the policy from the bytes it verifies)
+    verify_artifact(read_artifact(policy_path), settings.policy_sha256)
+    return settings
 
 
 @hydra.main(version_base="1.3", config_path="../../configs", config_name="serve")

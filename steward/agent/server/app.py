@@ -32,5 +32,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     install_error_handlers(app)
     install_openapi(app)
     include_routes(app)
-    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        limit=settings.max_body_bytes,
+        larger={"/v1/services/": settings.max_ingest_bytes},
+    )
     return app

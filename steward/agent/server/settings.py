@@ -7,9 +7,12 @@ can override.
 """
 
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from steward.agent.server.services.spec import ServiceSpec
 from steward.envs.shield import ShieldConfig
 from steward.errors import ConfigError, require, require_positive
 from steward.simulators.costs import SloConfig
@@ -18,6 +21,7 @@ API_TOKEN_ENV = "STEWARD_API_TOKEN"
 ADMIN_TOKEN_ENV = "STEWARD_ADMIN_TOKEN"
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
 MIN_TOKEN_CHARS = 16
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,12 @@ class ServerSettings:
     """Everything the server needs at start.
 
     Args:
-        policy_path: the trained run's ``policy.zip`` (``policy.sha256`` beside it).
+        policy_path: the trained run's ``policy.json`` (its two safetensors files beside it).
+        policy_sha256: the sha256 of that card, from a source the operator trusts (the
+            run's ``policy.sha256``): the files are verified against it at start, and a
+            reload without a sha256 of its own expects it. ``None``: the card is trusted
+            as found (its data files are still checked against it), and every reload
+            must send the sha256 it expects.
         db_url: SQLAlchemy URL of the audit trail (``sqlite:///PATH`` by default).
         slo: the operator's SLO (the encoder's family ranks, the shield's projections).
         shield: the shield's thresholds.
@@ -38,10 +47,8 @@ class ServerSettings:
             ``None``: a seed drawn from the OS at each start, so restarts do not replay
             the same draws (logged, and recorded with every decision either way).
         max_body_bytes: larger request bodies get 413.
-        reload_dir: a reload may name a new ``policy.zip`` only inside this folder
+        reload_dir: a reload may name a new ``policy.json`` only inside this folder
             (``None``: only the current path can be reloaded).
-        watch_seconds: poll the policy's ``policy.sha256`` this often and reload when it
-            changes (0: no file watch).
         max_services: per-service encoder states kept in memory (least recently used
             ones are dropped and rebuilt from the audit trail when they come back).
         sqlite_synchronous: SQLite ``synchronous`` pragma. NORMAL (default): a commit is in
@@ -49,10 +56,15 @@ class ServerSettings:
             lose the commits since the last checkpoint. FULL: also survives a power cut, at
             one fsync per commit (shared by concurrent decisions).
         write_batch: at most this many audit writes share one commit.
+        services: the services whose logs the server ingests, by id (their events go in
+            the audit database; ``POST /v1/decisions`` may name one instead of posting a
+            portfolio).
+        max_ingest_bytes: larger bodies of the ingestion routes get 413.
     """
 
     policy_path: Path
     db_url: str
+    policy_sha256: str | None = None
     slo: SloConfig = field(default_factory=SloConfig)
     shield: ShieldConfig = field(default_factory=ShieldConfig)
     api_token: str | None = None
@@ -62,10 +74,11 @@ class ServerSettings:
     seed: int | None = None
     max_body_bytes: int = 65_536
     reload_dir: Path | None = None
-    watch_seconds: float = 0.0
     max_services: int = 10_000
     sqlite_synchronous: str = "NORMAL"
     write_batch: int = 256
+    services: Mapping[str, ServiceSpec] = field(default_factory=dict)
+    max_ingest_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
         require(
@@ -83,9 +96,16 @@ class ServerSettings:
             self.seed,
         )
         require_positive(self.max_body_bytes, "max_body_bytes")
-        require_positive(self.watch_seconds, "watch_seconds", allow_zero=True)
+        require(
+            self.policy_sha256 is None or SHA256.fullmatch(self.policy_sha256) is not None,
+            "policy_sha256",
+            "is not a hex sha256",
+            "pass the 64 hex digits of the run's policy.sha256 (or leave it unset)",
+            self.policy_sha256,
+        )
         require_positive(self.max_services, "max_services")
         require_positive(self.write_batch, "write_batch")
+        require_positive(self.max_ingest_bytes, "max_ingest_bytes")
         require(
             self.sqlite_synchronous in SYNCHRONOUS_MODES,
             "sqlite_synchronous",

@@ -188,6 +188,11 @@ class AuditLog:
         }
         return self._submit("outcome", payload)
 
+    def submit_events(self, write: dict[str, Any]) -> asyncio.Future[int]:
+        """Queue a batch of ingested events (:func:`steward.agent.ingestion_sql.write_events`'s
+        ``write``); the future resolves to the rows changed once they are committed."""
+        return self._submit("events", write)
+
     def commit_decisions(
         self, records: list[DecisionRecord], keys: list[RequestKey | None] | None = None
     ) -> list[asyncio.Future[None]]:
@@ -235,7 +240,8 @@ class AuditLog:
         jobs, self._pending = self._pending, []
         if not jobs or self._process is None:
             return
-        if len(jobs) == 1 and self._lone_on_loop and self._process.idle():
+        lone = len(jobs) == 1 and jobs[0].kind != "events"  # a batch of events: never here
+        if lone and self._lone_on_loop and self._process.idle():
             # (a failed write dropped the connection: the next lone write opens a new one)
             self._conn = self._write_batch(self._conn, jobs, threaded=False)
             return

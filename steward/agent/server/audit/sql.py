@@ -1,7 +1,8 @@
 """The audit trail's rows: how decisions and outcomes are written and read back.
 
 The tables are :func:`steward.agent.decision_log.sql_tables` (the contract the offline
-evaluation reads), created if missing. :class:`AuditTables` does the SQL; when the
+evaluation reads), created if missing, and the ingested events' tables
+(:mod:`steward.agent.ingestion_sql`). :class:`AuditTables` does the SQL; when the
 commits happen is :class:`steward.agent.server.audit.AuditLog`'s business.
 
 SQLite (the default) runs in WAL mode with a busy timeout; JSON cells keep NaN for a
@@ -20,6 +21,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from steward.agent import ingestion_sql
 from steward.agent.decision_log import DECISION_COLUMNS, JSON_COLUMNS, DecisionRecord, sql_tables
 from steward.agent.server.audit.jobs import AuditUnavailableError
 from steward.errors import ConfigError
@@ -194,6 +196,8 @@ class AuditTables:
         self.decisions, self.outcomes = sql_tables(metadata)
         self.keys = key_table(metadata)
         metadata.create_all(engine)
+        if engine.dialect.name in ("sqlite", "postgresql"):  # the events ingestion stores
+            ingestion_sql.metadata.create_all(engine)
         self.sqlite_insert: str | None = None  # the decisions INSERT in the driver's paramstyle
         if engine.dialect.name == "sqlite":
             insert = sa.insert(self.decisions).compile(
@@ -228,7 +232,9 @@ class AuditTables:
 
         A decision's row is :meth:`decision_row`'s and its result ``None``; a
         ``keyed_decision`` is a (:meth:`decision_row`, :meth:`key_row`) pair, written
-        together, result ``None``; an outcome's result is :meth:`store_outcome`'s.
+        together, result ``None``; an outcome's result is :meth:`store_outcome`'s; an
+        ``events`` write is a batch of ingested events
+        (:func:`steward.agent.ingestion_sql.write_events`), result the rows changed.
         """
         if self.sqlite_insert is not None and all(kind == "decision" for kind, _ in writes):
             self._commit_decisions(conn, [row for _, row in writes])
@@ -248,6 +254,9 @@ class AuditTables:
                     self.insert_decisions(conn, [decision])
                     conn.execute(sa.insert(self.keys), [key])
                     results.append(None)
+                    continue
+                if kind == "events":
+                    results.append(ingestion_sql.write_events(conn, row))
                     continue
                 results.append(self.store_outcome(conn, row))
             self.insert_decisions(conn, pending)
@@ -348,6 +357,26 @@ class AuditTables:
             return None
         values = dict(row._mapping)
         return KeyedDecision(str(values.pop("request_sha256")), values)
+
+    def ingestion_marks(self, service_id: str) -> list[tuple[float, dict[str, Any]]]:
+        """The decisions made on a service's ingested events, in step order: each one's
+        time and what it had seen (its record's ``extra["ingested"]``).
+
+        Raises:
+            AuditUnavailableError: the database failed.
+        """
+        d = self.decisions.c
+        query = sa.select(d.time_days, d.extra).where(d.service_id == service_id).order_by(d.step)
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+        except sa.exc.SQLAlchemyError as err:
+            raise AuditUnavailableError(f"audit read failed: {_first_line(err)}") from None
+        return [
+            (float(time_days), extra["ingested"])
+            for time_days, extra in rows
+            if isinstance(extra, dict) and "ingested" in extra
+        ]
 
     def service_history(self, service_id: str, keep: int) -> ServiceHistory:
         """What rebuilds a service's encoder: its first and its ``keep`` latest portfolios.

@@ -9,22 +9,25 @@ frame and answers a request only once this process has replied that its write is
 committed. Frames that are waiting when a commit starts go into the same transaction
 (group commit), up to ``BATCH_MAX`` writes.
 
-Frames are a 4-byte big-endian length and a pickle (both ends are this package). To the
-writer: ``(first_seq, [(kind, payload), ...])``; from it: ``("ready", None)`` once the
-connection is open, then per frame ``(first_seq, results, commit_seconds, batch_size)``,
-where each result is ``("ok", value)`` or ``("error", message)``. A failed transaction is
-rolled back: after a constraint violation each write is retried alone, so one bad write
-fails alone; any other error (the database locked by another program, a full disk) fails
-the whole transaction at once. At the end of its input (the server closed the pipe or
-died) the writer commits what it has read, replying while anyone reads, and exits. It
-ignores SIGINT and SIGTERM (a Ctrl-C or a service manager's stop reaches the whole
-process group): the end of its input is its only stop. It is not restarted if it dies;
-the server then answers 503 until it is restarted itself.
+Frames are a 4-byte big-endian length and a JSON document (orjson), never a pickle: a
+frame is data in both directions, and decoding one runs no code. To the writer:
+``[first_seq, [[kind, payload], ...]]``; from it: ``["ready", null]`` once the connection
+is open, then per frame ``[first_seq, results, commit_seconds, batch_size]``, where each
+result is ``["ok", value]`` or ``["error", message]`` (an outcome's value is its
+:class:`~steward.agent.server.audit.sql.StoredOutcome` as a list). Every number a frame
+carries is finite (the rows are validated before they are written; JSON has no NaN).
+
+A failed transaction is rolled back: after a constraint violation each write is retried
+alone, so one bad write fails alone; any other error (the database locked by another
+program, a full disk) fails the whole transaction at once. At the end of its input (the
+server closed the pipe or died) the writer commits what it has read, replying while
+anyone reads, and exits. It ignores SIGINT and SIGTERM (a Ctrl-C or a service manager's
+stop reaches the whole process group): the end of its input is its only stop. It is not
+restarted if it dies; the server then answers 503 until it is restarted itself.
 """
 
 import collections
 import os
-import pickle
 import select
 import signal
 import sqlite3
@@ -35,6 +38,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from steward.agent.server.audit.sql import AuditTables, make_engine, write_connection
@@ -43,12 +47,24 @@ HEADER = struct.Struct(">I")
 CONSTRAINT_ERRORS = (sqlite3.IntegrityError, sa.exc.IntegrityError)  # this write's own fault
 CHECKPOINT_SECONDS = 0.5  # passive WAL checkpoints by the checkpointer thread
 Reply = tuple[int, list[tuple[str, Any]], float, int]
+READY = ["ready", None]  # the first frame from the writer, once its connection is open
 
 
 def encode_frame(value: Any) -> bytes:
-    """One frame: length, then the pickle."""
-    body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    """One frame: length, then the JSON document (tuples become arrays).
+
+    Raises:
+        TypeError: a value JSON cannot carry (orjson's ``JSONEncodeError``).
+    """
+    body = orjson.dumps(value, default=_as_array, option=orjson.OPT_SERIALIZE_NUMPY)
     return HEADER.pack(len(body)) + body
+
+
+def _as_array(value: Any) -> list[Any]:
+    """A named tuple (a stored outcome) as an array; anything else is refused."""
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"a frame carries no {type(value).__name__}")
 
 
 class FrameReader:
@@ -67,7 +83,7 @@ class FrameReader:
                 return
             body = bytes(self._buffer[HEADER.size : end])
             del self._buffer[:end]
-            yield pickle.loads(body)
+            yield orjson.loads(body)
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -96,7 +112,7 @@ class Writer:
         stop = threading.Event()
         checkpointer = threading.Thread(target=self._checkpoints, args=(stop,), daemon=True)
         checkpointer.start()
-        write_all(self.out_fd, encode_frame(("ready", None)))
+        write_all(self.out_fd, encode_frame(READY))
         while not (self.ended and not self.waiting):
             if not self.waiting:
                 self._read()

@@ -24,7 +24,8 @@ from collections.abc import Callable
 from typing import Any
 
 from steward.agent.server.audit.jobs import AuditUnavailableError, Job, settle, settle_all
-from steward.agent.server.audit.writer import FrameReader, Reply, encode_frame
+from steward.agent.server.audit.sql import StoredOutcome
+from steward.agent.server.audit.writer import READY, FrameReader, Reply, encode_frame
 
 log = logging.getLogger(__name__)
 PIPE_BYTES = 1 << 20  # the pipe to the writer holds this much (Linux; default 64 kB)
@@ -65,7 +66,7 @@ class WriterProcess:
         with contextlib.suppress(OSError, AttributeError):  # F_SETPIPE_SZ is Linux's
             fcntl.fcntl(self._stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         os.set_blocking(self._stdin.fileno(), False)  # a full pipe: read replies meanwhile
-        if self._read_blocking(START_SECONDS, first_only=True) != [("ready", None)]:
+        if self._read_blocking(START_SECONDS, first_only=True) != [READY]:
             self._process.kill()
             code = self._process.wait()
             self._stdin.close()
@@ -172,6 +173,8 @@ class WriterProcess:
                 continue
             if status != "ok":
                 log.error("audit write failed: %s", value)
+            elif job.kind == "outcome" and value is not None:  # a StoredOutcome as a list
+                value = StoredOutcome(*value)
             error = None if status == "ok" else AuditUnavailableError(value)
             with contextlib.suppress(RuntimeError):  # its loop closed: nobody waits any more
                 settle(job.future, value if error is None else None, error)

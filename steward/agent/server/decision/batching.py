@@ -24,6 +24,7 @@ import asyncio
 import functools
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +46,7 @@ class DecisionJob:
     state: ServiceState
     future: asyncio.Future[Decision]
     key: RequestKey | None = None  # the request's idempotency key, committed with the decision
+    extra: dict[str, Any] | None = None  # more for the record's extra (how it was computed)
     taken: bool = False  # the flush decided it: it is committed even if cancelled now
 
 
@@ -88,6 +90,7 @@ class DecisionBatcher:
         observed: Observed,
         state: ServiceState,
         key: RequestKey | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> DecisionJob:
         """Queue a decision on ``observed`` (hold the service's lock until it resolves).
 
@@ -97,7 +100,9 @@ class DecisionBatcher:
         must invalidate the state itself.
         """
         loop = asyncio.get_running_loop()
-        job = DecisionJob(policy, service_id, timestamp, observed, state, loop.create_future(), key)
+        job = DecisionJob(
+            policy, service_id, timestamp, observed, state, loop.create_future(), key, extra
+        )
         if not self._pending:
             loop.call_soon(self._flush)
         self._pending.append(job)
@@ -147,14 +152,22 @@ class DecisionBatcher:
         self.last_batch_size = len(jobs)
         policy = jobs[0].policy
         try:
-            if len(jobs) == 1:  # a lone decision: a view, not a copy
+            if policy.contextual is not None:  # a policy that reads each decision's context
+                forward = policy.contextual(
+                    [
+                        (job.observed.observation, job.observed.portfolio, job.observed.shield.mask)
+                        for job in jobs
+                    ]
+                )
+            elif len(jobs) == 1:  # a lone decision: a view, not a copy
                 observed = jobs[0].observed
-                observations = observed.observation[None]
-                masks = observed.shield.mask[None]
+                assert policy.forward is not None
+                forward = policy.forward(observed.observation[None], observed.shield.mask[None])
             else:  # np.array of equal rows: np.stack's result at a quarter of its cost
+                assert policy.forward is not None
                 observations = np.array([job.observed.observation for job in jobs])
                 masks = np.array([job.observed.shield.mask for job in jobs])
-            forward = policy.forward(observations, masks)
+                forward = policy.forward(observations, masks)
             if len(forward) != len(jobs):
                 raise ValueError(f"{len(forward)} distributions for {len(jobs)} rows")
             probabilities = np.asarray(forward, dtype=np.float64).tolist()  # one call per batch
@@ -166,7 +179,7 @@ class DecisionBatcher:
         for job, probs in zip(jobs, probabilities, strict=True):
             try:
                 decision = decide(
-                    job.service_id, job.timestamp, job.observed, probs, job.state, policy
+                    job.service_id, job.timestamp, job.observed, probs, job.state, policy, job.extra
                 )
             except Exception as err:
                 _fail(job, err)

@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -40,6 +40,7 @@ class Observed(NamedTuple):
     portfolio: ObservedPortfolio
     shield: ShieldDecision
     observation: np.ndarray
+    rules: Shield | None = None  # the shield that judged (None: the decider's own)
 
 
 class Decision(NamedTuple):
@@ -126,27 +127,36 @@ class Decider:
         self.draws = 0
         self.new_id = DecisionIds()
 
-    def observe(self, portfolio: ObservedPortfolio, state: ServiceState) -> Observed:
-        """Shield the portfolio and encode it with the service's history (advances the encoder)."""
+    def observe(
+        self, portfolio: ObservedPortfolio, state: ServiceState, shield: Shield | None = None
+    ) -> Observed:
+        """Shield the portfolio and encode it with the service's history (advances the
+        encoder); ``shield``: the service's own (its thresholds), default the decider's."""
         assert state.encoder is not None, "restore the service state first"
-        verdicts = self.shield.evaluate(portfolio)
+        verdicts = (shield or self.shield).evaluate(portfolio)
         observation = state.encoder.encode(portfolio, verdicts.mask, last_action=state.last_action)
-        return Observed(portfolio, verdicts, observation)
+        return Observed(portfolio, verdicts, observation, shield)
 
     def executed_probabilities(
-        self, probabilities: list[float], verdicts: ShieldDecision, mask: list[bool], hold: bool
+        self,
+        probabilities: list[float],
+        verdicts: ShieldDecision,
+        mask: list[bool],
+        hold: bool,
+        shield: Shield | None = None,
     ) -> list[float]:
         """P(execute a): each vetoed action's mass moves to the shield's fallback for it.
 
         :func:`steward.agent.rollout.shielded_probabilities`, asking the shield only about the
         vetoed actions (an allowed action executes as proposed).
         """
+        shield = shield or self.shield
         out = [0.0] * N_ACTIONS
         for action, mass in enumerate(probabilities):
             if mass == 0.0:
                 continue
             executed = (
-                action if mask[action] else int(self.shield.apply(action, verdicts, hold).executed)
+                action if mask[action] else int(shield.apply(action, verdicts, hold).executed)
             )
             out[executed] += mass
         return out
@@ -159,8 +169,10 @@ class Decider:
         policy_probabilities: list[float] | np.ndarray,
         state: ServiceState,
         policy: LoadedPolicy,
+        extra: dict[str, Any] | None = None,
     ) -> Decision:
-        """Draw the proposal, shield it, build the record, advance the service's state.
+        """Draw the proposal, shield it, build the record, advance the service's state
+        (``extra``: more for the record's ``extra``).
 
         Raises:
             PolicyError: the policy's distribution is not a distribution.
@@ -188,8 +200,9 @@ class Decider:
         draw_index, self.draws = self.draws, self.draws + 1
         proposed = draw(probs, float(self.rng.random()))
         hold = portfolio.human_hold
-        verdict = self.shield.apply(proposed, verdicts, hold)
-        executed_probs = self.executed_probabilities(probs, verdicts, mask, hold)
+        shield = observed.rules or self.shield
+        verdict = shield.apply(proposed, verdicts, hold)
+        executed_probs = self.executed_probabilities(probs, verdicts, mask, hold, shield)
         executed = int(verdict.executed)
         record = DecisionRecord(
             decision_id=self.new_id(),
@@ -208,15 +221,16 @@ class Decider:
             veto_reasons="; ".join(verdict.reasons),
             reward=None,
             policy_version=policy.version,
-            shield_version=self.shield.version,
+            shield_version=shield.version,
             extra={
                 "source": "steward.agent.server",
                 "rng_seed": self.seed,
                 "rng_draw": draw_index,
                 "epsilon": policy.epsilon,
-                "deterministic": policy.agent.deterministic,
+                "deterministic": policy.deterministic,
                 "allowed": list(map(int, mask)),
                 "veto_reasons": list(verdict.reasons),
+                **(extra or {}),
             },
         )
         state.last_action = executed

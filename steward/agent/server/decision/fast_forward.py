@@ -56,7 +56,7 @@ class NumpyActor:
     @classmethod
     def from_agent(cls, agent: AgentPolicy) -> "NumpyActor | None":
         """The numpy actor of a plain-MLP SB3 policy (``None`` for anything else)."""
-        policy = agent.model.policy
+        policy = agent.network
         extractor = getattr(policy, "pi_features_extractor", None)
         if type(extractor).__name__ != "FlattenExtractor":
             return None

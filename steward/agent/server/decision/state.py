@@ -7,7 +7,7 @@ feeds a service's encoder each posted portfolio with the action it answered last
 
 State lives in memory and is rebuilt from the audit trail when a service is first seen
 (after a restart, after it was dropped to bound memory, after a failed write, or when a
-reloaded policy needs a different history length), so history survives restarts.
+reloaded policy has another observation layout), so history survives restarts.
 """
 
 import asyncio
@@ -19,9 +19,9 @@ import numpy as np
 
 from steward.agent.decision_log import logged_portfolio
 from steward.agent.server.audit.sql import ServiceHistory
+from steward.agent.server.decision.policy_store import LoadedPolicy
 from steward.envs.encoder import ObservationEncoder
 from steward.simulators.actions import N_ACTIONS
-from steward.simulators.costs import SloConfig
 
 
 @dataclass
@@ -33,10 +33,11 @@ class ServiceState:
     next_step: int = 0
     last_action: int | None = None  # the action executed before the next portfolio
     last_time_days: float = -math.inf  # the last decided portfolio's time_days
+    observation: object = None  # the observation layout the encoder builds (a card's spec)
 
-    def ready_for(self, history_len: int) -> bool:
-        """Whether the state is loaded for a policy with this history length."""
-        return self.encoder is not None and self.encoder.history_len == history_len
+    def ready_for(self, observation: object) -> bool:
+        """Whether the state is loaded for a policy with this observation layout."""
+        return self.encoder is not None and self.observation == observation
 
     def invalidate(self) -> None:
         """Forget the in-memory state; the next decision rebuilds it from the audit trail."""
@@ -47,12 +48,10 @@ class ServiceStates:
     """The states of every service seen, least recently used first.
 
     Args:
-        slo: the operator's SLO (the encoder's family ranks).
         capacity: states kept in memory; beyond it idle ones are dropped.
     """
 
-    def __init__(self, slo: SloConfig, capacity: int) -> None:
-        self.slo = slo
+    def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._states: OrderedDict[str, ServiceState] = OrderedDict()
 
@@ -82,13 +81,15 @@ class ServiceStates:
         for sid in idle:
             del self._states[sid]
 
-    def restore(self, state: ServiceState, history: ServiceHistory, history_len: int) -> None:
-        """Rebuild ``state`` by replaying the stored portfolios through a fresh encoder."""
-        encoder = ObservationEncoder(self.slo, history_len)
+    def restore(self, state: ServiceState, history: ServiceHistory, policy: LoadedPolicy) -> None:
+        """Rebuild ``state`` by replaying the stored portfolios through a fresh encoder of
+        ``policy``'s observation layout."""
+        encoder = policy.new_encoder()
         allowed = np.ones(N_ACTIONS, dtype=bool)  # the mask is not remembered, only shown
         for values in history.replay:
             encoder.encode(logged_portfolio(values), allowed)
         state.encoder = encoder
+        state.observation = policy.observation
         state.next_step = history.next_step
         state.last_action = history.last_action
         state.last_time_days = (

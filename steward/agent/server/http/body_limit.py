@@ -41,16 +41,23 @@ class BodySizeLimit:
     Args:
         app: the wrapped ASGI app.
         limit: the largest body accepted, in bytes.
+        larger: paths starting with one of these prefixes take bodies up to its limit
+            instead (batches of ingested events).
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.larger = dict(larger or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit
+        if self.larger:
+            path = scope.get("path", "")
+            limit = next((n for p, n in self.larger.items() if path.startswith(p)), limit)
         declared: int | None = None
         for name, value in scope["headers"]:
             if name == b"content-length":
@@ -60,8 +67,8 @@ class BodySizeLimit:
                     declared = None
                 break
         if declared is not None:
-            if declared > self.limit:
-                await too_large(scope, send, self.limit, declared)
+            if declared > limit:
+                await too_large(scope, send, limit, declared)
                 return
             await self.app(scope, receive, send)
             return
@@ -76,8 +83,8 @@ class BodySizeLimit:
                 return
             body = message.get("body", b"")
             size += len(body)
-            if size > self.limit:
-                await too_large(scope, send, self.limit, None)
+            if size > limit:
+                await too_large(scope, send, limit, None)
                 return
             chunks.append(body)
             more = bool(message.get("more_body", False))

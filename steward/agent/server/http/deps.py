@@ -96,7 +96,7 @@ async def require_admin_token(
     """401 unless the request carries ``$STEWARD_ADMIN_TOKEN``; 403 when none is configured."""
     if settings.admin_token is None:
         raise HTTPException(
-            status.HTTP_403_FORBIDDEN, f"policy reload is disabled: {ADMIN_TOKEN_ENV} is not set"
+            status.HTTP_403_FORBIDDEN, f"admin routes are disabled: {ADMIN_TOKEN_ENV} is not set"
         )
     _check(credentials, settings.admin_token, ADMIN_TOKEN_ENV)
 

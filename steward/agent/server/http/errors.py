@@ -3,14 +3,16 @@
 Every error answer, from every route and middleware, is a :class:`Problem`: ``type``
 (one of :data:`PROBLEM_TYPES`, or ``about:blank`` for a plain HTTP status), ``title``,
 ``status``, ``detail`` (one line naming the field or the problem, and the fix) and
-``instance`` (the request's path); a 422 adds ``errors``, one entry per invalid field.
+``instance`` (the request's path); a 422 (and a 409 about an event) adds ``errors``, one
+entry per invalid field.
 
-Every route, the decision route included, raises and these handlers answer: HTTP errors,
-validation errors, the decision and audit wings' errors (a portfolio out of order, a
-reused idempotency key, a failed policy, an unavailable audit trail), and anything
-unexpected (500, logged with an error id the answer names). No answer carries an
-exception's repr, a database URL or the input that failed validation (it may be NaN or
-infinity, which JSON cannot carry).
+Every route, the plain ones included, raises and these handlers answer: HTTP errors,
+validation errors, the decision, services and audit wings' errors (a portfolio out of
+order, a reused idempotency key, a failed policy, an unknown service, a bad event, an
+unreachable registry, an unavailable audit trail), and anything unexpected (500, logged
+with an error id the answer names). No answer carries an exception's repr, a database
+URL or the input that failed validation (it may be NaN or infinity, which JSON cannot
+carry).
 """
 
 import logging
@@ -28,7 +30,11 @@ from starlette.exceptions import HTTPException
 
 from steward.agent.server.audit.jobs import AuditUnavailableError
 from steward.agent.server.decision.decide import PolicyError
-from steward.agent.server.decision.service import IdempotencyKeyReusedError, OutOfOrderError
+from steward.agent.server.decision.service import IdempotencyKeyReusedError
+from steward.agent.server.decision.sources import OutOfOrderError
+from steward.agent.server.services.ingested import UnknownServiceError
+from steward.agent.server.services.registry import RegistryUnavailableError
+from steward.monitoring.tables import RULE_AFTER_ARRIVAL, RULE_AFTER_SERVED, LogTableError
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,8 @@ PROBLEM_TYPES = {
     "/problems/out-of-order": "Portfolio out of time order",
     "/problems/idempotency-key-reused": "Idempotency key reused with another request",
     "/problems/policy-failed": "Policy failed",
+    "/problems/inconsistent-event": "Event inconsistent with itself or the service's events",
+    "/problems/registry-unavailable": "Service registry unavailable",
     "/problems/audit-unavailable": "Audit trail unavailable",
     "/problems/starting": "Server starting or stopping",
     "/problems/internal": "Internal error",
@@ -184,6 +192,28 @@ async def _on_audit(request: Request, exc: Exception) -> Response:
     return problem(request, 503, detail, "/problems/audit-unavailable")
 
 
+async def _on_unknown_service(request: Request, exc: Exception) -> Response:
+    return problem(request, status.HTTP_404_NOT_FOUND, str(exc))
+
+
+# rules an event breaks only against another value (its prediction's, its own arrival's)
+INCONSISTENT = (RULE_AFTER_SERVED, RULE_AFTER_ARRIVAL)
+
+
+async def _on_event(request: Request, exc: Exception) -> Response:
+    """A bad event (named by row and field): 409 if it contradicts itself or what the
+    service stored, else 422."""
+    assert isinstance(exc, LogTableError)
+    error = {"field": exc.field, "message": exc.problem, "type": "value_error"}
+    if exc.problem.startswith(INCONSISTENT):
+        return problem(request, 409, str(exc), "/problems/inconsistent-event", [error])
+    return problem(request, 422, str(exc), "/problems/invalid-request", [error])
+
+
+async def _on_registry(request: Request, exc: Exception) -> Response:
+    return problem(request, 503, str(exc), "/problems/registry-unavailable")
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     error_id = uuid.uuid4().hex
     log.error(
@@ -201,4 +231,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IdempotencyKeyReusedError, _on_key_reused)
     app.add_exception_handler(PolicyError, _on_policy)
     app.add_exception_handler(AuditUnavailableError, _on_audit)
+    app.add_exception_handler(UnknownServiceError, _on_unknown_service)
+    app.add_exception_handler(LogTableError, _on_event)
+    app.add_exception_handler(RegistryUnavailableError, _on_registry)
     app.add_exception_handler(Exception, _on_unexpected)

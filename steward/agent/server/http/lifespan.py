@@ -1,6 +1,6 @@
 """The app's lifespan: load the models before the first request, close after the last.
 
-The policy (with its normalisation statistics, hash-checked), the shield and the audit
+The policy (its artifact read once, verified, then built), the shield and the audit
 trail load here, never at import or in ``create_app``. Once they are loaded the lifespan
 freezes the garbage collector's view of everything alive (:func:`gc.freeze`): torch,
 scikit-learn and the app leave about half a million long-lived objects, and a full
@@ -8,7 +8,6 @@ collection that walks them all stops the event loop for a few hundred millisecon
 time stalling every request in flight.
 """
 
-import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
@@ -28,7 +27,7 @@ def configure_torch() -> None:
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Open the runtime for ``app.state.settings``; watch the policy file if asked; close."""
+    """Open the runtime for ``app.state.settings``; close it after the last request."""
     settings: ServerSettings = app.state.settings
     metrics: ServerMetrics = app.state.metrics
     configure_torch()
@@ -40,15 +39,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.runtime = runtime
     gc.collect()
     gc.freeze()  # the startup objects live as long as the process: never walk them again
-    watcher = None
-    if settings.watch_seconds > 0:
-        watcher = asyncio.create_task(runtime.store.watch(settings.watch_seconds))
     try:
         yield
     finally:
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
         app.state.runtime = None
         runtime.audit.close()

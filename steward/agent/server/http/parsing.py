@@ -10,8 +10,21 @@ from urllib.parse import parse_qsl
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from starlette.types import Receive
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+async def receive_body(receive: Receive) -> bytes | None:
+    """A plain route's whole request body (``None``: the client went away first)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def parse_body(model: type[ModelT], raw: bytes) -> ModelT:

@@ -42,7 +42,9 @@ from starlette.types import Receive, Scope, Send
 
 from steward.agent.server.audit.sql import RequestKey
 from steward.agent.server.decision.decide import Decision
+from steward.agent.server.decision.runtime import Runtime
 from steward.agent.server.decision.service import Replayed, decide
+from steward.agent.server.decision.sources import PortfolioSource, Posted
 from steward.agent.server.http.body_limit import send_json
 from steward.agent.server.http.deps import (
     RuntimeDep,
@@ -56,6 +58,7 @@ from steward.agent.server.http.parsing import (
     parse_body,
     query_flag,
     query_names_of,
+    receive_body,
     unexpected_query,
 )
 from steward.agent.server.http.schemas import (
@@ -63,18 +66,21 @@ from steward.agent.server.http.schemas import (
     IDEMPOTENCY_KEY_PATTERN,
     DecisionRequest,
     DecisionResponse,
+    ServiceDecisionRequest,
     StoredDecision,
 )
+from steward.monitoring.state import SpendState
 from steward.simulators.actions import ACTION_NAMES
 
 ERRORS = problem_responses(
     {
         401: "Missing or wrong bearer token.",
-        409: "Portfolio older than the service's last one, or an Idempotency-Key the service"
-        " already used for another request.",
+        409: "A decision time before the service's last one, or an Idempotency-Key the"
+        " service already used for another request.",
         413: "Request body over the server's limit.",
         422: "Invalid request: each field named.",
-        503: "Server starting, policy failed or audit trail unavailable: nothing was decided.",
+        503: "Server starting, policy failed, the service's registry or the audit trail"
+        " unavailable: nothing was decided.",
     }
 )
 
@@ -138,7 +144,7 @@ def stored_answer(row: dict[str, Any], with_observation: bool) -> dict[str, Any]
     return answer
 
 
-def request_key(scope: Scope, body: DecisionRequest) -> RequestKey | None:
+def request_key(scope: Scope, body: DecisionRequest | ServiceDecisionRequest) -> RequestKey | None:
     """The request's ``Idempotency-Key`` and the digest of its body (``None``: no key).
 
     The digest is of the validated request, so a retry that spaces its JSON differently
@@ -187,15 +193,9 @@ class DecisionEndpoint:
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away: nothing to answer
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        raw = await receive_body(receive)
+        if raw is None:
+            return  # the client went away: nothing to answer
         app = scope["app"]
         runtime = loaded_runtime(app)
         token = _header(scope, b"authorization")
@@ -210,24 +210,32 @@ class DecisionEndpoint:
         if query:
             errors.extend(unexpected_query(query_names_of(query), QUERY))
         started = time.perf_counter()
+        # a body without a portfolio names a configured service and reports its spend
+        model: type[DecisionRequest | ServiceDecisionRequest] = (
+            ServiceDecisionRequest
+            if b'"spend"' in raw and b'"portfolio"' not in raw
+            else DecisionRequest
+        )
         try:
-            body = parse_body(DecisionRequest, raw)
+            body = parse_body(model, raw)
         except RequestValidationError as err:
             raise RequestValidationError([*errors, *err.errors()]) from None
         if errors:
             raise RequestValidationError(errors)
-        known = runtime.settings.slo.families
-        for name in ("live_families", "previous_families"):
-            unknown = _unknown_family(getattr(body.portfolio, name), known)
-            if unknown:
-                raise invalid(
-                    f"portfolio.{name}",
-                    f"unknown model family {unknown!r} (known: {', '.join(known)})",
-                )
         key = request_key(scope, body)
-        decision = await decide(
-            runtime, body.service_id, body.timestamp, body.portfolio.to_observed(), key
-        )
+        if isinstance(body, ServiceDecisionRequest):
+            source: PortfolioSource = _computed(runtime, body)
+        else:
+            known = runtime.settings.slo.families
+            for name in ("live_families", "previous_families"):
+                unknown = _unknown_family(getattr(body.portfolio, name), known)
+                if unknown:
+                    raise invalid(
+                        f"portfolio.{name}",
+                        f"unknown model family {unknown!r} (known: {', '.join(known)})",
+                    )
+            source = Posted(body.portfolio.to_observed())
+        decision = await decide(runtime, body.service_id, body.timestamp, source, key)
         if isinstance(decision, Replayed):
             answer = orjson.dumps(
                 stored_answer(decision.row, observation), option=orjson.OPT_SERIALIZE_NUMPY
@@ -244,8 +252,33 @@ class DecisionEndpoint:
         await send_json(send, 200, answer_json(decision, observation))
 
 
+def _computed(runtime: Runtime, body: ServiceDecisionRequest) -> PortfolioSource:
+    """The portfolio of a decision by service: computed from its ingested logs at the
+    request's decision time.
+
+    Raises:
+        RequestValidationError: no such service is configured (``service_id`` named).
+    """
+    services = runtime.services
+    if body.service_id not in runtime.settings.services:
+        raise invalid(
+            "service_id",
+            "no service with this id is configured to compute its portfolio; configure it"
+            " under services, or post the decision's portfolio",
+        )
+    origin = services.get(body.service_id).spec.origin
+    now = body.time_days
+    if now is None:
+        now = (body.timestamp - origin).total_seconds() / 86_400.0
+    spend = SpendState(
+        spend_period=float(body.spend.spend_period),
+        period_start_day=float(body.spend.period_start_day),
+    )
+    return services.source(body.service_id, float(now), spend)
+
+
 async def post_decision(
-    body: DecisionRequest,
+    body: DecisionRequest | ServiceDecisionRequest,
     observation: Annotated[
         bool, Query(description="Include the encoded observation the policy saw.")
     ] = False,

@@ -4,7 +4,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException
 
-from steward.agent.server.decision.policy_store import PolicyFileMissingError, ReloadForbiddenError
+from steward.agent.server.decision.policy_store import (
+    PolicyFileMissingError,
+    PolicyHashMismatchError,
+    ReloadForbiddenError,
+)
 from steward.agent.server.decision.runtime import Runtime
 from steward.agent.server.http.deps import (
     MetricsDep,
@@ -17,7 +21,8 @@ from steward.agent.server.http.schemas import PolicyInfo, ReloadRequest, ReloadR
 from steward.errors import ConfigError
 
 router = APIRouter(prefix="/v1/policy", tags=["policy"])
-_REFUSED = {ReloadForbiddenError: 403, PolicyFileMissingError: 404}  # other refusals: 422
+# other refusals (no expected sha256, a malformed or incompatible artifact): 422
+_REFUSED = {ReloadForbiddenError: 403, PolicyFileMissingError: 404, PolicyHashMismatchError: 409}
 
 
 def policy_info(runtime: Runtime) -> PolicyInfo:
@@ -25,15 +30,15 @@ def policy_info(runtime: Runtime) -> PolicyInfo:
     policy = runtime.store.current
     return PolicyInfo(
         version=policy.version,
-        sha256=policy.agent.sha256,
+        sha256=policy.sha256,
         path=str(policy.path),
         algorithm=policy.algorithm,
         loaded_at=policy.loaded_at,
         history_len=policy.history_len,
         observation_size=policy.observation_size,
-        masked=policy.agent.masked,
+        masked=policy.masked,
         forward=policy.forward_name,
-        deterministic=policy.agent.deterministic,
+        deterministic=policy.deterministic,
         epsilon=policy.epsilon,
         seed=runtime.decider.seed,
         shield_version=runtime.shield.version,
@@ -67,9 +72,11 @@ async def get_policy(runtime: RuntimeDep) -> PolicyInfo:
             403: "Reload disabled (no admin token configured), or the path is outside the"
             " server's reload folder.",
             404: "No policy file at that path.",
+            409: "The card there does not have the expected sha256; the old policy serves on.",
             413: "Request body over the server's limit.",
-            422: "Invalid body, or the policy file refused (hash, size, observation size);"
-            " the old policy serves on.",
+            422: "Invalid body, no expected sha256 (none sent, none configured), or the policy"
+            " files refused (a data file that does not match its card, an observation layout"
+            " this server does not build); the old policy serves on.",
             503: "Server starting or stopping.",
         }
     ),
@@ -80,13 +87,15 @@ async def reload_policy(
     metrics: MetricsDep,
     body: Annotated[ReloadRequest | None, Body()] = None,
 ) -> ReloadResponse:
-    """Verify and load the policy, then swap it in atomically.
+    """Read the policy's files once, verify them against the expected sha256 (the body's,
+    else the configured ``policy_sha256``), load them, then swap the policy in atomically.
 
     Decisions already running finish with the old policy; each records its version.
     """
     requested = body.policy_path if body is not None else None
+    sha256 = body.sha256 if body is not None else None
     try:
-        previous, _ = await runtime.store.reload(requested)
+        previous, _ = await runtime.store.reload(requested, sha256)
     except ConfigError as err:
         metrics.policy_reloads.labels(result="refused").inc()
         raise HTTPException(_REFUSED.get(type(err), 422), str(err)) from None

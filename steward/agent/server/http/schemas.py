@@ -87,6 +87,57 @@ class DecisionRequest(BaseModel):
     portfolio: Portfolio
 
 
+FINITE_DAYS = 1e7  # a decision time's bound (days since the service's origin)
+
+
+class SpendModel(BaseModel):
+    """What the service spent in its current budget period (its own ledger reports it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spend_period: float = Field(
+        ge=0.0, le=1e15, description="Money spent in the current budget period."
+    )
+    period_start_day: float = Field(
+        ge=-FINITE_DAYS,
+        le=FINITE_DAYS,
+        description="When that period started (days since the service's origin).",
+    )
+
+
+class ServiceDecisionRequest(BaseModel):
+    """A decision for a configured service whose logs the server ingests: the server
+    computes the portfolio from those logs and reads the registry's state from the
+    service's registry; the service reports only its spend."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "service_id": "fraud-scoring-eu",
+                    "timestamp": "2025-03-14T06:00:00Z",
+                    "spend": {"spend_period": 120.0, "period_start_day": 60.0},
+                }
+            ]
+        },
+    )
+
+    service_id: ServiceId
+    timestamp: Timestamp = Field(
+        description="When the decision is asked for (RFC 3339, with its zone); the"
+        " decision time is its days since the service's origin unless time_days is given."
+    )
+    time_days: float | None = Field(
+        default=None,
+        ge=-FINITE_DAYS,
+        le=FINITE_DAYS,
+        description="The decision time in days since the service's origin (default: the"
+        " timestamp's).",
+    )
+    spend: SpendModel
+
+
 class Probabilities(BaseModel):
     """The behaviour distributions of one decision, keyed by action name."""
 
@@ -198,7 +249,13 @@ class ReloadRequest(BaseModel):
         default=None,
         max_length=4096,
         pattern=r"^[^\x00]*$",
-        description="A policy.zip inside the server's reload_dir.",
+        description="A run's policy.json inside the server's reload_dir (default: the current).",
+    )
+    sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="The expected sha256 of the card (its run's policy.sha256); default: the"
+        " server's configured policy_sha256 (required when it has none).",
     )
 
 

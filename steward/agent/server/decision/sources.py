@@ -1,0 +1,41 @@
+"""Where a decision's portfolio comes from: posted by the caller, or computed by the server.
+
+The decision flow (:func:`steward.agent.server.decision.service.decide`) takes either and
+treats both the same from the portfolio on: a :class:`Posted` portfolio as it came, a
+:class:`Computed` one from the service's ingested logs once the flow holds the service
+(after a retried request was answered, before the shield).
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
+
+from steward.monitoring.portfolio import ObservedPortfolio
+
+
+class OutOfOrderError(ValueError):
+    """A decision time before the service's last one (the history runs forward)."""
+
+
+class Posted(NamedTuple):
+    """A portfolio the caller computed (a team's own monitoring)."""
+
+    portfolio: ObservedPortfolio
+
+    @property
+    def time_days(self) -> float:
+        """The portfolio's decision time (days)."""
+        return float(self.portfolio.time_days)
+
+
+class Computed(NamedTuple):
+    """A portfolio the server computes at ``time_days`` from a service's ingested logs.
+
+    ``compute`` returns the portfolio and what the decision's record keeps of how it was
+    computed (``extra["ingested"]``), or raises :class:`OutOfOrderError`.
+    """
+
+    time_days: float
+    compute: Callable[[], Awaitable[tuple[ObservedPortfolio, dict[str, Any]]]]
+
+
+PortfolioSource = Posted | Computed

@@ -1,0 +1,222 @@
+"""The configured services: their ingested events, committed before they are acknowledged.
+
+A batch of predictions or labels for a service is checked against the tables' rules and
+what the service holds (:meth:`~steward.agent.ingestion.ServiceEvents.prepare_predictions`),
+its new rows are committed to the audit database with the service's counters, and only
+then kept in memory and acknowledged: a batch the database refused leaves nothing
+behind, and nothing acknowledged is lost when the process dies. A service's batches and
+its decisions' portfolios take turns under its lock, so a decision sees exactly the
+events committed before it, and records how many it saw.
+"""
+
+import asyncio
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from steward.agent.event_columns import LabelColumns, PredictionColumns
+from steward.agent.ingestion import BatchReport, IngestionCounts, ServiceEvents
+from steward.agent.ingestion_sql import label_rows, prediction_rows, retraction_rows
+from steward.agent.monitored import MonitoredService
+from steward.agent.server.audit.log import AuditLog, AuditUnavailableError
+from steward.agent.server.decision.sources import Computed, OutOfOrderError
+from steward.agent.server.services.rebuild import rebuild
+from steward.agent.server.services.registry import ServiceRegistry
+from steward.agent.server.services.spec import ServiceSpec
+from steward.monitoring.portfolio import ObservedPortfolio
+from steward.monitoring.state import RegistryState, SpendState
+from steward.monitoring.tables import LogTableError
+
+log = logging.getLogger(__name__)
+
+
+class UnknownServiceError(LookupError):
+    """A service id the server has no configuration for."""
+
+
+@dataclass(eq=False)
+class IngestedService:
+    """One configured service: its events and monitor, its registry, its lock."""
+
+    spec: ServiceSpec
+    monitored: MonitoredService
+    registry: ServiceRegistry
+    next_prediction_seq: int = 0  # the sequence number of the next stored prediction
+    next_label_seq: int = 0  # ... of the next stored label or retraction
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def events(self) -> ServiceEvents:
+        """The service's ingested events."""
+        return self.monitored.events
+
+
+class IngestedServices:
+    """Every configured service, rebuilt from the audit database by :meth:`open`.
+
+    Args:
+        specs: the configured services, by id.
+        audit: the audit trail (its database holds the events).
+    """
+
+    def __init__(self, specs: Mapping[str, ServiceSpec], audit: AuditLog) -> None:
+        self.specs = dict(specs)
+        self.audit = audit
+        self._services: dict[str, IngestedService] = {}
+
+    def open(self) -> None:
+        """Rebuild every service's events and monitor from the database (at start).
+
+        Raises:
+            ConfigError: stored events a service's config no longer fits.
+            AuditUnavailableError: the database failed.
+        """
+        for service_id, spec in self.specs.items():
+            rebuilt = rebuild(spec, self.audit.tables)
+            registry = ServiceRegistry(service_id, spec.tracking_uri, spec.model_name)
+            self._services[service_id] = IngestedService(
+                spec, rebuilt.monitored, registry, rebuilt.next_predictions, rebuilt.next_labels
+            )
+            counts = rebuilt.monitored.events.counts
+            log.info(
+                "service %s: %d predictions and %d labels rebuilt from the audit database",
+                service_id,
+                counts.predictions,
+                counts.labels,
+            )
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._services)
+
+    def get(self, service_id: str) -> IngestedService:
+        """A configured service.
+
+        Raises:
+            UnknownServiceError: no service with this id is configured.
+        """
+        service = self._services.get(service_id)
+        if service is None:
+            raise UnknownServiceError(
+                f"service_id: no service {service_id} is configured; add it under services in"
+                " the server config (or post the decision's portfolio)"
+            )
+        return service
+
+    # -- ingestion ------------------------------------------------------------------------
+    async def add_predictions(self, service_id: str, batch: PredictionColumns) -> BatchReport:
+        """Check, commit, then keep a batch of predictions; returns what it did.
+
+        Raises:
+            UnknownServiceError: no such service.
+            LogTableError: a bad row (named); nothing of the batch is stored.
+            AuditUnavailableError: the database refused the batch; nothing is kept.
+        """
+        service = self.get(service_id)
+        async with service.lock:
+            report = await self._prepared(service, service.events.prepare_predictions, batch)
+            assert report.predictions is not None
+            rows = prediction_rows(service_id, report.predictions, service.next_prediction_seq)
+            await self._commit(service, report, {"predictions": rows})
+            service.next_prediction_seq += len(rows)
+            return report
+
+    async def add_labels(self, service_id: str, batch: LabelColumns) -> BatchReport:
+        """Check, commit, then keep a batch of labels (see :meth:`add_predictions`)."""
+        service = self.get(service_id)
+        async with service.lock:
+            report = await self._prepared(service, service.events.prepare_labels, batch)
+            first = service.next_label_seq
+            labels = label_rows(service_id, report.labels, first)
+            retractions = retraction_rows(service_id, report.retracted, first + len(labels))
+            await self._commit(service, report, {"labels": labels, "retractions": retractions})
+            service.next_label_seq += len(labels) + len(retractions)
+            return report
+
+    async def refuse(self, service_id: str, rows: int) -> None:
+        """Count ``rows`` refused before they reached the service (a body the HTTP wing
+        could not read); the counters are stored when the database answers."""
+        service = self.get(service_id)
+        async with service.lock:
+            service.events.counts.refused += rows
+            await self._store_counts(service)
+
+    async def _prepared(self, service: IngestedService, prepare: Any, batch: Any) -> BatchReport:
+        try:
+            report: BatchReport = prepare(batch)
+        except LogTableError:
+            await self._store_counts(service)  # the refusal is counted
+            raise
+        return report
+
+    async def _commit(
+        self, service: IngestedService, report: BatchReport, rows: dict[str, Any]
+    ) -> None:
+        counts = service.events.counts_after(report)
+        write = {"service_id": service.spec.service_id, **rows, "counts": counts.to_dict()}
+        await self.audit.submit_events(write)
+        service.events.keep(report)
+
+    async def _store_counts(self, service: IngestedService) -> None:
+        """Store the counters (best effort: a refusal is answered either way)."""
+        counts = service.events.counts.to_dict()
+        try:
+            await self.audit.submit_events(
+                {"service_id": service.spec.service_id, "counts": counts}
+            )
+        except AuditUnavailableError as err:
+            log.warning("service %s: counters not stored (%s)", service.spec.service_id, err)
+
+    def counts(self, service_id: str) -> IngestionCounts:
+        """What the service's ingestion accepted, refused and ignored so far."""
+        return self.get(service_id).events.counts
+
+    # -- decisions and the registry -----------------------------------------------------
+    def source(self, service_id: str, now: float, spend: SpendState) -> Computed:
+        """How the decision flow computes the service's portfolio at ``now``.
+
+        The portfolio comes from the ingested events and the registry's state read from
+        MLflow now; the decision's record keeps how many events it saw and the answered
+        pages (``extra["ingested"]``), which a restart replays.
+
+        Raises:
+            UnknownServiceError: no such service.
+        """
+        service = self.get(service_id)
+
+        async def compute() -> tuple[ObservedPortfolio, dict[str, Any]]:
+            async with service.lock:
+                portfolio, registry = await asyncio.to_thread(_observe, service, now, spend)
+                mark = {
+                    "predictions": service.next_prediction_seq,
+                    "labels": service.next_label_seq,
+                    "acknowledgements": registry.acknowledgements,
+                }
+                return portfolio, {"ingested": mark}
+
+        return Computed(now, compute)
+
+    async def acknowledge(self, service_id: str) -> tuple[int, RegistryState]:
+        """Record that a paged human answered for the service; returns the requests
+        recorded so far and the registry's state now.
+
+        Raises:
+            UnknownServiceError: no such service.
+            RegistryUnavailableError: MLflow cannot be reached.
+        """
+        registry = self.get(service_id).registry
+        requests = await asyncio.to_thread(registry.request_acknowledgement)
+        return requests, await asyncio.to_thread(registry.state)
+
+
+def _observe(
+    service: IngestedService, now: float, spend: SpendState
+) -> tuple[ObservedPortfolio, RegistryState]:
+    """The registry's state read now, and the portfolio at ``now`` (off the event loop)."""
+    if now < service.events.now:
+        raise OutOfOrderError(
+            f"time_days: {now:g} is before the service's last decision time"
+            f" ({service.events.now:g}); ask for a service's decisions in time order"
+        )
+    registry = service.registry.state()
+    return service.monitored.portfolio(now, registry, spend), registry
