@@ -31,6 +31,7 @@ from steward.simulators.catalogue import load_scenario
 from steward.simulators.costs import SloConfig
 from steward.simulators.generator import mechanisms_of
 from steward.simulators.scenario import ScenarioConfig
+from tests.conftest import EntryPoint
 
 
 def _short(name: str, days: int = 30) -> ScenarioConfig:
@@ -150,3 +151,78 @@ def test_selection_keeps_the_member_that_does_best_on_training_seeds(
     assert all(split_of(s) == "train" for s in selection["seeds"])
     written = json.loads(write_selection(tmp_path / "out", selection).read_text())
     assert written["selected"] == waiter
+
+
+def test_the_trainer_applies_the_recipe_and_the_card_describes_the_layout(
+    slo: SloConfig, shield_config: ShieldConfig, tmp_path: Path
+) -> None:
+    """Warm start, curriculum and the slow-drift block in one tiny run: the card says so,
+    the loader accepts it, and the encoder the card describes builds its observations."""
+    from steward.agent.evaluation.harness import Task, run_task
+    from steward.agent.policies.ppo import load_agent
+    from steward.agent.training.config import AgentConfig
+    from steward.agent.training.trainer import train
+    from steward.envs.encoder import SLOW_DRIFT_FEATURES
+
+    agent = AgentConfig(
+        algorithm="maskable_ppo",
+        total_timesteps=128,
+        n_envs=2,
+        n_steps=64,
+        batch_size=64,
+        n_epochs=1,
+        net_arch=[32, 16],
+        slow_drift_features=True,
+    )
+    recipe = RecipeConfig(
+        warm_start=WarmStartConfig(enabled=True, episodes=2, epochs=3),
+        curriculum=CurriculumConfig(enabled=True),
+    )
+    scenario = _short("randomized", 20)
+    metrics = train(
+        agent, scenario, slo, shield_config, 0, tmp_path, progress_bar=False,
+        tensorboard=False, recipe=recipe,
+    )  # fmt: skip
+    assert metrics["warm_start_decisions"] == 40.0  # two 20-day demonstrations
+    assert metrics["warm_start_agreement_after"] >= metrics["warm_start_agreement_before"]
+    policy = load_agent(tmp_path / CARD_FILE, deterministic=True)
+    observation = policy.card.observation
+    assert observation.slow_drift_features
+    assert observation.features == observation_feature_names(4, slow_drift_features=True)
+    assert observation.features[-3:] == tuple(n for n, _ in SLOW_DRIFT_FEATURES)
+    assert observation.new_encoder(slo).size == observation.size == 73
+    assert policy.card.training["recipe"]["warm_start"]["enabled"]
+    world = WorldSpec(scenario, slo, shield_config, slow_drift_features=True)
+    _, summaries, _ = run_task(
+        Task(world, "agent", seeds=[7], policy_path=str(tmp_path / CARD_FILE))
+    )
+    assert len(summaries) == 1  # the agent runs in the world its card describes
+
+
+def test_the_entry_point_trains_a_recipe_and_refuses_an_unknown_one(
+    tmp_path: Path, entry_point: EntryPoint
+) -> None:
+    run = tmp_path / "run"
+    trained = entry_point(
+        "steward.experiments.train",
+        [
+            "experiment=smoke",
+            "scenario=stable",
+            "recipe=warm_start",
+            "recipe.warm_start.episodes=1",
+            "recipe.warm_start.epochs=2",
+            "agent.slow_drift_features=true",
+            f"hydra.run.dir={run}",
+        ],
+    )
+    unknown = entry_point("steward.experiments.train", ["recipe=jumpstart"])
+    _, err = unknown.communicate(timeout=120)
+    assert unknown.returncode == 2
+    assert "recipe: no config named 'jumpstart'" in err and "warm_start" in err
+    _, err = trained.communicate(timeout=300)
+    assert trained.returncode == 0, err[-2000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["warm_start_decisions"] == 100.0  # one 100-day demonstration
+    card = json.loads((run / CARD_FILE).read_text())
+    assert card["observation"]["slow_drift_features"] is True
+    assert card["observation"]["size"] == 73

@@ -18,7 +18,6 @@ from steward.agent.policies.artifact import CARD_FILE
 from steward.agent.reporting.learning_curve import plot_learning_curve
 from steward.agent.training.config import AgentConfig
 from steward.agent.training.recipe import RecipeConfig
-from steward.errors import require
 from steward.experiments.common import (
     check_group_choices,
     clean_errors,
@@ -41,12 +40,6 @@ def main(cfg: DictConfig) -> None:
     agent = from_dict(AgentConfig, plain(cfg.agent), "agent")
     recipe = from_dict(RecipeConfig, plain(cfg.recipe), "recipe")
     check_training_seed(cfg.seed, agent.n_envs)
-    require(
-        recipe == RecipeConfig() and not agent.slow_drift_features,
-        "recipe",
-        "the trainer does not apply the recipe's mechanisms yet",
-        "train with recipe=default and agent.slow_drift_features=false",
-    )
     out = run_dir()
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     from steward.agent.training.trainer import train  # torch loads only when training
@@ -61,6 +54,7 @@ def main(cfg: DictConfig) -> None:
         config_dirs=extra_config_dirs(),
         progress_bar=cfg.progress_bar,
         tensorboard=cfg.tensorboard,
+        recipe=recipe,
     )
     print(json.dumps(metrics, indent=2))
     if plot_learning_curve(out / "logs" / "progress.csv", out / "learning_curve.png"):
@@ -69,5 +63,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_group_choices(sys.argv[1:], ("scenario", "slo", "shield", "agent", "experiment"))
+    check_group_choices(
+        sys.argv[1:], ("scenario", "slo", "shield", "agent", "recipe", "experiment")
+    )
     main()
