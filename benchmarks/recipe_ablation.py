@@ -241,6 +241,46 @@ def evaluation_table(report: dict[str, Any], variant: str, seeds: list[int]) -> 
     }
 
 
+def tune_teachers(scenarios: list[str], cache: Path, n_jobs: int = 2) -> dict[str, Any]:
+    """Per scenario, the heuristic with the best mean return on the tuning seeds.
+
+    The evaluation's own grid and tuning seeds (``tune_seed`` 10000, 8 episodes, a mixture
+    2 per member), so with its cache the grid costs nothing; ``never`` runs on the same
+    seeds. Held-out test seeds play no part. Returns ``{scenario: {policy, params,
+    tune_mean_return}}``, the warm start's teachers.
+    """
+    from steward.agent.evaluation.cache import ResultCache
+    from steward.agent.evaluation.harness import Task, default_grids, grid_tasks, run_parallel
+    from steward.agent.evaluation.seeds import split_seeds
+
+    defaults = EvaluateConfig()
+    grids = default_grids()  # the evaluation's (configs/evaluate.yaml)
+    seeds = split_seeds("tune", defaults.tune_seed, defaults.tune_episodes)
+    tasks: list[Task] = []
+    for name in scenarios:
+        world = WorldSpec(load_scenario(name), load_slo(), load_shield_config())
+        grid = grid_tasks(world, grids, seeds, defaults.tune_episodes_per_member)
+        tasks += [*grid, Task(world, "never", {}, grid[0].seeds, members=grid[0].members)]
+
+    def key(task: Task) -> str:
+        return f"{task.world.scenario.name} {task.policy} {json.dumps(task.params)}"
+
+    order = {key(t): i for i, t in enumerate(tasks)}  # ties go to the first listed
+    scores: dict[str, list[tuple[float, int, Task]]] = {}
+    for task, summaries, _ in run_parallel(tasks, n_jobs, ResultCache(cache)):
+        mean = sum(s.return_dollars for s in summaries) / len(summaries)
+        scores.setdefault(task.world.scenario.name, []).append((mean, -order[key(task)], task))
+    teachers = {}
+    for name in scenarios:
+        mean, _, task = max(scores[name], key=lambda e: (e[0], e[1]))
+        teachers[name] = {
+            "policy": task.policy,
+            "params": task.params,
+            "tune_mean_return": round(mean, 1),
+        }
+    return teachers
+
+
 def ablation_table(report: dict[str, Any]) -> list[dict[str, Any]]:
     """A row per variant and seed: conditions met, failing scenarios, margins, times."""
     rows = []
@@ -294,6 +334,9 @@ def main() -> None:
     )
     parser.add_argument("--evaluation-json", type=Path, default=None)
     parser.add_argument("--evaluation-variant", default="default")
+    parser.add_argument(
+        "--teachers", action="store_true", help="print the warm start's tuned teachers and stop"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny budgets (a plumbing check)")
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args()
@@ -304,6 +347,15 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",") if s]
     steps = args.steps or None
     scenarios = [s for s in args.scenarios.split(",") if s] or EvaluateConfig().scenarios
+    if args.teachers:
+        teachers = tune_teachers(scenarios, args.cache or args.out / "cache")
+        print("teachers:")
+        for name, t in teachers.items():
+            print(
+                f"  {name}: {{policy: {t['policy']}, params: {json.dumps(t['params'])}}}"
+                f"  # tune mean {t['tune_mean_return']:,.0f}"
+            )
+        return
     the_plan = plan(variants, seeds, steps)
     print(f"plan: {the_plan} (variants {variants}, seeds {seeds})", flush=True)
     if args.dry_run:
