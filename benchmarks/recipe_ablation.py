@@ -45,7 +45,7 @@ from steward.agent.training.selection import select_member, write_selection
 from steward.envs.lifecycle_env import load_shield_config
 from steward.experiments.common import clean_errors
 from steward.experiments.schemas import EvaluateConfig
-from steward.simulators.catalogue import load_scenario, load_slo
+from steward.simulators.catalogue import load_members, load_scenario, load_slo
 
 REPO = Path(__file__).resolve().parents[1]
 NO_WARM_START = "recipe.warm_start.enabled=false"
@@ -258,7 +258,9 @@ def tune_teachers(scenarios: list[str], cache: Path, n_jobs: int = 2) -> dict[st
     seeds = split_seeds("tune", defaults.tune_seed, defaults.tune_episodes)
     tasks: list[Task] = []
     for name in scenarios:
-        world = WorldSpec(load_scenario(name), load_slo(), load_shield_config())
+        scenario = load_scenario(name)
+        members = tuple(load_members(scenario))
+        world = WorldSpec(scenario, load_slo(), load_shield_config(), members=members)
         grid = grid_tasks(world, grids, seeds, defaults.tune_episodes_per_member)
         tasks += [*grid, Task(world, "never", {}, grid[0].seeds, members=grid[0].members)]
 
@@ -406,10 +408,12 @@ def main() -> None:
             if len(policies) > 1:
                 print(f"{name}: selecting among {len(policies)} members ...", flush=True)
                 meta = json.loads(Path(policies[0]).read_text())
+                train_scenario = load_scenario(meta["training"]["scenario"])
                 world = WorldSpec(
-                    load_scenario(meta["training"]["scenario"]),
+                    train_scenario,
                     load_slo(),
                     load_shield_config(),
+                    members=tuple(load_members(train_scenario)),
                     slow_drift_features=meta["observation"].get("slow_drift_features", False),
                 )
                 episodes = 2 if args.smoke else 16

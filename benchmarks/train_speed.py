@@ -41,7 +41,7 @@ from steward.agent.training.config import AgentConfig
 from steward.agent.training.recipe import RecipeConfig
 from steward.envs.lifecycle_env import load_shield_config
 from steward.experiments.common import at_least, clean_errors
-from steward.simulators.catalogue import from_dict, load_scenario, load_slo
+from steward.simulators.catalogue import from_dict, load_members, load_scenario, load_slo
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "steward" / "configs"
@@ -89,7 +89,8 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
     scenario, slo, shield = load_scenario("mixed"), load_slo(), load_shield_config()
     agent, recipe = default_recipe()
     agent.total_timesteps = args.steps
-    world = WorldSpec(scenario, slo, shield)
+    members = tuple(load_members(scenario))
+    world = WorldSpec(scenario, slo, shield, members=members)
     cart = cartpole_fps(20_000)
     print(f"PPO on CartPole-v1: {cart:,.0f} training steps/s", flush=True)
     grid = grid_tasks(
@@ -119,6 +120,7 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
         shield,
         seed=0,
         out_dir=out,
+        members=members,
         progress_bar=False,
         tensorboard=False,
         snapshot_every=args.every,
@@ -130,7 +132,11 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
         snap = json.loads((folder / "snapshot.json").read_text())
         slow = json.loads((folder / "policy.json").read_text())["observation"]
         agent_world = WorldSpec(
-            scenario, slo, shield, slow_drift_features=slow.get("slow_drift_features", False)
+            scenario,
+            slo,
+            shield,
+            members=members,
+            slow_drift_features=slow.get("slow_drift_features", False),
         )
         mean, lo, hi = held_out_return(agent_world, "agent", {}, seeds, str(folder / "policy.json"))
         snapshots.append(

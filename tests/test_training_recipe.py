@@ -27,7 +27,7 @@ from steward.agent.training.warm_start import agreement, demonstrate, warm_start
 from steward.envs.shield import ShieldConfig
 from steward.errors import ConfigError
 from steward.simulators.actions import Action
-from steward.simulators.catalogue import load_scenario
+from steward.simulators.catalogue import load_members, load_scenario
 from steward.simulators.costs import SloConfig
 from steward.simulators.generator import mechanisms_of
 from steward.simulators.scenario import ScenarioConfig
@@ -96,7 +96,7 @@ def test_the_curriculum_widens_the_generator_stage_by_stage(
     )
     wrap = curriculum_wrapper(config, total_timesteps=80, n_envs=2)  # 40 steps per copy
     assert wrap is not None
-    env = env_factory(scenario, slo, shield_config, 4, 0.01, wrap=wrap)()
+    env = env_factory(scenario, slo, shield_config, 4, 0.01, load_members(scenario), wrap=wrap)()
     inner = env.env  # the curriculum, inside the action masker
     world = env.unwrapped.world
     stages, caps = [], []
@@ -179,9 +179,10 @@ def test_the_trainer_applies_the_recipe_and_the_card_describes_the_layout(
         curriculum=CurriculumConfig(enabled=True),
     )
     scenario = _short("randomized", 20)
+    members = tuple(load_members(scenario))
     metrics = train(
-        agent, scenario, slo, shield_config, 0, tmp_path, progress_bar=False,
-        tensorboard=False, recipe=recipe,
+        agent, scenario, slo, shield_config, 0, tmp_path, members=members,
+        progress_bar=False, tensorboard=False, recipe=recipe,
     )  # fmt: skip
     assert metrics["warm_start_decisions"] == 40.0  # two 20-day demonstrations
     assert metrics["warm_start_agreement_after"] >= metrics["warm_start_agreement_before"]
@@ -192,7 +193,7 @@ def test_the_trainer_applies_the_recipe_and_the_card_describes_the_layout(
     assert observation.features[-3:] == tuple(n for n, _ in SLOW_DRIFT_FEATURES)
     assert observation.new_encoder(slo).size == observation.size == 73
     assert policy.card.training["recipe"]["warm_start"]["enabled"]
-    world = WorldSpec(scenario, slo, shield_config, slow_drift_features=True)
+    world = WorldSpec(scenario, slo, shield_config, members=members, slow_drift_features=True)
     _, summaries, _ = run_task(
         Task(world, "agent", seeds=[7], policy_path=str(tmp_path / CARD_FILE))
     )

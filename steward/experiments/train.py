@@ -8,7 +8,6 @@ run dir. Sweeps:
 """
 
 import json
-import sys
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -19,11 +18,11 @@ from steward.agent.reporting.learning_curve import plot_learning_curve
 from steward.agent.training.config import AgentConfig
 from steward.agent.training.recipe import RecipeConfig
 from steward.experiments.common import (
-    check_group_choices,
     clean_errors,
-    extra_config_dirs,
     plain,
     run_dir,
+    scenario_members,
+    start,
     world_configs,
 )
 from steward.experiments.schemas import register_schemas
@@ -51,7 +50,7 @@ def main(cfg: DictConfig) -> None:
         shield,
         seed=cfg.seed,
         out_dir=out,
-        config_dirs=extra_config_dirs(),
+        members=tuple(scenario_members(scenario)),
         progress_bar=cfg.progress_bar,
         tensorboard=cfg.tensorboard,
         recipe=recipe,
@@ -62,8 +61,14 @@ def main(cfg: DictConfig) -> None:
     print(f"wrote {out / CARD_FILE} (sha256 {metrics['policy_sha256']})")
 
 
-if __name__ == "__main__":
-    check_group_choices(
-        sys.argv[1:], ("scenario", "slo", "shield", "agent", "recipe", "experiment")
+def run() -> None:
+    """``steward train OVERRIDES``: check the extras and the command line, then :func:`main`."""
+    start(
+        main,
+        groups=("scenario", "slo", "shield", "agent", "recipe", "experiment"),
+        extras=("train",),
     )
-    main()
+
+
+if __name__ == "__main__":
+    run()

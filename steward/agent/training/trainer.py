@@ -44,7 +44,7 @@ def train(
     shield: ShieldConfig,
     seed: int,
     out_dir: Path,
-    config_dirs: tuple[str, ...] = (),
+    members: tuple[ScenarioConfig, ...] = (),
     progress_bar: bool = True,
     tensorboard: bool = True,
     snapshot_every: int = 0,
@@ -59,7 +59,7 @@ def train(
         shield: the safety layer's settings.
         seed: PPO's seed; the env copies get ``seed .. seed + n_envs - 1``.
         out_dir: the run dir.
-        config_dirs: extra config roots (scenarios from outside the package).
+        members: a mixture's member scenarios, resolved.
         progress_bar: show SB3's progress bar.
         tensorboard: write TensorBoard events beside ``progress.csv``.
         snapshot_every: save the artifact every this many steps (0: never).
@@ -74,7 +74,7 @@ def train(
         shield,
         agent.history_len,
         agent.reward_scale,
-        config_dirs,
+        members,
         agent.slow_drift_features,
         curriculum_wrapper(recipe.curriculum, agent.total_timesteps, agent.n_envs),
     )
@@ -142,7 +142,7 @@ def train(
         shield,
         agent.history_len,
         agent.reward_scale,
-        tuple(config_dirs),
+        members,
         agent.slow_drift_features,
     )
     stats = callbacks[0]
