@@ -25,7 +25,7 @@ after every step, so an interrupted run resumes where it stopped. ``--evaluation
 also writes the three-seed evaluation table of one variant (the default: ``default``):
 per scenario and seed the paired difference and its interval, the agent's pages, wasted
 pages, pages after a human fix and the latency from alarm to page
-(``benchmarks/results/evaluation.json``).
+(e.g. ``benchmarks/results/recipe_seeds.json``).
 """
 
 import argparse
@@ -222,6 +222,9 @@ def evaluation_table(report: dict[str, Any], variant: str, seeds: list[int]) -> 
                     "agent_minus_best": v["agent_minus_best"],
                     "ci95": v["ci95"],
                     "within_2_percent": v["within_2_percent"],
+                    "above_zero": v["ci95"][0] is not None and v["ci95"][0] > 0,
+                    "must_be_above_zero": scenario in MUST_WIN,
+                    "conditions_hold": scenario not in entry["evaluation"]["failing"],
                     "verdict": v["verdict"],
                     **humility_of(results, scenario),
                     "episodes": episodes,
@@ -241,13 +244,20 @@ def evaluation_table(report: dict[str, Any], variant: str, seeds: list[int]) -> 
     }
 
 
-def tune_teachers(scenarios: list[str], cache: Path, n_jobs: int = 2) -> dict[str, Any]:
+def tune_teachers(
+    scenarios: list[str],
+    cache: Path,
+    n_jobs: int = 2,
+    tune_episodes: int | None = None,
+    tune_episodes_per_member: int | None = None,
+) -> dict[str, Any]:
     """Per scenario, the heuristic with the best mean return on the tuning seeds.
 
-    The evaluation's own grid and tuning seeds (``tune_seed`` 10000, 8 episodes, a mixture
-    2 per member), so with its cache the grid costs nothing; ``never`` runs on the same
-    seeds. Held-out test seeds play no part. Returns ``{scenario: {policy, params,
-    tune_mean_return}}``, the warm start's teachers.
+    The evaluation's own grid and tuning seeds (``tune_seed`` 10000; by default 8
+    episodes, a mixture 2 per member; pass the evaluation's ``tune_episodes`` and
+    ``tune_episodes_per_member`` when it runs with others), so with its cache the grid
+    costs nothing; ``never`` runs on the same seeds. Held-out test seeds play no part.
+    Returns ``{scenario: {policy, params, tune_mean_return}}``, the warm start's teachers.
     """
     from steward.agent.evaluation.cache import ResultCache
     from steward.agent.evaluation.harness import Task, default_grids, grid_tasks, run_parallel
@@ -255,13 +265,15 @@ def tune_teachers(scenarios: list[str], cache: Path, n_jobs: int = 2) -> dict[st
 
     defaults = EvaluateConfig()
     grids = default_grids()  # the evaluation's (configs/evaluate.yaml)
-    seeds = split_seeds("tune", defaults.tune_seed, defaults.tune_episodes)
+    episodes = tune_episodes or defaults.tune_episodes
+    per_member = tune_episodes_per_member or defaults.tune_episodes_per_member
+    seeds = split_seeds("tune", defaults.tune_seed, episodes)
     tasks: list[Task] = []
     for name in scenarios:
         scenario = load_scenario(name)
         members = tuple(load_members(scenario))
         world = WorldSpec(scenario, load_slo(), load_shield_config(), members=members)
-        grid = grid_tasks(world, grids, seeds, defaults.tune_episodes_per_member)
+        grid = grid_tasks(world, grids, seeds, per_member)
         tasks += [*grid, Task(world, "never", {}, grid[0].seeds, members=grid[0].members)]
 
     def key(task: Task) -> str:
@@ -316,6 +328,49 @@ def ablation_table(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def tabulate(args: argparse.Namespace, seeds: list[int]) -> None:
+    """The three-seed evaluation table of evaluations run elsewhere (``--evaluations``)."""
+    if args.evaluation_json is None:
+        raise SystemExit("error: --evaluations needs --evaluation-json PATH")
+    command = "python -m benchmarks.recipe_ablation " + shlex.join(sys.argv[1:])
+    report: dict[str, Any] = {"runs": {}}
+    sizes: dict[str, Any] = {}
+    for seed in seeds:
+        path = args.evaluations / f"seed{seed}" / "results.json"
+        if not path.exists():
+            raise SystemExit(f"error: {path} is missing (evaluate seed {seed} first)")
+        results = json.loads(path.read_text())
+        settings = results["settings"]
+        sizes = {k: settings[k] for k in ("episodes", "tune_episodes", "eval_seed", "tune_seed")}
+        report["runs"][f"{args.evaluation_variant}/seed{seed}"] = {
+            "policy_path": settings["policy_path"],
+            "results_path": str(path),
+            "evaluation": verdicts(results),
+        }
+    report["evaluation_sizes"] = sizes
+    table = evaluation_table(report, args.evaluation_variant, seeds)
+    table["policies"] = {
+        name: entry["policy_path"] for name, entry in sorted(report["runs"].items())
+    }
+    table["conditions"] = (
+        f"per seed: on every scenario the paired 95% interval's lower bound >= "
+        f"-{TOLERANCE:.0%} of |best tuned heuristic's mean return|; on "
+        f"{' and '.join(MUST_WIN)} the lower bound > 0"
+    )
+    table["evaluation_sizes"] = sizes
+    write_result(args.evaluation_json.stem, command, table, args.evaluation_json)
+    for row in table["rows"]:
+        low, high = (f"{v:,.0f}" if v is not None else "n/a" for v in row["ci95"])
+        print(
+            f"seed {row['seed']} {row['scenario']:>17s} {row['agent_minus_best']:>10,.0f} "
+            f"[{low}, {high}] vs {row['best_heuristic']:>16s}  "
+            f"{'holds' if row['conditions_hold'] else 'FAILS'}  pages {row['pages']}"
+            f" wasted {row['pages_wasted']}"
+        )
+    print(f"meets both conditions: {table['meets_both_conditions']}")
+    print(f"wrote {args.evaluation_json}")
+
+
 @clean_errors
 def main() -> None:
     """Train, select, evaluate, tabulate."""
@@ -335,10 +390,21 @@ def main() -> None:
         help="the default variant's runs from benchmarks.train_speed three-seeds (its --out/local)",
     )
     parser.add_argument("--evaluation-json", type=Path, default=None)
+    parser.add_argument(
+        "--evaluations",
+        type=Path,
+        default=None,
+        help="only tabulate DIR/seedN/results.json (benchmarks.train_speed's --out/local/evaluate)"
+        " into --evaluation-json",
+    )
     parser.add_argument("--evaluation-variant", default="default")
     parser.add_argument(
         "--teachers", action="store_true", help="print the warm start's tuned teachers and stop"
     )
+    parser.add_argument("--episodes", type=int, default=0, help="held-out episodes (0: 30)")
+    parser.add_argument("--episodes-per-member", type=int, default=0, help="(0: 10)")
+    parser.add_argument("--tune-episodes", type=int, default=0, help="tuning episodes (0: 8)")
+    parser.add_argument("--tune-episodes-per-member", type=int, default=0, help="(0: 2)")
     parser.add_argument("--smoke", action="store_true", help="tiny budgets (a plumbing check)")
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args()
@@ -350,13 +416,21 @@ def main() -> None:
     steps = args.steps or None
     scenarios = [s for s in args.scenarios.split(",") if s] or EvaluateConfig().scenarios
     if args.teachers:
-        teachers = tune_teachers(scenarios, args.cache or args.out / "cache")
+        teachers = tune_teachers(
+            scenarios,
+            args.cache or args.out / "cache",
+            tune_episodes=args.tune_episodes or None,
+            tune_episodes_per_member=args.tune_episodes_per_member or None,
+        )
         print("teachers:")
         for name, t in teachers.items():
             print(
                 f"  {name}: {{policy: {t['policy']}, params: {json.dumps(t['params'])}}}"
                 f"  # tune mean {t['tune_mean_return']:,.0f}"
             )
+        return
+    if args.evaluations is not None:
+        tabulate(args, seeds)
         return
     the_plan = plan(variants, seeds, steps)
     print(f"plan: {the_plan} (variants {variants}, seeds {seeds})", flush=True)
@@ -373,6 +447,17 @@ def main() -> None:
         report["table"] = ablation_table(report)
         write_result("recipe_ablation", command, report, args.json)
 
+    sizes = [  # the evaluation's sizes, where given (the baseline cache keys on them)
+        f"{name}={value}"
+        for name, value in (
+            ("episodes", args.episodes),
+            ("episodes_per_member", args.episodes_per_member),
+            ("tune_episodes", args.tune_episodes),
+            ("tune_episodes_per_member", args.tune_episodes_per_member),
+        )
+        if value
+    ]
+    report["evaluation_sizes"] = sizes or "the evaluation's defaults"
     started = time.perf_counter()
     for variant in variants:
         spec = VARIANTS[variant]
@@ -440,6 +525,7 @@ def main() -> None:
                         f"executor={args.executor}",
                         f"cache_dir={cache}",
                         f"hydra.run.dir={eval_dir}",
+                        *sizes,
                         *(SMOKE_EVALUATE if args.smoke else []),
                     ],
                     eval_dir.with_suffix(".log"),
@@ -461,7 +547,13 @@ def main() -> None:
         )
     if args.evaluation_json:
         table = evaluation_table(report, args.evaluation_variant, seeds)
-        write_result("evaluation", command, table, args.evaluation_json)
+        table["conditions"] = (
+            f"per seed: on every scenario the paired 95% interval's lower bound >= "
+            f"-{TOLERANCE:.0%} of |best tuned heuristic's mean return|; on "
+            f"{' and '.join(MUST_WIN)} the lower bound > 0"
+        )
+        table["evaluation_sizes"] = report["evaluation_sizes"]
+        write_result(args.evaluation_json.stem, command, table, args.evaluation_json)
         print(f"wrote {args.evaluation_json}")
 
 

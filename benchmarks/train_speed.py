@@ -201,6 +201,9 @@ def three_seeds(args: argparse.Namespace) -> dict[str, Any]:
     if "train" in args.stages:
         print(f"training seeds {SEEDS} ({args.executor}) ...", flush=True)
         launcher = ["hydra/launcher=ray_local"] if args.executor == "ray" else []
+        if args.jobs:  # jobs at a time: joblib workers, or the Ray instance's CPUs
+            name = "num_cpus" if args.executor == "ray" else "n_jobs"
+            launcher.append(f"hydra.launcher.{name}={args.jobs}")
         steps["train_sweep"] = timed(
             [
                 *python,
@@ -220,7 +223,7 @@ def three_seeds(args: argparse.Namespace) -> dict[str, Any]:
     if "evaluate" in args.stages:
         if len(policies) != len(SEEDS):
             raise SystemExit("error: --stages evaluate needs --policies A,B,C (one per seed)")
-        cache = out / "cache"
+        cache = args.cache or out / "cache"
         for seed, policy in zip(SEEDS, policies, strict=True):
             print(f"evaluating seed {seed} ({args.executor}) ...", flush=True)
             steps[f"evaluate_seed{seed}"] = timed(
@@ -231,6 +234,7 @@ def three_seeds(args: argparse.Namespace) -> dict[str, Any]:
                     f"executor={args.executor}",
                     f"cache_dir={cache}",
                     f"hydra.run.dir={out / 'evaluate' / f'seed{seed}'}",
+                    *args.evaluate_overrides,
                 ],
                 out / f"evaluate_seed{seed}.log",
             )
@@ -260,6 +264,14 @@ def main() -> None:
     seeds.add_argument("--stages", default="train,evaluate")
     seeds.add_argument("--policies", default="", help="with --stages evaluate: A,B,C")
     seeds.add_argument("--out", default="outputs/three_seeds")
+    seeds.add_argument("--jobs", type=at_least(1), default=None, help="training jobs at a time")
+    seeds.add_argument("--cache", type=Path, default=None, help="baseline cache (--out/cache)")
+    seeds.add_argument(
+        "--evaluate-overrides",
+        type=shlex.split,
+        default=[],
+        help='overrides of each evaluation, e.g. "episodes=16 matched_compute=false"',
+    )
     seeds.add_argument("train_overrides", nargs="*", help="extra overrides of the sweep")
     parser.add_argument("--json", type=Path, default=RESULTS_DIR / "train_speed.json")
     args = parser.parse_args()
@@ -271,7 +283,18 @@ def main() -> None:
         figures["throughput"] = {"command": command, **throughput(args)}
     else:
         section = f"three_seed_run_{args.executor}"
-        figures[section] = {"command": command, **three_seeds(args)}
+        measured = three_seeds(args)
+        if section in figures and args.stages != "train,evaluate":  # a stage of the same run
+            steps = {**figures[section].get("steps", {}), **measured["steps"]}
+            measured["steps"] = steps
+            measured["commands"] = [*figures[section].get("commands", []), command]
+            measured["total_wall_seconds"] = round(
+                sum(s["wall_seconds"] for s in steps.values()), 1
+            )
+            measured["evaluation_wall_seconds"] = round(
+                sum(s["wall_seconds"] for k, s in steps.items() if k.startswith("evaluate")), 1
+            )
+        figures[section] = {"command": command, **measured}
     write_result("train_speed", command, figures, args.json)
     print(f"wrote {args.json}")
 

@@ -13,6 +13,7 @@ from steward.agent.evaluation.harness import WorldSpec
 from steward.agent.evaluation.seeds import split_of
 from steward.agent.policies.artifact import CARD_FILE, observation_feature_names
 from steward.agent.training.artifacts import write_artifact
+from steward.agent.training.config import AgentConfig
 from steward.agent.training.recipe import (
     CurriculumConfig,
     CurriculumStage,
@@ -200,21 +201,13 @@ def test_the_trainer_applies_the_recipe_and_the_card_describes_the_layout(
     assert len(summaries) == 1  # the agent runs in the world its card describes
 
 
-def test_the_entry_point_trains_a_recipe_and_refuses_an_unknown_one(
+def test_the_entry_point_trains_the_default_recipe_and_refuses_an_unknown_one(
     tmp_path: Path, entry_point: EntryPoint
 ) -> None:
     run = tmp_path / "run"
-    trained = entry_point(
+    trained = entry_point(  # the default recipe (smoke: one demonstration, two epochs)
         "steward.experiments.train",
-        [
-            "experiment=smoke",
-            "scenario=stable",
-            "recipe=warm_start",
-            "recipe.warm_start.episodes=1",
-            "recipe.warm_start.epochs=2",
-            "agent.slow_drift_features=true",
-            f"hydra.run.dir={run}",
-        ],
+        ["experiment=smoke", "scenario=stable", "snapshot_every=256", f"hydra.run.dir={run}"],
     )
     unknown = entry_point("steward.experiments.train", ["recipe=jumpstart"])
     _, err = unknown.communicate(timeout=120)
@@ -227,3 +220,41 @@ def test_the_entry_point_trains_a_recipe_and_refuses_an_unknown_one(
     card = json.loads((run / CARD_FILE).read_text())
     assert card["observation"]["slow_drift_features"] is True
     assert card["observation"]["size"] == 73
+    snapshot = json.loads((run / "snapshots" / "step256" / "snapshot.json").read_text())
+    assert snapshot["steps"] == 256 and (run / "snapshots" / "step256" / CARD_FILE).exists()
+
+
+def _compose_train(overrides: list[str]) -> tuple[AgentConfig, RecipeConfig]:
+    from hydra import compose, initialize_config_dir
+
+    from steward.experiments.common import plain
+    from steward.experiments.schemas import register_schemas
+    from steward.simulators.catalogue import config_dir, from_dict
+
+    register_schemas()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    return (
+        from_dict(AgentConfig, plain(cfg.agent), "agent"),
+        from_dict(RecipeConfig, plain(cfg.recipe), "recipe"),
+    )
+
+
+def test_the_default_run_is_the_recipe_and_plain_is_ppo_alone() -> None:
+    """``steward train`` warm-starts from a tuned teacher per world of ``mixed`` with the
+    slow-drift block; ``recipe=plain`` and each single mechanism compose over PPO alone."""
+    from steward.agent.policies import make_heuristic
+
+    agent, recipe = _compose_train([])
+    assert agent.slow_drift_features and agent.total_timesteps == 160_000
+    assert recipe.warm_start.enabled and not recipe.curriculum.enabled
+    assert recipe.ensemble.members == 1  # one run per seed: the 15-minute budget
+    teachers = recipe.warm_start.teachers
+    assert set(teachers) - {"default"} <= set(load_scenario("mixed").members)  # no stray name
+    assert len(teachers) > 1  # tuned teachers, not only the fallback
+    for spec in teachers.values():
+        make_heuristic(spec.policy, spec.params)  # a known heuristic with its own parameters
+    _, plain_recipe = _compose_train(["recipe=plain"])
+    assert plain_recipe == RecipeConfig()
+    _, curriculum = _compose_train(["recipe=curriculum"])
+    assert curriculum.curriculum.enabled and not curriculum.warm_start.enabled

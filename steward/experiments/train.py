@@ -17,6 +17,7 @@ from steward.agent.policies.artifact import CARD_FILE
 from steward.agent.reporting.learning_curve import plot_learning_curve
 from steward.agent.training.config import AgentConfig
 from steward.agent.training.recipe import RecipeConfig
+from steward.errors import require
 from steward.experiments.common import (
     clean_errors,
     plain,
@@ -39,6 +40,13 @@ def main(cfg: DictConfig) -> None:
     agent = from_dict(AgentConfig, plain(cfg.agent), "agent")
     recipe = from_dict(RecipeConfig, plain(cfg.recipe), "recipe")
     check_training_seed(cfg.seed, agent.n_envs)
+    require(
+        cfg.snapshot_every >= 0,
+        "snapshot_every",
+        "must be >= 0",
+        "use 0 (no snapshots) or a step count",
+        cfg.snapshot_every,
+    )
     out = run_dir()
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     from steward.agent.training.trainer import train  # torch loads only when training
@@ -53,6 +61,7 @@ def main(cfg: DictConfig) -> None:
         members=tuple(scenario_members(scenario)),
         progress_bar=cfg.progress_bar,
         tensorboard=cfg.tensorboard,
+        snapshot_every=cfg.snapshot_every,
         recipe=recipe,
     )
     print(json.dumps(metrics, indent=2))
