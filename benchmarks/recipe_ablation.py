@@ -405,6 +405,12 @@ def main() -> None:
     parser.add_argument("--episodes-per-member", type=int, default=0, help="(0: 10)")
     parser.add_argument("--tune-episodes", type=int, default=0, help="tuning episodes (0: 8)")
     parser.add_argument("--tune-episodes-per-member", type=int, default=0, help="(0: 2)")
+    parser.add_argument(
+        "--evaluate-overrides",
+        type=shlex.split,
+        default=[],
+        help='more overrides of each evaluation, e.g. "matched_compute=false"',
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny budgets (a plumbing check)")
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args()
@@ -456,7 +462,7 @@ def main() -> None:
             ("tune_episodes_per_member", args.tune_episodes_per_member),
         )
         if value
-    ]
+    ] + list(args.evaluate_overrides)
     report["evaluation_sizes"] = sizes or "the evaluation's defaults"
     started = time.perf_counter()
     for variant in variants:

@@ -14,7 +14,10 @@ Two measurements, each filling its own section of ``benchmarks/results/train_spe
   launcher, or ``hydra/launcher=ray_local``), then ``steward.experiments.evaluate`` of
   each policy (``executor=local`` or ``executor=ray``) with a fresh baseline cache, so
   the first evaluation tunes the baselines and the next two reuse them. ``--stages
-  evaluate`` times the evaluations alone, on policies trained before (``--policies``).
+  evaluate`` times the evaluations alone, on policies trained before (``--policies``),
+  one after another or at once (``--parallel-evaluations``); ``--cache`` shares a
+  baseline cache filled before, ``--jobs`` sets the sweep's jobs at a time, and
+  ``--evaluate-overrides`` sizes the evaluations.
   Each step's wall seconds, the CPU seconds of the processes it waited for (Ray's
   workers are not among them), and the machine's load average are recorded.
 """
@@ -192,6 +195,38 @@ def timed(command: list[str], log: Path) -> dict[str, float]:
     }
 
 
+def timed_together(commands: dict[str, list[str]], out: Path) -> dict[str, Any]:
+    """Run commands at once (output in ``out/NAME.log``); the wall and CPU seconds of all."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    procs = {}
+    for name, command in commands.items():
+        log = (out / f"{name}.log").open("w")
+        log.write(f"$ {shlex.join(command)}\n")
+        log.flush()
+        procs[name] = (subprocess.Popen(command, cwd=REPO, stdout=log, stderr=log), log)
+    walls = {}
+    for name, (proc, log) in procs.items():
+        proc.wait()
+        log.close()
+        walls[name] = round(time.perf_counter() - started, 1)
+        if proc.returncode != 0:
+            print(f"error: {name} failed ({out / f'{name}.log'})", file=sys.stderr)
+            sys.exit(1)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    print(f"  {wall:,.0f} s wall, {cpu:,.0f} s CPU (all at once)", flush=True)
+    return {
+        "wall_seconds": round(wall, 1),
+        "finished_after_seconds": walls,
+        "cpu_seconds_waited_for": round(cpu, 1),
+        "load_before": round(load, 2),
+        "load_after": round(os.getloadavg()[0], 2),
+    }
+
+
 def three_seeds(args: argparse.Namespace) -> dict[str, Any]:
     """The three-seed run's wall time with one executor (see the module docstring)."""
     out = Path(args.out) / args.executor
@@ -224,20 +259,25 @@ def three_seeds(args: argparse.Namespace) -> dict[str, Any]:
         if len(policies) != len(SEEDS):
             raise SystemExit("error: --stages evaluate needs --policies A,B,C (one per seed)")
         cache = args.cache or out / "cache"
-        for seed, policy in zip(SEEDS, policies, strict=True):
-            print(f"evaluating seed {seed} ({args.executor}) ...", flush=True)
-            steps[f"evaluate_seed{seed}"] = timed(
-                [
-                    *python,
-                    "steward.experiments.evaluate",
-                    f"policy_path={policy}",
-                    f"executor={args.executor}",
-                    f"cache_dir={cache}",
-                    f"hydra.run.dir={out / 'evaluate' / f'seed{seed}'}",
-                    *args.evaluate_overrides,
-                ],
-                out / f"evaluate_seed{seed}.log",
-            )
+        commands = {
+            f"evaluate_seed{seed}": [
+                *python,
+                "steward.experiments.evaluate",
+                f"policy_path={policy}",
+                f"executor={args.executor}",
+                f"cache_dir={cache}",
+                f"hydra.run.dir={out / 'evaluate' / f'seed{seed}'}",
+                *args.evaluate_overrides,
+            ]
+            for seed, policy in zip(SEEDS, policies, strict=True)
+        }
+        if args.parallel_evaluations:
+            print(f"evaluating seeds {SEEDS} at once ({args.executor}) ...", flush=True)
+            steps["evaluate_seeds_at_once"] = timed_together(commands, out)
+        else:
+            for name, command in commands.items():
+                print(f"{name.replace('_', ' ')} ({args.executor}) ...", flush=True)
+                steps[name] = timed(command, out / f"{name}.log")
     total = sum(s["wall_seconds"] for s in steps.values())
     evaluation = sum(s["wall_seconds"] for k, s in steps.items() if k.startswith("evaluate"))
     return {
@@ -266,6 +306,9 @@ def main() -> None:
     seeds.add_argument("--out", default="outputs/three_seeds")
     seeds.add_argument("--jobs", type=at_least(1), default=None, help="training jobs at a time")
     seeds.add_argument("--cache", type=Path, default=None, help="baseline cache (--out/cache)")
+    seeds.add_argument(
+        "--parallel-evaluations", action="store_true", help="evaluate the seeds at once"
+    )
     seeds.add_argument(
         "--evaluate-overrides",
         type=shlex.split,
