@@ -342,15 +342,19 @@ def tabulate(args: argparse.Namespace, seeds: list[int]) -> None:
         results = json.loads(path.read_text())
         settings = results["settings"]
         sizes = {k: settings[k] for k in ("episodes", "tune_episodes", "eval_seed", "tune_seed")}
+        snapshot = Path(settings["policy_path"]).parent / "snapshot.json"
         report["runs"][f"{args.evaluation_variant}/seed{seed}"] = {
             "policy_path": settings["policy_path"],
             "results_path": str(path),
             "evaluation": verdicts(results),
+            # a snapshot taken during training: its steps and the wall seconds to it
+            "snapshot": json.loads(snapshot.read_text()) if snapshot.exists() else None,
         }
     report["evaluation_sizes"] = sizes
     table = evaluation_table(report, args.evaluation_variant, seeds)
     table["policies"] = {
-        name: entry["policy_path"] for name, entry in sorted(report["runs"].items())
+        name: {"path": entry["policy_path"], "snapshot": entry["snapshot"]}
+        for name, entry in sorted(report["runs"].items())
     }
     table["conditions"] = (
         f"per seed: on every scenario the paired 95% interval's lower bound >= "
@@ -358,6 +362,8 @@ def tabulate(args: argparse.Namespace, seeds: list[int]) -> None:
         f"{' and '.join(MUST_WIN)} the lower bound > 0"
     )
     table["evaluation_sizes"] = sizes
+    if args.note:
+        table["note"] = args.note
     write_result(args.evaluation_json.stem, command, table, args.evaluation_json)
     for row in table["rows"]:
         low, high = (f"{v:,.0f}" if v is not None else "n/a" for v in row["ci95"])
@@ -398,6 +404,7 @@ def main() -> None:
         " into --evaluation-json",
     )
     parser.add_argument("--evaluation-variant", default="default")
+    parser.add_argument("--note", default="", help="a line kept with the tabulated figures")
     parser.add_argument(
         "--teachers", action="store_true", help="print the warm start's tuned teachers and stop"
     )

@@ -22,6 +22,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 # (record name, section title, one line on what it shows)
 SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("evaluation", "Decisions: the agent against tuned heuristics", ""),
+    ("recipe_seeds", "The default recipe across seeds 0, 1 and 2", ""),
     ("recipe_ablation", "The training recipe, ablated", ""),
     ("humility", "Humility: label incidents paged", ""),
     ("ope_validation", "Offline evaluation on the deployed agent's logs", ""),
@@ -37,6 +38,7 @@ SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("world_speed", "World speed", ""),
     ("env_speed", "Env speed", ""),
     ("train_speed", "Training speed", ""),
+    ("train_speed_ray_proxy", "Training sweeps locally and through Ray (a smoke-sized proxy)", ""),
 )
 MAX_ROWS = 40  # longer lists stay in the JSON
 
