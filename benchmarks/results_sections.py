@@ -25,15 +25,17 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "recipe_seeds",
         "The agent against the tuned heuristics, per training seed",
-        "Each training seed's agent against the best tuned heuristic, paired on the same held-out"
-        " episodes. Target: on every scenario the interval's lower bound at least -2 % of the"
+        "Each training seed's agent (the jump-start recipe, at the training steps the record"
+        " names) against the best tuned heuristic, paired on the same held-out episodes."
+        " Target: on every scenario the interval's lower bound at least -2 % of the"
         " heuristic's absolute return, and above zero on `mixed` and `randomized`.",
     ),
     Section(
         "recipe_ablation",
         "The training recipe, ablated",
-        "Each recipe mechanism on its own and all at once, three seeds each, against the same"
-        " heuristics. Target: the conditions of the section above, per seed.",
+        "Leave-one-out variants of the jump-start recipe against the same heuristics, at the"
+        " training size and seeds the command names. Target: the conditions of the section"
+        " above, per seed.",
     ),
     Section(
         "humility",
@@ -151,6 +153,13 @@ SECTIONS: tuple[Section, ...] = (
         "Training speed",
         "The default training run's throughput and its wall time to beat the best tuned"
         " heuristic on `mixed`. Target: at most 15 minutes on 2 cores.",
+    ),
+    Section(
+        "train_speed_ray_proxy",
+        "Training sweeps locally and through Ray (a smoke-sized proxy)",
+        "A three-seed training sweep of smoke size (the same code path as the full run) with"
+        " the local joblib launcher and with the Ray launcher on a local two-CPU instance;"
+        " one run each, dominated by process start-up. No target.",
     ),
     Section(
         "world_speed",

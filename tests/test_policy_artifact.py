@@ -29,6 +29,7 @@ from steward.agent.training.artifacts import (
     verify_hashes,
 )
 from steward.errors import ConfigError
+from steward.simulators.catalogue import load_slo
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -142,6 +143,14 @@ def relist(folder: Path) -> None:
         (lambda c: c["observation"].update(history_len=3), "observation.features: the policy"),
         (lambda c: c["observation"].update(size=True), "observation.size: must be a int"),
         (lambda c: c["observation"].update(encoder="x.Y"), "observation.encoder: this version"),
+        (
+            lambda c: c["observation"].update(slow_drift_features=True),
+            "observation.features: the policy",
+        ),
+        (
+            lambda c: c["observation"].update(slow_drift_features="yes"),
+            "observation.slow_drift_features: must be a bool",
+        ),
         (lambda c: c.update(actions=c["actions"][::-1]), "actions: the policy's action order"),
         (lambda c: c["normalization"].update(clip=float("nan")), "normalization.clip: must be"),
         (lambda c: c["normalization"].update(observations=False), f"{NORMALIZATION_FILE} holds"),
@@ -154,6 +163,13 @@ def test_a_card_the_loader_cannot_run_is_refused_naming_its_field(
     edit_card(copy, change)
     message = refusal(lambda: load_agent(copy / CARD_FILE))
     assert f"{copy / CARD_FILE}" in message and expected in message
+
+
+def test_a_card_from_before_the_slow_drift_field_loads_with_the_plain_layout(copy: Path) -> None:
+    edit_card(copy, lambda card: card["observation"].pop("slow_drift_features"))
+    observation = load_agent(copy / CARD_FILE).card.observation
+    assert not observation.slow_drift_features
+    assert observation.new_encoder(load_slo()).size == observation.size
 
 
 def test_files_that_are_not_safetensors_are_refused(copy: Path) -> None:

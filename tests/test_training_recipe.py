@@ -13,6 +13,7 @@ from steward.agent.evaluation.harness import WorldSpec
 from steward.agent.evaluation.seeds import split_of
 from steward.agent.policies.artifact import CARD_FILE, observation_feature_names
 from steward.agent.training.artifacts import write_artifact
+from steward.agent.training.config import AgentConfig
 from steward.agent.training.recipe import (
     CurriculumConfig,
     CurriculumStage,
@@ -31,6 +32,7 @@ from steward.simulators.catalogue import load_members, load_scenario
 from steward.simulators.costs import SloConfig
 from steward.simulators.generator import mechanisms_of
 from steward.simulators.scenario import ScenarioConfig
+from tests.conftest import EntryPoint
 
 
 def _short(name: str, days: int = 30) -> ScenarioConfig:
@@ -150,3 +152,119 @@ def test_selection_keeps_the_member_that_does_best_on_training_seeds(
     assert all(split_of(s) == "train" for s in selection["seeds"])
     written = json.loads(write_selection(tmp_path / "out", selection).read_text())
     assert written["selected"] == waiter
+
+
+def test_the_trainer_applies_the_recipe_and_the_card_describes_the_layout(
+    slo: SloConfig, shield_config: ShieldConfig, tmp_path: Path
+) -> None:
+    """Warm start, curriculum and the slow-drift block in one tiny run: the card says so,
+    the loader accepts it, and the encoder the card describes builds its observations."""
+    from steward.agent.evaluation.harness import Task, run_task
+    from steward.agent.policies.ppo import load_agent
+    from steward.agent.training.config import AgentConfig
+    from steward.agent.training.trainer import train
+    from steward.envs.encoder import SLOW_DRIFT_FEATURES
+
+    agent = AgentConfig(
+        algorithm="maskable_ppo",
+        total_timesteps=128,
+        n_envs=2,
+        n_steps=64,
+        batch_size=64,
+        n_epochs=1,
+        net_arch=[32, 16],
+        slow_drift_features=True,
+    )
+    recipe = RecipeConfig(
+        warm_start=WarmStartConfig(enabled=True, episodes=2, epochs=3),
+        curriculum=CurriculumConfig(enabled=True),
+    )
+    scenario = _short("randomized", 20)
+    members = tuple(load_members(scenario))
+    metrics = train(
+        agent, scenario, slo, shield_config, 0, tmp_path, members=members,
+        progress_bar=False, tensorboard=False, recipe=recipe,
+    )  # fmt: skip
+    assert metrics["warm_start_decisions"] == 40.0  # two 20-day demonstrations
+    assert metrics["warm_start_agreement_after"] >= metrics["warm_start_agreement_before"]
+    policy = load_agent(tmp_path / CARD_FILE, deterministic=True)
+    observation = policy.card.observation
+    assert observation.slow_drift_features
+    assert observation.features == observation_feature_names(4, slow_drift_features=True)
+    assert observation.features[-3:] == tuple(n for n, _ in SLOW_DRIFT_FEATURES)
+    assert observation.new_encoder(slo).size == observation.size == 73
+    assert policy.card.training["recipe"]["warm_start"]["enabled"]
+    world = WorldSpec(scenario, slo, shield_config, members=members, slow_drift_features=True)
+    _, summaries, _ = run_task(
+        Task(world, "agent", seeds=[7], policy_path=str(tmp_path / CARD_FILE))
+    )
+    assert len(summaries) == 1  # the agent runs in the world its card describes
+
+
+def test_the_entry_point_trains_the_jump_start_recipe_and_refuses_an_unknown_one(
+    tmp_path: Path, entry_point: EntryPoint
+) -> None:
+    run = tmp_path / "run"
+    trained = entry_point(  # the jump-start recipe (smoke: one demonstration, two epochs)
+        "steward.experiments.train",
+        [
+            "experiment=smoke",
+            "scenario=stable",
+            "recipe=warm_start",
+            "agent.slow_drift_features=true",
+            "snapshot_every=256",
+            f"hydra.run.dir={run}",
+        ],
+    )
+    unknown = entry_point("steward.experiments.train", ["recipe=jumpstart"])
+    _, err = unknown.communicate(timeout=120)
+    assert unknown.returncode == 2
+    assert "recipe: no config named 'jumpstart'" in err and "warm_start" in err
+    _, err = trained.communicate(timeout=300)
+    assert trained.returncode == 0, err[-2000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["warm_start_decisions"] == 100.0  # one 100-day demonstration
+    card = json.loads((run / CARD_FILE).read_text())
+    assert card["observation"]["slow_drift_features"] is True
+    assert card["observation"]["size"] == 73
+    snapshot = json.loads((run / "snapshots" / "step256" / "snapshot.json").read_text())
+    assert snapshot["steps"] == 256 and (run / "snapshots" / "step256" / CARD_FILE).exists()
+
+
+def _compose_train(overrides: list[str]) -> tuple[AgentConfig, RecipeConfig]:
+    from hydra import compose, initialize_config_dir
+
+    from steward.experiments.common import plain
+    from steward.experiments.schemas import register_schemas
+    from steward.simulators.catalogue import config_dir, from_dict
+
+    register_schemas()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    return (
+        from_dict(AgentConfig, plain(cfg.agent), "agent"),
+        from_dict(RecipeConfig, plain(cfg.recipe), "recipe"),
+    )
+
+
+def test_the_default_run_is_ppo_alone_and_the_warm_start_has_its_teachers() -> None:
+    """``steward train`` is MaskablePPO alone (as measured across seeds before the recipe);
+    ``recipe=warm_start`` clones a tuned teacher per world of ``mixed``, and each single
+    mechanism composes over PPO alone."""
+    from steward.agent.policies import make_heuristic
+
+    agent, recipe = _compose_train([])
+    assert not agent.slow_drift_features and agent.total_timesteps == 160_000
+    assert recipe == RecipeConfig()
+    _, recipe = _compose_train(["recipe=warm_start"])
+    assert recipe.warm_start.enabled and not recipe.curriculum.enabled
+    assert recipe.ensemble.members == 1  # one run per seed: the 15-minute budget
+    teachers = recipe.warm_start.teachers
+    assert set(teachers) - {"default"} <= set(load_scenario("mixed").members)  # no stray name
+    assert len(teachers) > 1  # tuned teachers, not only the fallback
+    for spec in teachers.values():
+        make_heuristic(spec.policy, spec.params)  # a known heuristic with its own parameters
+    _, plain_recipe = _compose_train(["recipe=plain"])
+    assert plain_recipe == RecipeConfig()
+    _, curriculum = _compose_train(["recipe=curriculum"])
+    assert curriculum.curriculum.enabled and not curriculum.warm_start.enabled

@@ -55,7 +55,9 @@ def build_policy(cfg: DictConfig) -> Policy:
     if cfg.policy == "agent":
         from steward.agent.policies.ppo import load_agent
 
-        require(bool(cfg.policy_path), "policy_path", "is empty", "pass policy_path=RUN/policy.json")
+        require(
+            bool(cfg.policy_path), "policy_path", "is empty", "pass policy_path=RUN/policy.json"
+        )
         return load_agent(cfg.policy_path, deterministic=cfg.deterministic)
     return make_heuristic(cfg.policy, dict(cfg.policy_params), seed=cfg.seed)
 

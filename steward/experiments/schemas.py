@@ -51,6 +51,7 @@ class TrainConfig:
     seed: int = 0
     progress_bar: bool = True
     tensorboard: bool = True
+    snapshot_every: int = 0  # also save the policy every this many steps (0: never)
 
 
 @dataclass

@@ -41,10 +41,11 @@ def main(cfg: DictConfig) -> None:
     recipe = from_dict(RecipeConfig, plain(cfg.recipe), "recipe")
     check_training_seed(cfg.seed, agent.n_envs)
     require(
-        recipe == RecipeConfig() and not agent.slow_drift_features,
-        "recipe",
-        "the trainer does not apply the recipe's mechanisms yet",
-        "train with recipe=default and agent.slow_drift_features=false",
+        cfg.snapshot_every >= 0,
+        "snapshot_every",
+        "must be >= 0",
+        "use 0 (no snapshots) or a step count",
+        cfg.snapshot_every,
     )
     out = run_dir()
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -60,6 +61,8 @@ def main(cfg: DictConfig) -> None:
         members=tuple(scenario_members(scenario)),
         progress_bar=cfg.progress_bar,
         tensorboard=cfg.tensorboard,
+        snapshot_every=cfg.snapshot_every,
+        recipe=recipe,
     )
     print(json.dumps(metrics, indent=2))
     if plot_learning_curve(out / "logs" / "progress.csv", out / "learning_curve.png"):
@@ -69,7 +72,11 @@ def main(cfg: DictConfig) -> None:
 
 def run() -> None:
     """``steward train OVERRIDES``: check the extras and the command line, then :func:`main`."""
-    start(main, groups=("scenario", "slo", "shield", "agent", "experiment"), extras=("train",))
+    start(
+        main,
+        groups=("scenario", "slo", "shield", "agent", "recipe", "experiment"),
+        extras=("train",),
+    )
 
 
 if __name__ == "__main__":

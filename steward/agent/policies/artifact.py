@@ -29,9 +29,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from steward.envs.encoder import CURRENT_FEATURES, HISTORY_FEATURES
+from steward.envs.encoder import (
+    CURRENT_FEATURES,
+    HISTORY_FEATURES,
+    SLOW_DRIFT_FEATURES,
+    ObservationEncoder,
+)
 from steward.errors import ConfigError
 from steward.simulators.actions import ACTION_NAMES
+from steward.simulators.costs import SloConfig
 
 CARD_FILE = "policy.json"
 WEIGHTS_FILE = "policy.safetensors"
@@ -52,12 +58,21 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def observation_feature_names(history_len: int) -> tuple[str, ...]:
-    """The name of each entry of :class:`~steward.envs.encoder.ObservationEncoder`'s vector."""
+def observation_feature_names(
+    history_len: int, slow_drift_features: bool = False
+) -> tuple[str, ...]:
+    """The name of each entry of :class:`~steward.envs.encoder.ObservationEncoder`'s vector.
+
+    Args:
+        history_len: portfolios the encoder remembers, the current one included.
+        slow_drift_features: the layout ends with the slow-drift block.
+    """
     names = [name for name, _ in CURRENT_FEATURES]
     for lag in range(1, history_len):
         names += [f"{name}_lag{lag}" for name in HISTORY_FEATURES]
     names += [f"allowed_{a}" for a in ACTION_NAMES] + [f"last_{a}" for a in ACTION_NAMES]
+    if slow_drift_features:
+        names += [name for name, _ in SLOW_DRIFT_FEATURES]
     return tuple(names)
 
 
@@ -82,17 +97,28 @@ class NetworkSpec:
 class ObservationSpec:
     """What the network reads, entry by entry.
 
+    Together, ``history_len`` and ``slow_drift_features`` are the encoder's settings:
+    :meth:`new_encoder` builds an encoder for this layout (the environment in
+    evaluation, the agent server in production).
+
     Attributes:
         size: entries of the observation vector.
         features: the name of each entry, in order.
         history_len: portfolios the encoder remembers, the current one included.
         encoder: the encoder that builds the vector.
+        slow_drift_features: the vector ends with the encoder's slow-drift block
+            (``SLOW_DRIFT_FEATURES``); a card without this field has no such block.
     """
 
     size: int
     features: tuple[str, ...]
     history_len: int
     encoder: str
+    slow_drift_features: bool = False
+
+    def new_encoder(self, slo: SloConfig) -> ObservationEncoder:
+        """A fresh encoder that builds this layout (one per service or episode)."""
+        return ObservationEncoder(slo, self.history_len, self.slow_drift_features)
 
 
 @dataclass(frozen=True)
@@ -182,6 +208,7 @@ class PolicyCard:
                 features=observation.names("features"),
                 history_len=observation.require("history_len", int, lambda v: v > 0, "must be > 0"),
                 encoder=observation.require("encoder", str, bool, "is empty"),
+                slow_drift_features=observation.optional("slow_drift_features", bool, False),
             ),
             actions=fields.names("actions"),
             normalization=NormalizationSpec(
@@ -215,6 +242,12 @@ class _Fields:
         if not check(value):
             raise self._error(key, problem, value)
         return value
+
+    def optional(self, key: str, kind: type, default: Any) -> Any:
+        """``default`` when the key is absent (a card from before the field), else checked."""
+        if key not in self.body:
+            return default
+        return self.require(key, kind, lambda v: True, "")
 
     def number(self, key: str) -> float:
         if key not in self.body:
@@ -377,7 +410,8 @@ def _check_compatible(card: PolicyCard, source: str) -> None:
             f"{source} observation.encoder", f"this version encodes with {ENCODER}", _RETRAIN,
             observation.encoder,
         )  # fmt: skip
-    if observation.features != observation_feature_names(observation.history_len):
+    expected = observation_feature_names(observation.history_len, observation.slow_drift_features)
+    if observation.features != expected:
         raise ConfigError(
             f"{source} observation.features",
             "the policy was trained on another observation layout than this encoder builds",

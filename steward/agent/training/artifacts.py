@@ -83,6 +83,7 @@ def write_artifact(
     features: tuple[str, ...],
     history_len: int,
     training: dict[str, Any],
+    slow_drift_features: bool = False,
 ) -> str:
     """Write the policy artifact of ``model`` and its statistics; returns the card's sha256.
 
@@ -94,6 +95,7 @@ def write_artifact(
         features: the observation entries' names, in order.
         history_len: portfolios the encoder remembers.
         training: the configs the policy was trained with (goes on the card).
+        slow_drift_features: the observations end with the encoder's slow-drift block.
     """
     folder.mkdir(parents=True, exist_ok=True)
     size = int(venv.observation_space.shape[0])  # type: ignore[index]
@@ -111,7 +113,11 @@ def write_artifact(
         algorithm=algorithm,
         network=network_spec(model),
         observation=ObservationSpec(
-            size=size, features=features, history_len=history_len, encoder=ENCODER
+            size=size,
+            features=features,
+            history_len=history_len,
+            encoder=ENCODER,
+            slow_drift_features=slow_drift_features,
         ),
         actions=ACTION_NAMES,
         normalization=NormalizationSpec(
@@ -156,7 +162,7 @@ def verify_hashes(policy_path: Path, expected_sha256: str | None = None) -> str:
 
 
 def read_meta(run_dir: Path) -> dict[str, Any]:
-    """The card's algorithm, observation size and history length, and its training configs.
+    """The card's algorithm and observation layout, and its training configs.
 
     Raises:
         ConfigError: no card in ``run_dir``, or a malformed one.
@@ -168,4 +174,5 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
         "algorithm": card.algorithm,
         "observation_size": card.observation.size,
         "history_len": card.observation.history_len,
+        "slow_drift_features": card.observation.slow_drift_features,
     }

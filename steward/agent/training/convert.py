@@ -22,7 +22,7 @@ from steward.errors import ConfigError
 SB3_MODEL = "policy.zip"
 SB3_NORMALIZE = "vecnormalize.pkl"
 SB3_META = "agent.json"
-TRAINING_KEYS = ("scenario", "seed", "reward_scale", "agent", "slo", "shield")
+TRAINING_KEYS = ("scenario", "seed", "reward_scale", "agent", "slo", "shield", "recipe")
 
 
 def convert_run(run_dir: Path) -> str:

@@ -33,7 +33,8 @@ class TeacherSpec:
     """A heuristic that demonstrates: its name and (tuned) parameters."""
 
     policy: str = "accuracy_trigger"
-    params: dict[str, Any] = field(default_factory=lambda: {"drop": 0.05})
+    # empty by default: a teacher's parameters are its own, never merged with another's
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -47,7 +48,9 @@ class WarmStartConfig:
     learning_rate: float = 1e-3
     value_pretrain: bool = True  # also fit the critic to the demonstrations' returns
     # teacher per world (a mixture member's name, or the scenario's); "default" for the rest
-    teachers: dict[str, TeacherSpec] = field(default_factory=lambda: {"default": TeacherSpec()})
+    teachers: dict[str, TeacherSpec] = field(
+        default_factory=lambda: {"default": TeacherSpec("accuracy_trigger", {"drop": 0.05})}
+    )
 
     def __post_init__(self) -> None:
         for name in ("episodes", "epochs", "batch_size"):

@@ -1,5 +1,10 @@
 """Train PPO or MaskablePPO on the lifecycle env and write the run's artifacts.
 
+The recipe (:mod:`steward.agent.training.recipe`) decides what happens around PPO: the
+slow-drift observation block (``agent.slow_drift_features``), a curriculum over the
+generator's worlds, and a warm start that clones the tuned heuristics before the first
+rollout. With every mechanism off, training is plain (Maskable)PPO.
+
 The run dir gets the policy artifact (card + safetensors, what every loader reads), its
 ``policy.sha256``, ``metrics.json``, the training logs, and ``checkpoint/`` (SB3's
 pickles, to resume training on a trusted machine only; see
@@ -19,11 +24,14 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecNormalize
 
+from steward.agent.evaluation.harness import WorldSpec
 from steward.agent.policies.artifact import observation_feature_names
 from steward.agent.training.artifacts import write_artifact, write_checkpoint
 from steward.agent.training.callbacks import LifecycleStatsCallback, SnapshotCallback
 from steward.agent.training.config import AgentConfig
+from steward.agent.training.recipe import RecipeConfig, curriculum_wrapper
 from steward.agent.training.vec_env import env_factory, make_vec_env
+from steward.agent.training.warm_start import warm_start
 from steward.envs.shield import ShieldConfig
 from steward.simulators.costs import SloConfig
 from steward.simulators.scenario import ScenarioConfig
@@ -40,11 +48,36 @@ def train(
     progress_bar: bool = True,
     tensorboard: bool = True,
     snapshot_every: int = 0,
+    recipe: RecipeConfig | None = None,
 ) -> dict[str, Any]:
-    """Train, write the policy artifact and the resumable checkpoint; return metrics."""
+    """Train, write the policy artifact and the resumable checkpoint; return metrics.
+
+    Args:
+        agent: PPO's settings and the observation's (history, slow-drift block).
+        scenario: the training world (``stream: generated`` for a curriculum).
+        slo: the goals and prices.
+        shield: the safety layer's settings.
+        seed: PPO's seed; the env copies get ``seed .. seed + n_envs - 1``.
+        out_dir: the run dir.
+        members: a mixture's member scenarios, resolved.
+        progress_bar: show SB3's progress bar.
+        tensorboard: write TensorBoard events beside ``progress.csv``.
+        snapshot_every: save the artifact every this many steps (0: never).
+        recipe: the mechanisms around PPO (``None``: all off).
+    """
+    recipe = recipe or RecipeConfig()
     torch.set_num_threads(1)
     set_random_seed(seed)
-    factory = env_factory(scenario, slo, shield, agent.history_len, agent.reward_scale, members)
+    factory = env_factory(
+        scenario,
+        slo,
+        shield,
+        agent.history_len,
+        agent.reward_scale,
+        members,
+        agent.slow_drift_features,
+        curriculum_wrapper(recipe.curriculum, agent.total_timesteps, agent.n_envs),
+    )
     venv = make_vec_env(factory, agent.n_envs, agent.vec_env, seed)
     venv = VecNormalize(
         venv, norm_obs=agent.normalize_obs, norm_reward=agent.normalize_reward, gamma=agent.gamma
@@ -81,12 +114,20 @@ def train(
         "agent": asdict(agent),
         "slo": asdict(slo),  # the goals and the shield the policy was trained under
         "shield": asdict(shield),
+        "recipe": asdict(recipe),
     }
-    features = observation_feature_names(agent.history_len)
+    features = observation_feature_names(agent.history_len, agent.slow_drift_features)
 
     def save(folder: Path) -> str:
         return write_artifact(
-            folder, model, venv, agent.algorithm, features, agent.history_len, training
+            folder,
+            model,
+            venv,
+            agent.algorithm,
+            features,
+            agent.history_len,
+            training,
+            agent.slow_drift_features,
         )
 
     callbacks: list[Any] = [LifecycleStatsCallback()]
@@ -95,8 +136,19 @@ def train(
     if agent.wait_prior_logit:
         with torch.no_grad():  # the policy starts out preferring to wait (fewer costly probes)
             model.policy.action_net.bias[0] += agent.wait_prior_logit
+    world = WorldSpec(
+        scenario,
+        slo,
+        shield,
+        agent.history_len,
+        agent.reward_scale,
+        members,
+        agent.slow_drift_features,
+    )
     stats = callbacks[0]
     started = time.perf_counter()
+    metrics: dict[str, Any] = {}
+    metrics.update(warm_start(model, venv, recipe.warm_start, world, seed))
     model.learn(
         total_timesteps=agent.total_timesteps, callback=callbacks, progress_bar=progress_bar
     )
@@ -106,6 +158,7 @@ def train(
     venv.close()
     episodes = stats.episode_dollars
     metrics = {
+        **metrics,
         "total_timesteps": int(model.num_timesteps),
         "wall_seconds": round(wall, 2),
         "steps_per_second": round(model.num_timesteps / wall, 1),
