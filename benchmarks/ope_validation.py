@@ -30,7 +30,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,9 @@ from steward.agent.policies.base import Policy
 from steward.envs.lifecycle_env import LifecycleEnv, load_shield_config
 from steward.experiments.common import at_least, clean_errors
 from steward.simulators.catalogue import load_scenario, load_slo
+
+SWEPT_ESTIMATORS = ("dr", "dr_paired", "wdr", "fqe_paired")
+SWEPT_MIN_ESS = (5.0, 10.0, 20.0, 40.0)
 
 
 def evaluate_log(
@@ -165,6 +168,18 @@ def pair_from_dict(data: dict[str, Any]) -> PairResult:
     return PairResult(**{**data, "differences": differences})
 
 
+def rule_sweep(pairs: list[PairResult]) -> list[dict[str, Any]]:
+    """The verdict's figures for other estimators and ESS thresholds (printed, not chosen here)."""
+    out = []
+    print("rule sweep (estimator, min ESS): coverage, false better, false worse, power")
+    for estimator in SWEPT_ESTIMATORS:
+        for min_ess in SWEPT_MIN_ESS:
+            score = score_pairs(pairs, replace(GATE_RULE, min_ess=min_ess), estimator)
+            out.append({"min_ess": min_ess, **{k: v for k, v in score.items() if k != "per_log"}})
+            print(f"  {estimator:>10} {min_ess:5.0f}: {summary_line(score).split(': ', 1)[1]}")
+    return out
+
+
 def summary_line(score: dict[str, Any]) -> str:
     """One estimator's figures in a line."""
 
@@ -196,7 +211,7 @@ def main() -> None:
     parser.add_argument("--json", default="benchmarks/results/ope_validation.json")
     parser.add_argument("--epsilon", type=float, default=0.05)
     parser.add_argument("--log-episodes", type=at_least(2), default=200)
-    parser.add_argument("--logs-per-agent", type=at_least(1), default=1)
+    parser.add_argument("--log-seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--truth-per-member", type=at_least(2), default=20)
     parser.add_argument("--bootstrap", type=at_least(10), default=1000)
     parser.add_argument("--deployed", nargs="+", default=list(DEPLOYED))
@@ -224,7 +239,7 @@ def main() -> None:
     logs = {
         f"{agent}-seed{seed}": (agent, write_log(work, agent, agents[agent], seed, args))
         for agent in args.deployed
-        for seed in range(args.logs_per_agent)
+        for seed in args.log_seeds
     }
     stages["logs"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -249,6 +264,7 @@ def main() -> None:
     print(f"{len(pairs)} (log, candidate) pairs on {len(logs)} logs; verdict rule {GATE_RULE}")
     for score in scores.values():
         print(summary_line(score))
+    sweep = rule_sweep(pairs)
     document = {
         "protocol": {
             "scenario": SCENARIO,
@@ -267,6 +283,7 @@ def main() -> None:
         "pairs": [pair_to_dict(p) for p in pairs],
         "scores": scores,
         "verdict": scores[GATE_RULE.estimator],
+        "rule_sweep": sweep,
         "seconds": {**stages, "per_log_evaluation": ope_seconds},
         "wall_seconds": time.perf_counter() - started,
     }

@@ -251,15 +251,11 @@ def test_the_entry_point_evaluates_candidates_against_the_deployed_agent(
         "validation.enabled=false",
         "progress_bar=false",
     ]
-    good = entry_point(
+    process = entry_point(
         "steward.experiments.ope", [*common, f"epsilon={EPSILON}", f"hydra.run.dir={run}"]
     )
-    wrong = entry_point(
-        "steward.experiments.ope", [*common, "epsilon=0.05", f"hydra.run.dir={tmp_path / 'wrong'}"]
-    )
-    for process in (good, wrong):
-        stdout, stderr = process.communicate(timeout=600)
-        assert process.returncode == 0, f"{stdout}\n{stderr}"
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, f"{stdout}\n{stderr}"
     report = json.loads((run / "ope.json").read_text())
     assert set(report["targets"]) == {"retrained", "never"}
     assert report["protocol"]["epsilon"] == EPSILON
@@ -267,6 +263,5 @@ def test_the_entry_point_evaluates_candidates_against_the_deployed_agent(
     for target in report["targets"].values():
         assert {"dr", "dr_paired", "fqe_paired", "hc"} <= set(target["differences"])
         assert target["verdict"] in ("better", "worse", "not enough evidence")
-    refused = json.loads((tmp_path / "wrong" / "ope.json").read_text())
-    assert refused["protocol"]["reproduction_mismatches"] > 0
-    assert all(t["verdict"] == NOT_ENOUGH_EVIDENCE for t in refused["targets"].values())
+    assert report["verdict_rule"]["estimator"] == "dr_paired"
+    assert "retrained: dr_paired difference" in stdout

@@ -25,8 +25,10 @@ from steward.agent.policies.base import Policy
 from steward.envs.shield import ShieldConfig
 from steward.simulators.costs import SloConfig
 
-GATE_RULE = VerdictRule()
-"""The verdict rule the validation benchmark (``benchmarks/ope_validation.py``) measured."""
+GATE_RULE = VerdictRule(estimator="dr_paired", min_ess=10.0)
+"""The verdict rule the validation benchmark (``benchmarks/ope_validation.py``) measured:
+the paired doubly robust difference, its bootstrap interval only where the per-decision
+weights carry at least 10 effective episodes, the high-confidence interval elsewhere."""
 GATE_SETTINGS = OpeSettings()
 
 

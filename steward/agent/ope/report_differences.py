@@ -11,7 +11,8 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 # shown in this order when present; the verdict's estimator is drawn thicker
-SHOWN = ("dr", "dr_paired", "wdr", "fqe", "fqe_paired", "pdis", "wpdis", "hc")
+SHOWN = ("dr_paired", "dr", "wdr", "fqe", "fqe_paired", "pdis", "wpdis", "hc")
+FIGURE = ("dr_paired", "dr", "wdr", "fqe_paired", "pdis", "hc")  # the figure's rows
 
 
 def differences_figure(report: Mapping[str, Any]) -> Figure:
@@ -20,7 +21,7 @@ def differences_figure(report: Mapping[str, Any]) -> Figure:
     chosen = report["verdict_rule"]["estimator"]
     truth = report.get("validation", {}).get("true_differences", {})
     first = report["targets"][targets[0]]["differences"]
-    shown = [e for e in SHOWN if e in first]
+    shown = [e for e in FIGURE if e in first]
     colors = plt.get_cmap("tab10")
     fig, ax = plt.subplots(figsize=(9, 0.6 + 0.28 * len(targets) * len(shown)))
     ax.axvline(0.0, color="0.3", lw=1)
@@ -36,7 +37,8 @@ def differences_figure(report: Mapping[str, Any]) -> Figure:
                 width = 3.5 if estimator == chosen else 1.5
                 if lo is not None and hi is not None:
                     ax.plot([lo, hi], [y, y], color=colors(k), lw=width)
-                    finite_ends += [lo, hi]
+                    if estimator != "hc":  # the model-free bound is wide: off the axis
+                        finite_ends += [lo, hi]
                 ax.plot(entry["estimate"], y, "o", color=colors(k), ms=4)
             ticks.append(y)
             labels.append(f"{target} · {estimator}")
@@ -51,7 +53,9 @@ def differences_figure(report: Mapping[str, Any]) -> Figure:
         low, high = spread[len(spread) // 20], spread[-1 - len(spread) // 20]
         pad = 0.1 * max(high - low, 1.0)
         ax.set_xlim(min(low, 0.0) - pad, max(high, 0.0) + pad)
-    ax.set_xlabel(f"V(candidate) - V(behaviour), {report['value_unit']}")
+    ax.set_xlabel(
+        f"V(candidate) - V(behaviour), {report['value_unit']} (intervals may run off the axis)"
+    )
     ax.legend(loc="lower right", fontsize=7)
     ax.set_title(f"Paired differences with 95% intervals (verdict: {chosen}, thick)")
     return fig
@@ -64,13 +68,18 @@ def _number(value: Any) -> str:
 
 
 def differences_table(report: Mapping[str, Any]) -> str:
-    """Per candidate: the verdict, then each estimator's difference and interval."""
+    """Per candidate: the verdict and the interval it read, then each estimator's difference."""
     first = report["targets"][next(iter(report["targets"]))]["differences"]
     shown = [e for e in SHOWN if e in first]
-    head = "".join(f"<th>{html.escape(e)}</th>" for e in ["candidate", "verdict", *shown])
+    columns = ["candidate", "verdict", "interval read", *shown]
+    head = "".join(f"<th>{html.escape(e)}</th>" for e in columns)
     rows = []
     for name, target in report["targets"].items():
-        cells = [html.escape(name), html.escape(target["verdict"])]
+        rule = target["verdict_rule"]
+        read = (
+            f"{rule['interval']} [{_number(rule['lower_bound'])}, {_number(rule['upper_bound'])}]"
+        )
+        cells = [html.escape(name), html.escape(target["verdict"]), html.escape(read)]
         for estimator in shown:
             entry = target["differences"][estimator]
             lo, hi = entry["ci95"]
@@ -80,7 +89,12 @@ def differences_table(report: Mapping[str, Any]) -> str:
                 else "—"
             )
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+    note = (
+        "<p>The verdict reads the chosen estimator's bootstrap interval where the per-decision "
+        "weights carry enough effective episodes, and the high-confidence interval (hc: "
+        "clipped weights, empirical Bernstein, no Q model) elsewhere.</p>"
+    )
+    return f"{note}<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
 def protocol_paragraph(report: Mapping[str, Any]) -> str:
