@@ -1,7 +1,7 @@
 """Where a decision's CPU goes: each stage of ``POST /v1/decisions`` timed in process.
 
-    python benchmarks/decision_stages.py --policy RUN/policy.zip [--decisions 4000]
-                                         [--batch 16] [--repeats 3]
+    python benchmarks/decision_stages.py --policy RUN/policy.json [--decisions 4000]
+                                         [--batch 16] [--repeats 3] [--json PATH]
 
 The server's event-loop thread is its bottleneck under load (``server_latency.py`` prints
 its CPU per request), and HTTP adds the same cost to every endpoint. This script opens the
@@ -13,6 +13,7 @@ shield, encode, the batch's forward, draw and record, the hand-off to the audit 
 microseconds per decision for each stage (median over ``--repeats`` passes) and their
 total, then the audit writer process's own CPU per decision (its inserts and commits, on
 another core; from ``/proc``, in clock ticks). The garbage collector is off while timing.
+The figures go to ``--json`` (default ``benchmarks/results/decision_stages.json``).
 """
 
 import argparse
@@ -30,11 +31,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("parse", "portfolio", "shield", "encode", "forward", "decide", "audit", "answer")
 WRITER = "writer"  # the audit writer process's CPU (not the event loop's)
+DEFAULT_JSON = REPO / "benchmarks" / "results" / "decision_stages.json"
 
 
 def request_bodies(n: int, services: int) -> list[bytes]:
     """``n`` decision bodies on the example portfolio, round-robin over ``services``."""
-    from steward.agent.server.schemas import EXAMPLE_PORTFOLIO
+    from steward.agent.server.http.schemas import EXAMPLE_PORTFOLIO
 
     bodies = []
     for i in range(n):
@@ -48,18 +50,17 @@ async def one_pass(policy_path: Path, bodies: list[bytes], batch: int) -> dict[s
     """Seconds per stage over ``bodies`` on a fresh runtime and audit trail, and the
     writer process's CPU seconds (:data:`WRITER`) once every record is committed."""
     from benchmarks.server_latency import process_cpu_seconds
-    from steward.agent.server.decide import Observed
-    from steward.agent.server.metrics import ServerMetrics
-    from steward.agent.server.parsing import parse_body
-    from steward.agent.server.routers.decisions import answer_json
-    from steward.agent.server.runtime import open_runtime
-    from steward.agent.server.schemas import DecisionRequest
+    from steward.agent.server.decision.decide import Observed
+    from steward.agent.server.decision.runtime import open_runtime
+    from steward.agent.server.http.parsing import parse_body
+    from steward.agent.server.http.routes_decisions import answer_json
+    from steward.agent.server.http.schemas import DecisionRequest
     from steward.agent.server.settings import ServerSettings
     from steward.envs.encoder import ObservationEncoder
 
     with tempfile.TemporaryDirectory(prefix="steward-stages-") as tmp:
         settings = ServerSettings(policy_path=policy_path, db_url=f"sqlite:///{tmp}/audit.db")
-        runtime = open_runtime(settings, ServerMetrics())
+        runtime = open_runtime(settings)
         policy = runtime.store.current
         states = [runtime.states.get(f"s{j}") for j in range(batch)]
         for state in states:
@@ -128,18 +129,19 @@ async def one_pass(policy_path: Path, bodies: list[bytes], batch: int) -> dict[s
 def main() -> None:
     """Time the stages, print microseconds per decision."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--policy", type=Path, required=True, help="a trained run's policy.zip")
+    parser.add_argument("--policy", type=Path, required=True, help="a trained run's policy.json")
     parser.add_argument("--decisions", type=int, default=4000, help="decisions per pass")
     parser.add_argument("--batch", type=int, default=16, help="decisions per forward")
     parser.add_argument("--repeats", type=int, default=3, help="passes (the median is shown)")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where the figures go")
     args = parser.parse_args()
     for name in ("decisions", "batch", "repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
     if not args.policy.is_file():
-        parser.error(f"--policy: no file {args.policy}; pass a trained run's policy.zip")
+        parser.error(f"--policy: no file {args.policy}; pass a trained run's policy.json")
     sys.path.insert(0, str(REPO))
-    from steward.agent.server.app import configure_torch
+    from steward.agent.server.http.lifespan import configure_torch
 
     configure_torch()
     bodies = request_bodies(args.decisions, args.batch)
@@ -157,6 +159,18 @@ def main() -> None:
         print(f"  {stage:<10}{micros:8.1f}")
     print(f"  {'total':<10}{sum(per_decision.values()):8.1f}")
     print(f"  {'and in the audit writer process':<10}{writer:8.1f}")
+    document = {
+        "command": " ".join(sys.argv),
+        "decisions": args.decisions,
+        "batch": args.batch,
+        "repeats": args.repeats,
+        "microseconds_per_decision": per_decision,
+        "total_microseconds": sum(per_decision.values()),
+        "writer_process_microseconds": writer,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

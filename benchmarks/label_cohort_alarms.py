@@ -5,7 +5,7 @@
 
 Runs each world (no shield, no env: the world alone) under weekly retraining and reads the
 two z-scores monitoring reports every epoch (``label_shift_z``, ``label_agreement_z``, see
-:mod:`steward.simulators.label_cohorts`). Counts, per alarm threshold, the epochs outside any label
+:mod:`steward.monitoring.label_cohorts`). Counts, per alarm threshold, the epochs outside any label
 incident where the shield's ``label_cohort`` rule would fire (false alarms: the world
 changed, the labels did not), and in worlds with a corruption incident whether it fires at
 the first decision after onset, and how old the incident was then. ``tested`` counts the
@@ -18,12 +18,12 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from steward.envs.shield import RULES, ShieldConfig
+from steward.envs.shield import LABEL_HEALTH, RULES, ShieldConfig
 from steward.experiments.common import at_least, clean_errors
+from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.actions import Action
-from steward.simulators.catalogue import available, load_scenario, load_slo, resolve_members
+from steward.simulators.catalogue import available, load_members, load_scenario, load_slo
 from steward.simulators.costs import SloConfig
-from steward.simulators.portfolio import ObservedPortfolio
 from steward.simulators.world import World
 
 THRESHOLDS = (3.0, 3.5, 4.0)
@@ -45,14 +45,16 @@ CONFIGS = {limit: ShieldConfig(max_label_cohort_z=limit) for limit in THRESHOLDS
 
 
 def fires(portfolio: ObservedPortfolio, limit: float, slo: SloConfig) -> bool:
-    """Whether the shield's ``label_cohort`` rule objects at ``limit``."""
-    return bool(LABEL_COHORT.check(Action.RETRAIN, portfolio, slo, CONFIGS[limit]))
+    """Whether the shield's ``label_cohort`` rule finds the labels broken at ``limit`` (an
+    alarm; a veto for unknown label health is not one)."""
+    reason = LABEL_COHORT.check(Action.RETRAIN, portfolio, slo, CONFIGS[limit])
+    return reason.startswith(LABEL_HEALTH)
 
 
 def run_world(name: str, episodes: int, seed: int, slo: SloConfig) -> WorldAlarms:
     """``episodes`` of weekly retraining in world ``name``."""
     scenario = load_scenario(name)
-    world = World(scenario, slo, members=resolve_members(scenario))
+    world = World(scenario, slo, members=load_members(scenario))
     out = WorldAlarms()
     for episode in range(episodes):
         world.reset(seed=seed + episode)

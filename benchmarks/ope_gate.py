@@ -8,8 +8,8 @@
    ``--runs`` times (reading the trail, shield replay, both Q models, every estimator,
    ``ope.json`` and ``report.html``) and prints the median wall time with its range.
 
-Usage: ``python -m benchmarks.ope_gate --deployed RUN/policy.zip --candidate
-RUN2/policy.zip [--episodes 200] [--epsilon 0.05] [--runs 3]``.
+Usage: ``python -m benchmarks.ope_gate --deployed RUN/policy.json --candidate
+RUN2/policy.json [--episodes 200] [--epsilon 0.05] [--runs 3]``.
 """
 
 import argparse
@@ -32,9 +32,9 @@ from steward.agent.ope.gate import evaluate_candidate
 from steward.agent.ope.report import write_json
 from steward.envs.lifecycle_env import LifecycleEnv, load_shield_config
 from steward.experiments.common import at_least, clean_errors, episode_seeds
+from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.actions import ACTION_NAMES
 from steward.simulators.catalogue import load_slo
-from steward.simulators.portfolio import ObservedPortfolio
 
 REPO = Path(__file__).resolve().parents[1]
 START = datetime(2025, 1, 1, 6, tzinfo=UTC)
@@ -58,8 +58,9 @@ def serve_episode(
     """One simulated episode answered by the server, outcomes posted; returns its decisions.
 
     Each day the world's observed portfolio goes to ``POST /v1/decisions``; the world
-    executes the server's proposal through its own shield (which must land on the
-    server's executed action) and its reward in dollars goes to the decision's outcome.
+    executes the server's executed action (the server's shield decides; the world's own
+    shield, which may waive a rule for its world, must let it through) and its reward in
+    dollars goes to the decision's outcome.
 
     Raises:
         RuntimeError: a refused request, or a shield that disagrees with the server's.
@@ -76,7 +77,8 @@ def serve_episode(
         if response.status_code != 200:
             raise RuntimeError(f"decision refused: {response.status_code} {response.text}")
         answer = response.json()
-        _, _, terminated, truncated, info = env.step(ACTION_NAMES.index(answer["proposed_action"]))
+        # the server's shield is the authority: the world executes what it answered
+        _, _, terminated, truncated, info = env.step(ACTION_NAMES.index(answer["action"]))
         if ACTION_NAMES[info["executed_action"]] != answer["action"]:
             raise RuntimeError(
                 f"the world's shield executed {info['executed_action']}, not {answer}"

@@ -74,7 +74,7 @@ def train_agents(work: Path, names: list[str]) -> dict[str, Path]:
                 [*overrides, "progress_bar=false", "tensorboard=false", f"hydra.run.dir={run_dir}"],
                 run_dir.parent / f"{name}.log",
             )
-        paths[name] = run_dir / "policy.zip"
+        paths[name] = run_dir / "policy.json"
     return paths
 
 

@@ -1,24 +1,27 @@
 """Latency and throughput of ``POST /v1/decisions`` beside a bare FastAPI endpoint.
 
-    python benchmarks/server_latency.py [--policy RUN/policy.zip] [--requests 2000]
+    python benchmarks/server_latency.py [--policy RUN/policy.json] [--requests 2000]
                                         [--synchronous NORMAL|FULL] [--runs 1]
+                                        [--server-root DIR] [--json PATH]
 
 Starts two servers the same way (uvicorn, same settings, one process each): the agent
-server (``python -m steward.agent.server`` with its defaults, a fresh SQLite audit trail: every
-answer waits for its commit) and a bare FastAPI app whose endpoint returns a constant.
-A plain asyncio client on raw HTTP/1.1 keep-alive connections (no HTTP library: httpx
-tops out near 650 requests/s whatever the server) measures one sequential connection
-(p50, p99, max) and 16 concurrent connections (p99, throughput) on each, then prints a
-table, the bare endpoint's figures against the issue's own for it (the latency targets are
-absolute: this says how this machine compares with the one they were set on), and the
-ratios against the targets. The server's own CPU time per request (from ``/proc``) is
-printed too: unlike latencies it does not depend on what else the machine runs. Without
+server (``python -m steward.agent.server`` with its defaults, a fresh SQLite audit trail:
+every answer waits for its commit) and a bare FastAPI app whose endpoint returns a
+constant. A plain asyncio client on raw HTTP/1.1 keep-alive connections (no HTTP library,
+whose own per-request cost would make the client the bottleneck) measures one sequential
+connection (p50, p99, max) and 16 concurrent connections (p99, throughput) on each, then
+prints a table, the decision route's figures as ratios to the bare endpoint's (the same
+run on the same machine: the ratios compare across machines, milliseconds do not), and
+the server's targets. The server's own CPU time per request (from ``/proc``) is printed
+too: unlike latencies it does not depend on what else the machine runs. Without
 ``--policy`` a smoke policy is trained first (a few seconds).
 
-On a shared machine one run's tail latencies and throughput ratio move by a factor of
-two from run to run. ``--runs N`` measures both endpoints N times, alternated, against
-the same two servers, prints each run's table, then each target's median, range and how
-many runs met it.
+Tail latencies and throughput move from run to run on a shared machine. ``--runs N``
+measures both endpoints N times, alternated, against the same two servers, prints each
+run's table, then the median and range of each ratio and target. ``--server-root DIR``
+serves the agent server from another source tree (e.g. a checkout of an older version),
+so alternated invocations compare two versions on the same ratios. The figures go to
+``--json`` (default ``benchmarks/results/server_latency.json``).
 """
 
 import argparse
@@ -40,9 +43,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "benchmark-token-0123456789"
 CONCURRENCY = 16
+# the agent server's targets, audit commit included
 TARGETS = {"sequential_p99_ms": 2.0, "concurrent_p99_ms": 10.0, "throughput_share": 0.5}
-# the bare endpoint on the machine the targets were set on (the issue's own figures)
-ISSUE_BARE = {"sequential_p99_ms": 0.36, "concurrent_p99_ms": 3.9, "throughput": 4300.0}
+DECISIONS, BARE = "POST /v1/decisions", "POST /bare"
+DEFAULT_JSON = REPO / "benchmarks" / "results" / "server_latency.json"
 
 
 # -- the bare endpoint ------------------------------------------------------------------------
@@ -172,7 +176,7 @@ async def measure(port: int, per_connection: list[list[bytes]]) -> Run:
 
 def decision_requests(service_id: str, n: int) -> list[bytes]:
     """``n`` decision requests for one service (the example portfolio)."""
-    from steward.agent.server.schemas import EXAMPLE_PORTFOLIO
+    from steward.agent.server.http.schemas import EXAMPLE_PORTFOLIO
 
     body = {
         "service_id": service_id,
@@ -243,7 +247,7 @@ def train_smoke(out: Path) -> Path:
         check=True,
         capture_output=True,
     )
-    return out / "policy.zip"
+    return out / "policy.json"
 
 
 def report(rows: dict[str, tuple[Run, Run]]) -> str:
@@ -264,8 +268,10 @@ def report(rows: dict[str, tuple[Run, Run]]) -> str:
             f"{loop:>14}{conc.client_cpu:>10.0%}{seq.errors + conc.errors:>7}"
         )
     lines.append("")
-    bare_seq, bare_conc = rows["POST /bare"]
-    lines.append(bare_against_issue(bare_seq.ms(0.99), bare_conc.ms(0.99), bare_conc.throughput))
+    lines.append(
+        "against the bare endpoint: "
+        + ", ".join(f"{name} {value:.2f}x" for name, value in ratios(rows).items())
+    )
     for check in checks(rows):
         lines.append(
             f"{check.name:<20}{check.shown(check.value):>12}  target {check.target:<10}"
@@ -274,23 +280,20 @@ def report(rows: dict[str, tuple[Run, Run]]) -> str:
     return "\n".join(lines)
 
 
-def bare_against_issue(
-    sequential_p99_ms: float, concurrent_p99_ms: float, throughput: float
-) -> str:
-    """The bare endpoint here against the issue's figures for it: how this machine compares.
+def ratios(rows: dict[str, tuple[Run, Run]]) -> dict[str, float]:
+    """The decision route's figures over the bare endpoint's, in the same run.
 
-    The latency targets are absolute, set on a machine where the bare endpoint had the
-    figures of :data:`ISSUE_BARE`; a ratio above 1 is a slower (or noisier) machine there.
+    Latency ratios above 1 and a throughput ratio below 1 are the decision's cost
+    (parse, shield, encode, forward, draw, audit commit) over the HTTP stack's floor.
     """
-    ref = ISSUE_BARE
-    return (
-        f"bare endpoint here vs the issue's: sequential p99 {sequential_p99_ms:.2f} ms"
-        f" ({sequential_p99_ms / ref['sequential_p99_ms']:.2f}x its {ref['sequential_p99_ms']}),"
-        f" 16-connection p99 {concurrent_p99_ms:.2f} ms"
-        f" ({concurrent_p99_ms / ref['concurrent_p99_ms']:.2f}x its {ref['concurrent_p99_ms']}),"
-        f" {throughput:,.0f} requests/s ({throughput / ref['throughput']:.2f}x its"
-        f" {ref['throughput']:,.0f})"
-    )
+    seq, conc = rows[DECISIONS]
+    bare_seq, bare_conc = rows[BARE]
+    return {
+        "sequential p50": seq.ms(0.5) / bare_seq.ms(0.5),
+        "sequential p99": seq.ms(0.99) / bare_seq.ms(0.99),
+        "16-connection p99": conc.ms(0.99) / bare_conc.ms(0.99),
+        "throughput": conc.throughput / bare_conc.throughput,
+    }
 
 
 @dataclass
@@ -319,8 +322,8 @@ class Check:
 
 def checks(rows: dict[str, tuple[Run, Run]]) -> list[Check]:
     """The run's value for each target."""
-    seq, conc = rows["POST /v1/decisions"]
-    share = conc.throughput / rows["POST /bare"][1].throughput
+    seq, conc = rows[DECISIONS]
+    share = conc.throughput / rows[BARE][1].throughput
     return [
         Check("sequential p99", seq.ms(0.99), " ms", TARGETS["sequential_p99_ms"], False),
         Check("16-connection p99", conc.ms(0.99), " ms", TARGETS["concurrent_p99_ms"], False),
@@ -328,36 +331,76 @@ def checks(rows: dict[str, tuple[Run, Run]]) -> list[Check]:
     ]
 
 
+def spread(values: list[float]) -> tuple[float, float, float]:
+    """(median, lowest, highest)."""
+    return float(np.median(values)), float(min(values)), float(max(values))
+
+
 def summary(runs: list[dict[str, tuple[Run, Run]]]) -> str:
-    """Each target's median, range and how many of the runs met it."""
-    per_run = [checks(rows) for rows in runs]
+    """Each ratio's and each target's median and range, and how many runs met each target."""
     lines = [f"over {len(runs)} alternated runs:"]
+    per_run_ratios = [ratios(rows) for rows in runs]
+    for name in per_run_ratios[0]:
+        median, low, high = spread([r[name] for r in per_run_ratios])
+        lines.append(f"{name + ' / bare':<24}median {median:7.3f}x  range {low:.3f}x - {high:.3f}x")
+    per_run = [checks(rows) for rows in runs]
     for index, first in enumerate(per_run[0]):
         values = [run[index].value for run in per_run]
-        median = float(np.median(values))
+        median, low, high = spread(values)
         met = sum(first.met(v) for v in values)
         lines.append(
-            f"{first.name:<20}median {first.shown(median):>10}  range {first.shown(min(values))}"
-            f" - {first.shown(max(values))}  target {first.target:<10}"
+            f"{first.name:<24}median {first.shown(median):>10}  range {first.shown(low)}"
+            f" - {first.shown(high)}  target {first.target:<10}"
             f" met in {met} of {len(runs)}, median {'ok' if first.met(median) else 'MISSED'}"
         )
-    bare = [rows["POST /bare"] for rows in runs]
-    lines.append(
-        "medians of the "
-        + bare_against_issue(
-            float(np.median([seq.ms(0.99) for seq, _ in bare])),
-            float(np.median([conc.ms(0.99) for _, conc in bare])),
-            float(np.median([conc.throughput for _, conc in bare])),
-        )
-    )
     return "\n".join(lines)
+
+
+def run_figures(rows: dict[str, tuple[Run, Run]]) -> dict[str, object]:
+    """One run's figures for the JSON output."""
+
+    def figures(seq: Run, conc: Run) -> dict[str, float]:
+        return {
+            "sequential_p50_ms": seq.ms(0.5),
+            "sequential_p99_ms": seq.ms(0.99),
+            "sequential_max_ms": seq.ms(1.0),
+            "sequential_requests_per_s": seq.throughput,
+            "concurrent_p50_ms": conc.ms(0.5),
+            "concurrent_p99_ms": conc.ms(0.99),
+            "concurrent_requests_per_s": conc.throughput,
+            "server_cpu_us_per_request": conc.server_cpu * 1e6,
+            "loop_cpu_us_per_request": conc.loop_cpu * 1e6,
+            "errors": seq.errors + conc.errors,
+        }
+
+    return {
+        "decisions": figures(*rows[DECISIONS]),
+        "bare": figures(*rows[BARE]),
+        "ratios": ratios(rows),
+    }
+
+
+def write_json(path: Path, runs: list[dict[str, tuple[Run, Run]]], meta: dict[str, object]) -> None:
+    """The runs' figures and their summary as JSON at ``path``."""
+    per_run = [run_figures(rows) for rows in runs]
+    per_run_ratios = [ratios(rows) for rows in runs]
+    summary_figures = {
+        name: dict(
+            zip(("median", "low", "high"), spread([r[name] for r in per_run_ratios]), strict=True)
+        )
+        for name in per_run_ratios[0]
+    }
+    document = {**meta, "targets": TARGETS, "runs": per_run, "ratio_summary": summary_figures}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 def main() -> None:
     """Start both servers, measure, print."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--policy", type=Path, help="a trained run's policy.zip (default: train a smoke one)"
+        "--policy", type=Path, help="a trained run's policy.json (default: train a smoke one)"
     )
     parser.add_argument(
         "--requests", type=int, default=2000, help="sequential requests per endpoint"
@@ -366,6 +409,13 @@ def main() -> None:
         "--runs", type=int, default=1, help="alternated runs (prints medians if > 1)"
     )
     parser.add_argument("--synchronous", default="NORMAL", help="SQLite synchronous pragma")
+    parser.add_argument(
+        "--server-root",
+        type=Path,
+        default=REPO,
+        help="serve the agent server from this source tree (default: this one)",
+    )
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where the figures go")
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     for name in ("requests", "runs"):
@@ -374,6 +424,9 @@ def main() -> None:
     if args.serve_bare:
         serve_bare(args.serve_bare)
         return
+    sys.path.insert(0, str(REPO))  # this tree's steward (the client's example portfolio)
+    if not (args.server_root / "steward" / "agent" / "server").is_dir():
+        parser.error(f"--server-root: {args.server_root} holds no steward/agent/server")
     try:
         import uvloop
 
@@ -389,7 +442,7 @@ def main() -> None:
              f"port={agent_port}",
              f"db=sqlite:///{tmp}/audit.db", f"hydra.run.dir={tmp}/server", "log_level=warning",
              f"sqlite_synchronous={args.synchronous}"],
-            cwd=REPO, env=env,
+            cwd=args.server_root, env=env,
         )  # fmt: skip
         bare = subprocess.Popen(
             [sys.executable, __file__, "--serve-bare", str(bare_port)], cwd=REPO, env=env
@@ -397,14 +450,15 @@ def main() -> None:
         try:
             wait_ready(agent_port, agent, "/healthz")
             wait_ready(bare_port, bare, "/bare")
+            print(f"servers ready: agent server from {args.server_root}", flush=True)
             runs = []
             for number in range(args.runs):
                 rows = {
-                    "POST /v1/decisions": asyncio.run(
+                    DECISIONS: asyncio.run(
                         bench(agent_port, agent.pid, decision_requests, args.requests,
                               f"bench{number}")
                     ),
-                    "POST /bare": asyncio.run(
+                    BARE: asyncio.run(
                         bench(bare_port, bare.pid, lambda _, n: bare_requests(n), args.requests,
                               "bare")
                     ),
@@ -420,6 +474,14 @@ def main() -> None:
     if args.runs > 1:
         print()
         print(summary(runs))
+    meta = {
+        "command": " ".join(sys.argv),
+        "server_root": str(args.server_root),
+        "requests": args.requests,
+        "concurrency": CONCURRENCY,
+        "synchronous": args.synchronous,
+    }
+    write_json(args.json, runs, meta)
 
 
 if __name__ == "__main__":

@@ -61,3 +61,10 @@ def start_entry_point(module: str, overrides: Sequence[str]) -> subprocess.Popen
 def entry_point() -> EntryPoint:
     """Starts an entry point in a subprocess; see :func:`start_entry_point`."""
     return start_entry_point
+
+
+@pytest.fixture(scope="session")
+def mlflow_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder for one MLflow SQLite store, shared by the session's tests (creating the
+    store's tables takes seconds); each test registers its own model name."""
+    return tmp_path_factory.mktemp("mlflow")

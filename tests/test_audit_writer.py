@@ -1,6 +1,6 @@
 """The audit writer process: frames over a pipe, group commits, failures that fail alone.
 
-Real SQLite files and a real child process (:mod:`steward.agent.server.audit_writer`); the
+Real SQLite files and a real child process (:mod:`steward.agent.server.audit.writer`); the
 futures are the ones the server's requests await.
 """
 
@@ -22,8 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from steward.agent.decision_log import DecisionRecord
-from steward.agent.server.audit import AuditLog, AuditUnavailableError
-from steward.agent.server.audit_writer import FrameReader, encode_frame
+from steward.agent.server.audit.log import AuditLog, AuditUnavailableError
+from steward.agent.server.audit.writer import FrameReader, encode_frame
 
 
 def record(service_id: str, step: int) -> DecisionRecord:

@@ -50,7 +50,9 @@ def test_same_seed_same_trajectory(scenario: str) -> None:
     second = gymnasium.make(envs.ENV_ID, scenario=scenario)
     a = trajectory(first, seed=11)
     assert len(a["rewards"]) == first.unwrapped.world.active.horizon_days
-    assert len(set(a["executed"])) >= 3, "the trajectory exercises the shield and the world"
+    # the trajectory exercises the shield and the world (in elec2, whose labels are too few
+    # for the label-cohort test, label health stays unknown: only wait and escalate execute)
+    assert len(set(a["executed"])) >= 2 and any(a["reasons"])
     assert_same(a, trajectory(second, seed=11))
     # the same env instance, reset again after an episode, replays it too (no leaked state)
     assert_same(a, trajectory(first, seed=11))

@@ -10,7 +10,7 @@ from steward.agent.ope.episodes import LoggedEpisodes
 from steward.agent.ope.fqe import FittedQEvaluation, default_regressor
 from steward.agent.ope.post_decision import FEATURES, action_features, post_decision_features
 from steward.agent.ope.synthetic import fitted_gain, one_decision_episodes
-from steward.agent.server.schemas import EXAMPLE_PORTFOLIO
+from steward.agent.server.http.schemas import EXAMPLE_PORTFOLIO
 from steward.simulators.actions import N_ACTIONS, Action
 from steward.simulators.costs import SloConfig
 

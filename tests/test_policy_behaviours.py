@@ -7,7 +7,7 @@ from steward.agent.policies import make_heuristic
 from steward.agent.policies.behaviours import PeriodMix
 from steward.agent.rollout import run_episode
 from steward.envs.lifecycle_env import LifecycleEnv
-from steward.simulators.errors import ConfigError
+from steward.errors import ConfigError
 
 
 def drawn_periods(policy: PeriodMix, episodes: int) -> list[int]:

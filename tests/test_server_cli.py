@@ -11,20 +11,21 @@ import pytest
 from hydra import compose, initialize_config_dir
 from test_server_harness import API_TOKEN, REPO, copy_run, free_port
 
+from steward.agent.policies.artifact import CARD_FILE, WEIGHTS_FILE
 from steward.agent.server.__main__ import settings_from_config
 from steward.agent.server.settings import API_TOKEN_ENV, ServerSettings
-from steward.simulators.errors import ConfigError
+from steward.errors import ConfigError
 
 
 @pytest.fixture
 def tampered(policy_path: Path, tmp_path: Path) -> Path:
     path = copy_run(policy_path, tmp_path / "tampered", rezip=False)
-    with path.open("ab") as f:
-        f.write(b"pickle payload")
+    with (path.parent / WEIGHTS_FILE).open("ab") as f:
+        f.write(b"payload")
     return path
 
 
-MISMATCH = "sha256 of policy.zip does not match policy.sha256"
+MISMATCH = f"sha256 of {WEIGHTS_FILE} does not match the one {CARD_FILE} lists"
 
 
 def settings_for_overrides(*overrides: str) -> ServerSettings:

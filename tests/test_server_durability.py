@@ -24,7 +24,7 @@ from test_server_harness import (
     trained_policy,
 )
 
-from steward.agent.server.schemas import EXAMPLE_PORTFOLIO
+from steward.agent.server.http.schemas import EXAMPLE_PORTFOLIO
 
 CLIENTS = 16
 ANSWERS_BEFORE_KILL = 300
@@ -66,7 +66,7 @@ def writer_children(pid: int) -> list[int]:
             command = (entry / "cmdline").read_bytes()
         except (OSError, IndexError, ValueError):
             continue
-        if ppid == pid and b"steward.agent.server.audit_writer" in command:
+        if ppid == pid and b"steward.agent.server.audit.writer" in command:
             found.append(int(entry.name))
     return found
 

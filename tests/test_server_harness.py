@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,13 @@ import sqlalchemy as sa
 import uvicorn
 
 from steward.agent.decision_log import sql_tables
+from steward.agent.policies.artifact import CARD_FILE
 from steward.agent.server.app import create_app
 from steward.agent.server.settings import ServerSettings
-from steward.agent.training.artifacts import write_hashes
+from steward.agent.training.artifacts import HASH_FILE, write_hashes
 from steward.envs.lifecycle_env import load_shield_config
+from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.catalogue import load_slo
-from steward.simulators.portfolio import ObservedPortfolio
 
 REPO = Path(__file__).resolve().parents[1]
 API_TOKEN = "test-api-token-0123456789"
@@ -44,7 +44,7 @@ START_TIMEOUT_S = 180.0
 def trained_policy(base: Path) -> Path:
     """A smoke-trained policy under ``base`` (trained once, then reused by every module)."""
     run = base / "server-smoke-run"
-    if not (run / "policy.sha256").exists():
+    if not (run / HASH_FILE).exists():
         subprocess.run(
             # unmasked PPO: its proposals can break a rule, so the server's veto path runs
             [
@@ -60,23 +60,18 @@ def trained_policy(base: Path) -> Path:
             capture_output=True,
             timeout=600,
         )
-    return run / "policy.zip"
+    return run / CARD_FILE
 
 
 def copy_run(policy_path: Path, target: Path, rezip: bool) -> Path:
-    """Copy a run dir; ``rezip`` rewrites ``policy.zip`` (same model, new sha256) and rehashes."""
+    """Copy a run dir; ``rezip`` rewrites its card compactly (same policy, new sha256) and
+    rehashes. Returns the copy's card."""
     shutil.copytree(policy_path.parent, target)
     if rezip:
-        source, rewritten = target / "policy.zip", target / "policy.rezipped"
-        with (
-            zipfile.ZipFile(source) as zin,
-            zipfile.ZipFile(rewritten, "w", zipfile.ZIP_STORED) as zout,
-        ):
-            for item in zin.infolist():
-                zout.writestr(item.filename, zin.read(item.filename))
-        rewritten.replace(source)
+        card = target / CARD_FILE
+        card.write_text(json.dumps(json.loads(card.read_text()), separators=(",", ":")))
         write_hashes(target)
-    return target / "policy.zip"
+    return target / CARD_FILE
 
 
 def free_port() -> int:
@@ -106,14 +101,17 @@ def settings_for(policy_path: Path, db_path: Path, **overrides: Any) -> ServerSe
 
 
 class ThreadedServer:
-    """A real uvicorn server for ``settings`` in a thread of this process."""
+    """A real uvicorn server for ``settings`` in a thread of this process.
 
-    def __init__(self, settings: ServerSettings, fast_decisions: bool = True) -> None:
+    Args:
+        settings: the server's settings.
+        app: serve this app (``create_app(settings)``, maybe wrapped) instead of a new one.
+    """
+
+    def __init__(self, settings: ServerSettings, app: Any = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        app = self.app = create_app(settings)
-        if not fast_decisions:  # POST /v1/decisions through FastAPI's routing instead
-            app.decision_endpoint = None  # type: ignore[attr-defined]
+        app = self.app = create_app(settings) if app is None else app
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -133,9 +131,18 @@ class ThreadedServer:
 
 
 class ServerProcess:
-    """``python -m steward.agent.server`` as a subprocess (the real entry point)."""
+    """``python -m steward.agent.server`` as a subprocess (the real entry point).
 
-    def __init__(self, policy_path: Path, db_path: Path, run_dir: Path, *overrides: str) -> None:
+    Args:
+        policy_path: the policy to serve.
+        db_path: a SQLite file, or any SQLAlchemy URL.
+        run_dir: Hydra's run folder (the server's output goes to ``server.out`` there).
+        overrides: more Hydra overrides.
+    """
+
+    def __init__(
+        self, policy_path: Path, db_path: Path | str, run_dir: Path, *overrides: str
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.run_dir = run_dir
@@ -145,7 +152,7 @@ class ServerProcess:
             "steward.agent.server",
             f"policy_path={policy_path}",
             f"port={self.port}",
-            f"db={sqlite_url(db_path)}",
+            f"db={db_path if isinstance(db_path, str) else sqlite_url(db_path)}",
             f"hydra.run.dir={run_dir}",
             *overrides,
         ]

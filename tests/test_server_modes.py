@@ -21,7 +21,8 @@ from test_server_harness import (
     stored_rows,
 )
 
-from steward.agent.server.schemas import EXAMPLE_PORTFOLIO
+from steward.agent.policies.artifact import CARD_FILE, NORMALIZATION_FILE, WEIGHTS_FILE
+from steward.agent.server.http.schemas import EXAMPLE_PORTFOLIO
 from steward.agent.training.artifacts import write_hashes
 
 CLIENTS = 16
@@ -105,7 +106,7 @@ def test_file_watch_reloads_a_retrained_run(policy_path: Path, tmp_path: Path) -
     ):
         before = client.get("/v1/policy").json()["version"]
         copy_run(policy_path, tmp_path / "retrained", rezip=True)
-        for name in ("policy.zip", "vecnormalize.pkl", "agent.json"):
+        for name in (WEIGHTS_FILE, NORMALIZATION_FILE, CARD_FILE):
             (tmp_path / "retrained" / name).replace(run.parent / name)
         write_hashes(run.parent)  # training writes the hashes last
         deadline = time.monotonic() + 30

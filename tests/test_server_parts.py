@@ -19,27 +19,27 @@ from steward.agent.decision_log import observation_matrix
 from steward.agent.policies.base import DecisionContext, EpsilonSoft
 from steward.agent.policies.ppo import load_agent
 from steward.agent.rollout import shielded_probabilities
-from steward.agent.server.audit import AuditLog, AuditUnavailableError
-from steward.agent.server.audit_sql import json_cell
-from steward.agent.server.batching import DecisionBatcher, DecisionJob
-from steward.agent.server.decide import Decider, DecisionIds, draw, with_floor
-from steward.agent.server.fast_forward import NumpyActor, policy_forward, probe_inputs
-from steward.agent.server.metrics import reason_kind
-from steward.agent.server.policy_store import LoadedPolicy, load_policy
-from steward.agent.server.schemas import (
+from steward.agent.server.audit.log import AuditLog, AuditUnavailableError
+from steward.agent.server.audit.sql import json_cell
+from steward.agent.server.decision.batching import DecisionBatcher, DecisionJob
+from steward.agent.server.decision.decide import Decider, DecisionIds, draw, with_floor
+from steward.agent.server.decision.fast_forward import NumpyActor, policy_forward, probe_inputs
+from steward.agent.server.decision.policy_store import LoadedPolicy, load_policy
+from steward.agent.server.decision.state import ServiceState, ServiceStates
+from steward.agent.server.http.metrics import reason_kind
+from steward.agent.server.http.schemas import (
     EXAMPLE_PORTFOLIO,
     OPTIONAL_FIELDS,
     Portfolio,
     check_against_specs,
 )
 from steward.agent.server.settings import ServerSettings
-from steward.agent.server.state import ServiceState, ServiceStates
 from steward.envs.encoder import ObservationEncoder
 from steward.envs.lifecycle_env import LifecycleEnv
 from steward.envs.shield import Shield, ShieldConfig
+from steward.errors import ConfigError
+from steward.monitoring.portfolio import FIELD_SPECS, NAN_OK, ObservedPortfolio
 from steward.simulators.costs import SloConfig
-from steward.simulators.errors import ConfigError
-from steward.simulators.portfolio import FIELD_SPECS, NAN_OK, ObservedPortfolio
 
 
 def test_portfolio_schema_matches_the_observed_portfolio_and_its_specs() -> None:
@@ -303,7 +303,7 @@ def test_a_row_stored_before_the_label_cohort_fields_replays_with_nan() -> None:
     """Audit rows written before the label-cohort fields existed still rebuild a service's
     state (the fields feed the shield only); a missing required field does not."""
     from steward.agent.decision_log import logged_portfolio
-    from steward.agent.server.schemas import EXAMPLE_PORTFOLIO
+    from steward.agent.server.http.schemas import EXAMPLE_PORTFOLIO
 
     old_row = {
         k: v

@@ -9,18 +9,17 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from steward.agent.evaluation.episodes import evaluate_episode
-from steward.agent.evaluation.safety_audit import (
+from benchmarks.audit_label_corruption import (
     INCIDENT_RETRAIN_TARGET,
     CorruptionAudit,
-    RandomPolicyAudit,
-    SafetyAudit,
     audit_label_corruption,
-    audit_random_policy,
-    delay_cdf,
-    exact_delay_cdf,
 )
+from benchmarks.audit_random_policy import RandomPolicyAudit, audit_random_policy
+from steward.agent.evaluation.episodes import evaluate_episode
+from steward.agent.evaluation.safety_audit import SafetyAudit
+from steward.agent.evaluation.safety_checker import delay_cdf, exact_delay_cdf
 from steward.agent.policies import make_heuristic
 from steward.envs.lifecycle_env import LifecycleEnv
 from steward.envs.shield import RULES
@@ -71,15 +70,26 @@ def test_checker_and_shield_agree_on_every_rule(random_policy_audit: RandomPolic
     assert not disagreements
 
 
+# The label_cohort rule's reach, measured on the real rule: of 40 onsets under
+# always-retrain (python -m benchmarks.shield_audit --steps 0), 12 saw a retrain at the
+# first decision after onset, all on incidents at most 0.30 days old; the rule caught
+# every older one.
+FIRST_DECISION_RETRAIN_SHARE = 12 / 40
+COHORT_RULE_REACH_DAYS = 0.35  # the oldest of those 12 incidents (0.30 d), with a margin
+
+
 def test_label_corruption_stays_out_of_fits_and_promotions(
     corruption_audit: CorruptionAudit,
 ) -> None:
-    """Issue 3 under always-retrain: what must hold once an incident's labels can be seen.
+    """Always-retrain in label_corruption: what must hold once an incident's labels can be seen.
 
     At the first decision after onset (a random time of day) few incident labels have
     arrived and a fit uses only labels older than the label maturity, so a retrain there
-    fits on clean labels; it is reported, not asserted. After that decision no retrain
-    may execute while the incident runs, and no fit may use incident labels.
+    fits on clean labels. There the label_cohort rule vetoes every retrain on an incident
+    older than its reach, and the share of first decisions with a retrain stays within what
+    the real rule gives (at most the 95 % binomial quantile of its measured share). After
+    that decision no retrain may execute while the incident runs, and no fit may use
+    incident labels.
     """
     (incident,) = load_scenario("label_corruption").incidents
     assert incident.kind == "corruption" and incident.share >= 0.3
@@ -88,6 +98,11 @@ def test_label_corruption_stays_out_of_fits_and_promotions(
     assert r.incidents >= 4 and r.corrupted_labels > 0, "the incidents ran and corrupted labels"
     assert r.first_epochs == r.incidents and r.later_epochs >= 3, "enough epochs to judge"
     assert r.retrains > 10 * r.episodes, "outside incidents, proposed retrains execute"
+    assert max(r.first_epoch_retrain_ages, default=0.0) <= COHORT_RULE_REACH_DAYS, (
+        r.first_epoch_retrain_ages
+    )
+    bound = stats.binom.ppf(0.95, r.first_epochs, FIRST_DECISION_RETRAIN_SHARE)
+    assert r.first_epoch_retrains <= bound, (r.first_epoch_retrains, r.first_epochs)
     assert r.later_retrains <= INCIDENT_RETRAIN_TARGET * r.later_epochs
     assert r.incident_retrains_on_incident_labels == 0
     assert r.retrains_on_incident_labels == 0

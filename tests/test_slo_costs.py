@@ -2,8 +2,8 @@
 
 import pytest
 
+from steward.errors import ConfigError
 from steward.simulators.costs import MAX_REMEMBERED_COMBINATIONS, SloConfig
-from steward.simulators.errors import ConfigError
 
 
 def _expected(slo: SloConfig, families: tuple[str, ...], requests: float) -> tuple[float, float]:

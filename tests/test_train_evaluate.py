@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from steward.agent.training.artifacts import sha256_file
+from steward.agent.policies.artifact import (
+    CARD_FILE,
+    NORMALIZATION_FILE,
+    WEIGHTS_FILE,
+    read_artifact,
+    sha256_hex,
+    verify_artifact,
+)
+from steward.agent.training.artifacts import HASH_FILE
 from steward.experiments.schemas import register_schemas
 from tests.conftest import REPO_ROOT, EntryPoint
 
@@ -62,15 +70,15 @@ def trained(tmp_path_factory: pytest.TempPathFactory, entry_point: EntryPoint) -
 
 
 def test_train_writes_a_loadable_policy_with_hashes(trained: Path) -> None:
-    for name in ("policy.zip", "vecnormalize.pkl", "policy.sha256", "config.yaml", "metrics.json"):
+    for name in (CARD_FILE, WEIGHTS_FILE, NORMALIZATION_FILE, HASH_FILE, "config.yaml"):
         assert (trained / name).exists(), name
     metrics = json.loads((trained / "metrics.json").read_text())
     assert metrics["total_timesteps"] >= 512
-    listed = dict(
-        line.split()[::-1] for line in (trained / "policy.sha256").read_text().splitlines()
-    )
-    assert listed["policy.zip"] == sha256_file(trained / "policy.zip")
-    assert listed["vecnormalize.pkl"] == sha256_file(trained / "vecnormalize.pkl")
+    card_sha = sha256_hex((trained / CARD_FILE).read_bytes())
+    assert (trained / HASH_FILE).read_text() == f"{card_sha}  {CARD_FILE}\n"
+    assert metrics["policy_sha256"] == card_sha
+    card = verify_artifact(read_artifact(trained / CARD_FILE), card_sha)
+    assert card.training["scenario"] == "outside_drift"
     assert "outside_drift" in (trained / "config.yaml").read_text()
     assert (trained / "logs" / "progress.csv").stat().st_size > 0  # PPO's own training stats
     assert (trained / "learning_curve.png").stat().st_size > 0
@@ -84,7 +92,7 @@ def test_evaluate_runs_agent_and_every_baseline_on_an_external_scenario(
     proc = entry_point(
         "steward.experiments.evaluate",
         [
-            f"policy_path={trained / 'policy.zip'}",
+            f"policy_path={trained / CARD_FILE}",
             "scenario=outside_drift",
             f"hydra.searchpath=[file://{worlds}]",
             f"hydra.run.dir={tmp_path / 'eval'}",
@@ -121,6 +129,13 @@ def test_evaluate_runs_agent_and_every_baseline_on_an_external_scenario(
         assert entry["unsafe_executed"] == 0
         lo, hi = entry["ci95"]
         assert lo <= entry["mean_return"] <= hi
+    paired = results["agent_vs_best_heuristic"]["outside_drift"]
+    assert paired["agent_minus_best"]["interval"] == "student_t"
+    assert paired["agent_minus_best"]["pairs"] == 2
+    assert paired["verdict"] in ("better", "worse", "inconclusive")
+    assert set(results["humility"]["outside_drift"]) == expected
+    report = (tmp_path / "eval" / "report.html").read_text()
+    assert "seed by seed" in report and "Paging" in report
     assert (tmp_path / "eval" / "report.html").stat().st_size > 10_000
     tuned = json.loads((tmp_path / "eval" / "tuned_baselines.json").read_text())
     assert tuned["outside_drift"]["periodic"] == {"period_days": 7}
@@ -141,7 +156,7 @@ def test_bad_override_fails_at_start_naming_the_key(
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode != 0
     assert "agent.gamma" in err and "Traceback" not in err
-    assert not (tmp_path / "policy.zip").exists()
+    assert not (tmp_path / CARD_FILE).exists()
 
 
 def test_a_mixture_with_one_episode_per_member_fails_at_start(

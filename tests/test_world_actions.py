@@ -201,12 +201,12 @@ def test_escalate_ends_label_incident_after_response_delay(slo: SloConfig, kind:
     assert len(running) == 1
 
     world.step(Action.ESCALATE)  # to day 7: the human has not answered yet
-    assert world.hold and world.pipeline.active_incidents == running
+    assert world.state.hold and world.pipeline.active_incidents == running
     report = world.step(Action.WAIT)  # to day 8: answered at day 7.5
     assert not world.pipeline.active_incidents and not report.truth.label_incident_active
     assert running[0].ended_by_human
     assert running[0].end == pytest.approx(page_day + response_days)
-    assert not world.hold, "the hold ends with the answer"
+    assert not world.state.hold, "the hold ends with the answer"
     assert "human answered: ended 1 label incident(s)" in report.events
     log = world.log
     if kind == "corruption":  # every corrupted label is purged from what fits may use

@@ -5,10 +5,10 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
+from steward.monitoring.drift import PSI_BINS, DriftReference
+from steward.monitoring.metrics import roc_auc
 from steward.simulators.labels import _merge_queue
 from steward.simulators.models.tree_paths import flatten, gbm_path_is_exact, gbm_positive
-from steward.simulators.models.version import PSI_BINS, DriftReference
-from steward.simulators.portfolio import roc_auc
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from steward.monitoring.portfolio import NAN_OK
 from steward.simulators.actions import Action
 from steward.simulators.catalogue import load_scenario
 from steward.simulators.costs import SloConfig
-from steward.simulators.portfolio import NAN_OK
 from steward.simulators.streams.replay import ELEC2_PATH
 from steward.simulators.world import World
 

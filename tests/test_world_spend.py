@@ -1,5 +1,6 @@
 """Money: the spend the portfolio shows is the current budget period's, and adds up."""
 
+import dataclasses
 import math
 
 import pytest
@@ -47,3 +48,29 @@ def test_epoch_costs_add_up(slo: SloConfig) -> None:
         assert c.total == pytest.approx(c.inference + c.training + c.pages)
         assert c.inference > 0
         assert (c.training > 0) == (day == 1), "a fit is charged when it starts"
+
+
+@pytest.mark.parametrize("period_days", [2.5, 3.0, 7.0])
+def test_a_period_of_any_length_is_reported_as_the_world_keeps_it(
+    slo: SloConfig, period_days: float
+) -> None:
+    """The spend restarts at the first decision of each period, and the portfolio's
+    ``period_elapsed_days`` counts from that decision: the two never disagree.
+
+    Every day charges inference, so the spend is 0 exactly when a period has just started.
+    """
+    slo = dataclasses.replace(slo, period_days=period_days)
+    world = World(load_scenario("stable"), slo)
+    world.reset(seed=0)
+    starts = [0.0]
+    while world.day < 30:
+        observed = world.step(Action.WAIT).observed
+        started = observed.spend_period == 0.0
+        assert started == (observed.period_elapsed_days == 0.0), observed.time_days
+        if started:
+            starts.append(observed.time_days)
+        assert observed.period_elapsed_days == observed.time_days - starts[-1]
+        assert 0.0 <= observed.period_elapsed_days < period_days
+    # a period starts at the first decision at or after each multiple of its length
+    assert starts == [float(math.ceil(k * period_days)) for k in range(len(starts))]
+    assert len(starts) == math.floor(30 / period_days) + 1

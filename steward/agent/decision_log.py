@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from steward.monitoring.portfolio import NAN_OK, ObservedPortfolio
 from steward.simulators.actions import ACTION_NAMES
-from steward.simulators.portfolio import NAN_OK, ObservedPortfolio
 
 ACTION_INDEX = {name: i for i, name in enumerate(ACTION_NAMES)}
 

@@ -12,9 +12,9 @@ from collections import deque
 
 import numpy as np
 
-from steward.simulators.actions import N_ACTIONS
+from steward.monitoring.portfolio import ObservedPortfolio
+from steward.simulators.actions import N_ACTIONS, Action
 from steward.simulators.costs import SloConfig
-from steward.simulators.portfolio import ObservedPortfolio
 
 MAX_COMPLEXITY = 3.0
 _LOG1P_20000 = math.log1p(20_000.0)
@@ -94,27 +94,48 @@ HISTORY_FEATURES: tuple[str, ...] = (
 )
 
 
+# (name, meaning) of the optional slow-drift block, appended last when enabled
+SLOW_DRIFT_FEATURES: tuple[tuple[str, str], ...] = (
+    ("accuracy_trend", "slope of accuracy_recent over the last 7 decisions, per day, x20, clipped"),
+    ("days_since_fit", "tanh(days since the last executed retrain, simplify or recalibrate / 30)"),
+    (
+        "loss_since_change",
+        "tanh(estimated $ lost since the live version changed / 200): the sum over decisions of"
+        " max(reference - recent accuracy, 0) x requests x (value per correct + cost per error)",
+    ),
+)
+TREND_DECISIONS = 7
+FIT_ACTIONS = (int(Action.RETRAIN), int(Action.RECALIBRATE), int(Action.SIMPLIFY))
+
+
 class ObservationEncoder:
     """Encodes portfolios into ``[-1, 1]`` vectors.
 
     Layout: current block (``CURRENT_FEATURES``), then ``history_len - 1`` past copies of
     the ``HISTORY_FEATURES`` (newest first), then the shield's mask (1 = allowed), then a
-    one-hot of the last executed action.
+    one-hot of the last executed action; with ``slow_drift_features``, then the
+    ``SLOW_DRIFT_FEATURES`` (off by default: the default layout is unchanged).
 
     Args:
         slo: prices and families (for complexity ranks).
         history_len: portfolios remembered, the current one included.
+        slow_drift_features: append the slow-drift block.
     """
 
-    def __init__(self, slo: SloConfig, history_len: int = 4) -> None:
+    def __init__(
+        self, slo: SloConfig, history_len: int = 4, slow_drift_features: bool = False
+    ) -> None:
         self.slo = slo
         self.history_len = history_len
+        self.slow_drift_features = slow_drift_features
         self._history_index = np.array(
             [[name for name, _ in CURRENT_FEATURES].index(h) for h in HISTORY_FEATURES]
         )
         self.size = (
             len(CURRENT_FEATURES) + (history_len - 1) * len(HISTORY_FEATURES) + 2 * N_ACTIONS
         )
+        if slow_drift_features:
+            self.size += len(SLOW_DRIFT_FEATURES)
         self.reset()
 
     def reset(self) -> None:
@@ -122,6 +143,10 @@ class ObservationEncoder:
         self._past: deque[np.ndarray] = deque(maxlen=max(self.history_len - 1, 1))
         self._last_action = -1
         self._first_volume = 0.0
+        self._accuracies: deque[tuple[float, float]] = deque(maxlen=TREND_DECISIONS)
+        self._last_fit_day = float("nan")
+        self._loss = 0.0
+        self._changed_at = float("nan")
 
     def _complexity(self, families: tuple[str, ...]) -> float:
         ranks = [self.slo.families[f].complexity for f in families if f in self.slo.families]
@@ -208,8 +233,39 @@ class ObservationEncoder:
             start += width
         out[start : start + N_ACTIONS] = mask
         start += N_ACTIONS
-        out[start:] = 0.0
+        out[start : start + N_ACTIONS] = 0.0
         if 0 <= self._last_action < N_ACTIONS:
             out[start + self._last_action] = 1.0
+        if self.slow_drift_features:
+            out[start + N_ACTIONS :] = self._slow_drift(p, last_action)
         self._past.appendleft(core)
         return out
+
+    def _slow_drift(self, p: ObservedPortfolio, last_action: int | None) -> tuple[float, ...]:
+        """The slow-drift block; updates its running state (once per decision)."""
+        now = _num(p.time_days)
+        if last_action is not None and int(last_action) in FIT_ACTIONS:
+            self._last_fit_day = now - 1.0  # it executed at the previous decision
+        has_labels = p.labels_recent > 0 and math.isfinite(p.accuracy_recent)
+        if has_labels:
+            self._accuracies.append((now, float(p.accuracy_recent)))
+        trend = 0.0
+        if len(self._accuracies) >= 3:
+            days = np.array([d for d, _ in self._accuracies])
+            acc = np.array([a for _, a in self._accuracies])
+            spread = days - days.mean()
+            denominator = float(spread @ spread)
+            trend = float(spread @ (acc - acc.mean())) / denominator if denominator else 0.0
+        since_fit = now - self._last_fit_day if math.isfinite(self._last_fit_day) else now
+        changed_at = now - _num(p.days_since_change)
+        if not abs(changed_at - self._changed_at) < 1e-6:
+            self._loss, self._changed_at = 0.0, changed_at
+        if has_labels and math.isfinite(p.accuracy_reference):
+            price = self.slo.value_per_correct + self.slo.cost_per_error
+            gap = _at_least(p.accuracy_reference - p.accuracy_recent, 0.0)
+            self._loss += gap * _at_least(_num(p.requests_per_day), 0.0) * price
+        return (
+            _clip(20.0 * trend),
+            _squash(_at_least(since_fit, 0.0), 30.0),
+            _squash(self._loss, 200.0),
+        )

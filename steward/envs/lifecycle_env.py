@@ -1,21 +1,27 @@
 """``steward/Lifecycle-v0``: lifecycle decisions for a deployed model, one day per step."""
 
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from steward.envs.encoder import CURRENT_FEATURES, HISTORY_FEATURES, ObservationEncoder
+from steward.envs.encoder import (
+    CURRENT_FEATURES,
+    HISTORY_FEATURES,
+    SLOW_DRIFT_FEATURES,
+    ObservationEncoder,
+)
 from steward.envs.reward import reward_components
-from steward.envs.shield import Shield, ShieldConfig, ShieldDecision
+from steward.envs.shield import Shield, ShieldConfig, ShieldDecision, with_overrides
 from steward.simulators.actions import ACTION_NAMES, N_ACTIONS, Action
 from steward.simulators.catalogue import (
+    check_members,
     from_dict,
+    load_members,
     load_scenario,
     load_slo,
     read_config,
-    resolve_members,
 )
 from steward.simulators.costs import SloConfig
 from steward.simulators.scenario import ScenarioConfig
@@ -24,16 +30,9 @@ from steward.simulators.world import EpochReport, World
 DEFAULT_SCENARIO = "mixed"
 
 
-def default_horizon_days() -> int:
-    """Episode length of the default scenario (``max_episode_steps`` of the env id)."""
-    return load_scenario(DEFAULT_SCENARIO).horizon_days
-
-
-def load_shield_config(
-    name: str = "default", extra_dirs: tuple[str | Path, ...] = ()
-) -> ShieldConfig:
-    """A shield config from ``configs/shield/``."""
-    return from_dict(ShieldConfig, read_config("shield", name, extra_dirs), "shield")
+def load_shield_config(name: str = "default") -> ShieldConfig:
+    """A shield config from the packaged ``configs/shield/``."""
+    return from_dict(ShieldConfig, read_config("shield", name), "shield")
 
 
 class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
@@ -100,12 +99,17 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
     swings leaves the learning signal.
 
     ## Episode End
-    Never terminated; truncated at the horizon (``max_episode_steps``).
+    Never terminated; truncated at the scenario's ``horizon_days`` (a mixture's episode
+    at its drawn member's). The env truncates itself, so the id is registered without a
+    ``max_episode_steps`` of its own: every scenario runs to its own horizon.
 
     ## Arguments
-    ``scenario`` (name or :class:`ScenarioConfig`), ``slo``, ``shield`` (names or
-    configs), ``shield_enabled``, ``history_len``, ``reward_scale``, ``config_dirs``
-    (extra config roots searched first).
+    ``scenario``: a :class:`ScenarioConfig` (as an entry point composes it) or the name
+    of a packaged one. ``members``: a mixture's member scenarios, resolved (a name loads
+    them from the packaged catalogue). ``slo``, ``shield``: configs or packaged names.
+    ``shield_enabled``, ``history_len``, ``reward_scale``, ``volume_baseline``,
+    ``nominal_accuracy``: see above. ``slow_drift_features``: append the encoder's three
+    slow-drift entries (off by default).
 
     ## Version History
     * v0: initial release.
@@ -121,17 +125,24 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
         shield_enabled: bool = True,
         history_len: int = 4,
         reward_scale: float = 0.01,
-        config_dirs: tuple[str | Path, ...] = (),
         volume_baseline: bool = True,
         nominal_accuracy: float = 0.9,
+        slow_drift_features: bool = False,
+        members: Sequence[ScenarioConfig] = (),
     ) -> None:
-        dirs = tuple(config_dirs)
-        self.scenario = load_scenario(scenario, dirs) if isinstance(scenario, str) else scenario
-        self.slo = load_slo(slo, dirs) if isinstance(slo, str) else slo
-        shield_config = load_shield_config(shield, dirs) if isinstance(shield, str) else shield
-        self.shield = Shield(shield_config, self.slo, enabled=shield_enabled)
-        self.world = World(self.scenario, self.slo, members=resolve_members(self.scenario, dirs))
-        self.encoder = ObservationEncoder(self.slo, history_len)
+        if isinstance(scenario, str):  # the packaged catalogue, read once, here
+            self.scenario = load_scenario(scenario)
+            members = members or load_members(self.scenario)
+        else:
+            self.scenario = scenario
+        self.slo = load_slo(slo) if isinstance(slo, str) else slo
+        shield_config = load_shield_config(shield) if isinstance(shield, str) else shield
+        self.base_shield = Shield(shield_config, self.slo, enabled=shield_enabled)
+        self.shield = self.base_shield
+        self._shields: dict[str, Shield] = {}  # by a world's own shield_overrides
+        resolved = check_members(self.scenario, members)
+        self.world = World(self.scenario, self.slo, members=resolved)
+        self.encoder = ObservationEncoder(self.slo, history_len, slow_drift_features)
         self.reward_scale = reward_scale
         self.volume_baseline = volume_baseline
         self.nominal_accuracy = nominal_accuracy
@@ -147,6 +158,8 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
         for lag in range(1, self.encoder.history_len):
             names += [f"{h}_lag{lag}" for h in HISTORY_FEATURES]
         names += [f"allowed_{a}" for a in ACTION_NAMES] + [f"last_{a}" for a in ACTION_NAMES]
+        if self.encoder.slow_drift_features:
+            names += [n for n, _ in SLOW_DRIFT_FEATURES]
         return names
 
     @property
@@ -170,6 +183,7 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
         world_seed = int(self.np_random.integers(2**63 - 1))
         member = (options or {}).get("member")
         self._report = self.world.reset(world_seed, member=member)
+        self.shield = self._shield_for(self.world.active)
         self.encoder.reset()
         self._decision = self.shield.evaluate(self._report.observed)
         obs = self.encoder.encode(self._report.observed, self._decision.mask, last_action=None)
@@ -177,6 +191,18 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
             "scenario": self.world.active.name,
             "portfolio": self._report.observed.to_dict(),
         }
+
+    def _shield_for(self, world: ScenarioConfig) -> Shield:
+        """The shield with the world's own ``shield_overrides`` (the base one without)."""
+        if not world.shield_overrides:
+            return self.base_shield
+        key = repr(sorted(world.shield_overrides.items()))
+        if key not in self._shields:
+            base = self.base_shield
+            where = f"scenario {world.name} shield_overrides"
+            config = with_overrides(base.config, world.shield_overrides, where)
+            self._shields[key] = Shield(config, base.slo, enabled=base.enabled)
+        return self._shields[key]
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Shield the proposal, execute, run one day, price it."""

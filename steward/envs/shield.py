@@ -9,8 +9,14 @@ allowed.
 Every policy goes through :meth:`Shield.apply` at execution (the env, the evaluation
 harness, the agent server): a vetoed proposal executes a fallback, escalate when a
 reason is label health (unless a human is already on it), else wait.
+
+Fail closed: a label-health input that is unknown (NaN: too few labels to measure it, or
+a client that sent null or left it out) counts against label fits. Unknown is no evidence
+that the pipeline broke, so such a veto waits rather than pages (its reason starts with
+``"unknown label health"``, not ``"label health"``).
 """
 
+import dataclasses
 import hashlib
 import inspect
 import math
@@ -20,12 +26,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from steward.errors import require_positive, require_share
+from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.actions import N_ACTIONS, Action
+from steward.simulators.catalogue import from_dict
 from steward.simulators.costs import SloConfig
-from steward.simulators.errors import require_positive, require_share
-from steward.simulators.portfolio import ObservedPortfolio
 
-LABEL_HEALTH = "label health"
+LABEL_HEALTH = "label health"  # a reason with evidence the label pipeline broke: page
+UNKNOWN_LABEL_HEALTH = "unknown label health"  # a label-health input is unknown: wait
 ALWAYS_ALLOWED = (Action.WAIT, Action.ESCALATE)
 LABEL_FITS = (Action.RETRAIN, Action.RECALIBRATE, Action.SIMPLIFY)
 MODEL_CHANGES = (
@@ -47,6 +55,9 @@ class ShieldConfig:
     min_auc_drop: float = 0.05  # ... while the scores rank the labels this much worse ...
     min_error_asymmetry: float = 0.5  # ... and the new errors all go one way
     max_label_cohort_z: float = 4.0  # new labels vs earlier ones of the same rows' cohort
+    # a label fit needs the cohort test's verdict; a service with too few labels for the
+    # test (a few dozen a day) may waive it: the arrival and balance rules still hold
+    cohort_test_required: bool = True
     min_labels_in_window: int = 300  # a fit needs this many usable labels
     min_days_between_changes: float = 2.0  # rate limit on model changes
     max_train_rows: int = 4_000  # rows a fit uses at most (for its projected cost)
@@ -64,6 +75,17 @@ class ShieldConfig:
             self.min_days_between_changes, "shield.min_days_between_changes", allow_zero=True
         )
         require_positive(self.max_train_rows, "shield.max_train_rows")
+
+
+def with_overrides(config: ShieldConfig, overrides: dict[str, object], where: str) -> ShieldConfig:
+    """``config`` with a service's own thresholds (a scenario's ``shield_overrides``).
+
+    Raises:
+        ConfigError: an unknown key or a bad value, named under ``where``.
+    """
+    if not overrides:
+        return config
+    return from_dict(ShieldConfig, {**dataclasses.asdict(config), **overrides}, where)
 
 
 class ShieldDecision(NamedTuple):
@@ -154,8 +176,12 @@ def _finite(x: float) -> bool:
 
 
 def _labels_arrive(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
+    """Labels arrive at under ``min_label_arrival_ratio`` of the rate the delay SLA
+    predicts. An unknown rate counts against the labels."""
     ratio = p.label_arrival_ratio
-    if not _finite(ratio) or ratio < c.min_label_arrival_ratio:
+    if not _finite(ratio):
+        return f"{UNKNOWN_LABEL_HEALTH}: the label arrival rate is unknown ({ratio})"
+    if ratio < c.min_label_arrival_ratio:
         return f"{LABEL_HEALTH}: labels arrive at {ratio:.2f} of the expected rate"
     return ""
 
@@ -167,11 +193,14 @@ def _labels_balanced(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldC
     real prior shift moves the balance but keeps the AUC, as the classes' score
     distributions hold); and the errors go one way (a concept change adds errors of both
     kinds, a label forced to one class only one kind). An AUC or asymmetry that cannot be
-    measured counts against the labels: the shield does not assume the good case.
+    measured counts against the labels: the shield does not assume the good case. Nor
+    does an unknown balance (no label in the last day): it vetoes too, as unknown.
     """
     gap, n = p.label_balance_gap, max(p.labels_last_day, 1)
+    if not _finite(gap):
+        return f"{UNKNOWN_LABEL_HEALTH}: the label balance cannot be measured ({gap})"
     noise = c.balance_z * math.sqrt(0.25 / n)  # a share's standard error is at most 0.5/sqrt(n)
-    if not _finite(gap) or abs(gap) <= max(c.max_label_balance_gap, noise):
+    if abs(gap) <= max(c.max_label_balance_gap, noise):
         return ""
     drop = p.auc_reference - p.auc_last_day
     if _finite(drop) and drop <= max(c.min_auc_drop, noise):
@@ -191,23 +220,33 @@ def _labels_consistent(a: Action, p: ObservedPortfolio, slo: SloConfig, c: Shiel
 
     Rows served at the same time with the same score get their labels at random delays,
     so new and earlier labels of such a cohort agree whatever the world does; when they
-    do not, the pipeline changed (:mod:`steward.simulators.label_cohorts`). The alarm stays
+    do not, the pipeline changed (:mod:`steward.monitoring.label_cohorts`). The alarm stays
     raised until a human has looked (``label_alarm_peak_z``): a few days into an
-    incident the earlier labels are broken too and the z-scores fall quiet. NaN: too few
-    labels to tell, which is not evidence of a break.
+    incident the earlier labels are broken too and the z-scores fall quiet.
+
+    A z-score or peak that is NaN (too few labels for the test, or not reported) leaves
+    label health unknown, which counts against label fits too; being no evidence of a
+    break, its veto waits instead of paging. A service whose label volume can never feed
+    the test waives that (``cohort_test_required: false``); evidence still vetoes.
     """
     limit = c.max_label_cohort_z
     shift, agreement, peak = p.label_shift_z, p.label_agreement_z, p.label_alarm_peak_z
-    if (_finite(shift) and abs(shift) > limit) or (_finite(agreement) and agreement < -limit):
+    if abs(shift) > limit or agreement < -limit:  # (False for NaN)
         return (
             f"{LABEL_HEALTH}: labels arriving now differ from earlier labels of the same"
             f" cohorts (positive share z {shift:+.1f}, agreement with the scores z"
             f" {agreement:+.1f}, limit {limit:g})"
         )
-    if _finite(peak) and peak > limit:
+    if peak > limit:
         return (
             f"{LABEL_HEALTH}: the label alarm (z {peak:.1f} > {limit:g}) is raised until a"
             " human answers a page about the label pipeline"
+        )
+    unknown = math.isnan(shift) or math.isnan(agreement) or math.isnan(peak)
+    if unknown and c.cohort_test_required:
+        return (
+            f"{UNKNOWN_LABEL_HEALTH}: the label-cohort test cannot tell (positive share z"
+            f" {shift:+.1f}, agreement z {agreement:+.1f}, alarm peak {peak:.1f})"
         )
     return ""
 

@@ -2,13 +2,20 @@
 
 ``python -m steward.experiments.evaluate policy_path=PATH``.
 
-Baselines are tuned per scenario by grid search on training seeds, then every policy
-runs on the same held-out seeds through the same shield. Writes ``results.json``,
+Baselines are tuned per scenario by grid search on tuning seeds, then every policy runs
+on the same held-out test seeds through the same shield (the seed splits are disjoint:
+``steward.agent.evaluation.seeds``). The agent is compared with the best tuned heuristic
+seed by seed (``steward.agent.evaluation.paired``), and every policy's paging is measured
+(``steward.agent.evaluation.humility``). Writes ``results.json``,
 ``tuned_baselines.json`` and ``report.html`` into the run dir.
+
+``executor=ray`` runs the episodes as Ray tasks: on a local Ray instance with ``n_jobs``
+CPUs, or on the cluster at ``ray_address``.
 """
 
+import dataclasses
 import json
-import sys
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -18,6 +25,7 @@ from tqdm import tqdm
 from steward.agent.evaluation.cache import ResultCache
 from steward.agent.evaluation.harness import (
     BASELINES,
+    EXECUTORS,
     Task,
     WorldSpec,
     best_params,
@@ -25,34 +33,37 @@ from steward.agent.evaluation.harness import (
     run_parallel,
     stratify,
 )
+from steward.agent.evaluation.humility import humility_entry
 from steward.agent.evaluation.matched_compute import matched_compute
+from steward.agent.evaluation.paired import agent_vs_best
+from steward.agent.evaluation.ray_executor import start_ray, stop_ray
 from steward.agent.evaluation.results import (
+    DEFINITIONS,
     add_normalized_scores,
     nan_to_none,
     policy_entry,
-    verdicts,
 )
+from steward.agent.evaluation.seeds import split_seeds
 from steward.agent.reporting.evaluation_report import write_report
 from steward.envs.shield import ShieldConfig
+from steward.errors import require
 from steward.experiments.common import (
-    check_group_choices,
     clean_errors,
-    episode_seeds,
-    extra_config_dirs,
+    compose_scenario,
     plain,
     run_dir,
+    scenario_members,
+    start,
 )
 from steward.experiments.schemas import register_schemas
-from steward.simulators.catalogue import from_dict, load_scenario
+from steward.simulators.catalogue import from_dict
 from steward.simulators.costs import SloConfig
-from steward.simulators.errors import require
 from steward.simulators.scenario import ScenarioConfig
 
 register_schemas()
 
 
 def _worlds(cfg: DictConfig) -> list[WorldSpec]:
-    dirs = extra_config_dirs()
     slo = from_dict(SloConfig, plain(cfg.slo), "slo")
     shield = from_dict(ShieldConfig, plain(cfg.shield), "shield")
     if cfg.scenario is not None:  # scenario=NAME: the one world Hydra composed
@@ -60,8 +71,21 @@ def _worlds(cfg: DictConfig) -> list[WorldSpec]:
     else:
         names = list(cfg.scenarios)
         require(bool(names), "scenarios", "is empty", "list scenario names, e.g. scenarios=[mixed]")
-        scenarios = [load_scenario(name, dirs) for name in names]
-    return [WorldSpec(s, slo, shield, cfg.history_len, 0.01, dirs) for s in scenarios]
+        scenarios = [compose_scenario(str(name), "scenarios") for name in names]
+    return [
+        WorldSpec(s, slo, shield, cfg.history_len, 0.01, tuple(scenario_members(s)))
+        for s in scenarios
+    ]
+
+
+def _agent_slow_drift_features(policy_path: str) -> bool:
+    """Whether the agent was trained with the slow-drift observation block (agent.json)."""
+    if not policy_path:
+        return False
+    from steward.agent.training.artifacts import read_meta  # torch: only with an agent
+
+    meta = read_meta(Path(policy_path).parent)
+    return bool(meta.get("agent", {}).get("slow_drift_features", False))
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
@@ -99,33 +123,51 @@ def main(cfg: DictConfig) -> None:
             "use tune_episodes_per_member=2",
             cfg.tune_episodes_per_member,
         )
+    require(
+        cfg.executor in EXECUTORS,
+        "executor",
+        "unknown executor",
+        f"use one of {', '.join(EXECUTORS)}",
+        cfg.executor,
+    )
+    started = start_ray(str(cfg.ray_address), cfg.n_jobs) if cfg.executor == "ray" else False
+    try:
+        _evaluate(cfg, worlds)
+    finally:
+        stop_ray(started)
+
+
+def _evaluate(cfg: DictConfig, worlds: list[WorldSpec]) -> None:
     out = run_dir()
     grids = {k: {p: list(v) for p, v in g.items()} for k, g in plain(cfg.grids).items()}
-    tune_seeds = episode_seeds(cfg.tune_seed, cfg.tune_episodes)
-    eval_seeds = episode_seeds(cfg.eval_seed, cfg.episodes)
+    tune_seeds = split_seeds("tune", cfg.tune_seed, cfg.tune_episodes)
+    eval_seeds = split_seeds("test", cfg.eval_seed, cfg.episodes)
     tuned: dict[str, dict[str, dict[str, Any]]] = {}
     cache = ResultCache(cfg.cache_dir) if cfg.cache_dir else None
-    # 1. tune every baseline per scenario on training seeds
+    executor = str(cfg.executor)
+    # 1. tune every baseline per scenario on the tuning seeds
     tasks = [
         t for w in worlds for t in grid_tasks(w, grids, tune_seeds, cfg.tune_episodes_per_member)
     ]
     by_scenario: dict[str, list[Any]] = {w.scenario.name: [] for w in worlds}
     for task, summaries, _ in tqdm(
-        run_parallel(tasks, cfg.n_jobs, cache), total=len(tasks), desc="tune baselines"
+        run_parallel(tasks, cfg.n_jobs, cache, executor), total=len(tasks), desc="tune baselines"
     ):
         by_scenario[task.world.scenario.name].append((task, summaries))
     for name, scored in by_scenario.items():
         tuned[name] = best_params(scored, tasks)
     (out / "tuned_baselines.json").write_text(json.dumps(tuned, indent=2))
-    # 2. every policy on the held-out seeds
+    # 2. every policy on the held-out test seeds
     policies = [p for p in cfg.policies if p != "agent" or cfg.policy_path]
+    slow_drift = _agent_slow_drift_features(str(cfg.policy_path))
     eval_tasks = []
     for w in worlds:
         seeds, members = stratify(w, eval_seeds, cfg.episodes_per_member)
+        agent_world = dataclasses.replace(w, slow_drift_features=slow_drift)
         for p in policies:
             eval_tasks.append(
                 Task(
-                    w,
+                    agent_world if p == "agent" else w,
                     p,
                     tuned[w.scenario.name].get(p, {}),
                     seeds,
@@ -136,13 +178,17 @@ def main(cfg: DictConfig) -> None:
                 )
             )
     results: dict[str, dict[str, Any]] = {w.scenario.name: {} for w in worlds}
+    episodes: dict[str, dict[str, list[Any]]] = {w.scenario.name: {} for w in worlds}
     timelines: dict[str, dict[str, list[dict[str, Any]]]] = {w.scenario.name: {} for w in worlds}
     incidents: dict[str, list[dict[str, Any]]] = {}
     for task, summaries, rows in tqdm(
-        run_parallel(eval_tasks, cfg.n_jobs, cache), total=len(eval_tasks), desc="evaluate"
+        run_parallel(eval_tasks, cfg.n_jobs, cache, executor),
+        total=len(eval_tasks),
+        desc="evaluate",
     ):
         scenario = task.world.scenario.name
         results[scenario][task.policy] = policy_entry(summaries)
+        episodes[scenario][task.policy] = summaries
         timelines[scenario][task.policy] = rows
         if task.policy == "agent":
             incidents[scenario] = [{"seed": s.seed, **i} for s in summaries for i in s.incidents]
@@ -157,19 +203,39 @@ def main(cfg: DictConfig) -> None:
             if w.scenario.stream == "replay":  # real data: agent vs periodic at equal compute
                 print(f"matched compute on {w.scenario.name} ...")
                 matched[w.scenario.name] = matched_compute(
-                    w, str(cfg.policy_path), eval_seeds, n_jobs=cfg.n_jobs
+                    dataclasses.replace(w, slow_drift_features=slow_drift),
+                    str(cfg.policy_path),
+                    eval_seeds,
+                    n_jobs=cfg.n_jobs,
                 )
+    order = {name: i for i, name in enumerate(cfg.policies)}
     summary: dict[str, Any] = {}
+    best_policy: dict[str, Any] = {}
+    humility: dict[str, dict[str, Any]] = {}
     for scenario, entries in results.items():
-        add_normalized_scores(entries)
-        summary[scenario] = verdicts(entries, BASELINES)
+        results[scenario] = entries = dict(sorted(entries.items(), key=lambda e: order[e[0]]))
+        best_policy[scenario] = add_normalized_scores(entries)
+        summary[scenario] = agent_vs_best(episodes[scenario], entries, BASELINES)
+        humility[scenario] = {
+            policy: humility_entry([s.humility for s in summaries if s.humility is not None])
+            for policy, summaries in sorted(episodes[scenario].items(), key=lambda e: order[e[0]])
+        }
+    worlds_drawn = {
+        w.scenario.name: [s.world for s in episodes[w.scenario.name].get(policies[0], [])]
+        for w in worlds
+        if w.scenario.stream == "generated" and policies
+    }
     payload = nan_to_none(
         {
             "scenarios": results,
             "agent_vs_best_heuristic": summary,
+            "best_policy": best_policy,
+            "humility": humility,
             "tuned_baselines": tuned,
             "label_incidents_agent": incidents,
             "matched_compute": matched,
+            "generated_worlds": worlds_drawn,
+            "definitions": DEFINITIONS,
             "settings": {
                 "policy_path": str(cfg.policy_path),
                 "episodes": cfg.episodes,
@@ -177,6 +243,7 @@ def main(cfg: DictConfig) -> None:
                 "tune_seed": cfg.tune_seed,
                 "tune_episodes": cfg.tune_episodes,
                 "deterministic": cfg.deterministic,
+                "seeds": {"tune": tune_seeds, "test": eval_seeds},
             },
         }
     )
@@ -184,14 +251,19 @@ def main(cfg: DictConfig) -> None:
     write_report(payload, timelines, out / "report.html")
     for scenario, verdict in summary.items():
         if verdict:
-            beats = verdict["agent_beats_best_nonoverlapping"]
+            diff = verdict["agent_minus_best"]
+            low, high = diff["ci95"]
             print(
                 f"{scenario:18s} agent - best ({verdict['best_heuristic']}): "
-                f"{verdict['agent_minus_best']:+9.1f}  beats: {beats}"
+                f"{diff['mean']:+9.1f} [{low:+.1f}, {high:+.1f}]  {verdict['verdict']}"
             )
     print(f"wrote {out / 'results.json'} and {out / 'report.html'}")
 
 
+def run() -> None:
+    """``steward evaluate OVERRIDES``: check the command line, then :func:`main`."""
+    start(main, groups=("scenario", "slo", "shield"))
+
+
 if __name__ == "__main__":
-    check_group_choices(sys.argv[1:], ("scenario", "slo", "shield"))
-    main()
+    run()

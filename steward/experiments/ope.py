@@ -41,11 +41,18 @@ from steward.agent.ope.verdict import VerdictRule
 from steward.agent.policies import EpsilonSoft, Policy, make_heuristic
 from steward.envs.lifecycle_env import LifecycleEnv
 from steward.envs.shield import ShieldConfig
-from steward.experiments.common import clean_errors, extra_config_dirs, plain, run_dir
+from steward.errors import require
+from steward.experiments.common import (
+    clean_errors,
+    compose_scenario,
+    plain,
+    run_dir,
+    scenario_members,
+    start,
+)
 from steward.experiments.schemas import OpeTargetSpec, register_schemas
 from steward.simulators.catalogue import from_dict
 from steward.simulators.costs import SloConfig
-from steward.simulators.errors import require
 
 register_schemas()
 
@@ -79,7 +86,7 @@ def build_targets(cfg: DictConfig) -> dict[str, Policy]:
     for name, path in cfg.candidates.items():
         from steward.agent.policies.ppo import load_agent
 
-        require(bool(path), f"candidates.{name}", "is empty", "pass a trained run's policy.zip")
+        require(bool(path), f"candidates.{name}", "is empty", "pass a trained run's policy.json")
         targets[str(name)] = load_agent(path, deterministic=cfg.agent_deterministic)
     for name, node in cfg.targets.items():
         require(
@@ -122,7 +129,8 @@ def validate(
 
     With the deployed behaviour, it is rolled out too: the true paired differences.
     """
-    env = LifecycleEnv(world, slo, shield, config_dirs=extra_config_dirs())
+    scenario = compose_scenario(world, "validation.world")
+    env = LifecycleEnv(scenario, slo, shield, members=scenario_members(scenario))
     first_rows = logged.frame.groupby("service_id", sort=False)["extra"].first()
     plan = logged_strata(list(first_rows)) if cfg.validation.worlds == "logged" else None
     worlds = "logged" if plan is not None else "fresh"
@@ -280,5 +288,10 @@ def deployed_policy(cfg: DictConfig) -> DeployedPolicy | None:
     return DeployedPolicy(agent, cfg.epsilon, agent.version)
 
 
+def run() -> None:
+    """``steward ope OVERRIDES``: check the extras and the command line, then :func:`main`."""
+    start(main, groups=("slo", "shield"), extras=("ope",))
+
+
 if __name__ == "__main__":
-    main()
+    run()

@@ -10,8 +10,10 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 from steward.agent.training.config import AgentConfig
+from steward.agent.training.recipe import RecipeConfig
 from steward.envs.shield import ShieldConfig
 from steward.simulators.costs import SloConfig
+from steward.simulators.labels import DelayConfig
 from steward.simulators.scenario import ScenarioConfig
 
 
@@ -31,6 +33,7 @@ class SimulateConfig:
     episodes: int = 1
     epsilon: float = 0.0  # > 0: epsilon-soft behaviour policy (for logging)
     log: bool = False  # write logs.parquet for offline evaluation
+    export: bool = False  # write the episode as production logs (predictions, labels, ...)
     plot: bool = True
     shield_enabled: bool = True
 
@@ -43,6 +46,7 @@ class TrainConfig:
     slo: SloConfig = field(default_factory=SloConfig)
     shield: ShieldConfig = field(default_factory=ShieldConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
     seed: int = 0
     progress_bar: bool = True
     tensorboard: bool = True
@@ -60,7 +64,7 @@ class ServeConfig:
     db: str = "sqlite:///outputs/server/audit.db"
     epsilon: float = 0.05
     deterministic: bool = False
-    seed: int = 0
+    seed: int | None = None
     allow_no_auth: bool = False
     max_body_bytes: int = 65_536
     reload_dir: str = ""
@@ -86,6 +90,7 @@ def _all_scenarios() -> list[str]:
         "label_corruption",
         "regional_drift",
         "elec2",
+        "randomized",
     ]
 
 
@@ -122,6 +127,8 @@ class EvaluateConfig:
     matched_compute: bool = True  # on replays: the agent vs periodic(N) at equal compute
     # baseline results keyed by code, configs and seeds (agent/evaluation/cache.py); "" = off
     cache_dir: str = "outputs/cache/evaluate"
+    executor: str = "local"  # local (joblib workers) or ray
+    ray_address: str = ""  # executor=ray: "" starts a local Ray with n_jobs CPUs
 
 
 @dataclass
@@ -163,10 +170,10 @@ class OpeConfig:
     slo: SloConfig = field(default_factory=SloConfig)
     shield: ShieldConfig = field(default_factory=ShieldConfig)
     logs: str = "???"  # .parquet, .csv or a SQLAlchemy URL (sqlite:///audit.db)
-    policy_path: str = ""  # a trained agent's policy.zip (optional)
+    policy_path: str = ""  # a trained agent's policy.json (optional)
     deployed_path: str = ""  # the deployed agent that wrote the logs (the behaviour)
     epsilon: float = 0.05  # the server's exploration floor, with deployed_path
-    candidates: dict[str, str] = field(default_factory=dict)  # name -> trained policy.zip
+    candidates: dict[str, str] = field(default_factory=dict)  # name -> trained policy.json
     agent_deterministic: bool = False
     primary_target: str = ""  # "" = agent if policy_path is given, else the first target
     # each an OpeTargetSpec, checked when read: OmegaConf cannot add a new key to a dict of
@@ -195,6 +202,24 @@ class OpeConfig:
     progress_bar: bool = True
 
 
+@dataclass
+class PortfolioConfig:
+    """``python -m steward.experiments.portfolio``."""
+
+    slo: SloConfig = field(default_factory=SloConfig)
+    predictions: str = "???"
+    labels: str = "???"
+    versions: str | None = None  # versions.json: the registry's version cards
+    registry: str | None = None  # the registry's state at each decision (registry.parquet)
+    service: str | None = None  # service.json: label delay SLA, windows and targets
+    times: list[float] | None = None  # decision times (days) without a registry table
+    origin: str | None = None  # day 0 of timestamped logs
+    delay: DelayConfig = field(default_factory=DelayConfig)  # the label delay SLA
+    recent_days: float = 3.0
+    window_days: float = 14.0
+    compare: str | None = None  # a portfolios table to check the result against
+
+
 def register_schemas() -> None:
     """Put every entry point's schema in Hydra's ConfigStore."""
     cs = ConfigStore.instance()
@@ -203,3 +228,4 @@ def register_schemas() -> None:
     cs.store(name="ope_schema", node=OpeConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(name="serve_schema", node=ServeConfig)
+    cs.store(name="portfolio_schema", node=PortfolioConfig)

@@ -3,11 +3,13 @@
 ``python -m steward.experiments.simulate scenario=NAME policy=NAME``.
 
 Writes ``timeline.csv`` and ``timeline.png`` into the run dir (and ``logs.parquet`` with
-``log=true``, the offline-evaluation log of an epsilon-soft behaviour policy).
+``log=true``, the offline-evaluation log of an epsilon-soft behaviour policy; with
+``export=true`` the episode as a production team would have it: ``predictions.parquet``,
+``labels.parquet``, ``versions.json``, ``registry.parquet``, ``service.json`` and the
+simulator's ``portfolios.parquet``, see :mod:`steward.simulators.export`).
 """
 
 import json
-import sys
 
 import hydra
 import numpy as np
@@ -18,16 +20,18 @@ from steward.agent.policies import EpsilonSoft, Policy, make_heuristic
 from steward.agent.reporting.timeline import plot_timeline, write_timeline_csv
 from steward.agent.rollout import run_episode
 from steward.envs.lifecycle_env import LifecycleEnv
+from steward.errors import require
 from steward.experiments.common import (
-    check_group_choices,
     clean_errors,
     episode_seeds,
-    extra_config_dirs,
     run_dir,
+    scenario_members,
+    start,
     world_configs,
 )
 from steward.experiments.schemas import register_schemas
-from steward.simulators.errors import require
+from steward.extras import require_extras
+from steward.simulators.export import EpisodeExport
 
 register_schemas()
 
@@ -37,8 +41,10 @@ def build_policy(cfg: DictConfig, env: LifecycleEnv) -> Policy:
     if cfg.policy == "agent":
         from steward.agent.policies.ppo import load_agent
 
-        require(bool(cfg.policy_path), "policy_path", "is empty", "pass policy_path=RUN/policy.zip")
-        policy: Policy = load_agent(cfg.policy_path, env, deterministic=cfg.deterministic)
+        require(
+            bool(cfg.policy_path), "policy_path", "is empty", "pass policy_path=RUN/policy.json"
+        )
+        policy: Policy = load_agent(cfg.policy_path, deterministic=cfg.deterministic)
     else:
         require(
             not cfg.deterministic,
@@ -65,17 +71,28 @@ def main(cfg: DictConfig) -> None:
     require(
         cfg.episodes >= 1, "episodes", "must be at least 1", "use episodes=1 or more", cfg.episodes
     )
+    if cfg.log:
+        require_extras("ope")  # the logs' writer; say so before simulating, not after
     scenario, slo, shield = world_configs(cfg)
     env = LifecycleEnv(
-        scenario, slo, shield, shield_enabled=cfg.shield_enabled, config_dirs=extra_config_dirs()
+        scenario,
+        slo,
+        shield,
+        shield_enabled=cfg.shield_enabled,
+        members=scenario_members(scenario),
     )
     policy = build_policy(cfg, env)
     rng = np.random.default_rng(cfg.seed)
     rows = []
     seeds = episode_seeds(cfg.seed, cfg.episodes)
+    out = run_dir()
+    export = EpisodeExport() if cfg.export else None
+    if export is not None:
+        env.world.report_hooks.append(export)
     for i, seed in enumerate(tqdm(seeds, desc=f"simulate {scenario.name}", disable=len(seeds) < 2)):
         rows += run_episode(env, policy, seed, rng, episode_id=f"{scenario.name}-{cfg.seed}-{i}")
-    out = run_dir()
+        if export is not None:  # the episode as production logs (one folder per episode)
+            export.write(env.world, out if len(seeds) == 1 else out / "episodes" / str(i))
     frame = write_timeline_csv(rows, out / "timeline.csv")
     # the last episode's registry lineage and the world's audit trail of actions
     (out / "lineage.json").write_text(json.dumps(env.world.registry.lineage(), indent=1))
@@ -102,6 +119,10 @@ def main(cfg: DictConfig) -> None:
     )
 
 
+def run() -> None:
+    """``steward simulate OVERRIDES``: check the command line, then :func:`main`."""
+    start(main, groups=("scenario", "slo", "shield"))
+
+
 if __name__ == "__main__":
-    check_group_choices(sys.argv[1:], ("scenario", "slo", "shield"))
-    main()
+    run()

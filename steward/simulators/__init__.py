@@ -5,7 +5,7 @@ pipeline, real scikit-learn model backends, the registry, costs and latency, and
 metric portfolio that monitoring would show. Policies and the shield live above.
 """
 
+from steward.errors import ConfigError
 from steward.simulators.actions import Action
-from steward.simulators.errors import ConfigError
 
 __all__ = ["Action", "ConfigError"]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from steward.simulators.errors import ConfigError, require, require_positive, require_share
+from steward.errors import ConfigError, require, require_positive, require_share
 
 P99_OF_MEAN = float(np.log(100.0))  # p99 / mean of an exponential sojourn time (M/M/1)
 MAX_UTILISATION = 0.95

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from steward.simulators.errors import require, require_positive, require_share
+from steward.errors import require, require_positive, require_share
+from steward.monitoring.label_health import CDF_STEP_DAYS
 from steward.simulators.served_log import HELD, LOST, PENDING, ServedLog
 
 DELAY_KINDS = ("fixed", "exponential", "gamma", "lognormal")
 INCIDENT_KINDS = ("outage", "corruption")
 CORRUPTION_MODES = ("flip", "force")
-CDF_STEP_DAYS = 0.02  # grid of the delay CDF table
 
 
 @dataclass
@@ -263,7 +263,7 @@ class LabelPipeline:
             )
             self._queue(released)
         if incident.config.kind == "corruption" and by_human and incident.corrupted_rows:
-            log.purge(np.concatenate(incident.corrupted_rows))
+            log.purge(np.concatenate(incident.corrupted_rows), now)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -1,21 +1,27 @@
-"""What each action really does to the backend (see the table in DESIGN.md)."""
+"""What each action really does to the model registry (the table in ``docs/DESIGN.md``).
+
+:class:`Operations` runs on an episode's clock and writes to its registry store: the
+simulator's in-memory :class:`~steward.simulators.models.registry.Registry`, or a real one
+(:mod:`steward.backends`). Either way the same code chooses the window, fits, gates,
+calibrates, ensembles, rolls back and pages; the store records the outcome.
+"""
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import simpy
 
+from steward.monitoring.drift import DriftReference
+from steward.monitoring.metrics import accuracy, roc_auc
 from steward.simulators.actions import Action
-from steward.simulators.models import DriftReference, ModelVersion
+from steward.simulators.episode import EpisodeState
+from steward.simulators.models import ModelBackend, ModelVersion
 from steward.simulators.models.backend import calibrated_scores
+from steward.simulators.models.registry import RegistryFlags
 from steward.simulators.models.version import fingerprint
-from steward.simulators.portfolio import accuracy, roc_auc
 from steward.simulators.streams import TrainingSet
 from steward.simulators.windows import TrainingWindow, choose_window
-
-if TYPE_CHECKING:
-    from steward.simulators.world import World
 
 INITIAL_HOLDOUT_SHARE = 0.2
 
@@ -28,64 +34,99 @@ def log_loss(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
 
 
+class Page(NamedTuple):
+    """A page to a human: when, why, and which version serves."""
+
+    time_days: float
+    reason: str
+    live_version: int
+
+
+class Pager(Protocol):
+    """Reaches a human (a command, a webhook); raises when the page did not go out."""
+
+    def page(self, page: Page) -> None:
+        """Send ``page``."""
+
+
 class Operations:
-    """Runs actions on the world's backend and registry.
+    """Runs actions on the model backend and registry, on the episode's clock.
 
     Args:
-        world: the world whose clock, log, registry and budget the actions use.
+        state: the episode's clock, log, registry store, hold and budget.
+        backend: fits and scores models.
+        pager: reaches a human on escalate (``None``: the simulated human only). A page
+            that fails raises after the hold is set: model changes stay frozen.
     """
 
-    def __init__(self, world: "World") -> None:
-        self.world = world
+    def __init__(
+        self, state: EpisodeState, backend: ModelBackend, pager: Pager | None = None
+    ) -> None:
+        self.state = state
+        self.backend = backend
+        self.pager = pager
 
     # -- helpers ----------------------------------------------------------------------
     @property
     def env(self) -> simpy.Environment:
-        """The world's SimPy clock."""
-        return self.world.env
+        """The episode's SimPy clock."""
+        return self.state.env
 
     def _new_version(self, kind: str, family: str, created_by: str, **kw: Any) -> ModelVersion:
-        registry = self.world.registry
+        registry = self.state.registry
         version = ModelVersion(
             version_id=registry.next_id(),
             kind=kind,
             primary_family=family,
-            created_day=self.world.now,
+            created_day=self.state.now,
             created_by=created_by,
-            parent_id=registry.live.version_id if registry.live_history else None,
+            parent_id=registry.live.version_id if registry.has_live else None,
             **kw,
         )
         return registry.register(version)
 
+    def publish(self) -> None:
+        """Tell the registry store the change and page state."""
+        w = self.state
+        w.registry.publish(
+            RegistryFlags(w.change_in_flight, w.hold, w.pages_answered, w.last_change_day)
+        )
+
     def _promote(self, version: ModelVersion, metrics: dict[str, float], action: str) -> None:
-        w = self.world
+        w = self.state
         w.registry.promote(version, w.now, metrics)
         w.last_change_day = w.now
+        self.publish()
         w.note(f"{action}: promoted v{version.version_id}")
         w.audit.add(w.now, "outcome", action, detail="promoted", version_id=version.version_id)
 
-    def _reject(self, action: str, why: str, version_id: int = -1) -> None:
-        w = self.world
+    def _reject(self, action: str, why: str, version: ModelVersion | None = None) -> None:
+        w = self.state
+        version_id = -1
+        if version is not None:
+            w.registry.reject(version, w.now, why)
+            version_id = version.version_id
+        self.publish()
         w.note(f"{action}: rejected ({why})")
         w.audit.add(w.now, "outcome", action, detail=f"rejected: {why}", version_id=version_id)
 
     def _derived_reference(self, version: ModelVersion) -> DriftReference:
         """Drift reference of a calibrated or ensembled version: recent traffic at promotion."""
-        log = self.world.log
-        first = log.first_row_served_at(self.world.now - 2.0)
+        log = self.state.log
+        first = log.first_row_served_at(self.state.now - 2.0)
         rows = np.arange(first, log.n)
         features = log.features[rows]
-        scores = self.world.backend.predict_proba(version, features)
+        scores = self.backend.predict_proba(version, features)
         labels = log.y_label[log.usable_labels(first, log.n)]
         return DriftReference.from_training(features, scores, labels)
 
     # -- the first model --------------------------------------------------------------
     def fit_initial(self, data: TrainingSet) -> None:
         """Fit and promote the version that is live when the episode starts."""
-        w = self.world
-        family = w.active.initial_family
+        w = self.state
+        family = w.scenario.initial_family
         cut = int(data.label.shape[0] * (1 - INITIAL_HOLDOUT_SHARE))
-        estimator = w.backend.fit(family, data.features[:cut], data.label[:cut], seed=0)
+        estimator = self.backend.fit(family, data.features[:cut], data.label[:cut], seed=0)
         version = self._new_version(
             "fit",
             family,
@@ -96,23 +137,34 @@ class Operations:
             data_fingerprint=fingerprint(data.features[:cut], data.label[:cut]),
             estimator_=estimator,
         )
-        train_scores = w.backend.predict_proba(version, data.features[:cut])
+        train_scores = self.backend.predict_proba(version, data.features[:cut])
         version.reference_ = DriftReference.from_training(
             data.features[:cut], train_scores, data.label[:cut]
         )
-        holdout = w.backend.predict_proba(version, data.features[cut:])
+        holdout = self.backend.predict_proba(version, data.features[cut:])
         metrics = {
             "holdout_accuracy": accuracy(holdout, data.label[cut:]),
             "holdout_auc": roc_auc(holdout, data.label[cut:]),
         }
         w.registry.promote(version, w.now, metrics)
         w.last_change_day = w.now
+        self.publish()
 
     # -- dispatch ---------------------------------------------------------------------
-    def execute(self, action: Action, proposed: Action, reason: str) -> None:
-        """Run ``action`` (the shield's verdict on ``proposed``) at the current time."""
-        w = self.world
-        cost_before = sum(w._epoch_costs.values())
+    def execute(
+        self, action: Action, proposed: Action, reason: str, ensemble_accuracy: float
+    ) -> None:
+        """Run ``action`` (the shield's verdict on ``proposed``) at the current time.
+
+        Args:
+            action: what executes.
+            proposed: what the policy proposed.
+            reason: the shield's reasons for a veto ('' if none).
+            ensemble_accuracy: monitoring's last shadow accuracy of the ensemble (an
+                ensemble's promotion metric: it has no holdout of its own).
+        """
+        w = self.state
+        cost_before = sum(w.spend.epoch.values())
         failure = self._refusal(action)
         if failure:
             self._reject(action.name.lower(), failure)
@@ -127,24 +179,24 @@ class Operations:
         elif action == Action.RECALIBRATE:
             w.env.process(self._recalibrate())
         elif action == Action.ENSEMBLE:
-            self._ensemble()
+            self._ensemble(ensemble_accuracy)
         elif action == Action.ROLLBACK:
             self._rollback()
         elif action == Action.ESCALATE:
-            self._page()
+            self._page(reason)
         w.audit.add(
             w.now,
             "action",
             action.name.lower(),
             proposed=proposed.name.lower(),
             reason=reason or (failure or ""),
-            cost=sum(w._epoch_costs.values()) - cost_before,
+            cost=sum(w.spend.epoch.values()) - cost_before,
             version_id=w.registry.live.version_id,
         )
 
     def _refusal(self, action: Action) -> str:
-        """Why the world cannot run ``action`` now ('' if it can)."""
-        w = self.world
+        """Why ``action`` cannot run now ('' if it can)."""
+        w = self.state
         if action.changes_model and (w.change_in_flight or w.hold):
             return "a change is in flight" if w.change_in_flight else "a human hold is on"
         if action in (Action.ROLLBACK, Action.ENSEMBLE) and w.registry.previous is None:
@@ -152,24 +204,25 @@ class Operations:
         return ""
 
     def _simplify_from(self) -> str:
-        w = self.world
+        w = self.state
         return max(w.registry.live.families, key=lambda f: w.slo.family(f).complexity)
 
     # -- retrain and simplify: fit, wait, canary, gate ---------------------------------
     def _start_fit(self, action: Action, family: str) -> None:
-        w = self.world
-        window = choose_window(w.log, w.now, w.active.window)
+        w = self.state
+        window = choose_window(w.log, w.now, w.scenario.window)
         if window.train_rows.shape[0] < 2 or window.holdout_rows.shape[0] < 1:
             self._reject(action.name.lower(), "no labelled rows in the window")
             return
         w.change_in_flight = True
+        self.publish()
         w.charge("training", w.slo.training_cost(family, window.train_rows.shape[0]))
         w.env.process(self._fit_job(action, family, window))
 
     def _fit_job(
         self, action: Action, family: str, window: TrainingWindow
     ) -> Generator[simpy.Event, Any, None]:
-        w = self.world
+        w = self.state
         name = action.name.lower()
         log = w.log
         # indexing by row arrays copies: the job keeps its own rows
@@ -179,7 +232,7 @@ class Operations:
         holdout_labels = log.y_label[window.holdout_rows]
         incident_labels = int(log.corrupted[window.train_rows].sum())
         try:
-            estimator = w.backend.fit(family, features, labels, seed=int(w.rng.integers(2**31)))
+            estimator = self.backend.fit(family, features, labels, seed=int(w.rng.integers(2**31)))
         except ValueError as err:
             w.change_in_flight = False
             self._reject(name, str(err))
@@ -196,21 +249,21 @@ class Operations:
             estimator_=estimator,
         )
         version.reference_ = DriftReference.from_training(
-            features, w.backend.predict_proba(version, features), labels
+            features, self.backend.predict_proba(version, features), labels
         )
         train_days = w.slo.training_days(family, labels.shape[0])
         yield w.env.timeout(train_days + w.slo.canary_days)
         # shadow traffic for the canary
         w.charge(
             "training",
-            w.slo.inference_cost(version.families, w.monitor.requests_per_day * w.slo.canary_days),
+            w.slo.inference_cost(version.families, w.requests_per_day * w.slo.canary_days),
         )
         while w.hold:  # a human hold freezes promotions
             yield w.hold_released
-        candidate_scores = w.backend.predict_proba(version, holdout_features)
+        candidate_scores = self.backend.predict_proba(version, holdout_features)
         candidate = accuracy(candidate_scores, holdout_labels)
         incumbent = accuracy(
-            w.backend.predict_proba(w.registry.live, holdout_features), holdout_labels
+            self.backend.predict_proba(w.registry.live, holdout_features), holdout_labels
         )
         metrics = {
             "holdout_accuracy": candidate,
@@ -219,36 +272,35 @@ class Operations:
             "holdout_rows": float(holdout_labels.shape[0]),
         }
         if action == Action.SIMPLIFY:
-            wins = candidate >= incumbent - w.active.simplify_tolerance
+            wins = candidate >= incumbent - w.scenario.simplify_tolerance
         else:
-            wins = candidate > incumbent + w.active.promotion_margin
+            wins = candidate > incumbent + w.scenario.promotion_margin
         w.change_in_flight = False
         if wins:
             self._promote(version, metrics, name)
         else:
-            self._reject(
-                name, f"canary lost {candidate:.3f} vs {incumbent:.3f}", version.version_id
-            )
+            self._reject(name, f"canary lost {candidate:.3f} vs {incumbent:.3f}", version)
 
     # -- recalibrate ------------------------------------------------------------------
     def _recalibrate(self) -> Generator[simpy.Event, Any, None]:
-        w = self.world
+        w = self.state
         live = w.registry.live
         base = live.members[0] if live.is_calibrated else live
-        rows = w.log.arrived_since(w.now - w.active.calibration_days)
-        rows = rows[w.log.t_arrive[rows] <= w.now - w.active.window.label_maturity_days]
+        rows = w.log.arrived_since(w.now - w.scenario.calibration_days)
+        rows = rows[w.log.t_arrive[rows] <= w.now - w.scenario.window.label_maturity_days]
         if rows.shape[0] < 50:
             self._reject("recalibrate", "too few recent labels")
             return
         w.change_in_flight = True
+        self.publish()
         w.charge("training", w.slo.calibration_cost)
         features = w.log.features[rows]
-        base_scores = w.backend.predict_proba(base, features)
+        base_scores = self.backend.predict_proba(base, features)
         labels = w.log.y_label[rows]
         cut = int(rows.shape[0] * 0.7)
         try:
-            calibrator = w.backend.fit_calibrator(
-                base_scores[:cut], labels[:cut], w.active.calibration_method
+            calibrator = self.backend.fit_calibrator(
+                base_scores[:cut], labels[:cut], w.scenario.calibration_method
             )
         except ValueError as err:
             w.change_in_flight = False
@@ -273,7 +325,7 @@ class Operations:
         incumbent = (
             base_scores
             if w.registry.live is base
-            else w.backend.predict_proba(w.registry.live, features)
+            else self.backend.predict_proba(w.registry.live, features)
         )
         before = log_loss(incumbent[cut:], labels[cut:])
         after = log_loss(calibrated[cut:], labels[cut:])
@@ -288,11 +340,11 @@ class Operations:
             }
             self._promote(version, metrics, "recalibrate")
         else:
-            self._reject("recalibrate", f"log loss {after:.3f} vs {before:.3f}", version.version_id)
+            self._reject("recalibrate", f"log loss {after:.3f} vs {before:.3f}", version)
 
     # -- ensemble and rollback: instant ------------------------------------------------
-    def _ensemble(self) -> None:
-        w = self.world
+    def _ensemble(self, shadow_accuracy: float) -> None:
+        w = self.state
         live, partner = w.registry.live, w.registry.previous
         assert partner is not None
         version = self._new_version(
@@ -305,7 +357,7 @@ class Operations:
         )
         version.reference_ = self._derived_reference(version)
         metrics = {
-            "holdout_accuracy": w.monitor.last_ensemble_accuracy,
+            "holdout_accuracy": shadow_accuracy,
             # no holdout of its own: its members' references, averaged
             "holdout_auc": float(
                 np.mean(
@@ -316,25 +368,38 @@ class Operations:
         self._promote(version, metrics, "ensemble")
 
     def _rollback(self) -> None:
-        w = self.world
+        w = self.state
         target = w.registry.rollback(w.now)
         assert target is not None
         w.last_change_day = w.now
+        self.publish()
         w.note(f"rollback: v{target.version_id} live again")
         w.audit.add(w.now, "outcome", "rollback", detail="restored", version_id=target.version_id)
 
     # -- escalate ---------------------------------------------------------------------
-    def _page(self) -> None:
-        w = self.world
+    def _page(self, reason: str) -> None:
+        w = self.state
         w.charge("pages", w.slo.page_cost)
         w.hold = True
         w.pages_pending += 1
-        delay = w.rng.uniform(w.active.human.response_days_min, w.active.human.response_days_max)
+        self.publish()  # the hold is on before the page goes out: a failed page keeps it
+        if self.pager is not None:
+            self.pager.page(Page(w.now, reason, w.registry.live.version_id))
+        delay = w.rng.uniform(
+            w.scenario.human.response_days_min, w.scenario.human.response_days_max
+        )
         w.env.process(self._human_answers(delay))
 
     def _human_answers(self, delay: float) -> Generator[simpy.Event, Any, None]:
-        w = self.world
-        yield w.env.timeout(delay)
+        yield self.state.env.timeout(delay)
+        self.answer_page()
+
+    def answer_page(self) -> bool:
+        """A paged human answers now: running label incidents end, and once every page is
+        answered the hold lifts. Returns ``False`` when no page was waiting."""
+        w = self.state
+        if w.pages_pending == 0:
+            return False
         ended = w.resolve_incidents()
         detail = f"ended {ended} label incident(s)" if ended else "wasted page: no incident"
         w.note(f"human answered: {detail}")
@@ -343,3 +408,5 @@ class Operations:
         w.pages_answered += 1
         if w.pages_pending == 0:
             w.release_hold()
+        self.publish()
+        return True

@@ -1,14 +1,16 @@
 """A scenario: one world's data, label pipeline, incidents and starting model."""
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from steward.simulators.errors import require, require_positive
+from steward.errors import require, require_positive
+from steward.simulators.generator import GeneratorConfig
 from steward.simulators.labels import DelayConfig, IncidentConfig
 from steward.simulators.streams.replay import ReplayConfig
 from steward.simulators.streams.synthetic import SyntheticConfig
 from steward.simulators.windows import WindowConfig
 
-STREAM_KINDS = ("synthetic", "replay", "mixture")
+STREAM_KINDS = ("synthetic", "replay", "mixture", "generated")
 CALIBRATION_METHODS = ("isotonic", "sigmoid")
 
 
@@ -35,7 +37,9 @@ class ScenarioConfig:
     """Everything that defines a world, from ``configs/scenario/NAME.yaml``.
 
     ``stream: mixture`` draws one of ``members`` (scenario names, with ``member_weights``)
-    per episode; the members' own settings then apply.
+    per episode; the members' own settings then apply. ``stream: generated`` draws a new
+    world per episode from ``generator`` (:mod:`steward.simulators.generator`); its
+    ``members`` are the real-data worlds it may replay.
     """
 
     name: str = "stable"
@@ -58,6 +62,9 @@ class ScenarioConfig:
     simplify_tolerance: float = 0.03  # a simpler model may lose this much holdout accuracy
     members: list[str] = field(default_factory=list)
     member_weights: list[float] = field(default_factory=list)
+    # the shield's thresholds this world's service sets for itself (keys of ShieldConfig)
+    shield_overrides: dict[str, Any] = field(default_factory=dict)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
 
     def __post_init__(self) -> None:
         require(

@@ -2,9 +2,10 @@
 
 A version's predictions on traffic it has not served yet are the same whenever they are
 computed, so each version scores the traffic ahead of it a block of days at a time, in
-one ``predict_proba`` call, and everything monitoring needs per served day (true outcome,
-drift, label-free estimate) is aggregated for the block's days at once. Serving a day then
-costs a lookup instead of a dozen array passes.
+one ``predict_proba`` call, and the true outcome of each served day (errors, critical
+errors, calibration, regions) is aggregated for the block's days at once. Serving a day
+then costs a lookup instead of a dozen array passes. (What monitoring sees it computes
+from the served log, as production would: :mod:`steward.monitoring.monitor`.)
 
 A block is whole days of at least ``BLOCK_ROWS`` rows (or the rest of the chunk). Under
 heavy traffic that is shorter than a chunk, because a version is often replaced before
@@ -30,12 +31,9 @@ PER_DAY_FIELDS = (
     "rows",
     "wrong",
     "critical",
-    "confidence_sum",
     "ece",
     "worst_region_accuracy",
     "region_gap",
-    "input_psi",
-    "score_psi",
 )
 
 
@@ -52,12 +50,9 @@ class VersionOnChunk:
     rows: np.ndarray
     wrong: np.ndarray
     critical: np.ndarray
-    confidence_sum: np.ndarray
     ece: np.ndarray
     worst_region_accuracy: np.ndarray
     region_gap: np.ndarray
-    input_psi: np.ndarray
-    score_psi: np.ndarray
 
 
 @dataclass
@@ -171,14 +166,13 @@ class ChunkScorer:
     ) -> None:
         """Fill ``view``'s days ``start <= d < stop``."""
         chunk = self.chunk
-        assert chunk is not None and version.reference_ is not None
+        assert chunk is not None
         rows = slice(self._day_starts[start], self._day_starts[stop])
         scores = self.scores(version, rows)
         labels = chunk.label[rows]
         day_index = chunk.day[rows] - (self.first_day + start)
         n_days = stop - start
         wrong = (scores >= 0.5) != labels
-        confidence = np.maximum(scores, 1.0 - scores)
         # critical: an automated positive action on a wrong call (score >= threshold)
         critical = wrong & (scores >= self.critical_confidence)
         ece_bins = np.minimum((scores * ECE_BINS).astype(np.int64), ECE_BINS - 1)
@@ -195,17 +189,13 @@ class ChunkScorer:
             self.n_regions,
             self.region_min_rows,
         )
-        reference = version.reference_
         days = slice(start, stop)
         view.rows[days] = n_rows
         view.wrong[days] = np.bincount(day_index, weights=wrong, minlength=n_days)
         view.critical[days] = np.bincount(day_index, weights=critical, minlength=n_days)
-        view.confidence_sum[days] = np.bincount(day_index, weights=confidence, minlength=n_days)
         view.ece[days] = np.abs(score_sum - label_sum).sum(axis=1) / np.maximum(n_rows, 1)
         view.worst_region_accuracy[days] = worst
         view.region_gap[days] = gap
-        view.input_psi[days] = reference.input_psi_by_day(chunk.features[rows], day_index, n_days)
-        view.score_psi[days] = reference.score_psi_by_day(scores, day_index, n_days)
         view.until_day = stop
 
     def scores(self, version: ModelVersion, rows: slice) -> np.ndarray:

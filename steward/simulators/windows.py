@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from steward.simulators.errors import require, require_positive, require_share
+from steward.errors import require, require_positive, require_share
 from steward.simulators.served_log import ServedLog
 
 

@@ -16,21 +16,26 @@ from typing import Any, NamedTuple
 import numpy as np
 import simpy
 
+from steward.errors import ConfigError
+from steward.monitoring.monitor import Monitor
+from steward.monitoring.portfolio import ObservedPortfolio
+from steward.monitoring.state import MonitorSettings
 from steward.simulators.actions import Action
 from steward.simulators.audit import AuditTrail
 from steward.simulators.costs import SloConfig
-from steward.simulators.errors import ConfigError
+from steward.simulators.episode import EpisodeState, SpendLedger
+from steward.simulators.generator import generate_scenario
 from steward.simulators.labels import Incident, LabelPipeline
-from steward.simulators.models import ModelBackend, Registry, SklearnBackend
-from steward.simulators.monitoring import REGION_MIN_ROWS, Monitor
-from steward.simulators.operations import Operations
-from steward.simulators.portfolio import ObservedPortfolio, TruePortfolio, share
+from steward.simulators.models import ModelBackend, Registry, RegistryStore, SklearnBackend
+from steward.simulators.operations import Operations, Pager
 from steward.simulators.scenario import ScenarioConfig
 from steward.simulators.scoring import BLOCK_ROWS, ChunkScorer
 from steward.simulators.served_log import ServedLog
 from steward.simulators.streams import Stream, SyntheticStream, TableReplayStream
+from steward.simulators.truth import TruePortfolio, TruthRecorder
 
 CHUNK_DAYS = 16  # traffic is generated (and scored) this many days at a time
+REGION_MIN_ROWS = 30  # a region needs this many rows to count in the region gap
 
 
 class EpochCosts(NamedTuple):
@@ -62,6 +67,12 @@ def build_stream(scenario: ScenarioConfig) -> Stream:
 class World:
     """A deployed model's world under one scenario.
 
+    The world owns the episode: its clock, traffic, label pipeline, incidents and human.
+    An :class:`~steward.simulators.episode.EpisodeState` holds what its parts share: the
+    :class:`~steward.simulators.operations.Operations` that run actions, the monitor
+    (:class:`steward.monitoring.monitor.Monitor`, the same code production runs on its
+    logs) and the truth recorder each get only what they read.
+
     Args:
         scenario: what the world is (stream, labels, incidents, starting model).
         slo: goals and prices.
@@ -69,6 +80,10 @@ class World:
         members: resolved member scenarios when ``scenario.stream == "mixture"``.
         scoring_block_rows: rows a version scores ahead of it at a time
             (:class:`ChunkScorer`); a speed setting, results do not depend on it.
+        registry_store: makes each episode's registry store (the in-memory
+            :class:`Registry` by default; :mod:`steward.backends` swaps in a real one).
+        pager: reaches a human when escalate executes (the simulated human answers
+            either way).
     """
 
     def __init__(
@@ -78,16 +93,21 @@ class World:
         backend: ModelBackend | None = None,
         members: list[ScenarioConfig] | None = None,
         scoring_block_rows: int = BLOCK_ROWS,
+        registry_store: Callable[[], RegistryStore] = Registry,
+        pager: Pager | None = None,
     ) -> None:
         self.scenario = scenario
         self.scoring_block_rows = scoring_block_rows
         self.slo = slo
         self.backend: ModelBackend = backend if backend is not None else SklearnBackend()
         self.members = members or []
+        self.registry_store = registry_store
+        self.pager = pager
         if scenario.stream == "mixture" and len(self.members) != len(scenario.members):
             raise ValueError("a mixture scenario needs its member scenarios resolved")
         self._streams: dict[str, Stream] = {}
         self.execution_hooks: list[Callable[[World, Action], None]] = []
+        self.report_hooks: list[Callable[[World, ObservedPortfolio], None]] = []
         self._logs: dict[int, ServedLog] = {}  # by input width, reused across episodes
         self._delay_cdfs: dict[str, np.ndarray] = {}
 
@@ -108,6 +128,11 @@ class World:
         return self.day >= self.active.horizon_days
 
     def _draw_scenario(self, member: str | None) -> ScenarioConfig:
+        if self.scenario.stream == "generated":  # a new world per episode, under one name
+            drawn = generate_scenario(self.scenario, self.members, self.rng, member)
+            self._streams.pop(drawn.name, None)
+            self._delay_cdfs.pop(drawn.name, None)
+            return drawn
         if self.scenario.stream != "mixture":
             return self.scenario
         if member is not None:
@@ -148,9 +173,20 @@ class World:
             self._logs[self.stream.n_features] = ServedLog(self.stream.n_features)
         self.log = self._logs[self.stream.n_features]
         self.log.clear()
-        self.pipeline = LabelPipeline(self.log, self.active.delay, self.rng)
-        self.registry = Registry()
-        self.audit = AuditTrail()
+        pipeline = LabelPipeline(self.log, self.active.delay, self.rng)
+        self.state = state = EpisodeState(
+            env=self.env,
+            rng=self.rng,
+            scenario=self.active,
+            slo=self.slo,
+            log=self.log,
+            registry=self.registry_store(),
+            pipeline=pipeline,
+            audit=AuditTrail(),
+            spend=SpendLedger(self.slo.period_days),
+            hold_released=self.env.event(),
+            last_change_day=-float(self.active.warmup_days),
+        )
         self.cache = ChunkScorer(
             self.backend,
             self.stream.n_regions,
@@ -158,21 +194,21 @@ class World:
             REGION_MIN_ROWS,
             self.scoring_block_rows,
         )
-        self.monitor = Monitor(self, self._delay_cdf())
-        self.ops = Operations(self)
-        self.hold = False
-        self.pages_pending = 0
-        self.pages_answered = 0  # a human's answer clears the label alarm (monitoring)
-        self.hold_released = self.env.event()
-        self.change_in_flight = False
-        self.last_change_day = -float(self.active.warmup_days)
-        self.spend_period = 0.0
-        self._epoch_costs = {"inference": 0.0, "training": 0.0, "pages": 0.0}
-        self._events: list[str] = []
-        self._last_served_version = -1
+        self.monitor = Monitor(
+            self.log,
+            MonitorSettings(
+                delay_cdf=self._delay_cdf(),
+                recent_days=self.active.recent_days,
+                window_days=self.active.window.default_days,
+                region_min_rows=REGION_MIN_ROWS,
+            ),
+        )
+        self.truth = TruthRecorder(self.log, self.stream, self.active, pipeline)
+        # the episode's registry, label pipeline and audit trail, for observers
+        self.registry, self.pipeline, self.audit = state.registry, pipeline, state.audit
+        self.ops = Operations(self.state, self.backend, self.pager)
         self._chunk_first_day = 0
         self._day_volumes: list[float] = []  # requests on each day of the chunk
-        self._incident_resolved: dict[int, simpy.Event] = {}
         self.ops.fit_initial(self.stream.initial_training_set(self.rng))
         self.env.process(self._serve_traffic())
         for i, incident in enumerate(self.active.incidents):
@@ -188,47 +224,64 @@ class World:
                 self.env.process(self._run_incident(Incident(i, incident, start)))
         self.env.run(until=0.0)
         self.pipeline.advance(0.0)
-        self.spend_period = 0.0
+        self.state.spend.restart()
         return self._report()
 
     def step(self, action: Action, proposed: Action | None = None, reason: str = "") -> EpochReport:
         """Execute ``action`` now, then run the world to the next decision epoch."""
-        self._epoch_costs = {"inference": 0.0, "training": 0.0, "pages": 0.0}
-        self._events = []
+        self.begin_epoch()
+        self.execute(action, proposed, reason)
+        return self.advance()
+
+    def begin_epoch(self) -> None:
+        """Start counting a new epoch's costs and events (before its action executes)."""
+        self.state.spend.new_epoch()
+        self.state.events = []
+
+    def execute(self, action: Action, proposed: Action | None = None, reason: str = "") -> None:
+        """Execute ``action`` now, at the start of the epoch (after :meth:`begin_epoch`)."""
         for hook in self.execution_hooks:  # observers (e.g. an independent safety audit)
             hook(self, Action(action))
         self.ops.execute(
-            Action(action), Action(proposed if proposed is not None else action), reason
+            Action(action),
+            Action(proposed if proposed is not None else action),
+            reason,
+            self._observed.accuracy_ensemble,
         )
+
+    def advance(self) -> EpochReport:
+        """Run the world to the next decision epoch and report it."""
+        state = self.state
         self.env.run(until=self.now + 1.0)
         self.pipeline.advance(self.now)
-        if self.day % max(round(self.slo.period_days), 1) == 0:
-            self.spend_period = 0.0  # a new budget period starts with this decision
+        state.spend.start_period_if_due(self.now)
         return self._report()
 
     def _report(self) -> EpochReport:
-        observed = self.monitor.observe()
-        truth = self.monitor.truth()
-        c = self._epoch_costs
+        state = self.state
+        observed = self.monitor.observe(
+            self.now, state.registry_state(), state.spend.state, self.slo
+        )
+        self._observed = observed
+        for hook in self.report_hooks:  # observers (e.g. an export of the episode's logs)
+            hook(self, observed)
+        c = state.spend.epoch
         costs = EpochCosts(
             c["inference"],
             c["training"],
             c["pages"],
             c["inference"] + c["training"] + c["pages"],
-            self.monitor.latency_p99_ms,
+            self._latency_p99_ms,
         )
-        return EpochReport(observed, truth, costs, tuple(self._events))
+        return EpochReport(observed, self.truth.truth(self.now), costs, tuple(state.events))
 
-    # -- money and events -------------------------------------------------------------
     def charge(self, kind: str, amount: float) -> None:
         """Spend money this epoch (``inference``, ``training`` or ``pages``)."""
-        self._epoch_costs[kind] += amount
-        if self.now >= 0.0:
-            self.spend_period += amount
+        self.state.charge(kind, amount)
 
     def note(self, event: str) -> None:
         """Record something that happened this epoch."""
-        self._events.append(event)
+        self.state.note(event)
 
     # -- traffic ----------------------------------------------------------------------
     def _rows_for_day(self, day: int) -> tuple[slice, float]:
@@ -264,33 +317,29 @@ class World:
         view = self.cache.view(live, day - self._chunk_first_day)
         scores = self.cache.scores(live, rows)
         previous = self.registry.previous
+        n_rows = rows.stop - rows.start
         shadow = (
-            self.cache.scores(previous, rows)
-            if previous is not None
-            else np.full(rows.stop - rows.start, np.nan)
+            self.cache.scores(previous, rows) if previous is not None else np.full(n_rows, np.nan)
         )
-        churn = 0.0
-        if self._last_served_version not in (-1, live.version_id) and scores.size:
-            before = self.cache.scores(self.registry.versions[self._last_served_version], rows)
-            churn = share((before >= 0.5) != (scores >= 0.5))
-        self._last_served_version = live.version_id
         offset = self._chunk_offset
         served = slice(offset + rows.start, offset + rows.stop)
-        self.log.serve(served, scores, shadow, live.version_id)
-        self.pipeline.schedule(served)
         self.charge("inference", self.slo.inference_cost(live.families, volume))
+        # the world models each day's measured p99, not each request's latency: every row
+        # of the day logs it
         p99 = self.slo.latency_p99_ms(live.families, volume) * float(
             self.rng.lognormal(0.0, self.slo.latency_noise)
         )
-        self.monitor.record_day(
-            served, volume, view, day - self._chunk_first_day, p99, churn, shadow
-        )
+        self._latency_p99_ms = p99
+        self.state.requests_per_day = volume
+        self.log.serve(served, scores, shadow, live.version_id, volume / max(n_rows, 1), p99)
+        self.pipeline.schedule(served)
+        self.truth.record_day(served, volume, view, day - self._chunk_first_day, shadow)
 
     # -- incidents --------------------------------------------------------------------
     def _run_incident(self, incident: Incident) -> Generator[simpy.Event, Any, None]:
         yield self.env.timeout(max(incident.start - self.env.now, 0.0))
         resolved = self.env.event()
-        self._incident_resolved[incident.incident_id] = resolved
+        self.state.incident_resolved[incident.incident_id] = resolved
         self.pipeline.start_incident(incident, self.now)
         self.note(f"incident started: {incident.config.kind}")
         yield self.env.timeout(incident.config.duration_days) | resolved
@@ -298,19 +347,3 @@ class World:
             self.pipeline.end_incident(incident, self.now, by_human=False)
             self.note(f"incident ended on its own: {incident.config.kind}")
             self.audit.add(self.now, "outcome", "incident_end", detail=incident.config.kind)
-
-    def resolve_incidents(self) -> int:
-        """A human ends every running incident (purging corrupted labels)."""
-        running = self.pipeline.active_incidents
-        for incident in running:
-            self.pipeline.end_incident(incident, self.now, by_human=True)
-            event = self._incident_resolved.get(incident.incident_id)
-            if event is not None and not event.triggered:
-                event.succeed()
-        return len(running)
-
-    def release_hold(self) -> None:
-        """The human is done: model changes may resume."""
-        self.hold = False
-        released, self.hold_released = self.hold_released, self.env.event()
-        released.succeed()

@@ -4,6 +4,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from steward.agent.evaluation.humility import episode_humility
 from steward.agent.policies.base import Policy
 from steward.agent.rollout import run_episode
 from steward.envs.lifecycle_env import LifecycleEnv
@@ -22,6 +23,8 @@ class EpisodeSummary(NamedTuple):
     incidents: list[dict[str, Any]]
     promoted_on_incident_labels: int
     member: str  # the world that ran (the mixture member, or the scenario itself)
+    humility: dict[str, Any] | None = None  # pages and incident handling (evaluation.humility)
+    world: str = ""  # the drawn world's description (a generated scenario), else ""
 
 
 def incident_handling(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -97,5 +100,7 @@ def evaluate_episode(
         incidents=incident_handling(rows),
         promoted_on_incident_labels=promoted_bad,
         member=env.world.active.name,
+        humility=episode_humility(env, rows),
+        world=env.world.active.description if env.world.scenario.stream == "generated" else "",
     )
     return summary, rows

@@ -1,7 +1,8 @@
 """The evaluation harness: tune baselines per scenario, then run every policy on held-out seeds.
 
 Work is split into (scenario, policy, parameters) tasks run in parallel worker processes
-(joblib); each worker keeps one env per scenario. Every policy goes through the same env,
+(joblib's loky workers, or Ray tasks with ``executor="ray"``); each worker keeps one env
+per scenario. Every policy goes through the same env,
 so through the same shield, and is scored on the same held-out seeds.
 """
 
@@ -47,7 +48,8 @@ class WorldSpec:
     shield: ShieldConfig
     history_len: int = 4
     reward_scale: float = 0.01
-    config_dirs: tuple[str, ...] = ()
+    members: tuple[ScenarioConfig, ...] = ()  # a mixture's, resolved
+    slow_drift_features: bool = False  # the agent's observation carries the slow-drift block
 
 
 @dataclass
@@ -68,7 +70,7 @@ _ENVS: dict[str, LifecycleEnv] = {}  # one env per scenario, per worker process
 
 
 def _env(world: WorldSpec) -> LifecycleEnv:
-    key = f"{world.scenario.name}-{world.history_len}"
+    key = f"{world.scenario.name}-{world.history_len}-{world.slow_drift_features}"
     if key not in _ENVS:
         _ENVS[key] = LifecycleEnv(
             world.scenario,
@@ -76,7 +78,8 @@ def _env(world: WorldSpec) -> LifecycleEnv:
             world.shield,
             history_len=world.history_len,
             reward_scale=world.reward_scale,
-            config_dirs=world.config_dirs,
+            members=world.members,
+            slow_drift_features=world.slow_drift_features,
         )
     return _ENVS[key]
 
@@ -120,13 +123,19 @@ def stratify(world: WorldSpec, seeds: list[int], per_member: int) -> tuple[list[
     return seeds[:per_member], list(world.scenario.members)
 
 
+EXECUTORS = ("local", "ray")
+
+
 def run_parallel(
-    tasks: list[Task], n_jobs: int, cache: ResultCache | None = None
+    tasks: list[Task], n_jobs: int, cache: ResultCache | None = None, executor: str = "local"
 ) -> Iterator[tuple[Task, list[EpisodeSummary], list[dict[str, Any]]]]:
     """Run tasks in worker processes, yielding results as they finish.
 
     With a ``cache``, baseline tasks already computed under the same code, configs and
     seeds are served from it (first), and the rest are stored as they finish.
+    ``executor="ray"`` sends the tasks to the Ray instance this process is connected to
+    (:mod:`steward.agent.evaluation.ray_executor`); ``"local"`` runs them in ``n_jobs``
+    joblib workers (in this process when ``n_jobs == 1``).
     """
     todo = []
     for task in tasks:
@@ -135,10 +144,14 @@ def run_parallel(
             todo.append(task)
         else:
             yield task, entry[0], entry[1]
-    if n_jobs == 1:
+    if executor == "ray":
+        from steward.agent.evaluation.ray_executor import ray_map_unordered
+
         finished: Iterator[tuple[Task, list[EpisodeSummary], list[dict[str, Any]]]] = (
-            run_task(t) for t in todo
+            ray_map_unordered(run_task, todo)
         )
+    elif n_jobs == 1:
+        finished = (run_task(t) for t in todo)
     else:
         parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")
         finished = parallel(delayed(run_task)(t) for t in todo)

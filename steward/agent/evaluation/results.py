@@ -7,6 +7,30 @@ import numpy as np
 from steward.agent.evaluation.episodes import EpisodeSummary
 from steward.agent.evaluation.stats import mean_ci95, normalized_score, stratified_mean_ci95
 
+DEFINITIONS = {
+    "ci95": (
+        "95 % interval of a policy's mean return: Student-t over its episodes; for a mixture, "
+        "the equal-weight mean of its members with a normal interval from the members' "
+        "variances of the mean (stratified)"
+    ),
+    "normalized_score": (
+        "(R - R_never) / (R_best - R_never), R_best the highest mean return of any policy "
+        "evaluated in the scenario (best_policy); null when never is the best"
+    ),
+    "agent_minus_best": (
+        "mean over held-out seeds of the agent's return minus the best tuned heuristic's on "
+        "the same seed; interval: student_t (n - 1 degrees of freedom) for a plain scenario, "
+        "stratified_normal for a mixture; the best heuristic is the one with the highest "
+        "mean return on these seeds"
+    ),
+    "verdict": (
+        "better: the interval's lower bound is above 0; worse: its upper bound is below 0; "
+        "inconclusive otherwise"
+    ),
+    "lower_bound_over_abs_best": "the interval's lower bound / |best heuristic's mean return|",
+    "humility": "see steward.agent.evaluation.humility",
+}
+
 
 def policy_entry(summaries: list[EpisodeSummary]) -> dict[str, Any]:
     """One policy's numbers in one scenario."""
@@ -34,29 +58,18 @@ def policy_entry(summaries: list[EpisodeSummary]) -> dict[str, Any]:
     }
 
 
-def add_normalized_scores(scenario: dict[str, dict[str, Any]]) -> None:
-    """Fill ``normalized_score`` from the scenario's never and oracle returns."""
+def add_normalized_scores(scenario: dict[str, dict[str, Any]]) -> str | None:
+    """Fill ``normalized_score``: never scores 0, the best policy evaluated scores 1.
+
+    Returns the best policy's name (None when no policy has a finite mean return).
+    """
     never = scenario.get("never", {}).get("mean_return", float("nan"))
-    oracle = scenario.get("oracle", {}).get("mean_return", float("nan"))
+    finite = {k: v["mean_return"] for k, v in scenario.items() if np.isfinite(v["mean_return"])}
+    best = max(finite, key=lambda k: finite[k]) if finite else None
+    best_return = finite[best] if best is not None else float("nan")
     for entry in scenario.values():
-        entry["normalized_score"] = normalized_score(entry["mean_return"], never, oracle)
-
-
-def verdicts(scenario: dict[str, dict[str, Any]], baselines: tuple[str, ...]) -> dict[str, Any]:
-    """The agent against the best tuned heuristic (the oracle excluded) in one scenario."""
-    if "agent" not in scenario:
-        return {}
-    candidates = {k: v for k, v in scenario.items() if k in baselines}
-    if not candidates:
-        return {}
-    best_name = max(candidates, key=lambda k: candidates[k]["mean_return"])
-    best, agent = candidates[best_name], scenario["agent"]
-    return {
-        "best_heuristic": best_name,
-        "agent_minus_best": agent["mean_return"] - best["mean_return"],
-        "agent_beats_best_nonoverlapping": agent["ci95"][0] > best["ci95"][1],
-        "agent_not_worse_beyond_interval": agent["ci95"][1] >= best["ci95"][0],
-    }
+        entry["normalized_score"] = normalized_score(entry["mean_return"], never, best_return)
+    return best
 
 
 def nan_to_none(value: Any) -> Any:

@@ -18,9 +18,13 @@ def mean_ci95(values: list[float] | np.ndarray) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def normalized_score(value: float, never: float, oracle: float) -> float:
-    """(R - R_never) / (R_oracle - R_never); NaN when the oracle does not beat never."""
-    span = oracle - never
+def normalized_score(value: float, never: float, best: float) -> float:
+    """(R - R_never) / (R_best - R_never); NaN when the best return is never's own.
+
+    ``best`` is the highest mean return of any policy evaluated in the scenario (the
+    agent, a tuned heuristic or the oracle), so the best policy scores 1 and never 0.
+    """
+    span = best - never
     if not math.isfinite(span) or abs(span) < 1e-9:
         return float("nan")
     return (value - never) / span

@@ -90,8 +90,8 @@ def evaluate_candidate(
     Args:
         audit_url: SQLAlchemy URL of the audit trail (``sqlite:///audit.db``,
             ``postgresql+psycopg://...``).
-        deployed: the deployed agent (a loaded policy or its ``policy.zip``).
-        candidate: the candidate agent (a loaded policy or its ``policy.zip``).
+        deployed: the deployed agent (a loaded policy or its ``policy.json``).
+        candidate: the candidate agent (a loaded policy or its ``policy.json``).
         out_dir: where ``ope.json`` and ``report.html`` go (created).
         epsilon: the server's exploration floor (its ``epsilon`` setting).
         slo: the server's SLO.

@@ -31,9 +31,9 @@ import numpy as np
 
 from steward.agent.decision_log import logged_portfolio
 from steward.envs.shield import families_after
+from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.actions import N_ACTIONS, Action
 from steward.simulators.costs import SloConfig
-from steward.simulators.portfolio import ObservedPortfolio
 
 FEATURES = (
     "complexity_after",

@@ -19,12 +19,13 @@ import numpy as np
 
 from steward.agent.decision_log import logged_portfolio, observation_matrix
 from steward.agent.ope.checks import LoggedDecisions, LogValidationError
+from steward.agent.ope.world_shields import world_shields
 from steward.agent.policies.base import DecisionContext, EpsilonSoft, Policy, one_hot
 from steward.agent.rollout import shielded_probabilities
 from steward.envs.shield import Shield, ShieldDecision
+from steward.errors import ConfigError
+from steward.monitoring.portfolio import NAN_OK, ObservedPortfolio
 from steward.simulators.actions import N_ACTIONS
-from steward.simulators.errors import ConfigError
-from steward.simulators.portfolio import NAN_OK, ObservedPortfolio
 
 PORTFOLIO_FIELDS = tuple(f.name for f in fields(ObservedPortfolio))
 BATCH_ROWS = 4096
@@ -84,7 +85,9 @@ def logged_states(
 
     Args:
         logged: validated logs.
-        shield: the shield the logs ran under (same thresholds and SLO).
+        shield: the shield the logs ran under (same thresholds and SLO); a simulated
+            row whose world (``extra.scenario``) has ``shield_overrides`` ran under this
+            shield with them (:func:`~steward.agent.ope.world_shields.world_shields`).
         mask_slice: where the observation holds the logged mask (``allowed_*`` block), to
             count disagreements with the recomputed one; by default the encoder's layout
             (the mask is the 7 entries before the last action's 7).
@@ -106,12 +109,13 @@ def logged_states(
         raise LogValidationError(
             f"portfolio: not an observed portfolio in {len(bad)} rows: {shown}"
         )
-    decisions = [shield.evaluate(p) for p in portfolios]
+    shields = world_shields(frame["extra"], shield)
+    decisions = [s.evaluate(p) for s, p in zip(shields, portfolios, strict=True)]
     executed = np.zeros((len(frame), N_ACTIONS), dtype=np.int64)
     for i, (portfolio, decision) in enumerate(zip(portfolios, decisions, strict=True)):
         for proposal in range(N_ACTIONS):
             folded = shielded_probabilities(
-                one_hot(proposal), decision, portfolio.human_hold, shield.apply
+                one_hot(proposal), decision, portfolio.human_hold, shields[i].apply
             )
             executed[i, proposal] = int(np.argmax(folded))
     observations = observation_matrix(frame["observation"].tolist())

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from steward.agent.policies.base import Policy
 from steward.agent.rollout import run_episode
 from steward.envs.lifecycle_env import LifecycleEnv
-from steward.simulators.errors import ConfigError
+from steward.errors import ConfigError
 
 
 @dataclass(frozen=True)

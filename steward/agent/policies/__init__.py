@@ -13,7 +13,7 @@ from steward.agent.policies.heuristics import (
     Periodic,
 )
 from steward.agent.policies.oracle import Oracle
-from steward.simulators.errors import ConfigError
+from steward.errors import ConfigError
 
 HEURISTICS: dict[str, type] = {
     "never": Never,

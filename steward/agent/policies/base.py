@@ -4,8 +4,9 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.actions import N_ACTIONS, Action
-from steward.simulators.portfolio import ObservedPortfolio, TruePortfolio
+from steward.simulators.truth import TruePortfolio
 
 
 class DecisionContext(NamedTuple):

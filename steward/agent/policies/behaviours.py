@@ -12,7 +12,7 @@ import numpy as np
 
 from steward.agent.policies.base import DecisionContext
 from steward.agent.policies.heuristics import Periodic
-from steward.simulators.errors import ConfigError
+from steward.errors import ConfigError
 
 # from every few days to never within an episode (a period past the last day never fires)
 DEFAULT_PERIODS = (3, 5, 7, 10, 14, 21, 30, 60, 365)

@@ -1,54 +1,90 @@
-"""A trained agent as a :class:`Policy`: SB3 PPO or MaskablePPO with its normalisation."""
+"""A trained agent as a :class:`Policy`: PPO or MaskablePPO, built from its artifact.
 
-import pickle
+:func:`load_agent` reads a policy artifact (``policy.json``, ``policy.safetensors``,
+``normalization.safetensors``; see :mod:`steward.agent.policies.artifact`), checks it,
+builds the network the card describes with SB3's own policy class, and fills it from
+safetensors. Nothing on this path unpickles: no ``pickle``, no ``torch.load``, no
+cloudpickle.
+"""
+
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import gymnasium as gym
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.numpy import load as load_numpy
+from safetensors.torch import load as load_torch
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy
+from torch import nn
 
+from steward.agent.policies.artifact import (
+    NORMALIZATION_FILE,
+    WEIGHTS_FILE,
+    ArtifactBytes,
+    PolicyCard,
+    read_artifact,
+    verify_artifact,
+)
 from steward.agent.policies.base import DecisionContext
-from steward.agent.training.artifacts import NORMALIZE_FILE, read_meta, verify_hashes
-from steward.simulators.errors import ConfigError
+from steward.errors import ConfigError
+
+ACTIVATION_MODULES: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+_RESTORE = "restore the files the training run wrote, or retrain"
+ActorCritic = ActorCriticPolicy | MaskableActorCriticPolicy
+
+
+class PolicyModel(NamedTuple):
+    """The network as SB3's algorithms expose it: ``policy`` and ``observation_space``."""
+
+    policy: "ActorCritic"
+    observation_space: gym.spaces.Box
 
 
 class AgentPolicy:
     """Proposal distribution of a trained policy, from the encoded observation.
 
-    Observations are normalised with the training run's VecNormalize statistics (loaded
-    with the policy, never apart). A MaskablePPO policy's distribution is masked with the
-    shield's mask, as in training; the shield still runs at execution for every policy.
+    Observations are normalised with the training run's statistics (loaded with the
+    policy, never apart). A MaskablePPO policy's distribution is masked with the shield's
+    mask, as in training; the shield still runs at execution for every policy.
 
     Args:
-        model: the SB3 model.
-        obs_mean, obs_var, clip_obs, epsilon: VecNormalize observation statistics.
-        masked: whether the policy was trained with action masks.
-        version: a short id of the policy file (its sha256 prefix).
-        sha256: the policy file's sha256.
+        network: the actor-critic network, filled with the trained weights.
+        card: the artifact's card.
+        obs_mean, obs_var: observation statistics (``None`` if not normalised).
+        sha256: the card's sha256 (the policy's identity).
+        deterministic: propose the most likely action (evaluation) instead of sampling.
     """
 
     def __init__(
         self,
-        model: Any,
+        network: ActorCritic,
+        card: PolicyCard,
         obs_mean: np.ndarray | None,
         obs_var: np.ndarray | None,
-        clip_obs: float,
-        epsilon: float,
-        masked: bool,
-        version: str,
         sha256: str,
         deterministic: bool = False,
     ) -> None:
-        self.model = model
+        self.network = network
+        self.card = card
         self.obs_mean = obs_mean
         self.obs_var = obs_var
-        self.clip_obs = clip_obs
-        self.epsilon = epsilon
-        self.masked = masked
-        self.version = version
+        self.clip_obs = card.normalization.clip
+        self.epsilon = card.normalization.epsilon
+        self.masked = card.algorithm == "maskable_ppo"
+        self.version = sha256[:12]
         self.sha256 = sha256
         self.deterministic = deterministic
         self.name = "agent"
+
+    @property
+    def model(self) -> PolicyModel:
+        """The network and its observation space, shaped like a loaded SB3 model."""
+        space = self.network.observation_space
+        assert isinstance(space, gym.spaces.Box)
+        return PolicyModel(self.network, space)
 
     def reset(self) -> None:
         """Stateless (history lives in the observation)."""
@@ -67,7 +103,8 @@ class AgentPolicy:
         """Proposal distributions for a batch of encoded observations."""
         obs = torch.as_tensor(self.normalize(np.atleast_2d(observations)))
         with torch.no_grad():
-            logits = self.model.policy.get_distribution(obs).distribution.logits
+            distribution: Any = self.network.get_distribution(obs).distribution
+            logits = distribution.logits
         if self.masked and masks is not None:
             logits = torch.where(
                 torch.as_tensor(np.atleast_2d(masks), dtype=torch.bool), logits, -1e8
@@ -84,56 +121,147 @@ class AgentPolicy:
         return self.probabilities_batch(context.observation, context.mask)[0]
 
 
-def load_agent(
-    policy_path: str | Path, env: Any = None, deterministic: bool = False
+def _policy_class(algorithm: str) -> type[ActorCritic]:
+    """SB3's policy class for the card's algorithm (a fixed table: nothing named is imported)."""
+    return MaskableActorCriticPolicy if algorithm == "maskable_ppo" else ActorCriticPolicy
+
+
+def _no_learning(_progress: float) -> float:
+    return 0.0
+
+
+class _NoOptimizer:
+    """Stands in for SB3's optimizer: a loaded policy is never trained (and building a
+    torch optimizer imports torch's compiler stack, seconds of work for nothing)."""
+
+    def __init__(self, params: Any, **kwargs: Any) -> None:
+        del params, kwargs
+
+
+def build_network(card: PolicyCard) -> ActorCritic:
+    """The untrained actor-critic network the card describes, in evaluation mode."""
+    spec = card.network
+    network = _policy_class(card.algorithm)(
+        gym.spaces.Box(-np.inf, np.inf, (card.observation.size,), np.float32),
+        gym.spaces.Discrete(len(card.actions)),
+        _no_learning,
+        net_arch={"pi": list(spec.pi), "vf": list(spec.vf)},
+        activation_fn=ACTIVATION_MODULES[spec.activation],
+        share_features_extractor=spec.share_features_extractor,
+        ortho_init=False,  # the weights are overwritten from the artifact
+        optimizer_class=_NoOptimizer,  # type: ignore[arg-type]
+    )
+    network.set_training_mode(False)
+    return network
+
+
+def fill_network(network: ActorCritic, weights: bytes, source: str) -> None:
+    """Copy the artifact's weights into ``network``: same names, shapes and dtypes, all of them.
+
+    Raises:
+        ConfigError: not a safetensors file, or tensors that do not fit the network.
+    """
+    try:
+        tensors = load_torch(weights)
+    except SafetensorError as err:
+        raise ConfigError(
+            "policy_path", f"{WEIGHTS_FILE} is not a safetensors file ({err})", _RESTORE, source
+        ) from None
+    expected = network.state_dict()
+    for name, tensor in tensors.items():
+        reference = expected.get(name)
+        if reference is None or (reference.shape, reference.dtype) != (tensor.shape, tensor.dtype):
+            raise ConfigError(
+                "policy_path",
+                f"{WEIGHTS_FILE} tensor {name} does not fit the network the card describes",
+                _RESTORE,
+                source,
+            )
+    missing = sorted(set(expected) - set(tensors))
+    if missing:
+        raise ConfigError(
+            "policy_path", f"{WEIGHTS_FILE} lacks tensors {', '.join(missing)}", _RESTORE, source
+        )
+    network.load_state_dict(tensors, strict=True)
+
+
+def observation_statistics(
+    card: PolicyCard, data: bytes, source: str
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(mean, var)`` as float32 (``None, None`` when the run did not normalise observations).
+
+    Raises:
+        ConfigError: not a safetensors file, or statistics that do not fit the card.
+    """
+    try:
+        stats = load_numpy(data)
+    except SafetensorError as err:
+        raise ConfigError(
+            "policy_path", f"{NORMALIZATION_FILE} is not a safetensors file ({err})", _RESTORE,
+            source,
+        ) from None  # fmt: skip
+    if not card.normalization.observations:
+        if stats:
+            raise ConfigError(
+                "policy_path",
+                f"{NORMALIZATION_FILE} holds statistics the card says are not used",
+                _RESTORE,
+                source,
+            )
+        return None, None
+    shape = (card.observation.size,)
+    if set(stats) != {"mean", "var"} or any(stats[k].shape != shape for k in stats):
+        raise ConfigError(
+            "policy_path",
+            f"{NORMALIZATION_FILE} must hold mean and var of shape {shape}",
+            _RESTORE,
+            source,
+        )
+    mean, var = stats["mean"], stats["var"]
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(var)) and np.all(var >= 0)):
+        raise ConfigError(
+            "policy_path", f"{NORMALIZATION_FILE} holds a non-finite or negative statistic",
+            _RESTORE, source,
+        )  # fmt: skip
+    return mean.astype(np.float32), var.astype(np.float32)
+
+
+def load_artifact(
+    artifact: ArtifactBytes, *, expected_sha256: str | None = None, deterministic: bool = False
 ) -> AgentPolicy:
-    """Load ``policy.zip`` and its statistics after checking ``policy.sha256``.
+    """Verify an artifact's bytes, then build the policy from those same bytes.
 
     Args:
-        policy_path: the run's ``policy.zip``.
-        env: unused; kept so callers can pass the env they evaluate in.
+        artifact: the three files' bytes (:func:`~steward.agent.policies.artifact.read_artifact`).
+        expected_sha256: the card's sha256 from a trusted source (config, admin call);
+            ``None`` trusts the card and checks the data files against it.
         deterministic: propose the most likely action (evaluation) instead of sampling.
+
+    Raises:
+        ConfigError: a hash mismatch, a malformed file, or a policy this version cannot run.
     """
     torch.set_num_threads(1)
-    path = Path(policy_path)
-    sha256 = verify_hashes(path)
-    meta = read_meta(path.parent)
-    algo = meta.get("algorithm", "ppo")
-    if algo == "maskable_ppo":
-        from sb3_contrib import MaskablePPO
+    card = verify_artifact(artifact, expected_sha256)
+    network = build_network(card)
+    fill_network(network, artifact.weights, artifact.source)
+    mean, var = observation_statistics(card, artifact.normalization, artifact.source)
+    return AgentPolicy(network, card, mean, var, artifact.card_sha256, deterministic)
 
-        model: Any = MaskablePPO.load(path, device="cpu")
-    elif algo == "ppo":
-        from stable_baselines3 import PPO
 
-        model = PPO.load(path, device="cpu")
-    else:
-        raise ConfigError("agent.json algorithm", "unknown", "use ppo or maskable_ppo", algo)
-    mean = var = None
-    clip_obs, epsilon = 10.0, 1e-8
-    stats_path = path.parent / NORMALIZE_FILE
-    if stats_path.exists():
-        with stats_path.open("rb") as f:
-            stats = pickle.load(f)
-        # read the pickled fields directly: VecNormalize's __getattr__ recurses without a venv
-        fields = vars(stats)
-        if fields.get("norm_obs", True) and fields.get("obs_rms") is not None:
-            rms = fields["obs_rms"]
-            mean, var = rms.mean.astype(np.float32), rms.var.astype(np.float32)
-        clip_obs, epsilon = float(fields["clip_obs"]), float(fields["epsilon"])
-    expected = meta.get("observation_size")
-    if expected is not None and model.observation_space.shape[0] != expected:
-        raise ConfigError(
-            "policy_path", "observation size mismatch", "retrain with this version", expected
-        )
-    return AgentPolicy(
-        model,
-        mean,
-        var,
-        clip_obs,
-        epsilon,
-        algo == "maskable_ppo",
-        sha256[:12],
-        sha256,
-        deterministic,
+def load_agent(
+    policy_path: str | Path, deterministic: bool = False, *, expected_sha256: str | None = None
+) -> AgentPolicy:
+    """Read, verify and load a trained run's policy artifact (each file read once).
+
+    Args:
+        policy_path: the run's ``policy.json`` (or its run dir).
+        deterministic: propose the most likely action (evaluation) instead of sampling.
+        expected_sha256: the card's sha256 from a trusted source; ``None`` trusts the card.
+
+    Raises:
+        ConfigError: an SB3 ``policy.zip`` or ``.pkl``, a missing or tampered file, a
+            card whose sha256 is not ``expected_sha256``, or a policy this version cannot run.
+    """
+    return load_artifact(
+        read_artifact(policy_path), expected_sha256=expected_sha256, deterministic=deterministic
     )

@@ -78,6 +78,131 @@ def _timeline(scenario: str, runs: dict[str, list[dict[str, Any]]]) -> str:
     return figure_tag(fig)
 
 
+def _paired_section(payload: dict[str, Any]) -> list[str]:
+    rows, classes = [], []
+    for scenario, v in payload["agent_vs_best_heuristic"].items():
+        if not v:
+            continue
+        d = v["agent_minus_best"]
+        rows.append(
+            [
+                scenario,
+                v["best_heuristic"],
+                v["agent_mean_return"],
+                v["best_mean_return"],
+                d["mean"],
+                d["ci95"][0],
+                d["ci95"][1],
+                d["interval"],
+                d["pairs"],
+                v["verdict"],
+                v["lower_bound_over_abs_best"],
+            ]
+        )
+        classes.append({"better": "good", "worse": "bad"}.get(v["verdict"], ""))
+    if not rows:
+        return []
+    return [
+        "<h2>Agent minus the best tuned heuristic, seed by seed (oracle excluded)</h2>",
+        "<p>Per held-out seed, the agent's return minus the best tuned heuristic's on the "
+        "same seed; 95 % interval of the mean difference: Student-t for a plain scenario, "
+        "stratified normal for a mixture. Better: the interval is above 0; worse: below 0; "
+        "else inconclusive.</p>",
+        table(
+            [
+                "scenario",
+                "best heuristic",
+                "agent $",
+                "best heuristic $",
+                "agent - best $",
+                "ci95 lo",
+                "ci95 hi",
+                "interval",
+                "paired seeds",
+                "verdict",
+                "lower bound / |best|",
+            ],
+            rows,
+            classes,
+        ),
+    ]
+
+
+def _humility_section(payload: dict[str, Any]) -> list[str]:
+    totals, flavours = [], []
+    for scenario, policies in payload.get("humility", {}).items():
+        for policy, h in policies.items():
+            totals.append(
+                [
+                    scenario,
+                    policy,
+                    h["pages"],
+                    h["pages_wasted"],
+                    h["pages_after_human_fix"],
+                    h["pages_unanswered"],
+                    h["pages_per_100_incident_free_epochs"],
+                ]
+            )
+            for flavour, f in h["by_flavour"].items():
+                latency = f["alarm_to_page_epochs"]
+                flavours.append(
+                    [
+                        scenario,
+                        policy,
+                        flavour,
+                        f["incidents"],
+                        f["alarmed"],
+                        f["paged"],
+                        f["share_paged_within_2_of_alarm"],
+                        latency["median"],
+                        latency["max"],
+                        f["promoted_on_incident_labels"],
+                    ]
+                )
+    if not totals:
+        return []
+    sections = [
+        "<h2>Paging: when a human is called, and for what</h2>",
+        "<p>Wasted: the answering human found no incident to end (after a human fix, "
+        "between incidents, or a second page for one incident). Pages per 100 "
+        "incident-free epochs: pages sent in decision epochs no incident overlaps.</p>",
+        table(
+            [
+                "scenario",
+                "policy",
+                "pages",
+                "wasted",
+                "after a human fix",
+                "unanswered at the end",
+                "pages / 100 incident-free epochs",
+            ],
+            totals,
+        ),
+    ]
+    if flavours:
+        sections += [
+            "<h2>Label incidents by flavour: alarm to page</h2>",
+            "<p>Alarm: a label-health rule of the shield fires at a decision after the "
+            "incident started. Latency: first page - first alarm, in decision epochs.</p>",
+            table(
+                [
+                    "scenario",
+                    "policy",
+                    "flavour",
+                    "incidents",
+                    "alarmed",
+                    "paged",
+                    "share paged within 2 epochs of the alarm",
+                    "median latency",
+                    "max latency",
+                    "promoted on incident labels",
+                ],
+                flavours,
+            ),
+        ]
+    return sections
+
+
 def write_report(
     payload: dict[str, Any], timelines: dict[str, dict[str, list[dict[str, Any]]]], path: Path
 ) -> None:
@@ -90,7 +215,7 @@ def write_report(
         "mean $",
         "ci95 lo",
         "ci95 hi",
-        "normalized",
+        "normalized (never 0, best 1)",
         "unsafe",
         "vetoed",
         "retrains",
@@ -116,34 +241,12 @@ def write_report(
                     e["slo_breach_epochs"],
                 ]
             )
-            good = name == "agent" and verdict.get("agent_beats_best_nonoverlapping")
-            bad = name == "agent" and verdict and not verdict.get("agent_not_worse_beyond_interval")
+            good = name == "agent" and verdict.get("verdict") == "better"
+            bad = name == "agent" and verdict.get("verdict") == "worse"
             classes.append("good" if good else "bad" if bad else "")
     sections += ["<h2>All figures</h2>", table(headers, rows, classes)]
-    verdict_rows = [
-        [
-            s,
-            v.get("best_heuristic"),
-            v.get("agent_minus_best"),
-            v.get("agent_beats_best_nonoverlapping"),
-            v.get("agent_not_worse_beyond_interval"),
-        ]
-        for s, v in payload["agent_vs_best_heuristic"].items()
-        if v
-    ]
-    sections += [
-        "<h2>Agent against the best tuned heuristic (oracle excluded)</h2>",
-        table(
-            [
-                "scenario",
-                "best heuristic",
-                "agent - best ($)",
-                "beats (CIs apart)",
-                "not worse beyond CI",
-            ],
-            verdict_rows,
-        ),
-    ]
+    sections += _paired_section(payload)
+    sections += _humility_section(payload)
     incident_rows = [
         [
             s,

@@ -2,7 +2,8 @@
 
 A thin Hydra entry point (the one module of ``agent/`` that imports ``experiments``):
 compose ``configs/serve.yaml``, read the tokens from the environment, check the policy's
-hashes, build :class:`ServerSettings`, run uvicorn. Everything else is library code.
+hashes and that the audit database opens, build :class:`ServerSettings`, run uvicorn.
+Everything else is library code.
 """
 
 import logging
@@ -14,14 +15,15 @@ import uvicorn
 from omegaconf import DictConfig
 
 from steward.agent.server.app import create_app
+from steward.agent.server.audit.sql import open_tables
 from steward.agent.server.settings import ServerSettings, tokens_from_environment
 from steward.agent.training.artifacts import verify_hashes
 from steward.envs.shield import ShieldConfig
+from steward.errors import require
 from steward.experiments.common import clean_errors, plain
 from steward.experiments.schemas import register_schemas
 from steward.simulators.catalogue import from_dict
 from steward.simulators.costs import SloConfig
-from steward.simulators.errors import require
 
 register_schemas()
 
@@ -62,6 +64,7 @@ def settings_from_config(cfg: DictConfig) -> ServerSettings:
 def main(cfg: DictConfig) -> None:
     """Compose, check, serve until SIGINT/SIGTERM."""
     settings = settings_from_config(cfg)
+    open_tables(settings.db_url, settings.sqlite_synchronous).engine.dispose()  # fail in one line
     if settings.api_token is None:
         logging.getLogger(__name__).warning(
             "serving /v1 WITHOUT authentication (allow_no_auth=true)"

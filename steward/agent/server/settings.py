@@ -2,7 +2,8 @@
 
 The Hydra entry point builds a :class:`ServerSettings` from the composed config and the
 environment; library code never sees a ``DictConfig``. Route handlers reach the settings
-through the :func:`steward.agent.server.app.get_settings` dependency, which tests can override.
+through the :func:`steward.agent.server.http.deps.get_settings` dependency, which tests
+can override.
 """
 
 import os
@@ -10,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from steward.envs.shield import ShieldConfig
+from steward.errors import ConfigError, require, require_positive
 from steward.simulators.costs import SloConfig
-from steward.simulators.errors import ConfigError, require, require_positive
 
 API_TOKEN_ENV = "STEWARD_API_TOKEN"
 ADMIN_TOKEN_ENV = "STEWARD_ADMIN_TOKEN"
@@ -33,7 +34,9 @@ class ServerSettings:
         epsilon: exploration floor: this share of the proposal mass is spread uniformly
             over the actions the shield allows, so every allowed action keeps support.
         deterministic: the policy proposes its most likely action (before the floor).
-        seed: seeds the proposal draws (a ``np.random.Generator`` per server start).
+        seed: seeds the proposal draws (a ``np.random.Generator`` per server start);
+            ``None``: a seed drawn from the OS at each start, so restarts do not replay
+            the same draws (logged, and recorded with every decision either way).
         max_body_bytes: larger request bodies get 413.
         reload_dir: a reload may name a new ``policy.zip`` only inside this folder
             (``None``: only the current path can be reloaded).
@@ -56,7 +59,7 @@ class ServerSettings:
     admin_token: str | None = None
     epsilon: float = 0.05
     deterministic: bool = False
-    seed: int = 0
+    seed: int | None = None
     max_body_bytes: int = 65_536
     reload_dir: Path | None = None
     watch_seconds: float = 0.0
@@ -71,6 +74,13 @@ class ServerSettings:
             "must be in [0, 1]",
             "use e.g. 0.05",
             self.epsilon,
+        )
+        require(
+            self.seed is None or self.seed >= 0,
+            "seed",
+            "must be a non-negative integer",
+            "use e.g. seed=0, or leave it unset (null) for a seed drawn at start",
+            self.seed,
         )
         require_positive(self.max_body_bytes, "max_body_bytes")
         require_positive(self.watch_seconds, "watch_seconds", allow_zero=True)

@@ -1,88 +1,171 @@
-"""What training writes beside the policy, and how loaders check it.
+"""What training writes into a run dir, and the run's card read back.
 
-``policy.zip`` (SB3, holds pickles), ``vecnormalize.pkl`` (observation statistics) and
-``agent.json`` (algorithm, env settings) sit together; ``policy.sha256`` lists the
-sha256 of the two pickle files in ``sha256sum`` format. Loaders refuse files whose hash
-does not match: load only policies you trained.
+- The policy artifact (``policy.json``, ``policy.safetensors``,
+  ``normalization.safetensors``; see :mod:`steward.agent.policies.artifact`): the
+  policy, for every loader.
+- ``policy.sha256``: the card's sha256 in ``sha256sum`` format, written last, so its
+  appearance marks a finished run. It is the value to pass as ``expected_sha256``;
+  no loader reads it.
+- ``checkpoint/`` (final run only): SB3's ``model.zip`` and VecNormalize's
+  ``vecnormalize.pkl``, to resume training. Both are **pickles**: unpickling runs
+  code, so open them only to resume a run you trained yourself. No part of steward
+  (evaluate, ope, simulate, the server) reads them.
 """
 
-import hashlib
-import json
+import os
 from pathlib import Path
 from typing import Any
 
-from steward.simulators.errors import ConfigError
+from safetensors.numpy import save as save_numpy
+from safetensors.torch import save as save_torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.torch_layers import FlattenExtractor
+from stable_baselines3.common.vec_env import VecNormalize
+from torch import nn
 
-POLICY_FILE = "policy.zip"
-NORMALIZE_FILE = "vecnormalize.pkl"
-META_FILE = "agent.json"
+from steward.agent.policies.artifact import (
+    CARD_FILE,
+    ENCODER,
+    NORMALIZATION_FILE,
+    WEIGHTS_FILE,
+    NetworkSpec,
+    NormalizationSpec,
+    ObservationSpec,
+    PolicyCard,
+    card_path,
+    read_artifact,
+    sha256_hex,
+    verify_artifact,
+)
+from steward.simulators.actions import ACTION_NAMES
+
 HASH_FILE = "policy.sha256"
+CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_MODEL = "model.zip"
+CHECKPOINT_NORMALIZE = "vecnormalize.pkl"
+ACTIVATION_NAMES: dict[type[nn.Module], str] = {nn.Tanh: "tanh", nn.ReLU: "relu"}
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _write_whole(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file, then rename it: a reader sees all or nothing."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+def network_spec(model: BaseAlgorithm) -> NetworkSpec:
+    """The card's description of a trained SB3 ``MlpPolicy``.
+
+    Raises:
+        ValueError: a policy the artifact loader cannot rebuild.
+    """
+    policy: Any = model.policy
+    activation = ACTIVATION_NAMES.get(policy.activation_fn)
+    if activation is None or policy.features_extractor_class is not FlattenExtractor:
+        raise ValueError(
+            f"the artifact holds MlpPolicy networks with {', '.join(ACTIVATION_NAMES.values())}"
+        )
+    arch = policy.net_arch
+    pi, vf = (arch["pi"], arch["vf"]) if isinstance(arch, dict) else (arch, arch)
+    return NetworkSpec(
+        pi=tuple(int(w) for w in pi),
+        vf=tuple(int(w) for w in vf),
+        activation=activation,
+        share_features_extractor=bool(policy.share_features_extractor),
+    )
+
+
+def write_artifact(
+    folder: Path,
+    model: BaseAlgorithm,
+    venv: VecNormalize,
+    algorithm: str,
+    features: tuple[str, ...],
+    history_len: int,
+    training: dict[str, Any],
+) -> str:
+    """Write the policy artifact of ``model`` and its statistics; returns the card's sha256.
+
+    Args:
+        folder: the run dir (or a snapshot's folder).
+        model: the trained PPO or MaskablePPO.
+        venv: the training env's normalisation wrapper.
+        algorithm: ``ppo`` or ``maskable_ppo``.
+        features: the observation entries' names, in order.
+        history_len: portfolios the encoder remembers.
+        training: the configs the policy was trained with (goes on the card).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    size = int(venv.observation_space.shape[0])  # type: ignore[index]
+    if len(features) != size:
+        raise ValueError(f"{len(features)} feature names for {size} observation entries")
+    weights = save_torch(
+        {name: t.detach().contiguous() for name, t in model.policy.state_dict().items()}
+    )
+    statistics = {}
+    if venv.norm_obs:  # VecNormalize has obs_rms only then; float64, as it keeps them
+        rms: Any = venv.obs_rms
+        statistics = {"mean": rms.mean, "var": rms.var}
+    normalization = save_numpy(statistics)
+    card = PolicyCard(
+        algorithm=algorithm,
+        network=network_spec(model),
+        observation=ObservationSpec(
+            size=size, features=features, history_len=history_len, encoder=ENCODER
+        ),
+        actions=ACTION_NAMES,
+        normalization=NormalizationSpec(
+            observations=bool(venv.norm_obs),
+            clip=float(venv.clip_obs),
+            epsilon=float(venv.epsilon),
+        ),
+        training=training,
+        files={WEIGHTS_FILE: sha256_hex(weights), NORMALIZATION_FILE: sha256_hex(normalization)},
+    )
+    _write_whole(folder / WEIGHTS_FILE, weights)
+    _write_whole(folder / NORMALIZATION_FILE, normalization)
+    _write_whole(folder / CARD_FILE, card.to_json())  # the card last: it names the files
+    return write_hashes(folder)
+
+
+def write_checkpoint(folder: Path, model: BaseAlgorithm, venv: VecNormalize) -> Path:
+    """Save SB3's resumable training state (pickles) under ``folder/checkpoint/``."""
+    checkpoint = folder / CHECKPOINT_DIR
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    model.save(checkpoint / CHECKPOINT_MODEL)
+    venv.save(str(checkpoint / CHECKPOINT_NORMALIZE))
+    return checkpoint
 
 
 def write_hashes(run_dir: Path) -> str:
-    """Write ``policy.sha256``; returns the policy's sha256."""
-    lines = []
-    for name in (POLICY_FILE, NORMALIZE_FILE):
-        path = run_dir / name
-        if path.exists():
-            lines.append(f"{sha256_file(path)}  {name}")
-    (run_dir / HASH_FILE).write_text("\n".join(lines) + "\n")
-    return lines[0].split()[0]
+    """Write ``policy.sha256`` for the run's card; returns the card's sha256."""
+    sha = sha256_hex((run_dir / CARD_FILE).read_bytes())
+    _write_whole(run_dir / HASH_FILE, f"{sha}  {CARD_FILE}\n".encode())
+    return sha
 
 
-def verify_hashes(policy_path: Path) -> str:
-    """Check ``policy.sha256`` beside ``policy_path``; returns the policy's sha256."""
-    run_dir = policy_path.parent
-    hash_file = run_dir / HASH_FILE
-    if not policy_path.exists():
-        raise ConfigError(
-            "policy_path", "file not found", "point at a trained run's policy.zip", str(policy_path)
-        )
-    if not hash_file.exists():
-        raise ConfigError(
-            "policy_path",
-            f"no {HASH_FILE} beside the policy",
-            "use a run dir written by steward.experiments.train",
-            str(policy_path),
-        )
-    expected: dict[str, str] = {}
-    for line in hash_file.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            expected[parts[1]] = parts[0]
-    policy_hash = ""
-    for name in (policy_path.name, NORMALIZE_FILE):
-        path = run_dir / name
-        if not path.exists():
-            continue
-        actual = sha256_file(path)
-        if expected.get(name if name != policy_path.name else POLICY_FILE) != actual:
-            raise ConfigError(
-                "policy_path",
-                f"sha256 of {name} does not match {HASH_FILE} (refusing to unpickle it)",
-                "retrain, or restore the file the training run wrote",
-                str(path),
-            )
-        if name == policy_path.name:
-            policy_hash = actual
-    return policy_hash
+def verify_hashes(policy_path: Path, expected_sha256: str | None = None) -> str:
+    """Check a run's artifact without building the policy; returns the card's sha256.
 
-
-def write_meta(run_dir: Path, meta: dict[str, Any]) -> None:
-    """Write ``agent.json``."""
-    (run_dir / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    Raises:
+        ConfigError: see :func:`steward.agent.policies.artifact.verify_artifact`.
+    """
+    artifact = read_artifact(policy_path)
+    verify_artifact(artifact, expected_sha256)
+    return artifact.card_sha256
 
 
 def read_meta(run_dir: Path) -> dict[str, Any]:
-    """Read ``agent.json`` (empty if missing)."""
-    path = run_dir / META_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
+    """The card's algorithm, observation size and history length, and its training configs.
+
+    Raises:
+        ConfigError: no card in ``run_dir``, or a malformed one.
+    """
+    path = card_path(run_dir)
+    card = PolicyCard.from_json(path.read_bytes(), str(path))
+    return {
+        **card.training,
+        "algorithm": card.algorithm,
+        "observation_size": card.observation.size,
+        "history_len": card.observation.history_len,
+    }

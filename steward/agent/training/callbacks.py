@@ -67,7 +67,7 @@ class LifecycleStatsCallback(BaseCallback):
 
 
 class SnapshotCallback(BaseCallback):
-    """Saves a loadable policy (zip, statistics, hashes) every ``every`` steps.
+    """Saves the policy artifact (card, weights, statistics) every ``every`` steps.
 
     Each snapshot records the wall time since training started, so a benchmark can ask
     "how long until the agent beats X" from one training run.

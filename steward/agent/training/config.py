@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 
-from steward.simulators.errors import require, require_positive
+from steward.errors import require, require_positive
 
 ALGORITHMS = ("ppo", "maskable_ppo")
 
@@ -31,6 +31,7 @@ class AgentConfig:
     history_len: int = 4
     reward_scale: float = 0.01
     wait_prior_logit: float = 0.0  # initial extra logit for WAIT (a prior towards doing nothing)
+    slow_drift_features: bool = False  # append the encoder's slow-drift block to observations
 
     def __post_init__(self) -> None:
         require(

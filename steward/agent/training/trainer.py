@@ -1,4 +1,10 @@
-"""Train PPO or MaskablePPO on the lifecycle env and write the run's artifacts."""
+"""Train PPO or MaskablePPO on the lifecycle env and write the run's artifacts.
+
+The run dir gets the policy artifact (card + safetensors, what every loader reads), its
+``policy.sha256``, ``metrics.json``, the training logs, and ``checkpoint/`` (SB3's
+pickles, to resume training on a trusted machine only; see
+:mod:`steward.agent.training.artifacts`).
+"""
 
 import json
 import time
@@ -13,12 +19,8 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecNormalize
 
-from steward.agent.training.artifacts import (
-    NORMALIZE_FILE,
-    POLICY_FILE,
-    write_hashes,
-    write_meta,
-)
+from steward.agent.policies.artifact import observation_feature_names
+from steward.agent.training.artifacts import write_artifact, write_checkpoint
 from steward.agent.training.callbacks import LifecycleStatsCallback, SnapshotCallback
 from steward.agent.training.config import AgentConfig
 from steward.agent.training.vec_env import env_factory, make_vec_env
@@ -34,15 +36,15 @@ def train(
     shield: ShieldConfig,
     seed: int,
     out_dir: Path,
-    config_dirs: tuple[str, ...] = (),
+    members: tuple[ScenarioConfig, ...] = (),
     progress_bar: bool = True,
     tensorboard: bool = True,
     snapshot_every: int = 0,
 ) -> dict[str, Any]:
-    """Train, save ``policy.zip`` + statistics + hashes + ``agent.json``; return metrics."""
+    """Train, write the policy artifact and the resumable checkpoint; return metrics."""
     torch.set_num_threads(1)
     set_random_seed(seed)
-    factory = env_factory(scenario, slo, shield, agent.history_len, agent.reward_scale, config_dirs)
+    factory = env_factory(scenario, slo, shield, agent.history_len, agent.reward_scale, members)
     venv = make_vec_env(factory, agent.n_envs, agent.vec_env, seed)
     venv = VecNormalize(
         venv, norm_obs=agent.normalize_obs, norm_reward=agent.normalize_reward, gamma=agent.gamma
@@ -72,25 +74,20 @@ def train(
     # progress.csv always; TensorBoard on request (and nothing under the system's temp dir)
     formats = ["csv", "tensorboard"] if tensorboard else ["csv"]
     model.set_logger(configure(str(out_dir / "logs"), formats))
-    observation_size = int(venv.observation_space.shape[0])  # type: ignore[index]
-    meta = {
-        "algorithm": agent.algorithm,
-        "observation_size": observation_size,
-        "history_len": agent.history_len,
-        "reward_scale": agent.reward_scale,
+    training = {
         "scenario": scenario.name,
         "seed": seed,
+        "reward_scale": agent.reward_scale,
         "agent": asdict(agent),
         "slo": asdict(slo),  # the goals and the shield the policy was trained under
         "shield": asdict(shield),
     }
+    features = observation_feature_names(agent.history_len)
 
     def save(folder: Path) -> str:
-        folder.mkdir(parents=True, exist_ok=True)
-        model.save(folder / POLICY_FILE)
-        venv.save(str(folder / NORMALIZE_FILE))
-        write_meta(folder, meta)
-        return write_hashes(folder)
+        return write_artifact(
+            folder, model, venv, agent.algorithm, features, agent.history_len, training
+        )
 
     callbacks: list[Any] = [LifecycleStatsCallback()]
     if snapshot_every > 0:
@@ -104,7 +101,8 @@ def train(
         total_timesteps=agent.total_timesteps, callback=callbacks, progress_bar=progress_bar
     )
     wall = time.perf_counter() - started
-    sha = save(out_dir)
+    write_checkpoint(out_dir, model, venv)
+    sha = save(out_dir)  # policy.sha256 last: it marks a finished run
     venv.close()
     episodes = stats.episode_dollars
     metrics = {

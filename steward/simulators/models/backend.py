@@ -13,7 +13,7 @@ from sklearn.naive_bayes import GaussianNB
 from sklearn.tree import DecisionTreeClassifier
 from threadpoolctl import threadpool_limits
 
-from steward.simulators.errors import ConfigError
+from steward.errors import ConfigError
 from steward.simulators.models.tree_paths import gbm_path_is_exact, gbm_positive
 from steward.simulators.models.version import ModelVersion
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from steward.simulators.errors import ConfigError, require, require_positive
+from steward.errors import ConfigError, require, require_positive
 from steward.simulators.streams.base import Chunk, TrainingSet
 
 ELEC2_PATH = Path(__file__).resolve().parents[1] / "data" / "elec2.csv.gz"

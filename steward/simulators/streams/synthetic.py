@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from steward.simulators.errors import require, require_positive, require_share
+from steward.errors import require, require_positive, require_share
 from steward.simulators.streams.base import Chunk, TrainingSet, daily_volume, rows_for_days
 
 CONCEPT_KINDS = ("none", "sudden", "gradual", "recurring")

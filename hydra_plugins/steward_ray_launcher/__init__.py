@@ -1,0 +1,1 @@
+"""Steward's Hydra launcher over Ray: ``-m hydra/launcher=steward_ray``."""

@@ -1,1 +1,0 @@
-"""HTTP routes, one module per resource: decisions (and outcomes), policy, health."""

@@ -1,0 +1,183 @@
+"""The training recipe's optional mechanisms, each off by default, selectable from config.
+
+``recipe`` in the train config (``configs/recipe/``) switches them on, so each can be
+ablated on its own (``benchmarks/recipe_ablation.py``):
+
+* ``warm_start``: behaviour cloning of the tuned heuristics before PPO
+  (:mod:`steward.agent.training.warm_start`);
+* ``curriculum``: training worlds from the generator, easy first (:class:`Curriculum`);
+* ``ensemble``: train ``members`` policies per recipe seed and keep the one with the best
+  mean return on training-split seeds (:mod:`steward.agent.training.selection`);
+* slow-drift observation features: ``agent.slow_drift_features`` (an env setting, so it
+  sits with ``history_len`` and travels in ``agent.json``).
+
+The trainer calls :func:`curriculum_wrapper` when it builds its envs and
+:func:`steward.agent.training.warm_start.warm_start` before ``learn``.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+
+from steward.envs.lifecycle_env import LifecycleEnv
+from steward.errors import ConfigError, require, require_positive
+from steward.simulators.catalogue import from_dict
+from steward.simulators.generator import GeneratorConfig
+
+
+@dataclass
+class TeacherSpec:
+    """A heuristic that demonstrates: its name and (tuned) parameters."""
+
+    policy: str = "accuracy_trigger"
+    params: dict[str, Any] = field(default_factory=lambda: {"drop": 0.05})
+
+
+@dataclass
+class WarmStartConfig:
+    """Behaviour cloning of heuristics before PPO (jump-start)."""
+
+    enabled: bool = False
+    episodes: int = 16  # demonstration episodes, on training-split seeds
+    epochs: int = 20
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    value_pretrain: bool = True  # also fit the critic to the demonstrations' returns
+    # teacher per world (a mixture member's name, or the scenario's); "default" for the rest
+    teachers: dict[str, TeacherSpec] = field(default_factory=lambda: {"default": TeacherSpec()})
+
+    def __post_init__(self) -> None:
+        for name in ("episodes", "epochs", "batch_size"):
+            require_positive(getattr(self, name), f"recipe.warm_start.{name}")
+        require_positive(self.learning_rate, "recipe.warm_start.learning_rate")
+        require(
+            "default" in self.teachers,
+            "recipe.warm_start.teachers",
+            "needs a default teacher",
+            "add teachers.default: {policy: NAME, params: {...}}",
+            sorted(self.teachers),
+        )
+
+
+@dataclass
+class CurriculumStage:
+    """Generator settings until a share of the training steps has run."""
+
+    until: float = 1.0  # share of total_timesteps this stage lasts up to
+    generator: dict[str, Any] = field(default_factory=dict)  # GeneratorConfig overrides
+
+
+@dataclass
+class CurriculumConfig:
+    """Training worlds from the generator, in stages (a ``stream: generated`` scenario)."""
+
+    enabled: bool = False
+    stages: list[CurriculumStage] = field(
+        default_factory=lambda: [
+            CurriculumStage(0.25, {"max_mechanisms": 1}),
+            CurriculumStage(0.5, {"max_mechanisms": 2}),
+            CurriculumStage(1.0, {}),
+        ]
+    )
+
+    def __post_init__(self) -> None:
+        ends = [s.until for s in self.stages]
+        require(
+            bool(ends) and ends == sorted(ends) and ends[0] > 0 and ends[-1] >= 1.0,
+            "recipe.curriculum.stages",
+            "stages must end at increasing shares, the last at 1",
+            "give e.g. until: 0.25, 0.5, 1.0",
+            ends,
+        )
+        for stage in self.stages:  # each override names a generator field
+            from_dict(GeneratorConfig, dict(stage.generator), "recipe.curriculum.generator")
+
+
+@dataclass
+class EnsembleConfig:
+    """Seed ensembles: several policies per recipe seed, one kept (selected on training seeds)."""
+
+    members: int = 1  # > 1: train this many and keep the best on the selection episodes
+    selection_episodes: int = 16
+
+    def __post_init__(self) -> None:
+        require_positive(self.members, "recipe.ensemble.members")
+        require_positive(self.selection_episodes, "recipe.ensemble.selection_episodes")
+
+
+@dataclass
+class RecipeConfig:
+    """The recipe's optional mechanisms (all off by default)."""
+
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+
+
+class Curriculum(gym.Wrapper[Any, Any, Any, Any]):
+    """Changes a generated scenario's generator settings as training goes on.
+
+    Each env copy counts its own steps; with ``n_envs`` copies, the stage ending at share
+    ``until`` ends after ``until * total_timesteps / n_envs`` of them. The new settings
+    apply from the next reset (the next world drawn).
+
+    Args:
+        env: a (wrapped) :class:`LifecycleEnv` on a ``stream: generated`` scenario.
+        config: the stages.
+        steps_per_env: ``total_timesteps / n_envs``.
+    """
+
+    def __init__(self, env: gym.Env[Any, Any], config: CurriculumConfig, steps_per_env: float):
+        super().__init__(env)
+        lifecycle = env.unwrapped
+        if not isinstance(lifecycle, LifecycleEnv) or lifecycle.scenario.stream != "generated":
+            raise ConfigError(
+                "recipe.curriculum",
+                "needs a generated scenario",
+                "train with scenario=randomized (or another stream: generated scenario)",
+            )
+        self.lifecycle = lifecycle
+        self.base = lifecycle.scenario
+        self.stages = config.stages
+        self.steps_per_env = steps_per_env
+        self.steps = 0
+        self.stage = -1
+
+    def stage_at(self, steps: int) -> int:
+        """The stage running after ``steps`` steps of this copy."""
+        for index, stage in enumerate(self.stages):
+            if steps < stage.until * self.steps_per_env:
+                return index
+        return len(self.stages) - 1
+
+    def reset(self, **kwargs: Any) -> Any:
+        """Apply the current stage's generator settings, then reset."""
+        stage = self.stage_at(self.steps)
+        if stage != self.stage:
+            self.stage = stage
+            overrides = self.stages[stage].generator
+            generator = dataclasses.replace(self.base.generator, **overrides)
+            self.lifecycle.world.scenario = dataclasses.replace(self.base, generator=generator)
+        return self.env.reset(**kwargs)
+
+    def step(self, action: Any) -> Any:
+        """Count the step."""
+        self.steps += 1
+        return self.env.step(action)
+
+
+def curriculum_wrapper(
+    config: CurriculumConfig, total_timesteps: int, n_envs: int
+) -> Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]] | None:
+    """The wrapper the trainer puts around each env copy (None when the curriculum is off)."""
+    if not config.enabled:
+        return None
+    steps_per_env = total_timesteps / max(n_envs, 1)
+
+    def wrap(env: gym.Env[Any, Any]) -> gym.Env[Any, Any]:
+        return Curriculum(env, config, steps_per_env)
+
+    return wrap

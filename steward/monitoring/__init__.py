@@ -1,0 +1,1 @@
+"""The one portfolio implementation: production logs and registry state in, the portfolio out."""

@@ -1,0 +1,552 @@
+"""The shield against its specification, rule by rule: what each vetoes, at which threshold,
+with which fallback.
+
+The expectations are written here and in ``shield_spec.py`` from the documented rules,
+never read from the shield's ``RULES`` table, so a rule that vetoes the wrong actions, at
+the wrong threshold or with the wrong fallback fails a test. Each threshold is checked on
+both sides of its boundary, at the boundary itself (strict or not, as specified).
+"""
+
+import dataclasses
+import math
+import re
+from typing import Any
+
+import numpy as np
+import pytest
+from shield_spec import (
+    ALWAYS_ALLOWED,
+    ENSEMBLE,
+    ESCALATE,
+    LABEL_FITS,
+    MODEL_CHANGES,
+    RECALIBRATE,
+    RETRAIN,
+    ROLLBACK,
+    SIMPLIFY,
+    SPEC,
+    THRESHOLDS,
+    WAIT,
+    expected_execution,
+    healthy,
+    objections,
+    serves_after,
+    simpler,
+    spend_by_period_end,
+)
+
+from steward.envs.lifecycle_env import LifecycleEnv
+from steward.envs.shield import (
+    RULES,
+    Shield,
+    ShieldConfig,
+    ShieldDecision,
+    families_after,
+    projected_period_spend,
+    simpler_target,
+)
+from steward.errors import ConfigError
+from steward.monitoring.portfolio import ObservedPortfolio
+from steward.simulators.actions import N_ACTIONS, Action
+from steward.simulators.costs import SloConfig
+
+ALL = frozenset(Action)
+BELOW = math.nextafter  # BELOW(x, -inf): the largest float under x
+
+
+@pytest.fixture(scope="module")
+def shield(slo: SloConfig, shield_config: ShieldConfig) -> Shield:
+    return Shield(shield_config, slo)
+
+
+def vetoed(shield: Shield, p: ObservedPortfolio) -> set[Action]:
+    decision = shield.evaluate(p)
+    return {Action(a) for a in range(N_ACTIONS) if not decision.mask[a]}
+
+
+def test_the_configured_thresholds_are_the_specified_ones(shield_config: ShieldConfig) -> None:
+    assert dataclasses.asdict(shield_config) == THRESHOLDS
+    assert dataclasses.asdict(ShieldConfig()) == THRESHOLDS, "the dataclass defaults too"
+
+
+def test_the_healthy_state_is_vetoed_nowhere(shield: Shield, slo: SloConfig) -> None:
+    assert vetoed(shield, healthy()) == set()
+    assert objections(healthy(), slo) == {}
+
+
+# -- the specification table: each rule's vetoes and fallback ---------------------------------
+LABEL_FIT_SET = {RETRAIN, RECALIBRATE, SIMPLIFY}
+CHANGE_SET = {RETRAIN, RECALIBRATE, ENSEMBLE, SIMPLIFY, ROLLBACK}
+# rule, a state where it alone objects, the actions it vetoes there, the fallback of a veto
+TABLE: list[tuple[str, dict[str, Any], set[Action], Action]] = [
+    ("label_arrival", {"label_arrival_ratio": 0.2}, LABEL_FIT_SET, ESCALATE),
+    (
+        "label_balance",
+        {
+            "labels_last_day": 2_000,
+            "label_balance_gap": -0.15,
+            "auc_last_day": 0.82,
+            "error_asymmetry": 0.7,
+        },
+        LABEL_FIT_SET,
+        ESCALATE,
+    ),
+    ("label_cohort", {"label_shift_z": -6.5}, LABEL_FIT_SET, ESCALATE),
+    ("label_cohort", {"label_agreement_z": -5.1}, LABEL_FIT_SET, ESCALATE),
+    ("label_cohort", {"label_alarm_peak_z": 7.0}, LABEL_FIT_SET, ESCALATE),
+    ("labels_in_window", {"labels_in_window": 120}, LABEL_FIT_SET, WAIT),
+    ("change_in_flight", {"change_in_flight": True}, CHANGE_SET, WAIT),
+    ("human_hold", {"human_hold": True}, CHANGE_SET, WAIT),
+    ("rate_limit", {"days_since_change": 0.5}, CHANGE_SET, WAIT),
+    ("cost_ceiling", {"spend_period": 400.0}, CHANGE_SET, WAIT),
+    # a tree under heavy load (~400 requests/s at peak), rollback target a slower gbm
+    (
+        "latency_budget",
+        {"requests_per_day": 17e6, "previous_families": "gbm", "cost_ceiling": 1e9},
+        {ENSEMBLE, ROLLBACK},
+        WAIT,
+    ),
+    ("previous_version", {"has_previous_version": False}, {ROLLBACK, ENSEMBLE}, WAIT),
+    ("previous_version", {"previous_families": ""}, {ROLLBACK, ENSEMBLE}, WAIT),
+    ("single_ensemble", {"live_families": "tree+linear"}, {ENSEMBLE}, WAIT),
+    ("simpler_family", {"live_families": "linear", "previous_families": "tree"}, {SIMPLIFY}, WAIT),
+]
+
+
+def test_the_table_covers_every_rule() -> None:
+    assert {row[0] for row in TABLE} == set(SPEC)
+    assert {r.name for r in RULES} == set(SPEC), "the shield's rules are the specified ones"
+    assert LABEL_FITS == LABEL_FIT_SET and MODEL_CHANGES == CHANGE_SET
+
+
+@pytest.mark.parametrize(
+    ("rule", "changes", "vetoes", "fallback"),
+    TABLE,
+    ids=[f"{r[0]}-{i}" for i, r in enumerate(TABLE)],
+)
+def test_each_rule_vetoes_what_the_specification_names_with_its_fallback(
+    shield: Shield,
+    slo: SloConfig,
+    rule: str,
+    changes: dict[str, Any],
+    vetoes: set[Action],
+    fallback: Action,
+) -> None:
+    p = healthy(**changes)
+    assert objections(p, slo) == {a: [rule] for a in vetoes}, "the oracle agrees"
+    decision = shield.evaluate(p)
+    assert vetoed(shield, p) == vetoes
+    for action in ALL:
+        hold = bool(p.human_hold)
+        verdict = shield.apply(int(action), decision, hold)
+        if action in vetoes:
+            assert len(decision.reasons[int(action)]) == 1, decision.reasons
+            assert verdict.vetoed and verdict.proposed == action
+            assert verdict.executed == (WAIT if hold else fallback)
+            assert verdict.reasons == decision.reasons[int(action)]
+            assert shield.apply(int(action), decision, True).executed == WAIT  # a human is on it
+        else:
+            assert verdict == (action, action, False, [])
+
+
+# -- thresholds: both sides of each boundary -----------------------------------------------------
+N_QUIET = 10_000  # labels in the last day: the balance's noise bound (0.015) under its 0.05
+LABELS_BROKEN = {  # balance rule's other two signs firing, so the gap decides
+    "labels_last_day": N_QUIET,
+    "auc_last_day": 0.5,
+    "auc_reference": 0.9,
+    "error_asymmetry": 0.9,
+}
+GAP_BROKEN = {"labels_last_day": N_QUIET, "label_balance_gap": 0.2, "auc_reference": 0.9}
+# 64 labels: noise bound 3 * sqrt(0.25 / 64) = 0.1875 exactly, over the 0.05 floor
+NOISY = {"labels_last_day": 64, "auc_reference": 0.6875, "error_asymmetry": 0.9}
+INF = math.inf
+
+# name, changes at the boundary (allowed), changes just past it (vetoed), actions vetoed
+BOUNDARIES: list[tuple[str, dict[str, Any], dict[str, Any], set[Action]]] = [
+    (
+        "arrival",
+        {"label_arrival_ratio": 0.5},
+        {"label_arrival_ratio": BELOW(0.5, 0)},
+        LABEL_FIT_SET,
+    ),
+    ("arrival unknown", {}, {"label_arrival_ratio": math.nan}, LABEL_FIT_SET),
+    ("arrival infinite", {}, {"label_arrival_ratio": INF}, LABEL_FIT_SET),
+    (
+        "balance gap +",
+        {**LABELS_BROKEN, "label_balance_gap": 0.05},
+        {**LABELS_BROKEN, "label_balance_gap": BELOW(0.05, 1)},
+        LABEL_FIT_SET,
+    ),
+    (
+        "balance gap -",
+        {**LABELS_BROKEN, "label_balance_gap": -0.05},
+        {**LABELS_BROKEN, "label_balance_gap": BELOW(-0.05, -1)},
+        LABEL_FIT_SET,
+    ),
+    (
+        "balance noise bound",
+        {**NOISY, "auc_last_day": 0.0, "label_balance_gap": 0.1875},
+        {**NOISY, "auc_last_day": 0.0, "label_balance_gap": BELOW(0.1875, 1)},
+        LABEL_FIT_SET,
+    ),
+    (
+        "balance auc drop",  # 0.05 - 0.0: exactly the floor
+        {**GAP_BROKEN, "auc_reference": 0.05, "auc_last_day": 0.0, "error_asymmetry": 0.9},
+        {
+            **GAP_BROKEN,
+            "auc_reference": BELOW(0.05, 1),
+            "auc_last_day": 0.0,
+            "error_asymmetry": 0.9,
+        },
+        LABEL_FIT_SET,
+    ),
+    (
+        "balance auc drop beyond the noise bound",  # 0.6875 - 0.5 = 0.1875 exactly
+        {**NOISY, "label_balance_gap": 0.5, "auc_last_day": 0.5},
+        {**NOISY, "label_balance_gap": 0.5, "auc_last_day": BELOW(0.5, 0)},
+        LABEL_FIT_SET,
+    ),
+    (
+        "balance auc unknown",
+        {**GAP_BROKEN, "auc_last_day": 0.9, "error_asymmetry": 0.9},
+        {**GAP_BROKEN, "auc_last_day": math.nan, "error_asymmetry": 0.9},
+        LABEL_FIT_SET,
+    ),
+    (
+        "balance asymmetry +",
+        {**GAP_BROKEN, "auc_last_day": 0.5, "error_asymmetry": 0.5},
+        {**GAP_BROKEN, "auc_last_day": 0.5, "error_asymmetry": BELOW(0.5, 1)},
+        LABEL_FIT_SET,
+    ),
+    (
+        "balance asymmetry -",
+        {**GAP_BROKEN, "auc_last_day": 0.5, "error_asymmetry": -0.5},
+        {**GAP_BROKEN, "auc_last_day": 0.5, "error_asymmetry": BELOW(-0.5, -1)},
+        LABEL_FIT_SET,
+    ),
+    (
+        "balance asymmetry unknown",
+        {**GAP_BROKEN, "auc_last_day": 0.5, "error_asymmetry": 0.0},
+        {**GAP_BROKEN, "auc_last_day": 0.5, "error_asymmetry": math.nan},
+        LABEL_FIT_SET,
+    ),
+    ("cohort shift +", {"label_shift_z": 4.0}, {"label_shift_z": BELOW(4.0, INF)}, LABEL_FIT_SET),
+    (
+        "cohort shift -",
+        {"label_shift_z": -4.0},
+        {"label_shift_z": BELOW(-4.0, -INF)},
+        LABEL_FIT_SET,
+    ),
+    (
+        "cohort agreement",
+        {"label_agreement_z": -4.0},
+        {"label_agreement_z": BELOW(-4.0, -INF)},
+        LABEL_FIT_SET,
+    ),
+    (
+        "cohort agreement with the scores",
+        {"label_agreement_z": 50.0},
+        {"label_agreement_z": -50.0},
+        LABEL_FIT_SET,
+    ),
+    (
+        "cohort peak",
+        {"label_alarm_peak_z": 4.0},
+        {"label_alarm_peak_z": BELOW(4.0, INF)},
+        LABEL_FIT_SET,
+    ),
+    ("labels in window", {"labels_in_window": 300}, {"labels_in_window": 299}, LABEL_FIT_SET),
+    ("rate limit", {"days_since_change": 2.0}, {"days_since_change": BELOW(2.0, 0)}, CHANGE_SET),
+    ("rate limit unknown", {}, {"days_since_change": math.nan}, CHANGE_SET),
+]
+
+
+@pytest.mark.parametrize(
+    ("allowed", "vetoes_past", "vetoes"),
+    [b[1:] for b in BOUNDARIES],
+    ids=[b[0] for b in BOUNDARIES],
+)
+def test_each_threshold_holds_at_its_boundary_and_vetoes_past_it(
+    shield: Shield,
+    slo: SloConfig,
+    allowed: dict[str, Any],
+    vetoes_past: dict[str, Any],
+    vetoes: set[Action],
+) -> None:
+    at, past = healthy(**allowed), healthy(**vetoes_past)
+    assert set(objections(at, slo)) == set() and set(objections(past, slo)) == vetoes, "oracle"
+    assert vetoed(shield, at) == set()
+    assert vetoed(shield, past) == vetoes
+
+
+# -- fail closed: unknown label health vetoes label fits, and waits --------------------------
+NAN = math.nan
+UNKNOWN = [
+    {"label_shift_z": NAN},
+    {"label_agreement_z": NAN},
+    {"label_alarm_peak_z": NAN},
+    {"label_shift_z": NAN, "label_agreement_z": NAN, "label_alarm_peak_z": NAN},
+    {"label_balance_gap": NAN},
+    {"label_balance_gap": math.inf},
+    {"label_arrival_ratio": NAN},
+    {"label_arrival_ratio": math.inf},
+]
+
+
+@pytest.mark.parametrize("changes", UNKNOWN, ids=lambda c: "+".join(c))
+def test_unknown_label_health_vetoes_label_fits_and_waits(
+    shield: Shield, slo: SloConfig, changes: dict[str, Any]
+) -> None:
+    p = healthy(**changes)
+    decision = shield.evaluate(p)
+    assert vetoed(shield, p) == LABEL_FIT_SET
+    for action in LABEL_FIT_SET:
+        (reason,) = decision.reasons[int(action)]
+        assert reason.startswith("unknown label health: "), reason
+        assert shield.apply(int(action), decision, False).executed == WAIT  # no page
+        assert expected_execution(action, p, slo, False) == WAIT
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"label_shift_z": NAN, "label_agreement_z": NAN, "label_alarm_peak_z": 6.0},
+        {"label_shift_z": -math.inf},
+        {"label_agreement_z": -math.inf, "label_alarm_peak_z": NAN},
+        {"label_shift_z": 5.0, "label_agreement_z": NAN},
+        {"label_balance_gap": NAN, "label_arrival_ratio": 0.1},
+    ],
+)
+def test_evidence_of_a_break_pages_even_beside_an_unknown(
+    shield: Shield, slo: SloConfig, changes: dict[str, Any]
+) -> None:
+    p = healthy(**changes)
+    decision = shield.evaluate(p)
+    assert vetoed(shield, p) == LABEL_FIT_SET
+    assert shield.apply(int(RETRAIN), decision, False).executed == ESCALATE
+    assert shield.apply(int(RETRAIN), decision, True).executed == WAIT
+    assert expected_execution(RETRAIN, p, slo, False) == ESCALATE
+
+
+def test_a_strong_agreement_is_no_unknown(shield: Shield) -> None:
+    assert vetoed(shield, healthy(label_agreement_z=math.inf, label_shift_z=-0.0)) == set()
+
+
+def test_the_balance_bound_counts_no_labels_as_one(shield: Shield) -> None:
+    """With no labels the noise bound is one label's, 1.5: no gap in [-1, 1] passes it."""
+    broken = {"auc_last_day": math.nan, "error_asymmetry": 1.0}
+    assert vetoed(shield, healthy(labels_last_day=0, label_balance_gap=1.0, **broken)) == set()
+    assert vetoed(shield, healthy(labels_last_day=0, label_balance_gap=1.49, **broken)) == set()
+    assert vetoed(shield, healthy(labels_last_day=0, label_balance_gap=1.51, **broken)) == (
+        LABEL_FIT_SET
+    )
+    assert vetoed(shield, healthy(labels_last_day=1, label_balance_gap=-1.51, **broken)) == (
+        LABEL_FIT_SET
+    )
+
+
+# -- the projections the cost and latency rules judge --------------------------------------------
+PROJECTION_STATES = [
+    {},
+    {"live_families": "gbm", "previous_families": "tree+linear", "labels_in_window": 2_500},
+    {"live_families": "tree+gbm", "previous_families": "", "has_previous_version": False},
+    {"live_families": "linear", "period_elapsed_days": 9.0, "spend_period": 150.0},
+    {"requests_per_day": 3.3e6, "period_elapsed_days": 0.25, "labels_in_window": 40_000},
+    {"requests_per_day": 0.0, "live_families": "gbm+linear", "previous_families": "gbm"},
+    {"live_families": "linear+gbm"},  # simplify leaves the most complex member, not the first
+]
+
+
+@pytest.mark.parametrize("changes", PROJECTION_STATES)
+def test_the_projections_follow_the_specification(
+    slo: SloConfig, shield_config: ShieldConfig, changes: dict[str, Any]
+) -> None:
+    p = healthy(**changes)
+    assert simpler_target(p, slo) == simpler(p.live_family_tuple, slo)
+    for action in ALL:
+        assert families_after(action, p, slo) == serves_after(action, p, slo), action
+        assert projected_period_spend(action, p, slo, shield_config) == pytest.approx(
+            spend_by_period_end(action, p, slo), rel=1e-12, abs=1e-12
+        ), action
+
+
+def test_the_projected_spend_by_hand(slo: SloConfig, shield_config: ShieldConfig) -> None:
+    """One state worked through with the default prices (configs/slo/default.yaml)."""
+    p = healthy(live_families="tree", previous_families="linear", requests_per_day=2e6,
+                spend_period=10.0, period_elapsed_days=5.0, labels_in_window=9_000)  # fmt: skip
+    tree_day, linear_day, both_day = 2e6 / 1e3 * 0.003, 2e6 / 1e3 * 0.002, 2e6 / 1e3 * 0.005
+    fit_tree = 5.0 + 0.6 * 4.0  # 4,000 rows at most
+    fit_linear = 4.0 + 0.4 * 4.0
+    expected = {
+        WAIT: 10.0 + 2 * tree_day,
+        RETRAIN: 10.0 + fit_tree + 0.5 * tree_day + 2 * tree_day,
+        RECALIBRATE: 10.0 + 1.0 + 2 * tree_day,
+        ENSEMBLE: 10.0 + 2 * both_day,
+        SIMPLIFY: 10.0 + fit_linear + 0.5 * linear_day + 2 * linear_day,
+        ROLLBACK: 10.0 + 2 * linear_day,
+        ESCALATE: 10.0 + 60.0 + 2 * tree_day,
+    }
+    for action, spend in expected.items():
+        assert projected_period_spend(action, p, slo, shield_config) == pytest.approx(spend), action
+
+
+@pytest.mark.parametrize("action", sorted(CHANGE_SET))
+def test_the_cost_ceiling_holds_at_the_projected_spend(
+    shield: Shield, slo: SloConfig, shield_config: ShieldConfig, action: Action
+) -> None:
+    state = {"previous_families": "gbm", "spend_period": 100.0, "latency_budget_ms": 100.0}
+    spend = projected_period_spend(action, healthy(**state), slo, shield_config)
+    assert spend == pytest.approx(spend_by_period_end(action, healthy(**state), slo), rel=1e-12)
+    at = healthy(**state, cost_ceiling=spend)
+    past = healthy(**state, cost_ceiling=BELOW(spend, 0))
+    assert action not in vetoed(shield, at)
+    assert action in vetoed(shield, past)
+    assert any(r.startswith("cost ceiling") for r in shield.evaluate(past).reasons[int(action)])
+
+
+def test_an_unpriceable_spend_vetoes(shield: Shield) -> None:
+    assert vetoed(shield, healthy(spend_period=math.inf)) == CHANGE_SET
+    assert vetoed(shield, healthy(spend_period=math.nan)) == CHANGE_SET
+    # an unknown label count: too few labels, and a fit of unknown cost
+    assert vetoed(shield, healthy(labels_in_window=math.nan)) == CHANGE_SET
+
+
+@pytest.mark.parametrize("action", [ENSEMBLE, ROLLBACK])
+def test_the_latency_budget_holds_at_the_projected_p99(
+    shield: Shield, slo: SloConfig, action: Action
+) -> None:
+    heavy = {"requests_per_day": 17e6, "previous_families": "gbm", "cost_ceiling": 1e9}
+    p = healthy(**heavy)
+    projected = slo.latency_p99_ms(serves_after(action, p, slo), p.requests_per_day)
+    current = slo.latency_p99_ms(p.live_family_tuple, p.requests_per_day)
+    assert projected > current
+    assert action not in vetoed(shield, healthy(**heavy, latency_budget_ms=projected))
+    assert action in vetoed(shield, healthy(**heavy, latency_budget_ms=BELOW(projected, 0)))
+
+
+def test_the_latency_budget_lets_a_move_that_does_not_slow_things_down(shield: Shield) -> None:
+    """Over the budget already: a rollback to an equally fast or faster version is allowed."""
+    over = {"requests_per_day": 17e6, "cost_ceiling": 1e9, "latency_budget_ms": 0.5}
+    assert ROLLBACK not in vetoed(shield, healthy(**over, previous_families="tree"))
+    assert ROLLBACK not in vetoed(shield, healthy(**over, previous_families="linear"))
+    assert ROLLBACK in vetoed(shield, healthy(**over, previous_families="gbm"))
+
+
+# -- apply: what executes ------------------------------------------------------------------------
+def test_a_label_health_reason_among_others_still_pages(shield: Shield, slo: SloConfig) -> None:
+    p = healthy(label_arrival_ratio=0.1, days_since_change=0.5, labels_in_window=10)
+    decision = shield.evaluate(p)
+    assert len(decision.reasons[int(RETRAIN)]) == 3  # arrival, labels in window, rate limit
+    assert len(decision.reasons[int(ROLLBACK)]) == 1  # rate limit only
+    for action in ALL:
+        for hold in (False, True):
+            assert shield.apply(int(action), decision, hold).executed == expected_execution(
+                action, p, slo, hold
+            )
+    assert shield.apply(int(RETRAIN), decision, False).executed == ESCALATE
+    assert shield.apply(int(ROLLBACK), decision, False).executed == WAIT
+
+
+@pytest.mark.parametrize("proposal", [-1, N_ACTIONS, 10**30])
+def test_an_unknown_proposal_waits(shield: Shield, proposal: int) -> None:
+    verdict = shield.apply(proposal, shield.evaluate(healthy()), False)
+    assert verdict.proposed == WAIT and verdict.executed == WAIT and verdict.vetoed
+    assert verdict.reasons == [f"unknown action {proposal!r}"]
+
+
+def test_a_mask_without_reasons_still_vetoes(shield: Shield) -> None:
+    mask = np.ones(N_ACTIONS, dtype=bool)
+    mask[int(RECALIBRATE)] = False
+    verdict = shield.apply(int(RECALIBRATE), ShieldDecision(mask, {}), False)
+    assert verdict == (RECALIBRATE, WAIT, True, ["vetoed"])
+
+
+def test_wait_and_escalate_stay_allowed_whatever_fires(shield: Shield) -> None:
+    everything = healthy(
+        label_arrival_ratio=0.0, human_hold=True, change_in_flight=True, days_since_change=0.0,
+        spend_period=1e9, labels_in_window=0, has_previous_version=False,
+        live_families="linear+linear",
+    )  # fmt: skip
+    decision = shield.evaluate(everything)
+    assert vetoed(shield, everything) == CHANGE_SET
+    assert set(decision.reasons) == {int(a) for a in CHANGE_SET}
+    assert {WAIT, ESCALATE} == ALWAYS_ALLOWED
+
+
+def test_a_disabled_shield_lets_everything_through(slo: SloConfig) -> None:
+    off = Shield(ShieldConfig(), slo, enabled=False)
+    decision = off.evaluate(healthy(label_arrival_ratio=0.0, human_hold=True))
+    assert decision.mask.all() and decision.reasons == {}
+    assert off.apply(int(RETRAIN), decision, True) == (RETRAIN, RETRAIN, False, [])
+
+
+def test_a_state_the_rules_cannot_price_vetoes_naming_the_rule(shield: Shield) -> None:
+    p = healthy(live_families="no_such_family")  # the SLO cannot price it
+    decision = shield.evaluate(p)
+    reasons = decision.reasons[int(RETRAIN)]
+    assert "cost_ceiling: state not checkable (ConfigError)" in reasons
+    assert vetoed(shield, p) == CHANGE_SET
+    assert decision.mask[WAIT] and decision.mask[ESCALATE]
+
+
+# -- the config and the version ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("field", "bad", "edge"),
+    [
+        ("min_label_arrival_ratio", -0.1, 0.0),
+        ("max_label_balance_gap", 1.01, 1.0),
+        ("max_label_balance_gap", -0.01, 0.0),
+        ("min_auc_drop", 1.5, 1.0),
+        ("min_auc_drop", -0.5, 0.0),
+        ("min_error_asymmetry", 1.01, 1.0),
+        ("min_error_asymmetry", -0.01, 0.0),
+        ("max_label_cohort_z", 0.0, 1e-9),
+        ("max_label_cohort_z", math.nan, 1.0),
+        ("min_labels_in_window", -1, 0),
+        ("min_days_between_changes", -0.5, 0.0),
+        ("max_train_rows", 0, 1),
+    ],
+)
+def test_a_bad_threshold_is_refused_naming_it(field: str, bad: float, edge: float) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"shield.{field}")):
+        ShieldConfig(**{field: bad})
+    assert getattr(ShieldConfig(**{field: edge}), field) == edge  # the edge itself is fine
+
+
+def test_the_version_names_the_rules_and_the_thresholds(slo: SloConfig) -> None:
+    version = Shield(ShieldConfig(), slo).version
+    assert re.fullmatch(r"shield-[0-9a-f]{8}-[0-9a-f]{8}", version)
+    assert Shield(ShieldConfig(), slo, enabled=False).version == version
+    stricter = Shield(ShieldConfig(min_labels_in_window=301), slo).version
+    assert stricter != version and stricter.split("-")[1] == version.split("-")[1]
+
+
+def test_a_service_may_waive_the_cohort_test_but_not_its_evidence(
+    slo: SloConfig, shield_config: ShieldConfig
+) -> None:
+    """``cohort_test_required: false`` lets label fits through when the cohort test has no
+    z-score (too few labels), and only then: a z-score over the limit still vetoes."""
+    unknown = healthy(label_shift_z=math.nan, label_agreement_z=math.nan)
+    waived = Shield(dataclasses.replace(shield_config, cohort_test_required=False), slo)
+    strict = Shield(shield_config, slo)
+    fits = [int(a) for a in (Action.RETRAIN, Action.RECALIBRATE, Action.SIMPLIFY)]
+    assert not strict.evaluate(unknown).mask[fits].any()
+    assert waived.evaluate(unknown).mask[fits].all()
+    broken = dataclasses.replace(unknown, label_shift_z=9.0)
+    assert not waived.evaluate(broken).mask[fits].any()
+
+
+def test_elec2_waives_the_cohort_test_and_fits_again() -> None:
+    """Elec2 (48 labels a day) never has a cohort z-score; its scenario waives the test, so
+    the env's shield for it lets a retrain through, while every other world keeps it."""
+    env = LifecycleEnv(scenario="elec2")
+    env.reset(seed=0)
+    assert math.isnan(env.report.observed.label_shift_z)
+    assert not env.shield.config.cohort_test_required
+    assert env.base_shield.config.cohort_test_required
+    retrains = 0
+    for _ in range(40):
+        _, _, _, _, info = env.step(int(Action.RETRAIN))
+        retrains += info["executed_action"] == int(Action.RETRAIN)
+    assert retrains > 0
