@@ -20,15 +20,15 @@ each stage cached under ``--work``:
 6. **scores**: per difference estimator, :func:`steward.agent.ope.pair_scores.score_pairs`
    (coverage, false promotion and false "worse" rates, power, Spearman, regret@1).
 
-Usage: ``python -m benchmarks.ope_validation [--work outputs/ope_validation]
-[--json benchmarks/results/ope_validation.json]``. Runs at low priority (``nice``).
+Usage: ``nice -n 10 python -m benchmarks.ope_validation [--work outputs/ope_validation]
+[--json benchmarks/results/ope_validation.json]``.
 """
 
 import argparse
 import hashlib
 import json
 import math
-import os
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -48,6 +48,7 @@ from benchmarks.ope_pool import (
     tuned_heuristics,
     write_log,
 )
+from benchmarks.reporting import write_result
 from steward.agent.evaluation.harness import WorldSpec
 from steward.agent.ope.bootstrap import Interval
 from steward.agent.ope.comparison import compare
@@ -56,11 +57,11 @@ from steward.agent.ope.evaluation import OpeSettings
 from steward.agent.ope.gate import GATE_RULE
 from steward.agent.ope.logs import load_logs
 from steward.agent.ope.pair_scores import PairResult, score_pairs
-from steward.agent.ope.report import jsonable, write_json
+from steward.agent.ope.report import jsonable
 from steward.agent.policies.base import Policy
 from steward.envs.lifecycle_env import LifecycleEnv, load_shield_config
 from steward.experiments.common import at_least, clean_errors
-from steward.simulators.catalogue import load_scenario, load_slo
+from steward.simulators.catalogue import load_members, load_scenario, load_slo
 
 SWEPT_ESTIMATORS = ("dr", "dr_paired", "wdr", "fqe_paired")
 SWEPT_MIN_ESS = (5.0, 10.0, 20.0, 40.0)
@@ -217,13 +218,13 @@ def main() -> None:
     parser.add_argument("--deployed", nargs="+", default=list(DEPLOYED))
     parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=list(AGENTS))
     args = parser.parse_args()
-    os.nice(10)
     started = time.perf_counter()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     stages: dict[str, float] = {}
     slo, shield = load_slo(), load_shield_config()
-    world = WorldSpec(load_scenario(SCENARIO), slo, shield)
+    scenario = load_scenario(SCENARIO)
+    world = WorldSpec(scenario, slo, shield, members=tuple(load_members(scenario)))
     t0 = time.perf_counter()
     agents = train_agents(work, args.agents)
     stages["agents"] = time.perf_counter() - t0
@@ -288,8 +289,11 @@ def main() -> None:
         "wall_seconds": time.perf_counter() - started,
     }
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        print(f"wrote {write_json(document, Path(args.json))}")
+        command = "nice -n 10 python -m benchmarks.ope_validation " + " ".join(sys.argv[1:])
+        written = write_result(
+            "ope_validation", command.strip(), jsonable(document), Path(args.json)
+        )
+        print(f"wrote {written}")
 
 
 if __name__ == "__main__":

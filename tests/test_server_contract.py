@@ -35,6 +35,10 @@ headers = {{ Authorization = "Bearer {API_TOKEN}" }}
 [[operations]]
 include-name = "POST /v1/policy/reload"
 headers = {{ Authorization = "Bearer {ADMIN_TOKEN}" }}
+
+[[operations]]
+include-name = "POST /v1/policy/candidates"
+headers = {{ Authorization = "Bearer {ADMIN_TOKEN}" }}
 """
 
 

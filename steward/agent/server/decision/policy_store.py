@@ -45,14 +45,20 @@ class LoadedPolicy:
         return self.agent.version
 
 
-def load_policy(path: Path, slo: SloConfig, epsilon: float, deterministic: bool) -> LoadedPolicy:
-    """Load and check a trained policy.
+def load_policy(
+    path: Path,
+    slo: SloConfig,
+    epsilon: float,
+    deterministic: bool,
+    expected_sha256: str | None = None,
+) -> LoadedPolicy:
+    """Load and check a trained policy (its card's sha256 ``expected_sha256``, when given).
 
     Raises:
         ConfigError: missing file, sha256 mismatch, or an observation size the encoder
             does not build.
     """
-    agent = load_agent(path, deterministic=deterministic)
+    agent = load_agent(path, deterministic=deterministic, expected_sha256=expected_sha256)
     meta = read_meta(path.parent)
     history_len = int(meta.get("history_len", 4))
     size = ObservationEncoder(slo, history_len).size
@@ -164,8 +170,12 @@ class PolicyStore:
             )
         return path
 
-    async def reload(self, requested: str | None = None) -> tuple[LoadedPolicy, LoadedPolicy]:
+    async def reload(
+        self, requested: str | None = None, expected_sha256: str | None = None
+    ) -> tuple[LoadedPolicy, LoadedPolicy]:
         """Load a policy off the event loop, then swap it in; returns (previous, new).
+
+        ``expected_sha256``: the card must have this sha256 (a promoted candidate's).
 
         Raises:
             ConfigError: the new policy was refused; the current one stays.
@@ -174,7 +184,7 @@ class PolicyStore:
             path = self.resolve(requested)
             stamp = _hash_stamp(path)
             new = await asyncio.to_thread(
-                load_policy, path, self.slo, self.epsilon, self.deterministic
+                load_policy, path, self.slo, self.epsilon, self.deterministic, expected_sha256
             )
             previous, self.current = self.current, new
             self._stamp = stamp

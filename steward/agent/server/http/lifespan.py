@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from steward.agent.server.decision.runtime import open_runtime
 from steward.agent.server.http.metrics import ServerMetrics
+from steward.agent.server.http.routes_candidates import close_gate
 from steward.agent.server.settings import ServerSettings
 
 
@@ -50,5 +51,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+        await close_gate(app)
         app.state.runtime = None
         runtime.audit.close()
