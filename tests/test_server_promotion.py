@@ -69,6 +69,8 @@ def gate_events(db: Path) -> list[dict[str, Any]]:
     table = promotion_table(sa.MetaData())
     engine = sa.create_engine(f"sqlite:///{db}")
     try:
+        if not sa.inspect(engine).has_table(table.name):
+            return []
         with engine.connect() as conn:
             rows = conn.execute(sa.select(table).order_by(table.c.event_id))
             return [dict(r._mapping) for r in rows]
@@ -179,3 +181,31 @@ def test_a_worse_candidate_is_refused_kept_with_its_report_and_audited(
     assert [e["event"] for e in events] == ["registered", "refused"]
     assert events[-1]["verdict"] == status["verdict"]
     assert events[-1]["reason"] == status["reason"] and status["verdict"] in status["reason"]
+
+
+def test_registrations_that_cannot_be_trusted_are_refused_and_nothing_is_evaluated(
+    runs: dict[str, Any], policy_path: Path, tmp_path: Path
+) -> None:
+    """Wrong sha256, a path outside the reload folder, no file, no admin token."""
+    path, sha = runs["wait"]
+    outside, outside_sha = one_action_run(policy_path, tmp_path / "outside", Action.WAIT)
+    db = tmp_path / "audit.db"
+    settings = settings_for(policy_path, db, epsilon=EPSILON, reload_dir=runs["reload_dir"])
+    url = "/v1/policy/candidates"
+    with ThreadedServer(settings) as server, httpx.Client(base_url=server.url) as client:
+        cases = [
+            ({"policy_path": str(path), "sha256": "0" * 64}, ADMIN_AUTH, 422, "sha256"),
+            ({"policy_path": str(outside), "sha256": outside_sha}, ADMIN_AUTH, 403, "reload"),
+            ({"policy_path": str(path.parent / "none.json"), "sha256": sha}, ADMIN_AUTH, 404, ""),
+            ({"policy_path": str(path), "sha256": sha}, AUTH, 401, "ADMIN_TOKEN"),
+        ]
+        for body, headers, code, said in cases:
+            answer = client.post(url, json=body, headers=headers)
+            assert answer.status_code == code, (body, answer.text)
+            assert said in answer.json()["detail"]
+        missing = client.get(f"{url}/{'0' * 16}", headers=AUTH)
+        assert missing.status_code == 404
+        assert client.get(f"{url}/not-an-id", headers=AUTH).status_code == 422
+        assert client.get(f"{url}/{'0' * 16}/report", headers=AUTH).status_code == 404
+        assert server.app.state.promotion_gate.candidates == {}
+    assert gate_events(db) == []
