@@ -54,7 +54,7 @@ from steward.agent.ope.bootstrap import Interval
 from steward.agent.ope.comparison import compare
 from steward.agent.ope.deployed import DeployedPolicy
 from steward.agent.ope.evaluation import OpeSettings
-from steward.agent.ope.gate import GATE_RULE
+from steward.agent.ope.gate import GATE_RULE, GATE_SETTINGS
 from steward.agent.ope.logs import load_logs
 from steward.agent.ope.pair_scores import PairResult, score_pairs
 from steward.agent.ope.report import jsonable
@@ -251,7 +251,7 @@ def main() -> None:
     print(
         "true values (behind the floor): " + ", ".join(f"{n} {v:,.0f}" for n, v in values.items())
     )
-    settings = OpeSettings(n_bootstrap=args.bootstrap)
+    settings = replace(GATE_SETTINGS, n_bootstrap=args.bootstrap)  # what the gate runs
     pairs: list[PairResult] = []
     ope_seconds = []
     for log_name, (agent, path) in logs.items():
