@@ -217,6 +217,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=at_least(10), default=1000)
     parser.add_argument("--deployed", nargs="+", default=list(DEPLOYED))
     parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=list(AGENTS))
+    parser.add_argument("--max-logs", type=at_least(1), default=None, help="the first N logs")
     args = parser.parse_args()
     started = time.perf_counter()
     work = Path(args.work)
@@ -242,6 +243,8 @@ def main() -> None:
         for agent in args.deployed
         for seed in args.log_seeds
     }
+    if args.max_logs is not None:
+        logs = dict(list(logs.items())[: args.max_logs])
     stages["logs"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     env = LifecycleEnv(SCENARIO, slo, shield)
