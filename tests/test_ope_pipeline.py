@@ -239,7 +239,7 @@ def test_entry_point_writes_the_report_and_rejects_bad_logs(
     stdout, stderr = good.communicate(timeout=TIMEOUT_S)
     assert good.returncode == 0, f"{stdout}\n{stderr}"
     report = json.loads((run / "ope.json").read_text())
-    assert report["verdict"] in ("better", "not enough evidence")
+    assert report["verdict"] in ("better", "worse", "not enough evidence")
     assert report["primary_target"] == "never"
     assert set(report["targets"]) == {"never", "cost_aware", "weekly"}
     for name in ("is", "wis", "pdis", "wpdis", "dr", "wdr", "fqe"):

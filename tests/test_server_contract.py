@@ -40,6 +40,10 @@ headers = {{ Authorization = "Bearer {ADMIN_TOKEN}" }}
 [[operations]]
 include-name = "POST /v1/services/{SERVICE}/acknowledge"
 headers = {{ Authorization = "Bearer {ADMIN_TOKEN}" }}
+
+[[operations]]
+include-name = "POST /v1/policy/candidates"
+headers = {{ Authorization = "Bearer {ADMIN_TOKEN}" }}
 """
 
 

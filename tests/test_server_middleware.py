@@ -72,6 +72,7 @@ def server(policy_path: Path, db_path: Path) -> Iterator[ThreadedServer]:
 
 OUTCOME = "/v1/decisions/{decision_id}/outcome"
 DECISION = "/v1/decisions/{decision_id}"
+CANDIDATE = "/v1/policy/candidates/{candidate_id}"
 
 
 def _requests(decision_id: str) -> list[tuple[str, str, str, Any, dict[str, str]]]:
@@ -86,6 +87,15 @@ def _requests(decision_id: str) -> list[tuple[str, str, str, Any, dict[str, str]
         ("GET", DECISION, DECISION.format(decision_id=decision_id), None, AUTH),
         ("GET", "/v1/policy", "/v1/policy", None, AUTH),
         ("POST", "/v1/policy/reload", "/v1/policy/reload", None, AUTH),  # 401: not the admin's
+        ("POST", "/v1/policy/candidates", "/v1/policy/candidates", {}, AUTH),  # 401 too
+        ("GET", CANDIDATE, CANDIDATE.format(candidate_id="0" * 16), None, AUTH),  # 404
+        (
+            "GET",
+            f"{CANDIDATE}/report",
+            f"{CANDIDATE}/report".format(candidate_id="0" * 16),
+            None,
+            AUTH,
+        ),
         ("GET", "/healthz", "/healthz", None, {}),
         ("GET", "/readyz", "/readyz", None, {}),
         ("GET", "/metrics", "/metrics", None, {}),

@@ -3,8 +3,12 @@
 ``python -m steward.experiments.ope logs=PATH_OR_URL [policy_path=PATH]``.
 
 Estimates, from decisions logged under the current (behaviour) policy, how each target
-policy would have done: the trained agent (with ``policy_path``) and the heuristics of
-``targets``. Writes ``ope.json`` and ``report.html`` into the run dir. When the logs come
+policy would have done, and its paired difference to the behaviour: the trained agents
+(``policy_path``, ``candidates``) and the heuristics of ``targets``. With
+``deployed_path`` the logs are the deployed agent's (its audit trail, or ``simulate
+policy=agent epsilon=... log=true``): they are checked against that agent behind its
+exploration floor ``epsilon``, and every target is evaluated behind the same floor.
+Writes ``ope.json`` and ``report.html`` into the run dir. When the logs come
 from the simulator, every target is also rolled out on-policy and each estimator is
 scored against those true values (``true_values.json`` keeps them for reuse).
 """
@@ -17,21 +21,14 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from steward.agent.ope.baseline import traffic_baseline
 from steward.agent.ope.checks import LoggedDecisions, LogValidationError
-from steward.agent.ope.episodes import logged_episodes
+from steward.agent.ope.comparison import compare
+from steward.agent.ope.deployed import DeployedPolicy, as_deployed, deployed_rows
 from steward.agent.ope.estimators import ESTIMATORS
-from steward.agent.ope.evaluation import (
-    OpeSettings,
-    TargetEvaluation,
-    evaluate_policies,
-    model_check,
-)
+from steward.agent.ope.evaluation import OpeSettings, TargetEvaluation
 from steward.agent.ope.logs import load_logs
-from steward.agent.ope.post_decision import post_decision_features
-from steward.agent.ope.report import ope_report, validation_section, write_json
-from steward.agent.ope.report_html import write_html
-from steward.agent.ope.targets import logged_states
+from steward.agent.ope.paired import HIGH_CONFIDENCE
+from steward.agent.ope.report import validation_section
 from steward.agent.ope.validation import (
     TrueValue,
     fresh_strata,
@@ -43,7 +40,7 @@ from steward.agent.ope.validation import (
 from steward.agent.ope.verdict import VerdictRule
 from steward.agent.policies import EpsilonSoft, Policy, make_heuristic
 from steward.envs.lifecycle_env import LifecycleEnv
-from steward.envs.shield import Shield, ShieldConfig
+from steward.envs.shield import ShieldConfig
 from steward.errors import require
 from steward.experiments.common import (
     clean_errors,
@@ -59,12 +56,14 @@ from steward.simulators.costs import SloConfig
 
 register_schemas()
 
+DEPLOYED = "(deployed)"  # the deployed behaviour's entry among the true values
+
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "fqe_backup": ("tree_backup", "one_step"),
     "fqe_scale_by": ("time_traffic", "time", "none"),
     "fqe_row_weights": ("none", "ratio"),
-    "verdict.estimator": tuple(ESTIMATORS),
+    "verdict.estimator": (*ESTIMATORS, "dr_paired", "fqe_paired", HIGH_CONFIDENCE),
     "validation.worlds": ("logged", "fresh"),
     "reward_baseline": ("traffic", "none"),
 }
@@ -78,12 +77,17 @@ def check_choices(cfg: DictConfig) -> None:
 
 
 def build_targets(cfg: DictConfig) -> dict[str, Policy]:
-    """The trained agent (if ``policy_path``) and the configured heuristics, by name."""
+    """The trained agents (``policy_path``, ``candidates``) and the heuristics, by name."""
     targets: dict[str, Policy] = {}
     if cfg.policy_path:
         from steward.agent.policies.ppo import load_agent
 
         targets["agent"] = load_agent(cfg.policy_path, deterministic=cfg.agent_deterministic)
+    for name, path in cfg.candidates.items():
+        from steward.agent.policies.ppo import load_agent
+
+        require(bool(path), f"candidates.{name}", "is empty", "pass a trained run's policy.json")
+        targets[str(name)] = load_agent(path, deterministic=cfg.agent_deterministic)
     for name, node in cfg.targets.items():
         require(
             isinstance(node, DictConfig),
@@ -119,8 +123,12 @@ def validate(
     policies: dict[str, Policy],
     evaluations: dict[str, TargetEvaluation],
     logged: LoggedDecisions,
+    behaviour: Policy | None = None,
 ) -> dict[str, Any]:
-    """True values of the targets from on-policy rollouts, and each estimator's score."""
+    """True values of the targets from on-policy rollouts, and each estimator's score.
+
+    With the deployed behaviour, it is rolled out too: the true paired differences.
+    """
     scenario = compose_scenario(world, "validation.world")
     env = LifecycleEnv(scenario, slo, shield, members=scenario_members(scenario))
     first_rows = logged.frame.groupby("service_id", sort=False)["extra"].first()
@@ -139,11 +147,20 @@ def validate(
     truth: dict[str, TrueValue] = {}
     if cfg.validation.true_values_path:
         truth = load_true_values(cfg.validation.true_values_path, **meta)
-    missing = {n: p for n, p in policies.items() if n not in truth}
+    rolled = dict(policies) | ({DEPLOYED: behaviour} if behaviour is not None else {})
+    missing = {n: p for n, p in rolled.items() if n not in truth}
     truth |= true_values(env, missing, plan, cfg.validation.seed, cfg.gamma, cfg.progress_bar)
     save_true_values(truth, run_dir() / "true_values.json", **meta)
     matches = env.shield.version in logged.shield_versions
-    return validation_section(evaluations, truth, world, worlds, cfg.validation.seed, matches)
+    return validation_section(
+        evaluations,
+        truth,
+        world,
+        worlds,
+        cfg.validation.seed,
+        matches,
+        truth.get(DEPLOYED) if behaviour is not None else None,
+    )
 
 
 def _rejecting_bad_logs(main: Callable[[DictConfig], None]) -> Callable[[DictConfig], None]:
@@ -180,16 +197,14 @@ def main(cfg: DictConfig) -> None:
     )
     slo = from_dict(SloConfig, plain(cfg.slo), "slo")
     shield_config = from_dict(ShieldConfig, plain(cfg.shield), "shield")
-    logged = load_logs(cfg.logs, allow_version_mix=cfg.allow_version_mix)
-    states = logged_states(logged, Shield(shield_config, slo))
-    episodes = logged_episodes(logged)
-    if cfg.reward_baseline == "traffic":
-        episodes = episodes.with_baseline(traffic_baseline(logged.frame, slo, cfg.nominal_accuracy))
-    if cfg.fqe_action_features:
-        episodes = episodes.with_action_features(
-            post_decision_features(list(logged.frame["portfolio"]), slo)
-        )
+    deployed = deployed_policy(cfg)
+    if deployed is None:
+        logged = load_logs(cfg.logs, allow_version_mix=cfg.allow_version_mix)
+    else:
+        logged = deployed_rows(load_logs(cfg.logs, allow_version_mix=True), deployed.version)
     policies = build_targets(cfg)
+    if deployed is not None:  # every candidate as it would run: behind the server's floor
+        policies = {name: as_deployed(p, deployed.epsilon) for name, p in policies.items()}
     primary = cfg.primary_target or next(iter(policies))
     require(
         primary in policies,
@@ -215,31 +230,62 @@ def main(cfg: DictConfig) -> None:
         fqe_weight_clip=cfg.fqe_weight_clip,
     )
     rule = VerdictRule(**plain(cfg.verdict))
-    behaviour, evaluations = evaluate_policies(
-        episodes, states, policies, settings, rule, cfg.progress_bar
+    comparison = compare(
+        logged,
+        slo,
+        shield_config,
+        policies,
+        settings,
+        rule,
+        deployed=deployed,
+        primary=primary,
+        reward_baseline=cfg.reward_baseline == "traffic",
+        nominal_accuracy=cfg.nominal_accuracy,
+        check_model=cfg.model_check,
+        progress=cfg.progress_bar,
     )
     world = cfg.validation.world or logged_world(logged)
     validation = None
     if cfg.validation.enabled and world:
-        validation = validate(cfg, world, slo, shield_config, policies, evaluations, logged)
-    shield_replay = {
-        "mask_mismatches": states.mask_mismatches,
-        "behaviour_mismatches": states.behaviour_mismatches,
-    }
-    check = model_check(episodes, settings, rule) if cfg.model_check else None
-    report = ope_report(
-        logged, behaviour, evaluations, primary, settings, rule, shield_replay, validation, check
-    )
+        rolled_behaviour = None if deployed is None else deployed.behaviour
+        validation = validate(
+            cfg,
+            world,
+            slo,
+            shield_config,
+            policies,
+            comparison.evaluations,
+            logged,
+            rolled_behaviour,
+        )
     out = run_dir()
-    write_json(report, out / "ope.json")
-    write_html(report, evaluations, out / "report.html")
-    for name, evaluation in evaluations.items():
-        est = evaluation.estimates[rule.estimator]
+    report = comparison.write(out, validation)
+    observed = comparison.behaviour.estimate
+    for name, evaluation in comparison.evaluations.items():
+        verdict = evaluation.verdict
         print(
-            f"{name}: {rule.estimator} {est.estimate:,.0f} [{est.lower:,.0f}, {est.upper:,.0f}] vs "
-            f"behaviour {behaviour.estimate:,.0f} -> {evaluation.verdict.decision}"
+            f"{name}: {verdict.estimator} difference {verdict.difference:,.0f} "
+            f"[{verdict.lower_bound:,.0f}, {verdict.upper_bound:,.0f}] to the behaviour's "
+            f"{observed:,.0f} -> {verdict.decision}"
         )
     print(f"verdict for {primary}: {report['verdict']} ({report['verdict_reason']}); wrote {out}")
+
+
+def deployed_policy(cfg: DictConfig) -> DeployedPolicy | None:
+    """The deployed agent behind the server's floor (``deployed_path``), or None."""
+    if not cfg.deployed_path:
+        return None
+    require(
+        0.0 <= cfg.epsilon <= 1.0,
+        "epsilon",
+        "must be in [0, 1]",
+        "use e.g. epsilon=0.05",
+        cfg.epsilon,
+    )
+    from steward.agent.policies.ppo import load_agent
+
+    agent = load_agent(cfg.deployed_path, deterministic=cfg.agent_deterministic)
+    return DeployedPolicy(agent, cfg.epsilon, agent.version)
 
 
 def run() -> None:

@@ -175,6 +175,9 @@ class OpeConfig:
     shield: ShieldConfig = field(default_factory=ShieldConfig)
     logs: str = "???"  # .parquet, .csv or a SQLAlchemy URL (sqlite:///audit.db)
     policy_path: str = ""  # a trained agent's policy.json (optional)
+    deployed_path: str = ""  # the deployed agent that wrote the logs (the behaviour)
+    epsilon: float = 0.05  # the server's exploration floor, with deployed_path
+    candidates: dict[str, str] = field(default_factory=dict)  # name -> trained policy.json
     agent_deterministic: bool = False
     primary_target: str = ""  # "" = agent if policy_path is given, else the first target
     # each an OpeTargetSpec, checked when read: OmegaConf cannot add a new key to a dict of

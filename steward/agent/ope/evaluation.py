@@ -7,18 +7,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from steward.agent.ope.bootstrap import (
-    Interval,
-    bootstrap_interval,
-    bootstrap_values,
-    mean_interval,
-    percentile_interval,
-    resample_indices,
-)
+from steward.agent.ope.bootstrap import Interval, mean_interval, resample_indices
+from steward.agent.ope.bounds import HighConfidenceBound
 from steward.agent.ope.diagnostics import importance_ratios, weight_diagnostics
 from steward.agent.ope.episodes import LoggedEpisodes
 from steward.agent.ope.estimators import ESTIMATORS, OffPolicyData
 from steward.agent.ope.fqe import Backup, FittedQEvaluation, RowWeights, Scale, default_regressor
+from steward.agent.ope.paired import HIGH_CONFIDENCE, paired_estimates
 from steward.agent.ope.targets import LoggedStates, target_probabilities
 from steward.agent.ope.verdict import Verdict, VerdictRule, decide, well_supported
 from steward.agent.policies.base import Policy
@@ -32,6 +27,18 @@ ESTIMATOR_NOTES: dict[str, tuple[str, str]] = {
     "dr": ("ess_per_decision", "per-decision weights with the fitted Q as control variate"),
     "wdr": ("ess_per_decision", "self-normalised per-decision weights with the fitted Q"),
     "fqe": ("ess_per_decision", "the fitted Q model alone (interval: DR bootstrap spread)"),
+    "dr_paired": (
+        "ess_per_decision",
+        "difference of the target's DR and the behaviour's (its own Q as control variate)",
+    ),
+    "fqe_paired": (
+        "ess_per_decision",
+        "difference of the target's FQE and the behaviour's (interval: dr_paired spread)",
+    ),
+    HIGH_CONFIDENCE: (
+        "ess_per_decision",
+        "clipped per-decision weights, empirical Bernstein (no Q model, no bootstrap)",
+    ),
 }
 
 
@@ -84,6 +91,8 @@ class TargetEvaluation:
     estimates: dict[str, Interval]
     diagnostics: dict[str, Any]
     verdict: Verdict
+    differences: dict[str, Interval] = field(default_factory=dict)
+    bounds: tuple[HighConfidenceBound, ...] = ()
     fqe_history: list[float] = field(default_factory=list)
     ratios: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     trajectory_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -110,11 +119,31 @@ class TargetEvaluation:
             out["fqe"]["last_iteration_relative_change"] = change
         return out
 
+    def differences_dict(self) -> dict[str, dict[str, Any]]:
+        """Per estimator: the paired difference to the behaviour with its interval."""
+        out = {}
+        for name, interval in self.differences.items():
+            leans_on = ESTIMATOR_NOTES[name][1]
+            out[name] = {
+                "estimate": interval.estimate,
+                "ci95": [interval.lower, interval.upper],
+                "std_error": interval.std_error,
+                "well_supported": self.supported.get(name, False),
+                "leans_on": leans_on,
+            }
+        if HIGH_CONFIDENCE in out and self.bounds:
+            lower, upper = self.bounds
+            out[HIGH_CONFIDENCE]["clips"] = [lower.clip, upper.clip]
+            out[HIGH_CONFIDENCE]["episodes"] = [lower.episodes, upper.episodes]
+            out[HIGH_CONFIDENCE]["reward_range"] = list(lower.reward_range)
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for ``ope.json``."""
         diagnostics = {k: v for k, v in self.diagnostics.items() if k != "ess_per_step"}
         return {
             "estimators": self.estimators_dict(),
+            "differences": self.differences_dict(),
             "diagnostics": diagnostics,
             "verdict": self.verdict.decision,
             "verdict_reason": self.verdict.reason,
@@ -129,19 +158,26 @@ def behaviour_value(
     return mean_interval(episodes.returns(gamma), resamples, level)
 
 
-def fqe_interval(data: OffPolicyData, resamples: np.ndarray, level: float) -> Interval:
-    """FQE's estimate with the doubly robust estimator's bootstrap spread around it.
-
-    Resampling only the initial states with the Q model fixed would ignore the model's
-    own sampling error, and refitting the model per resample costs minutes. The DR
-    per-episode terms are FQE's value plus its weighted Bellman residuals along the
-    episode, so their bootstrap spread measures how much the data could move the
-    model's value (asymptotically the same variance when the model is right: Duan &
-    Wang, 2020). The interval is that spread, centred on the FQE estimate.
-    """
-    dr, fqe = ESTIMATORS["dr"], ESTIMATORS["fqe"]
-    spread = bootstrap_values(dr, data, resamples) - dr(data)
-    return percentile_interval(fqe(data), fqe(data) + spread, level)
+def fitted_q(
+    episodes: LoggedEpisodes, target: np.ndarray, settings: OpeSettings
+) -> FittedQEvaluation:
+    """FQE of one target (its post-shield distribution ``(n, h, A)``) with the settings' model."""
+    return FittedQEvaluation(
+        gamma=settings.gamma,
+        iterations=settings.fqe_iterations,
+        backup=settings.fqe_backup,
+        seed=settings.seed,
+        regressor=default_regressor(
+            settings.seed, settings.fqe_max_iter, settings.fqe_learning_rate
+        ),
+        scale_by=settings.fqe_scale_by,
+        two_stage=settings.fqe_two_stage,
+        reward_model=settings.fqe_reward_model,
+        per_action=settings.fqe_per_action,
+        action_features=settings.fqe_action_features,
+        row_weights=settings.fqe_row_weights,
+        weight_clip=settings.fqe_weight_clip,
+    ).fit(episodes, target)
 
 
 def off_policy_data(
@@ -164,6 +200,12 @@ def off_policy_data(
     )
 
 
+def behaviour_data(episodes: LoggedEpisodes, settings: OpeSettings) -> OffPolicyData:
+    """The logged behaviour as its own target, with its own fitted Q (shared by every target)."""
+    target = episodes.behaviour_probabilities
+    return off_policy_data(episodes, target, settings.gamma, fitted_q(episodes, target, settings))
+
+
 def evaluate_target(
     name: str,
     episodes: LoggedEpisodes,
@@ -173,50 +215,48 @@ def evaluate_target(
     rule: VerdictRule,
     resamples: np.ndarray,
     shield_replay_mismatches: int = 0,
+    behaviour_mismatches: int | None = None,
+    behaviour_fit: OffPolicyData | None = None,
 ) -> TargetEvaluation:
-    """Run every estimator on one target.
+    """Run every estimator on one target: its value and its paired difference to the behaviour.
 
     Args:
         name: the target's name.
         episodes: the logged episodes.
         target: the target's post-shield distribution at each logged state, ``(n, h, A)``.
-        behaviour: the behaviour's observed value (the verdict's bar).
+        behaviour: the behaviour's observed value.
         settings: discount, bootstrap and FQE settings.
         rule: the verdict rule.
         resamples: episode resamples shared by every estimator and target.
         shield_replay_mismatches: rows the rebuilt shield does not reproduce.
+        behaviour_mismatches: rows the deployed policy does not reproduce (``None``: not
+            checked).
+        behaviour_fit: the behaviour with its own Q (:func:`behaviour_data`); adds the
+            ``dr_paired`` and ``fqe_paired`` differences.
     """
-    fqe = FittedQEvaluation(
-        gamma=settings.gamma,
-        iterations=settings.fqe_iterations,
-        backup=settings.fqe_backup,
-        seed=settings.seed,
-        regressor=default_regressor(
-            settings.seed, settings.fqe_max_iter, settings.fqe_learning_rate
-        ),
-        scale_by=settings.fqe_scale_by,
-        two_stage=settings.fqe_two_stage,
-        reward_model=settings.fqe_reward_model,
-        per_action=settings.fqe_per_action,
-        action_features=settings.fqe_action_features,
-        row_weights=settings.fqe_row_weights,
-        weight_clip=settings.fqe_weight_clip,
-    ).fit(episodes, target)
+    fqe = fitted_q(episodes, target, settings)
     data = off_policy_data(episodes, target, settings.gamma, fqe)
-    estimates = {
-        key: bootstrap_interval(estimator, data, resamples, settings.level)
-        for key, estimator in ESTIMATORS.items()
-        if key != "fqe"
-    }
-    estimates["fqe"] = fqe_interval(data, resamples, settings.level)
+    paired = paired_estimates(
+        data, episodes.valid, resamples, settings.level, settings.seed, behaviour_fit
+    )
     diagnostics = weight_diagnostics(episodes, target)
-    verdict = decide(rule, estimates, diagnostics, behaviour.estimate, shield_replay_mismatches)
-    supported = {k: well_supported(rule, diagnostics, ESTIMATOR_NOTES[k][0]) for k in estimates}
+    verdict = decide(
+        rule,
+        paired.differences,
+        diagnostics,
+        behaviour.estimate,
+        shield_replay_mismatches,
+        behaviour_mismatches,
+    )
+    names = {*paired.values, *paired.differences}
+    supported = {k: well_supported(rule, diagnostics, ESTIMATOR_NOTES[k][0]) for k in names}
     return TargetEvaluation(
         name,
-        estimates,
+        paired.values,
         diagnostics,
         verdict,
+        paired.differences,
+        paired.bounds,
         fqe.history_,
         data.ratios[episodes.valid],
         data.trajectory_weights(),
@@ -225,7 +265,10 @@ def evaluate_target(
 
 
 def model_check(
-    episodes: LoggedEpisodes, settings: OpeSettings, rule: VerdictRule
+    episodes: LoggedEpisodes,
+    settings: OpeSettings,
+    rule: VerdictRule,
+    behaviour_fit: OffPolicyData | None = None,
 ) -> dict[str, float]:
     """The Q model's bias, measured without any truth: evaluate the behaviour itself.
 
@@ -236,12 +279,10 @@ def model_check(
     rng = np.random.default_rng(settings.seed)
     resamples = resample_indices(episodes.n_episodes, settings.n_bootstrap, rng)
     observed = behaviour_value(episodes, settings.gamma, resamples, settings.level)
-    check = evaluate_target(
-        "behaviour", episodes, episodes.behaviour_probabilities, observed, settings, rule, resamples
-    )
+    fit = behaviour_fit if behaviour_fit is not None else behaviour_data(episodes, settings)
     out = {"observed": observed.estimate}
     for name in ("fqe", "dr", "wdr"):
-        estimate = check.estimates[name].estimate
+        estimate = ESTIMATORS[name](fit)
         out[name] = estimate
         out[f"{name}_relative_error"] = abs(estimate - observed.estimate) / max(
             abs(observed.estimate), 1e-12
@@ -256,6 +297,8 @@ def evaluate_policies(
     settings: OpeSettings,
     rule: VerdictRule,
     progress: bool = False,
+    behaviour_mismatches: int | None = None,
+    behaviour_fit: OffPolicyData | None = None,
 ) -> tuple[Interval, dict[str, TargetEvaluation]]:
     """The behaviour's observed value and every target's evaluation, on shared resamples.
 
@@ -266,6 +309,10 @@ def evaluate_policies(
         settings: discount, bootstrap and FQE settings.
         rule: the verdict rule.
         progress: show a progress bar over targets.
+        behaviour_mismatches: rows the deployed policy does not reproduce (``None``: not
+            checked).
+        behaviour_fit: the behaviour with its own Q (:func:`behaviour_data`), for the
+            paired model-based differences.
     """
     rng = np.random.default_rng(settings.seed)
     resamples = resample_indices(episodes.n_episodes, settings.n_bootstrap, rng)
@@ -282,5 +329,7 @@ def evaluate_policies(
             rule,
             resamples,
             states.behaviour_mismatches,
+            behaviour_mismatches,
+            behaviour_fit,
         )
     return behaviour, evaluations

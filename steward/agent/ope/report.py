@@ -5,8 +5,11 @@ Top level (the primary target, the trained agent when one is given)::
     {"primary_target": NAME,
      "estimators": {EST: {"estimate", "ci95": [lo, hi], "std_error", "ess", ...}},
      "diagnostics": {...}, "behaviour_value": V, "behaviour": {...},
-     "verdict": "better" | "not enough evidence", "verdict_reason": "...",
+     "differences": {EST: {"estimate", "ci95": [lo, hi], ...}},
+     "difference": {"estimator", "estimate", "ci95", "lower_bound", "interval"},
+     "verdict": "better" | "worse" | "not enough evidence", "verdict_reason": "...",
      "verdict_rule": {...}, "targets": {NAME: {same per target}},
+     "protocol": {"deployed_version", "epsilon", "reproduction_mismatches", ...},
      "logs": {...}, "settings": {...},
      "validation": {"estimators": {EST: {"mean_relative_error", "spearman",
                     "regret_at_1", ...}}, "true_values": {NAME: V}, ...}}
@@ -55,11 +58,13 @@ def validation_section(
     worlds: str,
     seed: int,
     shield_version_matches: bool,
+    behaviour_truth: TrueValue | None = None,
 ) -> dict[str, Any]:
     """Each estimator scored against the candidates' true values.
 
     ``worlds`` says what the true values are: ``logged`` (each candidate replayed on the
-    logged worlds) or ``fresh`` (new worlds: the population value).
+    logged worlds) or ``fresh`` (new worlds: the population value). With the behaviour's
+    own true value, the true differences and which difference intervals hold them.
     """
     true_values = {name: t.value for name, t in truth.items() if name in evaluations}
     scores = {}
@@ -73,7 +78,7 @@ def validation_section(
             for n in true_values
         }
         scores[estimator] = score_estimator(estimates, intervals, true_values).to_dict()
-    return {
+    section: dict[str, Any] = {
         "world": world,
         "worlds": worlds,
         "episodes": min((t.episodes for t in truth.values()), default=0),
@@ -84,6 +89,26 @@ def validation_section(
         "true_value_std_errors": {n: truth[n].std_error for n in true_values},
         "estimators": scores,
     }
+    if behaviour_truth is not None:
+        true_differences = {n: v - behaviour_truth.value for n, v in true_values.items()}
+        section["behaviour_true_value"] = behaviour_truth.value
+        section["true_differences"] = true_differences
+        section["differences"] = {}
+        names = next(iter(evaluations.values())).differences if evaluations else {}
+        for estimator in names:
+            covered = {
+                n: bool(
+                    evaluations[n].differences[estimator].lower
+                    <= true_differences[n]
+                    <= evaluations[n].differences[estimator].upper
+                )
+                for n in true_differences
+            }
+            section["differences"][estimator] = {
+                "covered": covered,
+                "coverage": float(np.mean(list(covered.values()))) if covered else float("nan"),
+            }
+    return section
 
 
 def ope_report(
@@ -96,12 +121,23 @@ def ope_report(
     shield_replay: Mapping[str, int],
     validation: Mapping[str, Any] | None = None,
     model_check: Mapping[str, float] | None = None,
+    protocol: Mapping[str, Any] | None = None,
+    seconds: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """The whole ``ope.json`` document."""
     main = evaluations[primary].to_dict()
+    verdict = evaluations[primary].verdict
     report: dict[str, Any] = {
         "primary_target": primary,
         "estimators": main["estimators"],
+        "differences": main["differences"],
+        "difference": {
+            "estimator": verdict.estimator,
+            "estimate": verdict.difference,
+            "ci95": [verdict.lower_bound, verdict.upper_bound],
+            "lower_bound": verdict.lower_bound,
+            "interval": verdict.interval,
+        },
         "diagnostics": main["diagnostics"],
         "behaviour_value": behaviour.estimate,
         "behaviour": {
@@ -118,6 +154,10 @@ def ope_report(
         "settings": asdict(settings),
         "value_unit": f"dollars per episode (gamma={settings.gamma:g})",
     }
+    if protocol is not None:
+        report["protocol"] = dict(protocol)
+    if seconds is not None:
+        report["seconds"] = dict(seconds)
     if model_check is not None:
         report["model_check"] = dict(model_check)
     if validation is not None:

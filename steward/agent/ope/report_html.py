@@ -1,9 +1,10 @@
 """``report.html``: the offline evaluation a team reads before trusting a policy.
 
-Self-contained (plots are embedded PNGs): the verdict and its reasons, estimates with
-intervals beside the behaviour's value (and true values in simulation), importance
-weight distributions, effective sample size along the horizon, per-action support, and
-the validation scores of each estimator.
+Self-contained (plots are embedded PNGs): the verdict and its reasons, each candidate's
+paired difference to the behaviour (:mod:`steward.agent.ope.report_differences`),
+estimates with intervals beside the behaviour's value (and true values in simulation),
+importance weight distributions, effective sample size along the horizon, per-action
+support, and the validation scores of each estimator.
 """
 
 import base64
@@ -22,6 +23,11 @@ from matplotlib.figure import Figure
 
 from steward.agent.ope.estimators import ESTIMATORS
 from steward.agent.ope.evaluation import TargetEvaluation
+from steward.agent.ope.report_differences import (
+    differences_figure,
+    differences_table,
+    protocol_paragraph,
+)
 from steward.simulators.actions import ACTION_NAMES
 
 MODEL_FREE_SPREAD = 4.0  # the estimate axis spans this many behaviour intervals around it
@@ -283,7 +289,8 @@ STYLE = """body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}
 table{border-collapse:collapse;font-size:12px;margin:0.5em 0}
 td,th{border:1px solid #ccc;padding:2px 6px}
 .verdict{font-size:1.3em;padding:0.5em;border-radius:4px;background:#eee}
-.better{background:#d4f4d4}.nee{background:#fbe9c9}img{max-width:100%}"""
+.better{background:#d4f4d4}.worse{background:#f4d4d4}.nee{background:#fbe9c9}
+img{max-width:100%}"""
 
 
 def write_html(
@@ -292,7 +299,7 @@ def write_html(
     """Write the self-contained HTML report."""
     primary = report["primary_target"]
     verdict = report["verdict"]
-    css = "better" if verdict == "better" else "nee"
+    css = {"better": "better", "worse": "worse"}.get(verdict, "nee")
     logs = report["logs"]
     behaviour = report["behaviour"]
     esc = html.escape
@@ -308,6 +315,10 @@ def write_html(
         f"{esc(str(logs['shield_replay']))}.</p>",
         f"<p>Behaviour value (observed): {behaviour['value']:,.0f} "
         f"[{low:,.0f}, {high:,.0f}] {esc(report['value_unit'])}.</p>",
+        protocol_paragraph(report),
+        "<h2>Paired differences to the behaviour</h2>",
+        _img(differences_figure(report), "paired differences"),
+        differences_table(report),
         "<h2>Estimates</h2>",
         _img(estimates_figure(report), "estimates"),
         _estimates_table(report),

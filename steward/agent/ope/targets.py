@@ -7,8 +7,9 @@ importance ratios compare executed-action probabilities on both sides.
 
 Stateful targets (the cost-aware rule remembers loss since the last change) are replayed
 along each logged trajectory in order, with ``reset()`` at every new trajectory. A
-policy with ``probabilities_batch`` (a trained agent) is evaluated in batches instead.
-The oracle reads the simulator's truth, which logs do not carry: it cannot be a target.
+policy with ``probabilities_batch`` (a trained agent, also behind an exploration floor)
+is evaluated in batches instead. The oracle reads the simulator's truth, which logs do
+not carry: it cannot be a target.
 """
 
 from dataclasses import dataclass, fields
@@ -18,7 +19,8 @@ import numpy as np
 
 from steward.agent.decision_log import logged_portfolio, observation_matrix
 from steward.agent.ope.checks import LoggedDecisions, LogValidationError
-from steward.agent.policies.base import DecisionContext, Policy, one_hot
+from steward.agent.ope.world_shields import world_shields
+from steward.agent.policies.base import DecisionContext, EpsilonSoft, Policy, one_hot
 from steward.agent.rollout import shielded_probabilities
 from steward.envs.shield import Shield, ShieldDecision
 from steward.errors import ConfigError
@@ -83,7 +85,9 @@ def logged_states(
 
     Args:
         logged: validated logs.
-        shield: the shield the logs ran under (same thresholds and SLO).
+        shield: the shield the logs ran under (same thresholds and SLO); a simulated
+            row whose world (``extra.scenario``) has ``shield_overrides`` ran under this
+            shield with them (:func:`~steward.agent.ope.world_shields.world_shields`).
         mask_slice: where the observation holds the logged mask (``allowed_*`` block), to
             count disagreements with the recomputed one; by default the encoder's layout
             (the mask is the 7 entries before the last action's 7).
@@ -105,12 +109,13 @@ def logged_states(
         raise LogValidationError(
             f"portfolio: not an observed portfolio in {len(bad)} rows: {shown}"
         )
-    decisions = [shield.evaluate(p) for p in portfolios]
+    shields = world_shields(frame["extra"], shield)
+    decisions = [s.evaluate(p) for s, p in zip(shields, portfolios, strict=True)]
     executed = np.zeros((len(frame), N_ACTIONS), dtype=np.int64)
     for i, (portfolio, decision) in enumerate(zip(portfolios, decisions, strict=True)):
         for proposal in range(N_ACTIONS):
             folded = shielded_probabilities(
-                one_hot(proposal), decision, portfolio.human_hold, shield.apply
+                one_hot(proposal), decision, portfolio.human_hold, shields[i].apply
             )
             executed[i, proposal] = int(np.argmax(folded))
     observations = observation_matrix(frame["observation"].tolist())
@@ -169,15 +174,16 @@ def _proposals_batched(policy: Any, states: LoggedStates) -> np.ndarray:
     return np.concatenate(chunks, axis=0)
 
 
-def target_probabilities(policy: Policy, states: LoggedStates) -> np.ndarray:
-    """The target's post-shield distribution over executed actions per logged row, ``(N, A)``.
+def proposal_probabilities(policy: Policy, states: LoggedStates) -> np.ndarray:
+    """The policy's proposal distribution (before the shield) per logged row, ``(N, A)``.
 
     Raises:
         ConfigError: the policy cannot run on logged data (the oracle), or its
             observation size differs from the logged one.
     """
-    if hasattr(policy, "probabilities_batch"):
-        expected = getattr(getattr(policy, "model", None), "observation_space", None)
+    base = getattr(policy, "policy", policy)  # an EpsilonSoft's agent answers in batches too
+    if hasattr(base, "probabilities_batch"):
+        expected = getattr(getattr(base, "model", None), "observation_space", None)
         size = None if expected is None else expected.shape[0]
         if size is not None and size != states.observations.shape[1]:
             raise ConfigError(
@@ -186,8 +192,28 @@ def target_probabilities(policy: Policy, states: LoggedStates) -> np.ndarray:
                 "evaluate a policy trained with the encoder that wrote the logs",
                 f"{size} vs {states.observations.shape[1]}",
             )
+    if hasattr(policy, "probabilities_batch"):
         proposals = _proposals_batched(policy, states)
+    elif isinstance(policy, EpsilonSoft) and hasattr(base, "probabilities_batch"):
+        proposals = with_floor_batch(_proposals_batched(base, states), states.masks, policy.epsilon)
     else:
         proposals = _proposals_replayed(policy, states)
-    proposals = proposals / proposals.sum(axis=1, keepdims=True)
-    return states.fold(proposals)
+    return np.asarray(proposals / proposals.sum(axis=1, keepdims=True))
+
+
+def with_floor_batch(probabilities: np.ndarray, masks: np.ndarray, epsilon: float) -> np.ndarray:
+    """:class:`EpsilonSoft`'s mixture for a batch: ``(1 - eps) p + eps`` uniform over allowed."""
+    allowed = masks.astype(np.float64)
+    counts = allowed.sum(axis=1, keepdims=True)
+    uniform = np.where(counts > 0, allowed / np.maximum(counts, 1.0), 1.0 / N_ACTIONS)
+    return np.asarray((1.0 - epsilon) * probabilities + epsilon * uniform)
+
+
+def target_probabilities(policy: Policy, states: LoggedStates) -> np.ndarray:
+    """The target's post-shield distribution over executed actions per logged row, ``(N, A)``.
+
+    Raises:
+        ConfigError: the policy cannot run on logged data (the oracle), or its
+            observation size differs from the logged one.
+    """
+    return states.fold(proposal_probabilities(policy, states))

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from steward.agent.server.decision.runtime import open_runtime
 from steward.agent.server.http.metrics import ServerMetrics
+from steward.agent.server.http.routes_candidates import close_gate
 from steward.agent.server.settings import ServerSettings
 
 
@@ -42,5 +43,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await close_gate(app)
         app.state.runtime = None
         runtime.audit.close()
