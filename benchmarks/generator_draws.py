@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from steward.experiments.common import at_least, clean_errors
-from steward.simulators.catalogue import load_scenario, resolve_members
+from steward.simulators.catalogue import load_members, load_scenario
 from steward.simulators.generator import generate_scenario, mechanisms_of
 from steward.simulators.scenario import ScenarioConfig
 
@@ -167,7 +167,7 @@ def main() -> None:
     parser.add_argument("--figure", type=Path, default=RESULTS / "generator_draws.png")
     args = parser.parse_args()
     scenario = load_scenario(args.scenario)
-    members = resolve_members(scenario)
+    members = load_members(scenario)
     seeds = np.random.SeedSequence(args.seed).spawn(args.draws)
     worlds = []
     for i, seed in enumerate(seeds):

@@ -55,7 +55,7 @@ from steward.envs.shield import LABEL_HEALTH, RULES
 from steward.experiments.common import at_least, clean_errors
 from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.actions import Action
-from steward.simulators.catalogue import available, load_scenario
+from steward.simulators.catalogue import available, load_members, load_scenario
 from steward.simulators.scenario import ScenarioConfig
 
 HEURISTICS = ("never", "periodic", "accuracy_trigger", "drift_trigger", "cost_aware", "oracle")
@@ -137,7 +137,7 @@ def run_task(
 ) -> dict[str, Any]:
     """Every seed of one policy in one world: humility records and evidence counts."""
     if world.name not in _ENVS:
-        _ENVS[world.name] = LifecycleEnv(world)
+        _ENVS[world.name] = LifecycleEnv(world, members=load_members(world))
     env = _ENVS[world.name]
     policy = _policy(policy_name, agent_path)
     records, evidence = [], Counter[str]()

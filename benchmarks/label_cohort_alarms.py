@@ -22,7 +22,7 @@ from steward.envs.shield import LABEL_HEALTH, RULES, ShieldConfig
 from steward.experiments.common import at_least, clean_errors
 from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.actions import Action
-from steward.simulators.catalogue import available, load_scenario, load_slo, resolve_members
+from steward.simulators.catalogue import available, load_members, load_scenario, load_slo
 from steward.simulators.costs import SloConfig
 from steward.simulators.world import World
 
@@ -54,7 +54,7 @@ def fires(portfolio: ObservedPortfolio, limit: float, slo: SloConfig) -> bool:
 def run_world(name: str, episodes: int, seed: int, slo: SloConfig) -> WorldAlarms:
     """``episodes`` of weekly retraining in world ``name``."""
     scenario = load_scenario(name)
-    world = World(scenario, slo, members=resolve_members(scenario))
+    world = World(scenario, slo, members=load_members(scenario))
     out = WorldAlarms()
     for episode in range(episodes):
         world.reset(seed=seed + episode)

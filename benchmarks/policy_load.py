@@ -165,7 +165,7 @@ def main() -> None:
         "cold": cold,
     }
     for name in ("warm", "cold"):
-        ratio = results[name]["ratio_pickles_to_artifact"]  # type: ignore[index]
+        ratio = results[name]["ratio_pickles_to_artifact"]
         print(
             f"{name}: pickles take {ratio['median']:.2f}x the artifact's load time "
             f"(range {ratio['min']:.2f}-{ratio['max']:.2f})"

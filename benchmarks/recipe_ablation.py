@@ -27,6 +27,7 @@ interval's lower bound is at least -2 % of the best heuristic's absolute return,
 """
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -39,7 +40,7 @@ from steward.agent.training.selection import select_member, write_selection
 from steward.envs.lifecycle_env import load_shield_config
 from steward.experiments.common import clean_errors
 from steward.experiments.schemas import EvaluateConfig
-from steward.simulators.catalogue import load_scenario, load_slo
+from steward.simulators.catalogue import load_members, load_scenario, load_slo
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
@@ -172,7 +173,13 @@ def main() -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))
 
-    world = WorldSpec(load_scenario(args.train_scenario), load_slo(), load_shield_config())
+    train_scenario = load_scenario(args.train_scenario)
+    world = WorldSpec(
+        train_scenario,
+        load_slo(),
+        load_shield_config(),
+        members=tuple(load_members(train_scenario)),
+    )
     started = time.perf_counter()
     for variant in variants:
         spec = VARIANTS[variant]
@@ -206,9 +213,7 @@ def main() -> None:
                 print(f"{name}: selecting among {len(policies)} members ...", flush=True)
                 member_world = world
                 if "agent.slow_drift_features=true" in spec["overrides"]:
-                    member_world = WorldSpec(
-                        world.scenario, world.slo, world.shield, slow_drift_features=True
-                    )
+                    member_world = dataclasses.replace(world, slow_drift_features=True)
                 episodes = 2 if args.smoke else 16
                 selection = select_member(
                     member_world, policies, seed, episodes, executor=args.executor

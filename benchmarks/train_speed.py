@@ -25,7 +25,7 @@ from steward.agent.training.config import AgentConfig
 from steward.agent.training.trainer import train
 from steward.envs.lifecycle_env import load_shield_config
 from steward.experiments.common import at_least, clean_errors, episode_seeds
-from steward.simulators.catalogue import load_scenario, load_slo
+from steward.simulators.catalogue import load_members, load_scenario, load_slo
 
 
 def cartpole_fps(steps: int) -> float:
@@ -60,7 +60,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     scenario, slo, shield = load_scenario("mixed"), load_slo(), load_shield_config()
-    world = WorldSpec(scenario, slo, shield)
+    members = tuple(load_members(scenario))
+    world = WorldSpec(scenario, slo, shield, members=members)
     cart = cartpole_fps(20_000)
     print(f"PPO on CartPole-v1: {cart:,.0f} training steps/s")
     grid = grid_tasks(
@@ -94,6 +95,7 @@ def main() -> None:
         shield,
         seed=0,
         out_dir=out,
+        members=members,
         progress_bar=True,
         tensorboard=False,
         snapshot_every=args.every,

@@ -30,7 +30,7 @@ import numpy as np
 from benchmarks.machine_reference import format_reference, reference_timings
 from steward.experiments.common import at_least, clean_errors
 from steward.simulators.actions import Action
-from steward.simulators.catalogue import load_scenario, load_slo, resolve_members
+from steward.simulators.catalogue import load_members, load_scenario, load_slo
 from steward.simulators.models import ModelVersion, SklearnBackend
 from steward.simulators.scenario import ScenarioConfig
 from steward.simulators.world import World
@@ -124,7 +124,7 @@ def run_policy(scenario_name: str, policy: str, episodes: int, seed: int) -> Pol
     """Run ``episodes`` whole episodes of ``policy`` (``never`` or ``periodic``)."""
     scenario, slo = load_scenario(scenario_name), load_slo()
     backend = TimingBackend(SklearnBackend())
-    members = resolve_members(scenario)
+    members = load_members(scenario)
     world = World(scenario, slo, backend=backend, members=members)
     runs: list[str | None] = [m.name for m in members] if members else [None]
     out = PolicyRun(policy)

@@ -18,6 +18,10 @@ class ConfigError(ValueError):
         self.fix = fix
         self.value = value
 
+    def __reduce__(self) -> tuple[type["ConfigError"], tuple[str, str, str, Any]]:
+        """Pickle by the constructor's arguments (worker processes send errors back)."""
+        return type(self), (self.field, self.problem, self.fix, self.value)
+
     def under(self, path: str) -> "ConfigError":
         """The same error with the field named by its full path (``path.FIELD``).
 

@@ -10,7 +10,7 @@ import pytest
 
 from steward.backends.base import ActionRequest, BackendState, ShieldedExecutor
 from steward.backends.world import SimulatorBackend
-from steward.envs.shield import Shield, ShieldConfig
+from steward.envs.shield import Shield, ShieldConfig, with_overrides
 from steward.simulators.actions import Action
 from steward.simulators.catalogue import load_scenario
 from steward.simulators.costs import SloConfig
@@ -44,7 +44,7 @@ def test_a_vetoed_action_never_reaches_the_backend(
     world: World, slo: SloConfig, shield_config: ShieldConfig
 ) -> None:
     backend = RecordingBackend(world)
-    executor = ShieldedExecutor(Shield(shield_config, slo), backend)
+    executor = ShieldedExecutor(elec2_shield(shield_config, slo), backend)
     world.begin_epoch()
     paged = executor.execute(world._report().observed, int(Action.ESCALATE))
     assert paged.operation == "escalate" and paged.state.registry.human_hold
@@ -60,11 +60,17 @@ def test_a_vetoed_action_never_reaches_the_backend(
     assert backend.world.registry.live.version_id == 0  # nothing changed
 
 
+def elec2_shield(config: ShieldConfig, slo: SloConfig) -> Shield:
+    """The shield Elec2's service runs (its scenario waives the label-cohort test)."""
+    overrides = load_scenario("elec2").shield_overrides
+    return Shield(with_overrides(config, overrides, "elec2"), slo)
+
+
 def test_an_allowed_action_runs_its_operation_and_reports_the_backends_state(
     world: World, slo: SloConfig, shield_config: ShieldConfig
 ) -> None:
     backend = RecordingBackend(world)
-    executor = ShieldedExecutor(Shield(shield_config, slo), backend)
+    executor = ShieldedExecutor(elec2_shield(shield_config, slo), backend)
     portfolio = world._report().observed
     assert not portfolio.change_in_flight
     world.begin_epoch()

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from steward.agent.evaluation.safety_audit import WorldFacts
+from steward.agent.evaluation.safety_checker import WorldFacts
 from steward.envs.lifecycle_env import LifecycleEnv
 from steward.monitoring.arrivals import ArrivedColumns
 from steward.monitoring.label_health import (

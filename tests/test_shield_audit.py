@@ -11,17 +11,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from steward.agent.evaluation.episodes import evaluate_episode
-from steward.agent.evaluation.safety_audit import (
+from benchmarks.audit_label_corruption import (
     INCIDENT_RETRAIN_TARGET,
     CorruptionAudit,
-    RandomPolicyAudit,
-    SafetyAudit,
     audit_label_corruption,
-    audit_random_policy,
-    delay_cdf,
-    exact_delay_cdf,
 )
+from benchmarks.audit_random_policy import RandomPolicyAudit, audit_random_policy
+from steward.agent.evaluation.episodes import evaluate_episode
+from steward.agent.evaluation.safety_audit import SafetyAudit
+from steward.agent.evaluation.safety_checker import delay_cdf, exact_delay_cdf
 from steward.agent.policies import make_heuristic
 from steward.envs.lifecycle_env import LifecycleEnv
 from steward.envs.shield import RULES

@@ -19,13 +19,15 @@ from steward.agent.evaluation.humility import FLAVOURS, WITHIN_EPOCHS
 from steward.agent.evaluation.seeds import split_seeds
 from steward.agent.policies import make_heuristic
 from steward.envs.lifecycle_env import LifecycleEnv
+from steward.simulators.catalogue import load_members
 
 SEEDS = split_seeds("test", 20_000, 2)  # experiments.evaluate's default test seeds
 
 
 def run(flavour: str, policy: str) -> list[dict[str, Any]]:
     """Each seed's humility record (``steward.agent.evaluation.humility``)."""
-    env = LifecycleEnv(flavour_world(flavour))
+    world = flavour_world(flavour)
+    env = LifecycleEnv(world, members=load_members(world))
     records = []
     for seed in SEEDS:
         summary, _ = evaluate_episode(env, make_heuristic(policy), seed, True)

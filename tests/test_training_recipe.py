@@ -27,7 +27,7 @@ from steward.agent.training.warm_start import agreement, demonstrate, warm_start
 from steward.envs.shield import ShieldConfig
 from steward.errors import ConfigError
 from steward.simulators.actions import Action
-from steward.simulators.catalogue import load_scenario
+from steward.simulators.catalogue import load_members, load_scenario
 from steward.simulators.costs import SloConfig
 from steward.simulators.generator import mechanisms_of
 from steward.simulators.scenario import ScenarioConfig
@@ -95,7 +95,7 @@ def test_the_curriculum_widens_the_generator_stage_by_stage(
     )
     wrap = curriculum_wrapper(config, total_timesteps=80, n_envs=2)  # 40 steps per copy
     assert wrap is not None
-    env = env_factory(scenario, slo, shield_config, 4, 0.01, wrap=wrap)()
+    env = env_factory(scenario, slo, shield_config, 4, 0.01, load_members(scenario), wrap=wrap)()
     inner = env.env  # the curriculum, inside the action masker
     world = env.unwrapped.world
     stages, caps = [], []

@@ -7,7 +7,7 @@ import pytest
 
 from steward.envs.lifecycle_env import LifecycleEnv
 from steward.errors import ConfigError
-from steward.simulators.catalogue import from_dict, load_scenario, resolve_members
+from steward.simulators.catalogue import from_dict, load_members, load_scenario
 from steward.simulators.generator import (
     GeneratorConfig,
     draw_world,
@@ -20,12 +20,12 @@ from steward.simulators.scenario import ScenarioConfig
 @pytest.fixture(scope="module")
 def randomized() -> tuple[ScenarioConfig, list[ScenarioConfig]]:
     scenario = load_scenario("randomized")
-    return scenario, resolve_members(scenario)
+    return scenario, load_members(scenario)
 
 
 def _draws(n: int, seed: int = 0) -> list[ScenarioConfig]:
     scenario = load_scenario("randomized")
-    members = resolve_members(scenario)
+    members = load_members(scenario)
     rng = np.random.default_rng(seed)
     return [generate_scenario(scenario, members, rng) for _ in range(n)]
 

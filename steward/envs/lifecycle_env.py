@@ -1,7 +1,6 @@
 """``steward/Lifecycle-v0``: lifecycle decisions for a deployed model, one day per step."""
 
-import dataclasses
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -14,14 +13,15 @@ from steward.envs.encoder import (
     ObservationEncoder,
 )
 from steward.envs.reward import reward_components
-from steward.envs.shield import Shield, ShieldConfig, ShieldDecision
+from steward.envs.shield import Shield, ShieldConfig, ShieldDecision, with_overrides
 from steward.simulators.actions import ACTION_NAMES, N_ACTIONS, Action
 from steward.simulators.catalogue import (
+    check_members,
     from_dict,
+    load_members,
     load_scenario,
     load_slo,
     read_config,
-    resolve_members,
 )
 from steward.simulators.costs import SloConfig
 from steward.simulators.scenario import ScenarioConfig
@@ -30,16 +30,9 @@ from steward.simulators.world import EpochReport, World
 DEFAULT_SCENARIO = "mixed"
 
 
-def default_horizon_days() -> int:
-    """Episode length of the default scenario (``max_episode_steps`` of the env id)."""
-    return load_scenario(DEFAULT_SCENARIO).horizon_days
-
-
-def load_shield_config(
-    name: str = "default", extra_dirs: tuple[str | Path, ...] = ()
-) -> ShieldConfig:
-    """A shield config from ``configs/shield/``."""
-    return from_dict(ShieldConfig, read_config("shield", name, extra_dirs), "shield")
+def load_shield_config(name: str = "default") -> ShieldConfig:
+    """A shield config from the packaged ``configs/shield/``."""
+    return from_dict(ShieldConfig, read_config("shield", name), "shield")
 
 
 class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
@@ -106,13 +99,17 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
     swings leaves the learning signal.
 
     ## Episode End
-    Never terminated; truncated at the horizon (``max_episode_steps``).
+    Never terminated; truncated at the scenario's ``horizon_days`` (a mixture's episode
+    at its drawn member's). The env truncates itself, so the id is registered without a
+    ``max_episode_steps`` of its own: every scenario runs to its own horizon.
 
     ## Arguments
-    ``scenario`` (name or :class:`ScenarioConfig`), ``slo``, ``shield`` (names or
-    configs), ``shield_enabled``, ``history_len``, ``reward_scale``, ``config_dirs``
-    (extra config roots searched first), ``slow_drift_features`` (append the encoder's
-    three slow-drift entries; off by default).
+    ``scenario``: a :class:`ScenarioConfig` (as an entry point composes it) or the name
+    of a packaged one. ``members``: a mixture's member scenarios, resolved (a name loads
+    them from the packaged catalogue). ``slo``, ``shield``: configs or packaged names.
+    ``shield_enabled``, ``history_len``, ``reward_scale``, ``volume_baseline``,
+    ``nominal_accuracy``: see above. ``slow_drift_features``: append the encoder's three
+    slow-drift entries (off by default).
 
     ## Version History
     * v0: initial release.
@@ -128,19 +125,23 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
         shield_enabled: bool = True,
         history_len: int = 4,
         reward_scale: float = 0.01,
-        config_dirs: tuple[str | Path, ...] = (),
         volume_baseline: bool = True,
         nominal_accuracy: float = 0.9,
         slow_drift_features: bool = False,
+        members: Sequence[ScenarioConfig] = (),
     ) -> None:
-        dirs = tuple(config_dirs)
-        self.scenario = load_scenario(scenario, dirs) if isinstance(scenario, str) else scenario
-        self.slo = load_slo(slo, dirs) if isinstance(slo, str) else slo
-        shield_config = load_shield_config(shield, dirs) if isinstance(shield, str) else shield
+        if isinstance(scenario, str):  # the packaged catalogue, read once, here
+            self.scenario = load_scenario(scenario)
+            members = members or load_members(self.scenario)
+        else:
+            self.scenario = scenario
+        self.slo = load_slo(slo) if isinstance(slo, str) else slo
+        shield_config = load_shield_config(shield) if isinstance(shield, str) else shield
         self.base_shield = Shield(shield_config, self.slo, enabled=shield_enabled)
         self.shield = self.base_shield
         self._shields: dict[str, Shield] = {}  # by a world's own shield_overrides
-        self.world = World(self.scenario, self.slo, members=resolve_members(self.scenario, dirs))
+        resolved = check_members(self.scenario, members)
+        self.world = World(self.scenario, self.slo, members=resolved)
         self.encoder = ObservationEncoder(self.slo, history_len, slow_drift_features)
         self.reward_scale = reward_scale
         self.volume_baseline = volume_baseline
@@ -198,8 +199,8 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
         key = repr(sorted(world.shield_overrides.items()))
         if key not in self._shields:
             base = self.base_shield
-            merged = {**dataclasses.asdict(base.config), **world.shield_overrides}
-            config = from_dict(ShieldConfig, merged, f"scenario {world.name} shield_overrides")
+            where = f"scenario {world.name} shield_overrides"
+            config = with_overrides(base.config, world.shield_overrides, where)
             self._shields[key] = Shield(config, base.slo, enabled=base.enabled)
         return self._shields[key]
 

@@ -18,6 +18,7 @@ that the pipeline broke, so such a veto waits rather than pages (its reason star
 ``"unknown label health"``, not ``"label health"``).
 """
 
+import dataclasses
 import hashlib
 import inspect
 import math
@@ -30,6 +31,7 @@ import numpy as np
 from steward.errors import require, require_positive, require_share
 from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.actions import N_ACTIONS, Action
+from steward.simulators.catalogue import from_dict
 from steward.simulators.costs import SloConfig
 
 LABEL_HEALTH = "label health"  # a reason with evidence the label pipeline broke: page
@@ -93,6 +95,17 @@ class ShieldConfig:
             self.min_days_between_changes, "shield.min_days_between_changes", allow_zero=True
         )
         require_positive(self.max_train_rows, "shield.max_train_rows")
+
+
+def with_overrides(config: ShieldConfig, overrides: dict[str, object], where: str) -> ShieldConfig:
+    """``config`` with a service's own thresholds (a scenario's ``shield_overrides``).
+
+    Raises:
+        ConfigError: an unknown key or a bad value, named under ``where``.
+    """
+    if not overrides:
+        return config
+    return from_dict(ShieldConfig, {**dataclasses.asdict(config), **overrides}, where)
 
 
 class ShieldDecision(NamedTuple):

@@ -15,7 +15,6 @@ CPUs, or on the cluster at ``ray_address``.
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -46,18 +45,18 @@ from steward.agent.evaluation.results import (
 )
 from steward.agent.evaluation.seeds import split_seeds
 from steward.agent.reporting.evaluation_report import write_report
-from steward.agent.training.artifacts import read_meta
 from steward.envs.shield import ShieldConfig
 from steward.errors import require
 from steward.experiments.common import (
-    check_group_choices,
     clean_errors,
-    extra_config_dirs,
+    compose_scenario,
     plain,
     run_dir,
+    scenario_members,
+    start,
 )
 from steward.experiments.schemas import register_schemas
-from steward.simulators.catalogue import from_dict, load_scenario
+from steward.simulators.catalogue import from_dict
 from steward.simulators.costs import SloConfig
 from steward.simulators.scenario import ScenarioConfig
 
@@ -65,7 +64,6 @@ register_schemas()
 
 
 def _worlds(cfg: DictConfig) -> list[WorldSpec]:
-    dirs = extra_config_dirs()
     slo = from_dict(SloConfig, plain(cfg.slo), "slo")
     shield = from_dict(ShieldConfig, plain(cfg.shield), "shield")
     if cfg.scenario is not None:  # scenario=NAME: the one world Hydra composed
@@ -73,14 +71,19 @@ def _worlds(cfg: DictConfig) -> list[WorldSpec]:
     else:
         names = list(cfg.scenarios)
         require(bool(names), "scenarios", "is empty", "list scenario names, e.g. scenarios=[mixed]")
-        scenarios = [load_scenario(name, dirs) for name in names]
-    return [WorldSpec(s, slo, shield, cfg.history_len, 0.01, dirs) for s in scenarios]
+        scenarios = [compose_scenario(str(name), "scenarios") for name in names]
+    return [
+        WorldSpec(s, slo, shield, cfg.history_len, 0.01, tuple(scenario_members(s)))
+        for s in scenarios
+    ]
 
 
 def _agent_slow_drift_features(policy_path: str) -> bool:
     """Whether the agent was trained with the slow-drift observation block (agent.json)."""
     if not policy_path:
         return False
+    from steward.agent.training.artifacts import read_meta  # torch: only with an agent
+
     meta = read_meta(Path(policy_path).parent)
     return bool(meta.get("agent", {}).get("slow_drift_features", False))
 
@@ -257,6 +260,10 @@ def _evaluate(cfg: DictConfig, worlds: list[WorldSpec]) -> None:
     print(f"wrote {out / 'results.json'} and {out / 'report.html'}")
 
 
+def run() -> None:
+    """``steward evaluate OVERRIDES``: check the command line, then :func:`main`."""
+    start(main, groups=("scenario", "slo", "shield"))
+
+
 if __name__ == "__main__":
-    check_group_choices(sys.argv[1:], ("scenario", "slo", "shield"))
-    main()
+    run()

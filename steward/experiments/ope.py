@@ -45,7 +45,14 @@ from steward.agent.policies import EpsilonSoft, Policy, make_heuristic
 from steward.envs.lifecycle_env import LifecycleEnv
 from steward.envs.shield import Shield, ShieldConfig
 from steward.errors import require
-from steward.experiments.common import clean_errors, extra_config_dirs, plain, run_dir
+from steward.experiments.common import (
+    clean_errors,
+    compose_scenario,
+    plain,
+    run_dir,
+    scenario_members,
+    start,
+)
 from steward.experiments.schemas import OpeTargetSpec, register_schemas
 from steward.simulators.catalogue import from_dict
 from steward.simulators.costs import SloConfig
@@ -114,7 +121,8 @@ def validate(
     logged: LoggedDecisions,
 ) -> dict[str, Any]:
     """True values of the targets from on-policy rollouts, and each estimator's score."""
-    env = LifecycleEnv(world, slo, shield, config_dirs=extra_config_dirs())
+    scenario = compose_scenario(world, "validation.world")
+    env = LifecycleEnv(scenario, slo, shield, members=scenario_members(scenario))
     first_rows = logged.frame.groupby("service_id", sort=False)["extra"].first()
     plan = logged_strata(list(first_rows)) if cfg.validation.worlds == "logged" else None
     worlds = "logged" if plan is not None else "fresh"
@@ -234,5 +242,10 @@ def main(cfg: DictConfig) -> None:
     print(f"verdict for {primary}: {report['verdict']} ({report['verdict_reason']}); wrote {out}")
 
 
+def run() -> None:
+    """``steward ope OVERRIDES``: check the extras and the command line, then :func:`main`."""
+    start(main, groups=("slo", "shield"), extras=("ope",))
+
+
 if __name__ == "__main__":
-    main()
+    run()

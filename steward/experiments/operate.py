@@ -14,7 +14,6 @@ the ``mlflow ui`` command printed at the end.
 
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -30,14 +29,14 @@ from steward.backends.estimators import EstimatorFamilies
 from steward.backends.mlflow_backend import local_settings, operated_world
 from steward.backends.mlflow_store import MlflowSettings
 from steward.backends.pagers import make_pager
-from steward.envs.shield import Shield
+from steward.envs.shield import Shield, with_overrides
 from steward.errors import ConfigError, require
 from steward.experiments.common import (
-    check_group_choices,
     clean_errors,
     episode_seeds,
     plain,
     run_dir,
+    start,
     world_configs,
 )
 from steward.experiments.operate_schema import register_operate_schema
@@ -100,7 +99,13 @@ def operate(cfg: DictConfig, out: Path) -> None:
     world = operated.world
     first = world.reset(seed=episode_seeds(cfg.seed, 1)[0])
     service = AgentService(
-        Shield(shield_config, slo), policy, seed=cfg.seed, deterministic=cfg.deterministic
+        Shield(
+            with_overrides(shield_config, scenario.shield_overrides, "scenario.shield_overrides"),
+            slo,
+        ),
+        policy,
+        seed=cfg.seed,
+        deterministic=cfg.deterministic,
     )
     monitor = MonitorSettings(
         delay_cdf=scenario.delay.cdf_table(),
@@ -142,6 +147,10 @@ def main(cfg: DictConfig) -> None:
     operate(cfg, run_dir())
 
 
+def run() -> None:
+    """``steward operate OVERRIDES``: check the command line, then :func:`main`."""
+    start(main, groups=("scenario", "slo", "shield", "backend"))
+
+
 if __name__ == "__main__":
-    check_group_choices(sys.argv[1:], ("scenario", "slo", "shield", "backend"))
-    main()
+    run()

@@ -21,7 +21,7 @@ import hydra
 from omegaconf import DictConfig
 
 from steward.errors import ConfigError
-from steward.experiments.common import clean_errors, plain, run_dir
+from steward.experiments.common import clean_errors, plain, run_dir, start
 from steward.experiments.schemas import register_schemas
 from steward.monitoring.history import decisions_from_frame, default_decisions, portfolios_at
 from steward.monitoring.state import MonitorSettings, VersionCard, card_from_dict
@@ -97,5 +97,10 @@ def main(cfg: DictConfig) -> None:
         print(f"equal to {cfg.compare}, field for field")
 
 
+def run() -> None:
+    """``steward portfolio OVERRIDES``: check the command line, then :func:`main`."""
+    start(main)
+
+
 if __name__ == "__main__":
-    main()
+    run()

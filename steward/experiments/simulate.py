@@ -10,7 +10,6 @@ simulator's ``portfolios.parquet``, see :mod:`steward.simulators.export`).
 """
 
 import json
-import sys
 
 import hydra
 import numpy as np
@@ -23,14 +22,15 @@ from steward.agent.rollout import run_episode
 from steward.envs.lifecycle_env import LifecycleEnv
 from steward.errors import require
 from steward.experiments.common import (
-    check_group_choices,
     clean_errors,
     episode_seeds,
-    extra_config_dirs,
     run_dir,
+    scenario_members,
+    start,
     world_configs,
 )
 from steward.experiments.schemas import register_schemas
+from steward.extras import require_extras
 from steward.simulators.export import EpisodeExport
 
 register_schemas()
@@ -71,9 +71,15 @@ def main(cfg: DictConfig) -> None:
     require(
         cfg.episodes >= 1, "episodes", "must be at least 1", "use episodes=1 or more", cfg.episodes
     )
+    if cfg.log:
+        require_extras("ope")  # the logs' writer; say so before simulating, not after
     scenario, slo, shield = world_configs(cfg)
     env = LifecycleEnv(
-        scenario, slo, shield, shield_enabled=cfg.shield_enabled, config_dirs=extra_config_dirs()
+        scenario,
+        slo,
+        shield,
+        shield_enabled=cfg.shield_enabled,
+        members=scenario_members(scenario),
     )
     policy = build_policy(cfg, env)
     rng = np.random.default_rng(cfg.seed)
@@ -113,6 +119,10 @@ def main(cfg: DictConfig) -> None:
     )
 
 
+def run() -> None:
+    """``steward simulate OVERRIDES``: check the command line, then :func:`main`."""
+    start(main, groups=("scenario", "slo", "shield"))
+
+
 if __name__ == "__main__":
-    check_group_choices(sys.argv[1:], ("scenario", "slo", "shield"))
-    main()
+    run()

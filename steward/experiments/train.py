@@ -8,7 +8,6 @@ run dir. Sweeps:
 """
 
 import json
-import sys
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -20,11 +19,11 @@ from steward.agent.training.config import AgentConfig
 from steward.agent.training.recipe import RecipeConfig
 from steward.errors import require
 from steward.experiments.common import (
-    check_group_choices,
     clean_errors,
-    extra_config_dirs,
     plain,
     run_dir,
+    scenario_members,
+    start,
     world_configs,
 )
 from steward.experiments.schemas import register_schemas
@@ -58,7 +57,7 @@ def main(cfg: DictConfig) -> None:
         shield,
         seed=cfg.seed,
         out_dir=out,
-        config_dirs=extra_config_dirs(),
+        members=tuple(scenario_members(scenario)),
         progress_bar=cfg.progress_bar,
         tensorboard=cfg.tensorboard,
     )
@@ -68,6 +67,10 @@ def main(cfg: DictConfig) -> None:
     print(f"wrote {out / CARD_FILE} (sha256 {metrics['policy_sha256']})")
 
 
+def run() -> None:
+    """``steward train OVERRIDES``: check the extras and the command line, then :func:`main`."""
+    start(main, groups=("scenario", "slo", "shield", "agent", "experiment"), extras=("train",))
+
+
 if __name__ == "__main__":
-    check_group_choices(sys.argv[1:], ("scenario", "slo", "shield", "agent", "experiment"))
-    main()
+    run()

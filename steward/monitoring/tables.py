@@ -206,8 +206,8 @@ def join_rows(prediction_id: np.ndarray, label_id: np.ndarray) -> np.ndarray:
     """
     if prediction_id.dtype != label_id.dtype:
         prediction_id, label_id = prediction_id.astype(str), label_id.astype(str)
-    codes, uniques = pd.factorize(np.concatenate([prediction_id, label_id]))
     n = prediction_id.shape[0]
+    codes, uniques = pd.factorize(np.concatenate([prediction_id, label_id]))
     position = np.full(len(uniques), -1, dtype=np.int64)
     position[codes[:n]] = np.arange(n)
     return position[codes[n:]]
@@ -279,11 +279,13 @@ def predictions_from_frame(frame: pd.DataFrame, origin: pd.Timestamp | None) -> 
                 f"fix row {i} of the {what} table",
             )
     ids = prediction_ids(frame["prediction_id"])
-    codes, uniques = pd.factorize(ids)
-    first = np.ones(codes.shape[0], dtype=bool)
-    if len(uniques) < codes.shape[0]:  # re-sent predictions: keep each id's first row
-        first[:] = False
-        first[np.unique(codes, return_index=True)[1]] = True
+    first = np.ones(ids.shape[0], dtype=bool)
+    ascending = ids.dtype.kind == "i" and bool(np.all(ids[1:] > ids[:-1]))  # sequence ids
+    if not ascending:
+        codes, uniques = pd.factorize(ids)
+        if len(uniques) < codes.shape[0]:  # re-sent predictions: keep each id's first row
+            first[:] = False
+            first[np.unique(codes, return_index=True)[1]] = True
     order = np.flatnonzero(first)
     order = order[_by_time(served[order])]
     batch = PredictionBatch(
@@ -334,8 +336,11 @@ def labels_from_frame(
     by_row = np.full(prediction_id.shape[0], -1, dtype=np.int64)
     by_row[row[keep[::-1]]] = keep[::-1]
     first = by_row[by_row >= 0]
-    # by arrival, ties in prediction (serve) order
-    order = first[_by_time(arrived[first])]
+    ordered = arrived[keep]
+    if first.shape[0] == keep.shape[0] and bool(np.all(ordered[1:] > ordered[:-1])):
+        order = keep  # one label each, written in arrival order with no ties: as it stands
+    else:  # by arrival, ties in prediction (serve) order
+        order = first[_by_time(arrived[first])]
     return LabelTable(
         row=row[order],
         label=label[order].astype(np.int8),

@@ -1,43 +1,42 @@
-"""Scenario and SLO catalogue: ``configs/scenario/*.yaml`` and ``configs/slo/*.yaml``.
+"""Scenario and SLO catalogue: the packaged ``steward/configs/scenario/`` and ``slo/`` folders.
 
-Entry points compose configs with Hydra; library code (and ``gymnasium.make`` with a
-scenario name) reads the same YAML files through :func:`load_scenario`. Both paths build
+Entry points compose configs with Hydra (search path, interpolations, typed schemas) and
+pass the resulting dataclasses in, a mixture's members included
+(``steward.experiments.common``). Library code that names a scenario
+(``LifecycleEnv(scenario="gradual_drift")``) reads the packaged catalogue here, once, in
+the constructor. Both roads read YAML with OmegaConf (interpolations resolved) and build
 the typed dataclasses with :func:`from_dict`, which names any unknown key or wrong type.
 """
 
 import dataclasses
-import os
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from steward.errors import ConfigError
 from steward.simulators.costs import SloConfig
 from steward.simulators.scenario import ScenarioConfig
 
 T = TypeVar("T")
-CONFIG_DIR_ENV = "STEWARD_CONFIG_DIR"
-SEARCH_PATH_ENV = "STEWARD_SCENARIO_PATH"  # extra scenario folders, os.pathsep-separated
 
 
 def config_dir() -> Path:
-    """The project's ``configs/`` folder (or ``$STEWARD_CONFIG_DIR``)."""
-    override = os.environ.get(CONFIG_DIR_ENV)
-    return Path(override) if override else Path(__file__).resolve().parents[1] / "configs"
+    """The packaged ``configs/`` folder (installed with the package)."""
+    return Path(__file__).resolve().parents[1] / "configs"
 
 
-def search_dirs(extra: typing.Sequence[str | Path] = ()) -> list[Path]:
-    """Config roots to search, extra ones first (each holds ``scenario/``, ``slo/``)."""
-    dirs = [Path(str(d).removeprefix("file://")) for d in extra]
-    env = os.environ.get(SEARCH_PATH_ENV, "")
-    dirs += [Path(d) for d in env.split(os.pathsep) if d]
-    return [*dirs, config_dir()]
+def search_dirs(extra: Sequence[str | Path] = ()) -> list[Path]:
+    """Config roots to search, ``extra`` ones first (each holds ``scenario/``, ``slo/``)."""
+    return [*(Path(str(d).removeprefix("file://")) for d in extra), config_dir()]
 
 
-def _find(group: str, name: str, extra: typing.Sequence[str | Path]) -> Path:
+def _find(group: str, name: str, extra: Sequence[str | Path]) -> Path:
     for root in search_dirs(extra):
         path = root / group / f"{name}.yaml"
         if path.exists():
@@ -46,54 +45,79 @@ def _find(group: str, name: str, extra: typing.Sequence[str | Path]) -> Path:
     raise ConfigError(group, f"no config named {name!r}", f"use one of {', '.join(known)}", name)
 
 
-def available(group: str, extra: typing.Sequence[str | Path] = ()) -> list[str]:
+def available(group: str, extra: Sequence[str | Path] = ()) -> list[str]:
     """Names of the configs in a group, across the search path."""
     names = {p.stem for root in search_dirs(extra) for p in (root / group).glob("*.yaml")}
     return sorted(n for n in names if not n.startswith("_"))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    """A config file as plain containers, interpolations resolved (as Hydra reads it)."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except OmegaConfBaseException as err:
+        problem = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(str(path), f"cannot be read ({problem})", "fix the file") from None
     except yaml.YAMLError as err:
         raise ConfigError(str(path), f"is not valid YAML ({err})", "fix the file") from None
     if not isinstance(data, dict):
         raise ConfigError(str(path), "must hold a mapping", "write key: value pairs")
     data.pop("defaults", None)
-    return data
+    return {str(k): v for k, v in data.items()}
 
 
-def read_config(
-    group: str, name: str, extra_dirs: typing.Sequence[str | Path] = ()
-) -> dict[str, Any]:
-    """The raw mapping of ``configs/GROUP/NAME.yaml`` (extra folders searched first)."""
+def read_config(group: str, name: str, extra_dirs: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """The mapping of ``configs/GROUP/NAME.yaml`` (``extra_dirs`` searched first)."""
     return _read_yaml(_find(group, name, extra_dirs))
 
 
-def load_scenario(name: str, extra_dirs: typing.Sequence[str | Path] = ()) -> ScenarioConfig:
-    """The named scenario from the catalogue (extra folders searched first)."""
-    data = _read_yaml(_find("scenario", name, extra_dirs))
+def load_scenario(name: str, extra_dirs: Sequence[str | Path] = ()) -> ScenarioConfig:
+    """The named scenario from the catalogue (``extra_dirs`` searched first)."""
+    data = read_config("scenario", name, extra_dirs)
     data.setdefault("name", name)
     return from_dict(ScenarioConfig, data, "scenario")
 
 
-def load_slo(name: str = "default", extra_dirs: typing.Sequence[str | Path] = ()) -> SloConfig:
+def load_slo(name: str = "default", extra_dirs: Sequence[str | Path] = ()) -> SloConfig:
     """The named SLO config."""
-    return from_dict(SloConfig, _read_yaml(_find("slo", name, extra_dirs)), "slo")
+    return from_dict(SloConfig, read_config("slo", name, extra_dirs), "slo")
 
 
-def resolve_members(
-    scenario: ScenarioConfig, extra_dirs: typing.Sequence[str | Path] = ()
+def load_members(
+    scenario: ScenarioConfig, extra_dirs: Sequence[str | Path] = ()
 ) -> list[ScenarioConfig]:
-    """A mixture's (or a generated scenario's) member scenarios (empty for a plain one)."""
-    if scenario.stream not in ("mixture", "generated"):
-        return []
-    members = [load_scenario(m, extra_dirs) for m in scenario.members]
+    """The member scenarios ``scenario`` lists (a mixture's), from the catalogue."""
+    return check_members(scenario, [load_scenario(m, extra_dirs) for m in scenario.members])
+
+
+def check_members(
+    scenario: ScenarioConfig, members: Sequence[ScenarioConfig]
+) -> list[ScenarioConfig]:
+    """``members`` if they are the scenarios ``scenario`` lists, in order; else a ConfigError.
+
+    A scenario without ``members`` (a plain one) takes none; one that lists names (a
+    mixture) takes one resolved scenario per name, none of which lists members itself.
+    """
+    members = list(members)
+    names = [m.name for m in members]
+    if names != list(scenario.members):
+        listed = list(scenario.members)
+        if not listed:
+            problem = f"given for {scenario.name!r}, which lists no member scenarios"
+            fix = "pass members only with a scenario that lists them (a mixture)"
+        else:
+            got = f"got {names}" if members else "none given"
+            problem = f"{scenario.name!r} lists {listed} ({got})"
+            fix = (
+                "pass its member scenarios resolved at the entry point "
+                "(steward.simulators.catalogue.load_members for the packaged catalogue)"
+            )
+        raise ConfigError("members", problem, fix)
     for member in members:
-        if member.stream == "mixture":
+        if member.members:
             raise ConfigError(
                 "scenario.members",
-                "a mixture cannot contain a mixture",
+                "a member cannot list members of its own (a mixture of mixtures)",
                 "list plain scenarios",
                 member.name,
             )

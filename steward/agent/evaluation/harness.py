@@ -48,7 +48,7 @@ class WorldSpec:
     shield: ShieldConfig
     history_len: int = 4
     reward_scale: float = 0.01
-    config_dirs: tuple[str, ...] = ()
+    members: tuple[ScenarioConfig, ...] = ()  # a mixture's, resolved
     slow_drift_features: bool = False  # the agent's observation carries the slow-drift block
 
 
@@ -78,7 +78,7 @@ def _env(world: WorldSpec) -> LifecycleEnv:
             world.shield,
             history_len=world.history_len,
             reward_scale=world.reward_scale,
-            config_dirs=world.config_dirs,
+            members=world.members,
             slow_drift_features=world.slow_drift_features,
         )
     return _ENVS[key]

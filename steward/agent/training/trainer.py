@@ -36,7 +36,7 @@ def train(
     shield: ShieldConfig,
     seed: int,
     out_dir: Path,
-    config_dirs: tuple[str, ...] = (),
+    members: tuple[ScenarioConfig, ...] = (),
     progress_bar: bool = True,
     tensorboard: bool = True,
     snapshot_every: int = 0,
@@ -44,7 +44,7 @@ def train(
     """Train, write the policy artifact and the resumable checkpoint; return metrics."""
     torch.set_num_threads(1)
     set_random_seed(seed)
-    factory = env_factory(scenario, slo, shield, agent.history_len, agent.reward_scale, config_dirs)
+    factory = env_factory(scenario, slo, shield, agent.history_len, agent.reward_scale, members)
     venv = make_vec_env(factory, agent.n_envs, agent.vec_env, seed)
     venv = VecNormalize(
         venv, norm_obs=agent.normalize_obs, norm_reward=agent.normalize_reward, gamma=agent.gamma

@@ -1,7 +1,6 @@
 """Vectorised, normalised training environments."""
 
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -27,14 +26,16 @@ def env_factory(
     shield: ShieldConfig,
     history_len: int,
     reward_scale: float,
-    config_dirs: tuple[str | Path, ...] = (),
+    members: Sequence[ScenarioConfig] = (),
     slow_drift_features: bool = False,
     wrap: Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]] | None = None,
 ) -> Callable[[], gym.Env[Any, Any]]:
-    """A thunk building one ``steward/Lifecycle-v0`` (TimeLimit, ``wrap``, ActionMasker).
+    """A thunk building one ``steward/Lifecycle-v0`` (``wrap``, then an ActionMasker).
 
-    ``slow_drift_features`` appends the encoder's slow-drift block; ``wrap`` (e.g. the
-    recipe's curriculum) goes around the env inside the action masker.
+    Episodes end at the scenario's own horizon (a mixture's, at the drawn member's).
+    ``members``: a mixture's member scenarios, resolved. ``slow_drift_features`` appends
+    the encoder's slow-drift block; ``wrap`` (e.g. the recipe's curriculum) goes around
+    the env inside the action masker.
     """
 
     def make() -> gym.Env[Any, Any]:
@@ -45,8 +46,7 @@ def env_factory(
             shield=shield,
             history_len=history_len,
             reward_scale=reward_scale,
-            config_dirs=config_dirs,
-            max_episode_steps=scenario.horizon_days,
+            members=members,
             disable_env_checker=True,
             **({"slow_drift_features": True} if slow_drift_features else {}),
         )

@@ -60,7 +60,7 @@ def demonstrate(world: WorldSpec, config: WarmStartConfig, seed: int) -> Demonst
         world.shield,
         history_len=world.history_len,
         reward_scale=world.reward_scale,
-        config_dirs=world.config_dirs,
+        members=world.members,
         slow_drift_features=world.slow_drift_features,
     )
     members: list[str | None] = (
