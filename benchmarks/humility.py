@@ -4,10 +4,10 @@
     python -m benchmarks.humility --episodes 2 --clean-episodes 1 --policies never periodic
     python -m benchmarks.humility --agent RUN/policy.json # a trained agent as well
 
-Runs every policy (the heuristics with their default parameters, the oracle, and a trained
-agent when ``--agent`` names one) through the shielded env on the evaluation's held-out
-test seeds (``split_seeds("test", --seed, n)``, the seeds ``experiments.evaluate`` uses),
-in three kinds of world:
+Runs every policy (the heuristics with their default parameters, the oracle, a random
+policy, and a trained agent when ``--agent`` names one) through the shielded env on the
+evaluation's held-out test seeds (``split_seeds("test", --seed, n)``, the seeds
+``experiments.evaluate`` uses), in three kinds of world:
 
 * **incident worlds**: ``randomized`` as drawn; ``randomized`` with one incident flavour
   forced in every episode (``randomized:outage``, ``randomized:corruption_force0``,
@@ -19,17 +19,24 @@ in three kinds of world:
   catalogue world without a label incident (``elec2`` among them).
 
 Per incident flavour (every incident of it, in every world): the incidents monitoring
-alarmed on, the share of those paged within 2 decision epochs of the first alarm, and
-the models fitted on incident labels that were promoted. Per world: pages, wasted pages,
-pages after a human fixed the feed, and pages per 100 incident-free epochs
+alarmed on, the share of those paged within 2 decision epochs of the first alarm, the
+latency from alarm to page (median, max) and the models fitted on incident labels that
+were promoted. Per world: pages, wasted pages, pages after a human fixed the feed, and
+pages per 100 incident-free epochs, all pages and the shield's own (an executed escalate
+the policy did not propose: a forced page or a vetoed action's fallback)
 (definitions: :mod:`steward.agent.evaluation.humility`). Per evidence rule (the shield's
 label-health rules: a reason ``label health: ...``, not ``unknown label health: ...``):
 the share of incident-free decision epochs where it finds evidence of a break (its
 false-alarm rate), per world and pooled.
 
 The guarantee checked per policy and flavour: >= 95 % of alarmed incidents paged within
-2 epochs, 0 promotions on incident labels, <= 1 page per 100 incident-free epochs (in
-the flavour's own generated world), 0 pages after a human fix.
+2 epochs, 0 promotions on incident labels, <= 1 of the shield's pages per 100
+incident-free epochs (in the flavour's own generated world and in the incident-free
+worlds), 0 of the shield's pages after a human fix. A policy's own proposed pages are
+its business, not the shield's: the random policy proposes one in 28 epochs.
+
+The random policy proposes wait with probability 3/4, else any of the seven actions
+uniformly (vetoed ones included); it draws from the episode's seeded generator.
 """
 
 import argparse
@@ -41,6 +48,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
@@ -49,16 +57,18 @@ from steward.agent.evaluation.episodes import evaluate_episode
 from steward.agent.evaluation.humility import FLAVOURS, humility_entry
 from steward.agent.evaluation.seeds import split_seeds
 from steward.agent.policies import make_heuristic
-from steward.agent.policies.base import Policy
+from steward.agent.policies.base import DecisionContext, Policy
 from steward.envs.lifecycle_env import LifecycleEnv
 from steward.envs.shield import LABEL_HEALTH, RULES
 from steward.experiments.common import at_least, clean_errors
 from steward.monitoring.portfolio import ObservedPortfolio
-from steward.simulators.actions import Action
+from steward.simulators.actions import N_ACTIONS, Action
 from steward.simulators.catalogue import available, load_members, load_scenario
 from steward.simulators.scenario import ScenarioConfig
 
 HEURISTICS = ("never", "periodic", "accuracy_trigger", "drift_trigger", "cost_aware", "oracle")
+RANDOM = "random"
+RANDOM_WAIT_SHARE = 0.75
 EVIDENCE_RULES = ("label_arrival", "label_balance", "label_cohort")
 GENERATED = "randomized"
 CATALOGUE_INCIDENT_WORLDS = ("label_corruption", "label_outage")
@@ -111,7 +121,24 @@ def clean_worlds() -> dict[str, ScenarioConfig]:
 _ENVS: dict[str, LifecycleEnv] = {}  # one env per world, per worker process
 
 
+class RandomProposals:
+    """Proposes wait with probability ``RANDOM_WAIT_SHARE``, else any action uniformly."""
+
+    name = RANDOM
+
+    def reset(self) -> None:
+        """Nothing to forget."""
+
+    def action_probabilities(self, context: DecisionContext) -> np.ndarray:
+        """The same distribution at every decision (the shield sees to the rest)."""
+        probs = np.full(N_ACTIONS, (1.0 - RANDOM_WAIT_SHARE) / N_ACTIONS)
+        probs[int(Action.WAIT)] += RANDOM_WAIT_SHARE
+        return probs
+
+
 def _policy(name: str, agent_path: str) -> Policy:
+    if name == RANDOM:
+        return RandomProposals()
     if name == "agent":
         from steward.agent.policies.ppo import load_agent
 
@@ -143,7 +170,7 @@ def run_task(
     records, evidence = [], Counter[str]()
     returns, notable = [], []
     for seed in seeds:
-        summary, rows = evaluate_episode(env, policy, seed, True)
+        summary, rows = evaluate_episode(env, policy, seed, policy_name != RANDOM)
         assert summary.humility is not None
         records.append(summary.humility)
         returns.append(summary.return_dollars)
@@ -152,6 +179,7 @@ def run_task(
             if missed or incident["promoted_on_incident_labels"]:
                 notable.append({"seed": seed, "world": summary.world or summary.member, **incident})
         spans = [(i["start_day"], i["end_day"]) for i in summary.humility["incidents"]]
+        fixes = [i["end_day"] for i in summary.humility["incidents"] if i["ended_by_human"]]
         for row in rows:
             day = row["day"]
             if any(start < day + 1 and end > day for start, end in spans):
@@ -160,7 +188,11 @@ def run_task(
             fired = evidence_rules_firing(env, row)
             evidence.update(fired)
             evidence["any"] += bool(fired)
-            evidence["pages"] += row["executed_action"] == "escalate"
+            page = row["executed_action"] == "escalate"
+            evidence["pages"] += page
+            forced = page and row["proposed_action"] != "escalate"
+            evidence["shield_pages"] += forced
+            evidence["shield_pages_after_fix"] += forced and any(f <= day for f in fixes)
     return {
         "world": world.name,
         "policy": policy_name,
@@ -192,12 +224,25 @@ def by_flavour(records: list[dict[str, Any]]) -> dict[str, Any]:
             "paged": sum(i["first_page_epoch"] is not None for i in mine),
             "paged_within_2_of_alarm": within,
             "share_paged_within_2_of_alarm": _share(within, len(alarmed)),
+            "alarm_to_page_epochs": _latency(alarmed),
             "promoted_on_incident_labels": sum(i["promoted_on_incident_labels"] for i in mine),
             "promoted_on_unalarmed_incidents": sum(
                 i["promoted_on_incident_labels"] for i in mine if i["first_alarm_epoch"] is None
             ),
         }
     return out
+
+
+def _latency(alarmed: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Median and max epochs from the first alarm to the first page (paged incidents)."""
+    latencies = [i["latency_epochs"] for i in alarmed if i["latency_epochs"] is not None]
+    if not latencies:
+        return {"median": None, "max": None}
+    return {"median": float(np.median(latencies)), "max": float(max(latencies))}
+
+
+def _per_100(k: int, n: int) -> float | None:
+    return 100.0 * k / n if n else None
 
 
 def world_entry(records: list[dict[str, Any]], evidence: dict[str, int]) -> dict[str, Any]:
@@ -207,6 +252,10 @@ def world_entry(records: list[dict[str, Any]], evidence: dict[str, int]) -> dict
     entry["evidence_in_incident_free_epochs"] = {
         rule: _share(evidence.get(rule, 0), free) for rule in (*EVIDENCE_RULES, "any")
     }
+    entry["shield_pages_per_100_incident_free_epochs"] = _per_100(
+        evidence.get("shield_pages", 0), free
+    )
+    entry["shield_pages_after_human_fix"] = evidence.get("shield_pages_after_fix", 0)
     entry["episodes"] = len(records)
     entry["by_flavour"] = by_flavour(records)
     return entry
@@ -222,24 +271,30 @@ def false_alarm_rates(tasks: list[dict[str, Any]], worlds: set[str]) -> dict[str
     return {
         "incident_free_epochs": free,
         **{rule: _share(counts[rule], free) for rule in (*EVIDENCE_RULES, "any")},
-        "pages_per_100": 100.0 * counts["pages"] / free if free else None,
+        "pages_per_100": _per_100(counts["pages"], free),
+        "shield_pages_per_100": _per_100(counts["shield_pages"], free),
     }
 
 
 def guarantee(policy: dict[str, Any]) -> dict[str, Any]:
-    """Whether each flavour meets the four conditions (None: nothing to judge)."""
+    """Whether each flavour meets the conditions (None: nothing to judge).
+
+    False pages are the shield's (pages the policy did not propose), per 100
+    incident-free epochs of the flavour's own generated world and, pooled, of the
+    incident-free worlds.
+    """
     out = {}
+    clean = policy["incident_free_worlds"].get("shield_pages_per_100")
     for flavour, f in policy["by_flavour"].items():
         own = policy["worlds"].get(f"{GENERATED}:{flavour}", {})
-        false_pages = own.get("pages_per_100_incident_free_epochs")
+        false_pages = own.get("shield_pages_per_100_incident_free_epochs")
         share = f["share_paged_within_2_of_alarm"]
         checks = {
             "paged_within_2": None if share is None else share >= WITHIN_SHARE,
             "no_promotion": f["promoted_on_incident_labels"] <= MAX_PROMOTED,
-            "false_pages": None
-            if false_pages is None or math.isnan(false_pages)
-            else false_pages <= MAX_FALSE_PAGES,
-            "no_page_after_fix": own.get("pages_after_human_fix", 0) <= MAX_PAGES_AFTER_FIX,
+            "false_pages": None if false_pages is None else false_pages <= MAX_FALSE_PAGES,
+            "false_pages_incident_free_worlds": None if clean is None else clean <= MAX_FALSE_PAGES,
+            "no_page_after_fix": own.get("shield_pages_after_human_fix", 0) <= MAX_PAGES_AFTER_FIX,
         }
         out[flavour] = {**checks, "holds": all(v is not False for v in checks.values())}
     return out
@@ -250,28 +305,57 @@ def _fmt(x: float | None, pattern: str) -> str:
 
 
 def print_tables(figures: dict[str, Any]) -> None:
-    """The guarantee table per policy and flavour, and the false-alarm rates per rule."""
+    """The guarantee table per policy and flavour, and the false-alarm rates per rule.
+
+    ``/100 free``: all pages per 100 incident-free epochs of the flavour's generated world,
+    ``shield``: the shield's own among them; ``after fix``: all pages after a human fixed
+    the feed (the shield's own in brackets).
+    """
     print(
         f"\n{'policy':<17}{'flavour':<19}{'incid.':>7}{'alarmed':>8}{'<=2 ep':>8}{'share':>7}"
-        f"{'promoted':>9}{'/100 free':>10}{'wasted':>7}{'after fix':>10}  holds"
+        f"{'lat med':>8}{'max':>5}{'promoted':>9}{'/100 free':>10}{'shield':>7}{'wasted':>7}"
+        f"{'after fix':>11}  holds"
     )
     for name, policy in figures["policies"].items():
         for flavour, f in policy["by_flavour"].items():
             own = policy["worlds"].get(f"{GENERATED}:{flavour}", {})
             verdict = policy["guarantee"][flavour]
+            lat = f["alarm_to_page_epochs"]
+            after_fix = own.get("pages_after_human_fix", 0)
+            after = f"{after_fix} ({own.get('shield_pages_after_human_fix', 0)})"
             print(
                 f"{name:<17}{flavour:<19}{f['incidents']:>7}{f['alarmed']:>8}"
-                f"{f['paged_within_2_of_alarm']:>8}{_fmt(f['share_paged_within_2_of_alarm'], '.0%'):>7}"
+                f"{f['paged_within_2_of_alarm']:>8}"
+                f"{_fmt(f['share_paged_within_2_of_alarm'], '.0%'):>7}"
+                f"{_fmt(lat['median'], '.1f'):>8}{_fmt(lat['max'], '.0f'):>5}"
                 f"{f['promoted_on_incident_labels']:>9}"
                 f"{_fmt(own.get('pages_per_100_incident_free_epochs'), '.2f'):>10}"
-                f"{own.get('pages_wasted', 0):>7}{own.get('pages_after_human_fix', 0):>10}  "
+                f"{_fmt(own.get('shield_pages_per_100_incident_free_epochs'), '.2f'):>7}"
+                f"{own.get('pages_wasted', 0):>7}{after:>11}  "
                 f"{'yes' if verdict['holds'] else 'NO'}"
             )
         clean = policy["incident_free_worlds"]
         print(
-            f"{name:<17}{'(no incident)':<19}{'':>7}{'':>8}{'':>8}{'':>7}{'':>9}"
+            f"{name:<17}{'(incident-free)':<19}{'':>7}{'':>8}{'':>8}{'':>7}{'':>8}{'':>5}{'':>9}"
             f"{_fmt(clean['pages_per_100'], '.2f'):>10}"
+            f"{_fmt(clean['shield_pages_per_100'], '.2f'):>7}"
         )
+    print(
+        f"\n{'policy':<17}{'world':<30}{'eps':>4}{'incid.':>7}{'<=2 ep':>8}{'pages':>6}"
+        f"{'wasted':>7}{'/100 free':>10}{'shield':>7}{'promoted':>9}"
+    )
+    for name, policy in figures["policies"].items():
+        for world, w in policy["worlds"].items():
+            flavours = w["by_flavour"].values()
+            incidents = sum(f["alarmed"] for f in flavours)
+            within = sum(f["paged_within_2_of_alarm"] for f in flavours)
+            promoted = sum(f["promoted_on_incident_labels"] for f in flavours)
+            print(
+                f"{name:<17}{world:<30}{w['episodes']:>4}{incidents:>7}{within:>8}"
+                f"{w['pages']:>6}{w['pages_wasted']:>7}"
+                f"{_fmt(w['pages_per_100_incident_free_epochs'], '.2f'):>10}"
+                f"{_fmt(w['shield_pages_per_100_incident_free_epochs'], '.2f'):>7}{promoted:>9}"
+            )
     print(f"\n{'evidence rule: share of incident-free epochs with evidence of a break':<70}")
     print(f"{'policy':<17}{'worlds':<16}" + "".join(f"{r:>15}" for r in (*EVIDENCE_RULES, "any")))
     for name, policy in figures["policies"].items():
@@ -290,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--episodes", type=at_least(1), default=12, help="per incident world")
     parser.add_argument("--clean-episodes", type=at_least(1), default=3, help="per clean world")
     parser.add_argument("--seed", type=int, default=EVAL_SEED, help="the test split's run seed")
-    parser.add_argument("--policies", nargs="*", default=list(HEURISTICS))
+    parser.add_argument("--policies", nargs="*", default=[*HEURISTICS, RANDOM])
     parser.add_argument("--agent", default="", help="a trained agent's policy.json")
     parser.add_argument("--worlds", nargs="*", default=None, help="default: every world")
     parser.add_argument("--n-jobs", type=at_least(1), default=2)

@@ -12,8 +12,8 @@ worlds is ``python -m benchmarks.humility`` (``docs/safety.md``).
 from typing import Any
 
 import pytest
-from benchmarks.humility import flavour_world
 
+from benchmarks.humility import flavour_world
 from steward.agent.evaluation.episodes import evaluate_episode
 from steward.agent.evaluation.humility import FLAVOURS, WITHIN_EPOCHS
 from steward.agent.evaluation.seeds import split_seeds

@@ -257,7 +257,7 @@ def test_apply_is_total_and_executes_an_allowed_action(
         return
     assert verdict.vetoed and verdict.reasons
     assert verdict.executed in (Action.WAIT, Action.ESCALATE)
-    assert ALWAYS_ALLOWED == {Action.ESCALATE}
+    assert {Action.ESCALATE} == ALWAYS_ALLOWED
 
 
 # -- against the specification ------------------------------------------------------------------

@@ -125,7 +125,7 @@ def test_the_table_covers_every_rule() -> None:
     assert {row[0] for row in PAGE_TABLE} == {"label_arrival", "label_balance", "label_cohort"}
     assert {r.name for r in RULES} == set(SPEC), "the shield's rules are the specified ones"
     assert LABEL_FITS == LABEL_FIT_SET and MODEL_CHANGES == CHANGE_SET
-    assert ALWAYS_ALLOWED == {ESCALATE}
+    assert {ESCALATE} == ALWAYS_ALLOWED
 
 
 @pytest.mark.parametrize(
@@ -350,7 +350,8 @@ def test_each_page_threshold_pages_at_its_boundary_and_not_past_it(
 ) -> None:
     at, beyond = healthy(**pages), healthy(**past)
     assert set(objections(at, slo)) == ALL - {ESCALATE}, "oracle"
-    assert "label_break_page" not in {r for rules in objections(beyond, slo).values() for r in rules}
+    past_rules = {r for rules in objections(beyond, slo).values() for r in rules}
+    assert "label_break_page" not in past_rules
     assert vetoed(shield, at) == ALL - {ESCALATE}
     assert shield.apply(int(WAIT), shield.evaluate(at), False).executed == ESCALATE
     assert vetoed(shield, beyond) == (CHANGE_SET if beyond.human_hold else LABEL_FIT_SET)

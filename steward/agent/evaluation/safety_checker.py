@@ -9,7 +9,11 @@ delay distribution's closed-form CDF, label balance against the served scores, t
 scores' AUC against the live version's promotion AUC, new labels against the
 hypergeometric counts of earlier labels of their cohorts), usable labels in the window,
 the period's spend with the action's real cost (the real training window), and latency
-from the SLO's queueing model.
+from the SLO's queueing model. The page the label-break rule forces is checked on every
+action but escalate while no human holds the world: a feed stopped (no label in the
+last day), cohort z-scores (or the alarm held since the last answered page) past their
+limit, or the label balance's three signs while the served scores hold (their PSI
+against the live version's training score deciles, recounted from the served log).
 
 An executed action that breaks a rule by more than a small relative tolerance is a
 *breach* (the shield let through what the rules forbid); within it, a *near miss* (two
@@ -406,7 +410,10 @@ def label_break(facts: WorldFacts, tolerance: float = TOLERANCE) -> tuple[bool, 
         clear_balance = (
             abs(gap) > bound * (1 + tolerance)
             and (not math.isfinite(auc_drop) or auc_drop > drop_bound * (1 + tolerance))
-            and (not math.isfinite(asymmetry) or abs(asymmetry) > c.min_error_asymmetry * (1 + tolerance))
+            and (
+                not math.isfinite(asymmetry)
+                or abs(asymmetry) > c.min_error_asymmetry * (1 + tolerance)
+            )
             and not psi > psi_bound * (1 - tolerance)
         )
     fired = stopped or worst > limit or balance
