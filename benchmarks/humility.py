@@ -32,8 +32,10 @@ false-alarm rate), per world and pooled.
 The guarantee checked per policy and flavour: >= 95 % of alarmed incidents paged within
 2 epochs, 0 promotions on incident labels, <= 1 of the shield's pages per 100
 incident-free epochs (in the flavour's own generated world and in the incident-free
-worlds), 0 of the shield's pages after a human fix. A policy's own proposed pages are
-its business, not the shield's: the random policy proposes one in 28 epochs.
+worlds), 0 of the shield's pages repeating a fixed incident's (within 14 days of the
+fix, no incident running; later ones are false alarms, counted in the rate). A policy's
+own proposed pages are its business, not the shield's: the random policy proposes one in
+28 epochs.
 
 The random policy proposes wait with probability 3/4, else any of the seven actions
 uniformly (vetoed ones included); it draws from the episode's seeded generator.
@@ -73,7 +75,10 @@ EVIDENCE_RULES = ("label_arrival", "label_balance", "label_cohort")
 GENERATED = "randomized"
 CATALOGUE_INCIDENT_WORLDS = ("label_corruption", "label_outage")
 EVAL_SEED = 20_000  # experiments.evaluate's default eval_seed
-WITHIN_SHARE, MAX_PROMOTED, MAX_FALSE_PAGES, MAX_PAGES_AFTER_FIX = 0.95, 0, 1.0, 0
+WITHIN_SHARE, MAX_PROMOTED, MAX_FALSE_PAGES, MAX_REPEAT_PAGES = 0.95, 0, 1.0, 0
+# a shield page this soon after a human fixed the feed repeats the fixed incident's page (the
+# longest label delay the generator draws: the fixed incident's labels are still arriving)
+REPEAT_WINDOW_DAYS = 14.0
 _FIELDS = tuple(ObservedPortfolio.__dataclass_fields__)
 
 
@@ -193,6 +198,9 @@ def run_task(
             forced = page and row["proposed_action"] != "escalate"
             evidence["shield_pages"] += forced
             evidence["shield_pages_after_fix"] += forced and any(f <= day for f in fixes)
+            evidence["shield_repeat_pages"] += forced and any(
+                0.0 <= day - f < REPEAT_WINDOW_DAYS for f in fixes
+            )
     return {
         "world": world.name,
         "policy": policy_name,
@@ -256,6 +264,7 @@ def world_entry(records: list[dict[str, Any]], evidence: dict[str, int]) -> dict
         evidence.get("shield_pages", 0), free
     )
     entry["shield_pages_after_human_fix"] = evidence.get("shield_pages_after_fix", 0)
+    entry["shield_repeat_pages_after_human_fix"] = evidence.get("shield_repeat_pages", 0)
     entry["episodes"] = len(records)
     entry["by_flavour"] = by_flavour(records)
     return entry
@@ -294,7 +303,8 @@ def guarantee(policy: dict[str, Any]) -> dict[str, Any]:
             "no_promotion": f["promoted_on_incident_labels"] <= MAX_PROMOTED,
             "false_pages": None if false_pages is None else false_pages <= MAX_FALSE_PAGES,
             "false_pages_incident_free_worlds": None if clean is None else clean <= MAX_FALSE_PAGES,
-            "no_page_after_fix": own.get("shield_pages_after_human_fix", 0) <= MAX_PAGES_AFTER_FIX,
+            "no_repeat_page_after_fix": own.get("shield_repeat_pages_after_human_fix", 0)
+            <= MAX_REPEAT_PAGES,
         }
         out[flavour] = {**checks, "holds": all(v is not False for v in checks.values())}
     return out
@@ -308,13 +318,14 @@ def print_tables(figures: dict[str, Any]) -> None:
     """The guarantee table per policy and flavour, and the false-alarm rates per rule.
 
     ``/100 free``: all pages per 100 incident-free epochs of the flavour's generated world,
-    ``shield``: the shield's own among them; ``after fix``: all pages after a human fixed
-    the feed (the shield's own in brackets).
+    ``shield``: the shield's own among them; ``after fix``: pages after a human fixed the
+    feed while no incident runs: all / the shield's / the shield's within
+    ``REPEAT_WINDOW_DAYS`` of the fix (repeats of the fixed incident's page).
     """
     print(
         f"\n{'policy':<17}{'flavour':<19}{'incid.':>7}{'alarmed':>8}{'<=2 ep':>8}{'share':>7}"
         f"{'lat med':>8}{'max':>5}{'promoted':>9}{'/100 free':>10}{'shield':>7}{'wasted':>7}"
-        f"{'after fix':>11}  holds"
+        f"{'after fix':>12}  holds"
     )
     for name, policy in figures["policies"].items():
         for flavour, f in policy["by_flavour"].items():
@@ -322,7 +333,9 @@ def print_tables(figures: dict[str, Any]) -> None:
             verdict = policy["guarantee"][flavour]
             lat = f["alarm_to_page_epochs"]
             after_fix = own.get("pages_after_human_fix", 0)
-            after = f"{after_fix} ({own.get('shield_pages_after_human_fix', 0)})"
+            shield_after = own.get("shield_pages_after_human_fix", 0)
+            repeats = own.get("shield_repeat_pages_after_human_fix", 0)
+            after = f"{after_fix}/{shield_after}/{repeats}"
             print(
                 f"{name:<17}{flavour:<19}{f['incidents']:>7}{f['alarmed']:>8}"
                 f"{f['paged_within_2_of_alarm']:>8}"
@@ -331,7 +344,7 @@ def print_tables(figures: dict[str, Any]) -> None:
                 f"{f['promoted_on_incident_labels']:>9}"
                 f"{_fmt(own.get('pages_per_100_incident_free_epochs'), '.2f'):>10}"
                 f"{_fmt(own.get('shield_pages_per_100_incident_free_epochs'), '.2f'):>7}"
-                f"{own.get('pages_wasted', 0):>7}{after:>11}  "
+                f"{own.get('pages_wasted', 0):>7}{after:>12}  "
                 f"{'yes' if verdict['holds'] else 'NO'}"
             )
         clean = policy["incident_free_worlds"]
