@@ -7,7 +7,8 @@ SLO's prices and queueing model (``SloConfig``) and the portfolio's family split
 world's, not the shield's, and are used as they are.
 
 A rule answers with an :class:`Objection`: none, evidence that the label pipeline broke (a
-veto that pages a human), label health unknown (a veto that waits: fail closed, but no
+veto; with no human on it, the page rule forces a page on it, unless it is only a slow
+feed that still flows), label health unknown (a veto that waits: fail closed, but no
 page without evidence), or any other veto (waits).
 
 The balance rule's three signs are evidence only while the served scores hold (prediction
@@ -18,7 +19,8 @@ Evidence of a break with no human on it forces the page (``label_break_page``): 
 action but escalate is vetoed, so whatever a policy proposes, a human is paged. Its
 evidence is the balance and cohort rules' (not their unknowns) and, of arrivals, only a
 stopped feed (no label in the last day: a known ratio at or below 0), so a feed a human
-just restored, its backlog arriving, is no reason to page again.
+just restored, its backlog arriving, is no reason to page again. The page is that rule's
+alone: a vetoed proposal executes wait, unless wait is vetoed too.
 """
 
 import dataclasses
@@ -276,15 +278,12 @@ def objections(p: ObservedPortfolio, slo: SloConfig) -> dict[Action, list[str]]:
 def expected_execution(
     proposed: Action, p: ObservedPortfolio, slo: SloConfig, hold: bool
 ) -> Action:
-    """What executes: the proposal if no rule vetoes it; else a page when a rule found the
-    label pipeline broken and no human is on it, else wait, unless wait is vetoed too: then
-    the one action left, a page."""
+    """What executes: the proposal if no rule vetoes it; else wait, unless wait is vetoed
+    too (a break with no human on it): then the one action left, a page. A fit vetoed on a
+    slow feed that still flows waits: only a stopped one pages."""
     verdicts = judged(p, slo)
-    rules = verdicts.get(proposed, {})
-    if not rules:
+    if not verdicts.get(proposed, {}):
         return proposed
-    if Objection.BROKEN in rules.values() and not hold:
-        return ESCALATE
     return ESCALATE if WAIT in verdicts else WAIT
 
 

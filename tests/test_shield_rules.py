@@ -86,7 +86,8 @@ BALANCE_BROKEN = {  # the balance rule's three signs, well past their bounds
 }
 # rule, a state where it alone objects, the actions it vetoes there, the fallback of a veto
 TABLE: list[tuple[str, dict[str, Any], set[Action], Action]] = [
-    ("label_arrival", {"label_arrival_ratio": 0.2}, LABEL_FIT_SET, ESCALATE),
+    # a slow feed that still flows: evidence that vetoes fits, but only a stopped one pages
+    ("label_arrival", {"label_arrival_ratio": 0.2}, LABEL_FIT_SET, WAIT),
     # the scores moved too (as in a prior shift): unknown label health, the fits wait
     ("label_balance", {**BALANCE_BROKEN, "prediction_drift_psi": 0.3}, LABEL_FIT_SET, WAIT),
     ("label_cohort", {"label_alarm_peak_z": NAN}, LABEL_FIT_SET, WAIT),  # unknown: waits
@@ -426,7 +427,8 @@ def test_evidence_of_a_break_pages_even_beside_an_unknown(
     for action in ALL:
         verdict = shield.apply(int(action), decision, False)
         assert verdict.executed == expected_execution(action, p, slo, False)
-        assert verdict.executed == (ESCALATE if forced or action in LABEL_FIT_SET else action)
+        vetoed_fit = WAIT if action in LABEL_FIT_SET else action
+        assert verdict.executed == (ESCALATE if forced else vetoed_fit)
     # a caller that says a human is on it: the fit waits, unless wait itself is vetoed
     assert shield.apply(int(RETRAIN), decision, True).executed == (ESCALATE if forced else WAIT)
     assert expected_execution(RETRAIN, p, slo, True) == (ESCALATE if forced else WAIT)
@@ -538,17 +540,32 @@ def test_the_latency_budget_lets_a_move_that_does_not_slow_things_down(shield: S
 
 # -- apply: what executes ------------------------------------------------------------------------
 def test_a_label_health_reason_among_others_still_pages(shield: Shield, slo: SloConfig) -> None:
-    p = healthy(label_arrival_ratio=0.1, days_since_change=0.5, labels_in_window=10)
+    p = healthy(label_arrival_ratio=0.0, days_since_change=0.5, labels_in_window=10)
     decision = shield.evaluate(p)
-    assert len(decision.reasons[int(RETRAIN)]) == 3  # arrival, labels in window, rate limit
-    assert len(decision.reasons[int(ROLLBACK)]) == 1  # rate limit only
+    # arrival (stopped), labels in window, rate limit, and the page the stopped feed forces
+    assert len(decision.reasons[int(RETRAIN)]) == 4
+    assert len(decision.reasons[int(ROLLBACK)]) == 2  # rate limit, the page
     for action in ALL:
         for hold in (False, True):
             assert shield.apply(int(action), decision, hold).executed == expected_execution(
                 action, p, slo, hold
             )
     assert shield.apply(int(RETRAIN), decision, False).executed == ESCALATE
-    assert shield.apply(int(ROLLBACK), decision, False).executed == WAIT
+    assert shield.apply(int(ROLLBACK), decision, False).executed == ESCALATE
+
+
+def test_a_fit_vetoed_on_a_slow_feed_that_still_flows_waits(shield: Shield, slo: SloConfig) -> None:
+    """A feed a human just restored arrives slowly for a while (its backlog early, the
+    outage's rows missing from each later day): that vetoes fits, and pages nobody."""
+    p = healthy(label_arrival_ratio=0.1, days_since_change=0.5, labels_in_window=10)
+    decision = shield.evaluate(p)
+    assert len(decision.reasons[int(RETRAIN)]) == 3  # arrival, labels in window, rate limit
+    assert decision.reasons[int(RETRAIN)][0].startswith("label health: ")
+    for action in ALL:
+        for hold in (False, True):
+            executed = shield.apply(int(action), decision, hold).executed
+            assert executed == expected_execution(action, p, slo, hold)
+            assert executed == (WAIT if action in CHANGE_SET else action)
 
 
 @pytest.mark.parametrize("proposal", [-1, N_ACTIONS, 10**30])

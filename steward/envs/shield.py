@@ -8,9 +8,10 @@ is too, except while the label pipeline shows a break and no human is on it
 (``label_break_page``: then a page is the only allowed action, whatever the policy).
 
 Every policy goes through :meth:`Shield.apply` at execution (the env, the evaluation
-harness, the agent server): a vetoed proposal executes a fallback, escalate when a
-reason is label health (unless a human is already on it), else wait (escalate when wait
-itself is vetoed).
+harness, the agent server): a vetoed proposal executes a fallback, escalate when wait
+itself is vetoed (the label-break page), else wait. A label fit vetoed on evidence
+pages through that rule; on a slow feed that still flows (evidence that vetoes fits but
+forces no page: a feed a human just restored) it waits.
 
 Fail closed: a label-health input that is unknown (NaN: too few labels to measure it, or
 a client that sent null or left it out) counts against label fits. Unknown is no evidence
@@ -442,7 +443,14 @@ class Shield:
         return ShieldDecision(mask, reasons)
 
     def apply(self, proposed: int, decision: ShieldDecision, human_hold: bool) -> Verdict:
-        """The action that executes for ``proposed`` under ``decision``."""
+        """The action that executes for ``proposed`` under ``decision``.
+
+        A vetoed proposal pages when wait is vetoed too (``label_break_page``: evidence of a
+        break with no human on it), else waits. The page is that rule's alone, so a label
+        fit vetoed on a slow feed that still flows (a feed a human just restored, its
+        backlog still arriving) waits instead of paging again. ``human_hold`` (the
+        caller's view) adds nothing to the decision, which read the portfolio's.
+        """
         try:
             action = Action(int(proposed))
         except ValueError:
@@ -451,7 +459,5 @@ class Shield:
         if decision.mask[action]:
             return Verdict(action, action, False, [])
         why = decision.reasons.get(int(action), ["vetoed"])
-        label_health = any(r.startswith(LABEL_HEALTH) for r in why)
-        page = (label_health and not human_hold) or not decision.mask[Action.WAIT]
-        fallback = Action.ESCALATE if page else Action.WAIT
+        fallback = Action.WAIT if decision.mask[Action.WAIT] else Action.ESCALATE
         return Verdict(action, fallback, True, list(why))
