@@ -7,8 +7,20 @@ SLO's prices and queueing model (``SloConfig``) and the portfolio's family split
 world's, not the shield's, and are used as they are.
 
 A rule answers with an :class:`Objection`: none, evidence that the label pipeline broke (a
-veto that pages a human), label health unknown (a veto that waits: fail closed, but no
+veto; with no human on it, the page rule forces a page on it, unless it is only a slow
+feed that still flows), label health unknown (a veto that waits: fail closed, but no
 page without evidence), or any other veto (waits).
+
+The balance rule's three signs are evidence only while the served scores hold (prediction
+PSI at most 0.1, or unknown): a broken join moves the labels alone, a prior shift moves
+labels and scores alike, so three signs beside moved scores leave label health unknown.
+
+Evidence of a break with no human on it forces the page (``label_break_page``): every
+action but escalate is vetoed, so whatever a policy proposes, a human is paged. Its
+evidence is the balance and cohort rules' (not their unknowns) and, of arrivals, only a
+stopped feed (no label in the last day: a known ratio at or below 0), so a feed a human
+just restored, its backlog arriving, is no reason to page again. The page is that rule's
+alone: a vetoed proposal executes wait, unless wait is vetoed too.
 """
 
 import dataclasses
@@ -30,9 +42,10 @@ WAIT, RETRAIN, RECALIBRATE, ENSEMBLE, SIMPLIFY, ROLLBACK, ESCALATE = (
     Action.ROLLBACK,
     Action.ESCALATE,
 )
-ALWAYS_ALLOWED = frozenset({WAIT, ESCALATE})
+ALWAYS_ALLOWED = frozenset({ESCALATE})  # wait too, unless a break is unattended
 LABEL_FITS = frozenset({RETRAIN, RECALIBRATE, SIMPLIFY})  # actions that fit on labels
 MODEL_CHANGES = frozenset({RETRAIN, RECALIBRATE, ENSEMBLE, SIMPLIFY, ROLLBACK})
+ALL_BUT_ESCALATE = frozenset(Action) - {ESCALATE}
 
 # configs/shield/default.yaml, as specified (the dataclass defaults are the same)
 THRESHOLDS = {
@@ -43,12 +56,16 @@ THRESHOLDS = {
     "min_error_asymmetry": 0.5,
     "max_label_cohort_z": 4.0,
     "cohort_test_required": True,  # a service may waive the test's verdict, not its evidence
+    "balance_max_prediction_psi": 0.1,  # balance evidence needs the served scores to hold
+    "page_max_label_arrival_ratio": 0.0,  # arrivals force a page only once the feed stopped
     "min_labels_in_window": 300,
     "min_days_between_changes": 2.0,
     "max_train_rows": 4_000,
 }
 ARRIVAL = THRESHOLDS["min_label_arrival_ratio"]
 COHORT_Z = THRESHOLDS["max_label_cohort_z"]
+PAGE_ARRIVAL = THRESHOLDS["page_max_label_arrival_ratio"]
+BALANCE_PSI = THRESHOLDS["balance_max_prediction_psi"]
 MIN_LABELS = THRESHOLDS["min_labels_in_window"]
 MIN_DAYS = THRESHOLDS["min_days_between_changes"]
 
@@ -127,7 +144,9 @@ def arrival_broken(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection
 def balance_broken(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection:
     """Balance moved beyond max(5 %, 3 standard errors), AUC fell beyond the same bound, and
     the errors go one way (|asymmetry| > 0.5); an unmeasurable AUC or asymmetry counts
-    against the labels, an unmeasurable balance is unknown health."""
+    against the labels, an unmeasurable balance is unknown health; so are the three signs
+    when the served scores moved too (prediction PSI above 0.1; an infinite one moved,
+    NaN is no news)."""
     gap = p.label_balance_gap
     if not known(gap):
         return Objection.UNKNOWN
@@ -137,7 +156,11 @@ def balance_broken(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection
     drop = p.auc_reference - p.auc_last_day
     auc_fell = not known(drop) or drop > bound
     one_way = not known(p.error_asymmetry) or abs(p.error_asymmetry) > 0.5
-    return Objection.BROKEN if auc_fell and one_way else Objection.NONE
+    if not (auc_fell and one_way):
+        return Objection.NONE
+    psi = p.prediction_drift_psi
+    scores_moved = not math.isnan(psi) and psi > BALANCE_PSI
+    return Objection.UNKNOWN if scores_moved else Objection.BROKEN
 
 
 def cohorts_disagree(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection:
@@ -149,6 +172,16 @@ def cohorts_disagree(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objecti
     if math.isnan(shift) or math.isnan(agreement) or math.isnan(peak):
         return Objection.UNKNOWN
     return Objection.NONE
+
+
+def break_unattended(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection:
+    """No human is on it, and the feed stopped (a known arrival ratio at or below 0) or the
+    balance or cohort rule finds a break: evidence, vetoing all but escalate."""
+    if p.human_hold:
+        return Objection.NONE
+    stopped = known(p.label_arrival_ratio) and p.label_arrival_ratio <= PAGE_ARRIVAL
+    broken = Objection.BROKEN in (balance_broken(a, p, slo), cohorts_disagree(a, p, slo))
+    return Objection.BROKEN if stopped or broken else Objection.NONE
 
 
 def too_few_labels(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection:
@@ -222,6 +255,7 @@ SPEC: dict[str, RuleSpec] = {
     "previous_version": RuleSpec(frozenset({ROLLBACK, ENSEMBLE}), no_previous),
     "single_ensemble": RuleSpec(frozenset({ENSEMBLE}), already_ensemble),
     "simpler_family": RuleSpec(frozenset({SIMPLIFY}), nothing_simpler),
+    "label_break_page": RuleSpec(ALL_BUT_ESCALATE, break_unattended),
 }
 
 
@@ -244,14 +278,13 @@ def objections(p: ObservedPortfolio, slo: SloConfig) -> dict[Action, list[str]]:
 def expected_execution(
     proposed: Action, p: ObservedPortfolio, slo: SloConfig, hold: bool
 ) -> Action:
-    """What executes: the proposal if no rule vetoes it; else a page when a rule found the
-    label pipeline broken and no human is on it, else wait."""
-    rules = judged(p, slo).get(proposed, {})
-    if not rules:
+    """What executes: the proposal if no rule vetoes it; else wait, unless wait is vetoed
+    too (a break with no human on it): then the one action left, a page. A fit vetoed on a
+    slow feed that still flows waits: only a stopped one pages."""
+    verdicts = judged(p, slo)
+    if not verdicts.get(proposed, {}):
         return proposed
-    if Objection.BROKEN in rules.values() and not hold:
-        return ESCALATE
-    return WAIT
+    return ESCALATE if WAIT in verdicts else WAIT
 
 
 # -- states --------------------------------------------------------------------------------

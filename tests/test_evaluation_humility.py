@@ -22,16 +22,17 @@ class PagesEveryDay:
         return one_hot(Action.ESCALATE)
 
 
-def test_a_policy_that_never_pages_leaves_alarmed_incidents_unpaged() -> None:
+def test_a_policy_that_never_pages_is_paged_for_at_the_first_alarm() -> None:
+    """The shield pages on evidence of a break whatever the policy proposed."""
     env = LifecycleEnv("label_outage")
     summary, _ = evaluate_episode(env, make_heuristic("never"), 3, True)
     h = humility_entry([summary.humility])
     assert (
-        h["pages"] == 0 and h["pages_wasted"] == 0 and h["pages_per_100_incident_free_epochs"] == 0
+        h["pages"] == 1 and h["pages_wasted"] == 0 and h["pages_per_100_incident_free_epochs"] == 0
     )
     outage = h["by_flavour"]["outage"]
-    assert outage["incidents"] == 1 and outage["alarmed"] == 1 and outage["paged"] == 0
-    assert outage["share_paged_within_2_of_alarm"] == 0.0
+    assert outage["incidents"] == 1 and outage["alarmed"] == 1 and outage["paged"] == 1
+    assert outage["share_paged_within_2_of_alarm"] == 1.0
 
 
 def test_paging_every_day_wastes_pages_after_the_fix_and_in_calm_epochs() -> None:

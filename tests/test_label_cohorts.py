@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from steward.envs.lifecycle_env import LifecycleEnv
+from steward.envs.shield import Shield
 from steward.monitoring.label_cohorts import (
     MIN_VARIANCE,
     LabelAlarm,
@@ -249,8 +250,12 @@ def test_the_alarm_keeps_its_peak_until_a_human_answers() -> None:
 
 def test_a_latched_label_alarm_vetoes_label_fits_until_the_page_is_answered() -> None:
     """In label corruption the cohort test fires at the onset, then falls quiet while the
-    pipeline is still broken; the shield keeps vetoing label fits until a human answers."""
-    env = LifecycleEnv(scenario="label_corruption")
+    pipeline is still broken; the shield keeps vetoing label fits until a human answers.
+
+    The world runs without a shield here (the shield would page at the onset: the
+    ``label_break_page`` rule); the real shield judges the portfolios it reports."""
+    env = LifecycleEnv(scenario="label_corruption", shield_enabled=False)
+    shield = Shield(env.shield.config, env.slo)
     info: dict[str, Any] = {"label_incident": False}  # none at the start
     held = env.feature_names.index("label_alarm_held")
     quiet_and_latched = None
@@ -264,9 +269,11 @@ def test_a_latched_label_alarm_vetoes_label_fits_until_the_page_is_answered() ->
         observation, _, _, _, info = env.step(int(Action.WAIT))
     assert quiet_and_latched is not None, "no quiet epoch under a raised alarm"
     assert observation[held] > math.tanh(1.0)  # the policy sees the held alarm too
-    reasons = env.shield.evaluate(quiet_and_latched).reasons[int(Action.RETRAIN)]
+    decision = shield.evaluate(quiet_and_latched)
+    reasons = decision.reasons[int(Action.RETRAIN)]
     assert any("label alarm" in r for r in reasons), reasons
-    assert not env.action_masks()[Action.RETRAIN]
+    assert not decision.mask[Action.RETRAIN]
+    assert shield.apply(int(Action.WAIT), decision, False).executed == Action.ESCALATE
 
     _, _, _, _, info = env.step(int(Action.ESCALATE))
     for _ in range(10):  # the human answers within the scenario's response delay
@@ -277,7 +284,7 @@ def test_a_latched_label_alarm_vetoes_label_fits_until_the_page_is_answered() ->
     assert not p.human_hold and not env.world.pipeline.active_incidents
     assert not p.label_alarm_peak_z > 4.0
     assert env.encoder.current(p)[held] < math.tanh(1.0)
-    assert not any("label" in r for r in env.shield.evaluate(p).reasons.get(1, []))
+    assert not any("label" in r for r in shield.evaluate(p).reasons.get(1, []))
 
 
 @pytest.mark.parametrize(

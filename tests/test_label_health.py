@@ -122,7 +122,7 @@ def test_label_health_matches_the_independent_checker(scenario: str) -> None:
     arrival ratio against the delay distribution's exact CDF (1 % apart at most: the monitor
     reads a sampled CDF on a grid), balance and asymmetry recounted from the served log (the
     same arithmetic, to rounding)."""
-    env = LifecycleEnv(scenario=scenario)
+    env = LifecycleEnv(scenario=scenario, shield_enabled=False)  # nobody pages: it runs on
     env.reset(seed=4)
     ratios, gaps = [], []
     for day in range(50):

@@ -209,7 +209,7 @@ def test_vetoed_proposal_returns_fallback_with_reasons(client: httpx.Client) -> 
 def test_label_health_veto_falls_back_to_escalate(client: httpx.Client) -> None:
     vetoed = []
     for i in range(30):
-        answer = decide(client, f"api-labels-{i}", label_arrival_ratio=0.1)
+        answer = decide(client, f"api-labels-{i}", label_arrival_ratio=0.0)  # stopped: pages
         if answer["vetoed"] and answer["proposed_action"] in ("retrain", "recalibrate"):
             vetoed.append(answer)
     assert vetoed

@@ -5,12 +5,14 @@ from ``envs/shield.py``), never from the shield's own rules table:
 
 * total: :meth:`Shield.evaluate` and :meth:`Shield.apply` never raise, whatever the state
   (NaN, infinities, negative or huge numbers, odd family strings, floats in int fields);
-  wait and escalate are always allowed, and every vetoed action has its reasons;
+  escalate is always allowed, wait only ever vetoed with every other action but escalate
+  (a forced page), and every vetoed action has its reasons;
 * on states a monitor could report (values across every threshold, unknowns included),
   the vetoed set is exactly what the specification's rules veto, each vetoed action has one
   reason per objecting rule, and what executes is the specification's fallback (a page
   only on evidence that the label pipeline broke; unknown label health waits);
-* each rule vetoes exactly what the specification names, in states where only it objects.
+* each rule vetoes exactly what the specification names, in states where only it objects
+  (beside the page its evidence forces, for the label-health rules).
 """
 
 import dataclasses
@@ -20,7 +22,14 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from shield_spec import ALWAYS_ALLOWED, SPEC, expected_execution, healthy, objections
+from shield_spec import (
+    ALL_BUT_ESCALATE,
+    ALWAYS_ALLOWED,
+    SPEC,
+    expected_execution,
+    healthy,
+    objections,
+)
 
 from steward.envs.shield import RULES, Shield, ShieldConfig
 from steward.monitoring.portfolio import ObservedPortfolio
@@ -97,7 +106,7 @@ any_portfolio = st.builds(
 reported_changes = st.fixed_dictionaries(
     {
         "requests_per_day": st.one_of(st.floats(1e4, 2e7), st.just(0.0)),
-        "label_arrival_ratio": st.one_of(st.floats(0.0, 3.0), near(0.5), st.just(NAN)),
+        "label_arrival_ratio": st.one_of(st.floats(0.0, 3.0), near(0.5, 0.0), st.just(NAN)),
         "label_balance_gap": st.one_of(
             st.floats(-0.3, 0.3), near(0.05, -0.05, 0.1875, -0.1875), st.just(NAN)
         ),
@@ -108,6 +117,9 @@ reported_changes = st.fixed_dictionaries(
         "label_shift_z": st.one_of(st.floats(-8.0, 8.0), near(4.0, -4.0), st.just(NAN)),
         "label_agreement_z": st.one_of(st.floats(-8.0, 8.0), near(-4.0), st.just(NAN)),
         "label_alarm_peak_z": st.one_of(st.floats(0.0, 8.0), near(4.0), st.just(NAN)),
+        "prediction_drift_psi": st.one_of(
+            st.floats(0.0, 1.0), near(0.1), st.sampled_from([NAN, math.inf])
+        ),
         "labels_in_window": st.one_of(st.integers(0, 10_000), st.sampled_from([299, 300, 301])),
         "days_since_change": st.one_of(st.floats(0.0, 10.0), near(2.0), st.just(NAN)),
         "spend_period": st.floats(0.0, 200.0),
@@ -136,6 +148,10 @@ MAKES_OBJECT: dict[str, st.SearchStrategy[dict[str, Any]]] = {
             "auc_last_day": st.one_of(st.floats(0.0, 0.859), st.just(NAN)),  # ref 0.91
             "error_asymmetry": st.one_of(
                 st.floats(0.501, 1.0), st.floats(-1.0, -0.501), st.just(NAN)
+            ),
+            # the scores hold (evidence, a page too) or moved (unknown: the fits wait)
+            "prediction_drift_psi": st.one_of(
+                st.floats(0.0, 0.1), st.floats(0.101, 50.0), st.just(NAN)
             ),
         }
     ),
@@ -181,7 +197,22 @@ MAKES_OBJECT: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         [{"live_families": "tree+linear"}, {"live_families": "linear+linear"}]
     ),
     "simpler_family": st.just({"live_families": "linear", "previous_families": "tree"}),
+    "label_break_page": st.one_of(
+        st.fixed_dictionaries({"label_arrival_ratio": st.floats(-1e6, 0.0)}),
+        st.fixed_dictionaries({"label_shift_z": st.floats(4.001, 1e4)}),
+        st.fixed_dictionaries({"label_alarm_peak_z": st.floats(4.001, 1e4)}),
+        st.fixed_dictionaries(
+            {
+                "labels_last_day": st.integers(1_000, 100_000),
+                "label_balance_gap": st.floats(0.051, 1.0),
+                "auc_last_day": st.floats(0.0, 0.859),
+                "error_asymmetry": st.floats(0.501, 1.0),
+                "prediction_drift_psi": st.one_of(st.floats(0.0, 0.1), st.just(NAN)),
+            }
+        ),
+    ),
 }
+EVIDENCE_RULES = {"label_arrival", "label_balance", "label_cohort"}
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -201,7 +232,9 @@ def shield(slo: SloConfig, shield_config: ShieldConfig) -> Shield:
 def test_shield_is_total_and_explains_every_veto(shield: Shield, p: ObservedPortfolio) -> None:
     decision = shield.evaluate(p)
     assert decision.mask.shape == (N_ACTIONS,) and decision.mask.dtype == bool
-    assert decision.mask[Action.WAIT] and decision.mask[Action.ESCALATE]
+    assert decision.mask[Action.ESCALATE]
+    if not decision.mask[Action.WAIT]:  # a forced page: nothing but escalate is left
+        assert not decision.mask[[int(a) for a in ALL_BUT_ESCALATE]].any()
     denied = {a for a in range(N_ACTIONS) if not decision.mask[a]}
     assert set(decision.reasons) == denied
     assert all(r and all(isinstance(x, str) and x for x in r) for r in decision.reasons.values())
@@ -223,7 +256,8 @@ def test_apply_is_total_and_executes_an_allowed_action(
         assert verdict.executed == proposal and not verdict.vetoed and not verdict.reasons
         return
     assert verdict.vetoed and verdict.reasons
-    assert verdict.executed in ALWAYS_ALLOWED
+    assert verdict.executed in (Action.WAIT, Action.ESCALATE)
+    assert {Action.ESCALATE} == ALWAYS_ALLOWED
 
 
 # -- against the specification ------------------------------------------------------------------
@@ -270,6 +304,14 @@ def test_each_rule_vetoes_exactly_what_the_specification_names(
 ) -> None:
     p = healthy(**data.draw(MAKES_OBJECT[rule], label="objects"))
     expected = objections(p, slo)
-    assume(all(rules == [rule] for rules in expected.values()))  # only this rule objects
-    assert set(expected) == SPEC[rule].vetoes, "the drawn state must make the rule object"
-    assert vetoed(shield, p) == SPEC[rule].vetoes
+    # only this rule objects, beside the page rule where evidence of a break forces a page
+    # (the page rule never objects alone: it needs a label-health rule's evidence)
+    page = "label_break_page"
+    allowed = {rule, page} if rule in EVIDENCE_RULES else {rule}
+    if rule == page:
+        allowed = EVIDENCE_RULES | {page}
+    mine = {a for a, rules in expected.items() if rule in rules}
+    assume(all(set(rules) <= allowed for rules in expected.values()))
+    assert mine == SPEC[rule].vetoes, "the drawn state must make the rule object"
+    forced = SPEC[page].vetoes if any(page in rules for rules in expected.values()) else set()
+    assert vetoed(shield, p) == SPEC[rule].vetoes | forced

@@ -52,6 +52,7 @@ from steward.simulators.costs import SloConfig
 
 ALL = frozenset(Action)
 BELOW = math.nextafter  # BELOW(x, -inf): the largest float under x
+NAN = math.nan
 
 
 @pytest.fixture(scope="module")
@@ -77,23 +78,19 @@ def test_the_healthy_state_is_vetoed_nowhere(shield: Shield, slo: SloConfig) -> 
 # -- the specification table: each rule's vetoes and fallback ---------------------------------
 LABEL_FIT_SET = {RETRAIN, RECALIBRATE, SIMPLIFY}
 CHANGE_SET = {RETRAIN, RECALIBRATE, ENSEMBLE, SIMPLIFY, ROLLBACK}
+BALANCE_BROKEN = {  # the balance rule's three signs, well past their bounds
+    "labels_last_day": 2_000,
+    "label_balance_gap": -0.15,
+    "auc_last_day": 0.82,
+    "error_asymmetry": 0.7,
+}
 # rule, a state where it alone objects, the actions it vetoes there, the fallback of a veto
 TABLE: list[tuple[str, dict[str, Any], set[Action], Action]] = [
-    ("label_arrival", {"label_arrival_ratio": 0.2}, LABEL_FIT_SET, ESCALATE),
-    (
-        "label_balance",
-        {
-            "labels_last_day": 2_000,
-            "label_balance_gap": -0.15,
-            "auc_last_day": 0.82,
-            "error_asymmetry": 0.7,
-        },
-        LABEL_FIT_SET,
-        ESCALATE,
-    ),
-    ("label_cohort", {"label_shift_z": -6.5}, LABEL_FIT_SET, ESCALATE),
-    ("label_cohort", {"label_agreement_z": -5.1}, LABEL_FIT_SET, ESCALATE),
-    ("label_cohort", {"label_alarm_peak_z": 7.0}, LABEL_FIT_SET, ESCALATE),
+    # a slow feed that still flows: evidence that vetoes fits, but only a stopped one pages
+    ("label_arrival", {"label_arrival_ratio": 0.2}, LABEL_FIT_SET, WAIT),
+    # the scores moved too (as in a prior shift): unknown label health, the fits wait
+    ("label_balance", {**BALANCE_BROKEN, "prediction_drift_psi": 0.3}, LABEL_FIT_SET, WAIT),
+    ("label_cohort", {"label_alarm_peak_z": NAN}, LABEL_FIT_SET, WAIT),  # unknown: waits
     ("labels_in_window", {"labels_in_window": 120}, LABEL_FIT_SET, WAIT),
     ("change_in_flight", {"change_in_flight": True}, CHANGE_SET, WAIT),
     ("human_hold", {"human_hold": True}, CHANGE_SET, WAIT),
@@ -113,10 +110,23 @@ TABLE: list[tuple[str, dict[str, Any], set[Action], Action]] = [
 ]
 
 
+# evidence rule, a state where it finds a break (and so, with no human on it, does the page
+# rule: it never objects alone)
+PAGE_TABLE: list[tuple[str, dict[str, Any]]] = [
+    ("label_arrival", {"label_arrival_ratio": 0.0, "labels_last_day": 0}),  # the feed stopped
+    ("label_balance", BALANCE_BROKEN),  # the scores hold (PSI 0.03)
+    ("label_cohort", {"label_shift_z": -6.5}),
+    ("label_cohort", {"label_agreement_z": -5.1}),
+    ("label_cohort", {"label_alarm_peak_z": 7.0}),
+]
+
+
 def test_the_table_covers_every_rule() -> None:
-    assert {row[0] for row in TABLE} == set(SPEC)
+    assert {row[0] for row in TABLE} | {"label_break_page"} == set(SPEC)
+    assert {row[0] for row in PAGE_TABLE} == {"label_arrival", "label_balance", "label_cohort"}
     assert {r.name for r in RULES} == set(SPEC), "the shield's rules are the specified ones"
     assert LABEL_FITS == LABEL_FIT_SET and MODEL_CHANGES == CHANGE_SET
+    assert {ESCALATE} == ALWAYS_ALLOWED
 
 
 @pytest.mark.parametrize(
@@ -149,18 +159,64 @@ def test_each_rule_vetoes_what_the_specification_names_with_its_fallback(
             assert verdict == (action, action, False, [])
 
 
+@pytest.mark.parametrize(
+    ("rule", "changes"), PAGE_TABLE, ids=[f"{r[0]}-{i}" for i, r in enumerate(PAGE_TABLE)]
+)
+def test_evidence_with_no_human_on_it_forces_a_page_whatever_was_proposed(
+    shield: Shield, slo: SloConfig, rule: str, changes: dict[str, Any]
+) -> None:
+    p = healthy(**changes)
+    expected = {
+        a: [rule, "label_break_page"] if a in LABEL_FIT_SET else ["label_break_page"]
+        for a in ALL - {ESCALATE}
+    }
+    assert objections(p, slo) == expected, "the oracle agrees"
+    decision = shield.evaluate(p)
+    assert vetoed(shield, p) == ALL - {ESCALATE}
+    (page_reason,) = decision.reasons[int(WAIT)]
+    assert page_reason.startswith("label health: ") and page_reason.endswith("page first")
+    for action in ALL:
+        verdict = shield.apply(int(action), decision, False)
+        assert verdict.executed == ESCALATE == expected_execution(action, p, slo, False)
+        assert verdict.vetoed == (action != ESCALATE)
+        assert len(verdict.reasons) == len(expected.get(action, []))
+    # a human on it: nothing is forced; the evidence still vetoes fits, which then wait
+    held = dataclasses.replace(p, human_hold=True)
+    assert objections(held, slo) == {
+        a: ([rule, "human_hold"] if a in LABEL_FIT_SET else ["human_hold"]) for a in CHANGE_SET
+    }
+    decision = shield.evaluate(held)
+    assert vetoed(shield, held) == CHANGE_SET
+    for action in ALL:
+        executed = shield.apply(int(action), decision, True).executed
+        assert executed == (WAIT if action in CHANGE_SET else action)
+
+
 # -- thresholds: both sides of each boundary -----------------------------------------------------
 N_QUIET = 10_000  # labels in the last day: the balance's noise bound (0.015) under its 0.05
+MOVED = 0.3  # prediction PSI: the scores moved too, so the balance's signs are unknown health
 LABELS_BROKEN = {  # balance rule's other two signs firing, so the gap decides
     "labels_last_day": N_QUIET,
     "auc_last_day": 0.5,
     "auc_reference": 0.9,
     "error_asymmetry": 0.9,
+    "prediction_drift_psi": MOVED,
 }
-GAP_BROKEN = {"labels_last_day": N_QUIET, "label_balance_gap": 0.2, "auc_reference": 0.9}
+GAP_BROKEN = {
+    "labels_last_day": N_QUIET,
+    "label_balance_gap": 0.2,
+    "auc_reference": 0.9,
+    "prediction_drift_psi": MOVED,
+}
 # 64 labels: noise bound 3 * sqrt(0.25 / 64) = 0.1875 exactly, over the 0.05 floor
-NOISY = {"labels_last_day": 64, "auc_reference": 0.6875, "error_asymmetry": 0.9}
+NOISY = {
+    "labels_last_day": 64,
+    "auc_reference": 0.6875,
+    "error_asymmetry": 0.9,
+    "prediction_drift_psi": MOVED,
+}
 INF = math.inf
+PAGED = frozenset(Action) - {ESCALATE}  # evidence with no human on it: everything but a page
 
 # name, changes at the boundary (allowed), changes just past it (vetoed), actions vetoed
 BOUNDARIES: list[tuple[str, dict[str, Any], dict[str, Any], set[Action]]] = [
@@ -231,35 +287,76 @@ BOUNDARIES: list[tuple[str, dict[str, Any], dict[str, Any], set[Action]]] = [
         {**GAP_BROKEN, "auc_last_day": 0.5, "error_asymmetry": math.nan},
         LABEL_FIT_SET,
     ),
-    ("cohort shift +", {"label_shift_z": 4.0}, {"label_shift_z": BELOW(4.0, INF)}, LABEL_FIT_SET),
+    ("cohort shift +", {"label_shift_z": 4.0}, {"label_shift_z": BELOW(4.0, INF)}, PAGED),
     (
         "cohort shift -",
         {"label_shift_z": -4.0},
         {"label_shift_z": BELOW(-4.0, -INF)},
-        LABEL_FIT_SET,
+        PAGED,
     ),
     (
         "cohort agreement",
         {"label_agreement_z": -4.0},
         {"label_agreement_z": BELOW(-4.0, -INF)},
-        LABEL_FIT_SET,
+        PAGED,
     ),
     (
         "cohort agreement with the scores",
         {"label_agreement_z": 50.0},
         {"label_agreement_z": -50.0},
-        LABEL_FIT_SET,
+        PAGED,
     ),
     (
         "cohort peak",
         {"label_alarm_peak_z": 4.0},
         {"label_alarm_peak_z": BELOW(4.0, INF)},
-        LABEL_FIT_SET,
+        PAGED,
     ),
     ("labels in window", {"labels_in_window": 300}, {"labels_in_window": 299}, LABEL_FIT_SET),
     ("rate limit", {"days_since_change": 2.0}, {"days_since_change": BELOW(2.0, 0)}, CHANGE_SET),
     ("rate limit unknown", {}, {"days_since_change": math.nan}, CHANGE_SET),
 ]
+
+
+PSI_PAST = BELOW(0.1, INF)  # the next float past the balance rule's PSI bound
+# name, changes that force a page, changes just past the page's threshold (evidence that
+# still vetoes label fits, and forces nothing)
+PAGE_BOUNDARIES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("arrival stopped", {"label_arrival_ratio": 0.0}, {"label_arrival_ratio": BELOW(0.0, 1)}),
+    ("arrival negative", {"label_arrival_ratio": -1.0}, {"label_arrival_ratio": 0.25}),
+    ("arrival just under the veto", {"label_arrival_ratio": -0.0}, {"label_arrival_ratio": 0.49}),
+    (  # past it the balance's signs are unknown health: the fits wait
+        "balance scores hold",
+        {**BALANCE_BROKEN, "prediction_drift_psi": 0.1},
+        {**BALANCE_BROKEN, "prediction_drift_psi": PSI_PAST},
+    ),
+    (
+        "balance scores unknown",
+        {**BALANCE_BROKEN, "prediction_drift_psi": NAN},
+        {**BALANCE_BROKEN, "prediction_drift_psi": INF},
+    ),
+    (
+        "no human on it",
+        {"label_shift_z": 4.5, "human_hold": False},
+        {"label_shift_z": 4.5, "human_hold": True},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("pages", "past"), [b[1:] for b in PAGE_BOUNDARIES], ids=[b[0] for b in PAGE_BOUNDARIES]
+)
+def test_each_page_threshold_pages_at_its_boundary_and_not_past_it(
+    shield: Shield, slo: SloConfig, pages: dict[str, Any], past: dict[str, Any]
+) -> None:
+    at, beyond = healthy(**pages), healthy(**past)
+    assert set(objections(at, slo)) == ALL - {ESCALATE}, "oracle"
+    past_rules = {r for rules in objections(beyond, slo).values() for r in rules}
+    assert "label_break_page" not in past_rules
+    assert vetoed(shield, at) == ALL - {ESCALATE}
+    assert shield.apply(int(WAIT), shield.evaluate(at), False).executed == ESCALATE
+    assert vetoed(shield, beyond) == (CHANGE_SET if beyond.human_hold else LABEL_FIT_SET)
+    assert shield.apply(int(WAIT), shield.evaluate(beyond), beyond.human_hold).executed == WAIT
 
 
 @pytest.mark.parametrize(
@@ -281,7 +378,6 @@ def test_each_threshold_holds_at_its_boundary_and_vetoes_past_it(
 
 
 # -- fail closed: unknown label health vetoes label fits, and waits --------------------------
-NAN = math.nan
 UNKNOWN = [
     {"label_shift_z": NAN},
     {"label_agreement_z": NAN},
@@ -291,6 +387,8 @@ UNKNOWN = [
     {"label_balance_gap": math.inf},
     {"label_arrival_ratio": NAN},
     {"label_arrival_ratio": math.inf},
+    {**BALANCE_BROKEN, "prediction_drift_psi": 0.3},  # the scores moved with the labels
+    {**BALANCE_BROKEN, "prediction_drift_psi": math.inf},
 ]
 
 
@@ -323,10 +421,17 @@ def test_evidence_of_a_break_pages_even_beside_an_unknown(
 ) -> None:
     p = healthy(**changes)
     decision = shield.evaluate(p)
-    assert vetoed(shield, p) == LABEL_FIT_SET
-    assert shield.apply(int(RETRAIN), decision, False).executed == ESCALATE
-    assert shield.apply(int(RETRAIN), decision, True).executed == WAIT
-    assert expected_execution(RETRAIN, p, slo, False) == ESCALATE
+    forced = "label_arrival_ratio" not in changes  # cohort evidence; a slow feed only vetoes
+    assert vetoed(shield, p) == (ALL - {ESCALATE} if forced else LABEL_FIT_SET)
+    assert vetoed(shield, p) == set(objections(p, slo))
+    for action in ALL:
+        verdict = shield.apply(int(action), decision, False)
+        assert verdict.executed == expected_execution(action, p, slo, False)
+        vetoed_fit = WAIT if action in LABEL_FIT_SET else action
+        assert verdict.executed == (ESCALATE if forced else vetoed_fit)
+    # a caller that says a human is on it: the fit waits, unless wait itself is vetoed
+    assert shield.apply(int(RETRAIN), decision, True).executed == (ESCALATE if forced else WAIT)
+    assert expected_execution(RETRAIN, p, slo, True) == (ESCALATE if forced else WAIT)
 
 
 def test_a_strong_agreement_is_no_unknown(shield: Shield) -> None:
@@ -335,7 +440,7 @@ def test_a_strong_agreement_is_no_unknown(shield: Shield) -> None:
 
 def test_the_balance_bound_counts_no_labels_as_one(shield: Shield) -> None:
     """With no labels the noise bound is one label's, 1.5: no gap in [-1, 1] passes it."""
-    broken = {"auc_last_day": math.nan, "error_asymmetry": 1.0}
+    broken = {"auc_last_day": math.nan, "error_asymmetry": 1.0, "prediction_drift_psi": MOVED}
     assert vetoed(shield, healthy(labels_last_day=0, label_balance_gap=1.0, **broken)) == set()
     assert vetoed(shield, healthy(labels_last_day=0, label_balance_gap=1.49, **broken)) == set()
     assert vetoed(shield, healthy(labels_last_day=0, label_balance_gap=1.51, **broken)) == (
@@ -435,17 +540,32 @@ def test_the_latency_budget_lets_a_move_that_does_not_slow_things_down(shield: S
 
 # -- apply: what executes ------------------------------------------------------------------------
 def test_a_label_health_reason_among_others_still_pages(shield: Shield, slo: SloConfig) -> None:
-    p = healthy(label_arrival_ratio=0.1, days_since_change=0.5, labels_in_window=10)
+    p = healthy(label_arrival_ratio=0.0, days_since_change=0.5, labels_in_window=10)
     decision = shield.evaluate(p)
-    assert len(decision.reasons[int(RETRAIN)]) == 3  # arrival, labels in window, rate limit
-    assert len(decision.reasons[int(ROLLBACK)]) == 1  # rate limit only
+    # arrival (stopped), labels in window, rate limit, and the page the stopped feed forces
+    assert len(decision.reasons[int(RETRAIN)]) == 4
+    assert len(decision.reasons[int(ROLLBACK)]) == 2  # rate limit, the page
     for action in ALL:
         for hold in (False, True):
             assert shield.apply(int(action), decision, hold).executed == expected_execution(
                 action, p, slo, hold
             )
     assert shield.apply(int(RETRAIN), decision, False).executed == ESCALATE
-    assert shield.apply(int(ROLLBACK), decision, False).executed == WAIT
+    assert shield.apply(int(ROLLBACK), decision, False).executed == ESCALATE
+
+
+def test_a_fit_vetoed_on_a_slow_feed_that_still_flows_waits(shield: Shield, slo: SloConfig) -> None:
+    """A feed a human just restored arrives slowly for a while (its backlog early, the
+    outage's rows missing from each later day): that vetoes fits, and pages nobody."""
+    p = healthy(label_arrival_ratio=0.1, days_since_change=0.5, labels_in_window=10)
+    decision = shield.evaluate(p)
+    assert len(decision.reasons[int(RETRAIN)]) == 3  # arrival, labels in window, rate limit
+    assert decision.reasons[int(RETRAIN)][0].startswith("label health: ")
+    for action in ALL:
+        for hold in (False, True):
+            executed = shield.apply(int(action), decision, hold).executed
+            assert executed == expected_execution(action, p, slo, hold)
+            assert executed == (WAIT if action in CHANGE_SET else action)
 
 
 @pytest.mark.parametrize("proposal", [-1, N_ACTIONS, 10**30])
@@ -453,6 +573,10 @@ def test_an_unknown_proposal_waits(shield: Shield, proposal: int) -> None:
     verdict = shield.apply(proposal, shield.evaluate(healthy()), False)
     assert verdict.proposed == WAIT and verdict.executed == WAIT and verdict.vetoed
     assert verdict.reasons == [f"unknown action {proposal!r}"]
+    # ... unless wait itself is vetoed (a forced page): then it pages
+    forced = shield.evaluate(healthy(label_shift_z=6.0))
+    assert shield.apply(proposal, forced, False).executed == ESCALATE
+    assert shield.apply(proposal, forced, True).executed == ESCALATE
 
 
 def test_a_mask_without_reasons_still_vetoes(shield: Shield) -> None:
@@ -462,16 +586,19 @@ def test_a_mask_without_reasons_still_vetoes(shield: Shield) -> None:
     assert verdict == (RECALIBRATE, WAIT, True, ["vetoed"])
 
 
-def test_wait_and_escalate_stay_allowed_whatever_fires(shield: Shield) -> None:
+@pytest.mark.parametrize("hold", [True, False])
+def test_escalate_stays_allowed_whatever_fires_and_wait_while_a_human_is_on_it(
+    shield: Shield, hold: bool
+) -> None:
     everything = healthy(
-        label_arrival_ratio=0.0, human_hold=True, change_in_flight=True, days_since_change=0.0,
+        label_arrival_ratio=0.0, human_hold=hold, change_in_flight=True, days_since_change=0.0,
         spend_period=1e9, labels_in_window=0, has_previous_version=False,
-        live_families="linear+linear",
+        live_families="linear+linear", label_shift_z=9.0,
     )  # fmt: skip
     decision = shield.evaluate(everything)
-    assert vetoed(shield, everything) == CHANGE_SET
-    assert set(decision.reasons) == {int(a) for a in CHANGE_SET}
-    assert {WAIT, ESCALATE} == ALWAYS_ALLOWED
+    denied = CHANGE_SET if hold else ALL - {ESCALATE}
+    assert vetoed(shield, everything) == denied
+    assert set(decision.reasons) == {int(a) for a in denied}
 
 
 def test_a_disabled_shield_lets_everything_through(slo: SloConfig) -> None:
@@ -506,6 +633,11 @@ def test_a_state_the_rules_cannot_price_vetoes_naming_the_rule(shield: Shield) -
         ("min_labels_in_window", -1, 0),
         ("min_days_between_changes", -0.5, 0.0),
         ("max_train_rows", 0, 1),
+        ("page_max_label_arrival_ratio", -0.1, 0.0),
+        ("page_max_label_arrival_ratio", BELOW(0.5, 1), 0.5),  # at most the veto's 0.5
+        ("page_max_label_arrival_ratio", math.nan, 0.25),
+        ("balance_max_prediction_psi", -0.01, 0.0),
+        ("balance_max_prediction_psi", math.nan, math.inf),
     ],
 )
 def test_a_bad_threshold_is_refused_naming_it(field: str, bad: float, edge: float) -> None:

@@ -3,12 +3,15 @@
 Pure code, no torch, total: :meth:`Shield.evaluate` never raises, whatever the state. It
 reads only what production could see (the observed portfolio, which carries the
 registry's state) and the operator's SLO, never the simulator's truth. Thresholds come
-from ``configs/shield/``; the rules are the code below. Wait and escalate are always
-allowed.
+from ``configs/shield/``; the rules are the code below. Escalate is always allowed; wait
+is too, except while the label pipeline shows a break and no human is on it
+(``label_break_page``: then a page is the only allowed action, whatever the policy).
 
 Every policy goes through :meth:`Shield.apply` at execution (the env, the evaluation
-harness, the agent server): a vetoed proposal executes a fallback, escalate when a
-reason is label health (unless a human is already on it), else wait.
+harness, the agent server): a vetoed proposal executes a fallback, escalate when wait
+itself is vetoed (the label-break page), else wait. A label fit vetoed on evidence
+pages through that rule; on a slow feed that still flows (evidence that vetoes fits but
+forces no page: a feed a human just restored) it waits.
 
 Fail closed: a label-health input that is unknown (NaN: too few labels to measure it, or
 a client that sent null or left it out) counts against label fits. Unknown is no evidence
@@ -26,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from steward.errors import require_positive, require_share
+from steward.errors import require, require_positive, require_share
 from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.actions import N_ACTIONS, Action
 from steward.simulators.catalogue import from_dict
@@ -34,7 +37,7 @@ from steward.simulators.costs import SloConfig
 
 LABEL_HEALTH = "label health"  # a reason with evidence the label pipeline broke: page
 UNKNOWN_LABEL_HEALTH = "unknown label health"  # a label-health input is unknown: wait
-ALWAYS_ALLOWED = (Action.WAIT, Action.ESCALATE)
+ALWAYS_ALLOWED = (Action.ESCALATE,)
 LABEL_FITS = (Action.RETRAIN, Action.RECALIBRATE, Action.SIMPLIFY)
 MODEL_CHANGES = (
     Action.RETRAIN,
@@ -43,6 +46,7 @@ MODEL_CHANGES = (
     Action.SIMPLIFY,
     Action.ROLLBACK,
 )
+ALL_BUT_ESCALATE = (Action.WAIT, *MODEL_CHANGES)
 
 
 @dataclass
@@ -58,6 +62,13 @@ class ShieldConfig:
     # a label fit needs the cohort test's verdict; a service with too few labels for the
     # test (a few dozen a day) may waive it: the arrival and balance rules still hold
     cohort_test_required: bool = True
+    # ... all while the served scores hold: a label share that moved with the scores (a
+    # prior shift, real data's own swings) leaves label health unknown
+    balance_max_prediction_psi: float = 0.1
+    # a page is forced on evidence of a break (label_break_page); of the arrival rule's
+    # evidence, only a feed this far down counts (0: stopped, no label in the last day), so
+    # a feed a human just restored, its backlog still arriving, pages nobody again
+    page_max_label_arrival_ratio: float = 0.0
     min_labels_in_window: int = 300  # a fit needs this many usable labels
     min_days_between_changes: float = 2.0  # rate limit on model changes
     max_train_rows: int = 4_000  # rows a fit uses at most (for its projected cost)
@@ -70,6 +81,16 @@ class ShieldConfig:
         require_share(self.min_auc_drop, "shield.min_auc_drop")
         require_share(self.min_error_asymmetry, "shield.min_error_asymmetry")
         require_positive(self.max_label_cohort_z, "shield.max_label_cohort_z")
+        require(
+            0.0 <= self.page_max_label_arrival_ratio <= self.min_label_arrival_ratio,
+            "shield.page_max_label_arrival_ratio",
+            "must be in [0, min_label_arrival_ratio]: a feed slow enough to page vetoes fits",
+            f"use a value in [0, {self.min_label_arrival_ratio:g}], e.g. 0",
+            self.page_max_label_arrival_ratio,
+        )
+        require_positive(
+            self.balance_max_prediction_psi, "shield.balance_max_prediction_psi", allow_zero=True
+        )
         require_positive(self.min_labels_in_window, "shield.min_labels_in_window", allow_zero=True)
         require_positive(
             self.min_days_between_changes, "shield.min_days_between_changes", allow_zero=True
@@ -195,6 +216,12 @@ def _labels_balanced(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldC
     kinds, a label forced to one class only one kind). An AUC or asymmetry that cannot be
     measured counts against the labels: the shield does not assume the good case. Nor
     does an unknown balance (no label in the last day): it vetoes too, as unknown.
+
+    The three signs are evidence of a break only while the served scores hold (prediction
+    PSI at most ``balance_max_prediction_psi``; unknown counts as holding): a broken join
+    changes the labels alone, while a world whose labels moved that far with the scores
+    (a prior shift under a stale model, real data's own swings) cannot be told from a
+    break, so label health is unknown there: the fits wait, nobody is paged.
     """
     gap, n = p.label_balance_gap, max(p.labels_last_day, 1)
     if not _finite(gap):
@@ -208,10 +235,17 @@ def _labels_balanced(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldC
     asymmetry = p.error_asymmetry
     if _finite(asymmetry) and abs(asymmetry) <= c.min_error_asymmetry:
         return ""
-    return (
-        f"{LABEL_HEALTH}: label balance moved {gap:+.3f}, the scores' AUC fell {drop:.3f} "
+    signs = (
+        f"label balance moved {gap:+.3f}, the scores' AUC fell {drop:.3f} "
         f"and the errors go one way ({asymmetry:+.2f})"
     )
+    psi = p.prediction_drift_psi
+    if psi > c.balance_max_prediction_psi:  # (False for NaN)
+        return (
+            f"{UNKNOWN_LABEL_HEALTH}: {signs}, but the served scores moved too (PSI"
+            f" {psi:.2f} > {c.balance_max_prediction_psi:g}): a world change or a break"
+        )
+    return f"{LABEL_HEALTH}: {signs}"
 
 
 def _labels_consistent(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
@@ -249,6 +283,39 @@ def _labels_consistent(a: Action, p: ObservedPortfolio, slo: SloConfig, c: Shiel
             f" {shift:+.1f}, agreement z {agreement:+.1f}, alarm peak {peak:.1f})"
         )
     return ""
+
+
+def _label_break(p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
+    """The evidence of a break that forces a page ('' if none): the balance and cohort
+    rules' evidence (never their unknowns) and, of the arrival rule's, a feed down to
+    ``page_max_label_arrival_ratio`` (held back; not a feed a human just restored, whose
+    backlog is still arriving)."""
+    ratio = p.label_arrival_ratio
+    if _finite(ratio) and ratio <= c.page_max_label_arrival_ratio:
+        return f"{LABEL_HEALTH}: labels arrive at {ratio:.2f} of the expected rate (stopped)"
+    for check in (_labels_balanced, _labels_consistent):
+        why = check(Action.RETRAIN, p, slo, c)
+        if why.startswith(LABEL_HEALTH):
+            return why
+    return ""
+
+
+def _page_on_label_break(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
+    """Evidence that the label pipeline broke, and no human on it: page, whatever was proposed.
+
+    The label-health rules veto label fits on that evidence, and a vetoed fit pages; a
+    policy that proposes a wait, or any other change, would leave the break unpaged and
+    its labels in the store. This rule vetoes every action but escalate, so the page
+    executes. Unknown label health is no evidence (it waits); once a page is out
+    (``human_hold``) the rule stands down; the human's answer ends the incident, purges
+    its labels and clears the held cohort alarm, so a page after it needs new evidence.
+    """
+    if p.human_hold:
+        return ""
+    why = _label_break(p, slo, c)
+    if not why:
+        return ""
+    return f"{why}; no human is on it: page first"
 
 
 def _enough_labels(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
@@ -317,6 +384,7 @@ RULES: tuple[Rule, ...] = (
     Rule("previous_version", (Action.ROLLBACK, Action.ENSEMBLE), _has_previous),
     Rule("single_ensemble", (Action.ENSEMBLE,), _not_ensembled),
     Rule("simpler_family", (Action.SIMPLIFY,), _has_simpler),
+    Rule("label_break_page", ALL_BUT_ESCALATE, _page_on_label_break),
 )
 RULE_NAMES = tuple(r.name for r in RULES)
 # every check in evaluation order: (rule, the action checked, the mask indices it answers)
@@ -375,14 +443,21 @@ class Shield:
         return ShieldDecision(mask, reasons)
 
     def apply(self, proposed: int, decision: ShieldDecision, human_hold: bool) -> Verdict:
-        """The action that executes for ``proposed`` under ``decision``."""
+        """The action that executes for ``proposed`` under ``decision``.
+
+        A vetoed proposal pages when wait is vetoed too (``label_break_page``: evidence of a
+        break with no human on it), else waits. The page is that rule's alone, so a label
+        fit vetoed on a slow feed that still flows (a feed a human just restored, its
+        backlog still arriving) waits instead of paging again. ``human_hold`` (the
+        caller's view) adds nothing to the decision, which read the portfolio's.
+        """
         try:
             action = Action(int(proposed))
         except ValueError:
-            return Verdict(Action.WAIT, Action.WAIT, True, [f"unknown action {proposed!r}"])
+            executed = Action.WAIT if decision.mask[Action.WAIT] else Action.ESCALATE
+            return Verdict(Action.WAIT, executed, True, [f"unknown action {proposed!r}"])
         if decision.mask[action]:
             return Verdict(action, action, False, [])
         why = decision.reasons.get(int(action), ["vetoed"])
-        label_health = any(r.startswith(LABEL_HEALTH) for r in why)
-        fallback = Action.ESCALATE if label_health and not human_hold else Action.WAIT
+        fallback = Action.WAIT if decision.mask[Action.WAIT] else Action.ESCALATE
         return Verdict(action, fallback, True, list(why))

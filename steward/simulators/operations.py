@@ -260,6 +260,8 @@ class Operations:
         )
         while w.hold:  # a human hold freezes promotions
             yield w.hold_released
+        if self._retracted_since_fit(action, window.train_rows, version):
+            return
         candidate_scores = self.backend.predict_proba(version, holdout_features)
         candidate = accuracy(candidate_scores, holdout_labels)
         incumbent = accuracy(
@@ -280,6 +282,25 @@ class Operations:
             self._promote(version, metrics, name)
         else:
             self._reject(name, f"canary lost {candidate:.3f} vs {incumbent:.3f}", version)
+
+    def _retracted_since_fit(
+        self, action: Action, train_rows: np.ndarray, version: ModelVersion
+    ) -> bool:
+        """Reject a candidate some of whose training labels were retracted since its fit.
+
+        A human who ends a label corruption purges the labels it touched; a candidate fitted
+        on any of them learnt the broken join, whatever its canary says (production does
+        the same when a retraction hits a candidate's training window).
+        """
+        w = self.state
+        retracted = int(np.count_nonzero(w.log.purged[train_rows]))
+        if not retracted:
+            return False
+        w.change_in_flight = False
+        self._reject(
+            action.name.lower(), f"{retracted} training labels retracted since the fit", version
+        )
+        return True
 
     # -- recalibrate ------------------------------------------------------------------
     def _recalibrate(self) -> Generator[simpy.Event, Any, None]:
@@ -321,6 +342,8 @@ class Operations:
         yield w.env.timeout(w.slo.calibration_days)
         while w.hold:
             yield w.hold_released
+        if self._retracted_since_fit(Action.RECALIBRATE, rows[:cut], version):
+            return
         calibrated = calibrated_scores(calibrator, base_scores)
         incumbent = (
             base_scores

@@ -10,7 +10,11 @@ delay distribution's closed-form CDF, label balance against the served scores, t
 scores' AUC against the live version's promotion AUC, new labels against the
 hypergeometric counts of earlier labels of their cohorts), usable labels in the window,
 the period's spend with the action's real cost (the real training window), and latency
-from the SLO's queueing model.
+from the SLO's queueing model. The page the label-break rule forces is checked on every
+action but escalate while no human holds the world: a feed stopped (no label in the
+last day), cohort z-scores (or the alarm held since the last answered page) past their
+limit, or the label balance's three signs while the served scores hold (their PSI
+against the live version's training score deciles, recounted from the served log).
 
 An executed action that breaks a rule by more than a small relative tolerance is a
 *breach* (the shield let through what the rules forbid); within it, a *near miss* (two
@@ -28,6 +32,7 @@ from sklearn.metrics import roc_auc_score
 
 from steward.envs.shield import RULES, Shield, ShieldConfig
 from steward.monitoring import label_cohorts as cohorts
+from steward.monitoring.drift import PSI_FLOOR
 from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.actions import MODEL_CHANGES, Action
 from steward.simulators.costs import SloConfig
@@ -39,7 +44,7 @@ from steward.simulators.world import World
 TOLERANCE = 0.05  # relative margin: closer calls than this are near misses, not breaches
 ARRIVAL_LOOKBACK_DAYS = 61.0  # rows served this long ago still count towards expected arrivals
 CDF_GRID_STEP_DAYS = 1e-3
-CHECKED_ACTIONS = tuple(sorted(MODEL_CHANGES))  # wait and escalate are always allowed
+CHECKED_ACTIONS = (Action.WAIT, *sorted(MODEL_CHANGES))  # escalate is always allowed
 
 
 # -- closed forms the checker recomputes with ---------------------------------------------
@@ -239,6 +244,27 @@ class WorldFacts:
 
         return self._memo("cohorts", compute)
 
+    def score_psi(self) -> float:
+        """PSI of the last day's served scores against the live version's training deciles
+        (its registry record; NaN without one or without rows)."""
+
+        def compute() -> float:
+            log, now = self.world.log, self.world.now
+            reference = self.world.registry.live.reference_
+            served = log.t_serve[: log.n]
+            scores = log.score_live[: log.n][served >= now - 1.0]
+            if reference is None or scores.size == 0:
+                return math.nan
+            counts = np.bincount(
+                np.searchsorted(reference.score_edges, scores, side="right"),
+                minlength=len(reference.score_shares),
+            )
+            now_share = np.maximum(counts / scores.size, PSI_FLOOR)
+            then_share = np.maximum(reference.score_shares, PSI_FLOOR)
+            return float(np.sum((now_share - then_share) * np.log(now_share / then_share)))
+
+        return self._memo("psi", compute)
+
     def labels_in_window(self) -> int:
         """Usable (arrived, not purged) labels on rows served in the default window."""
 
@@ -294,6 +320,9 @@ def check(facts: WorldFacts, action: Action, tolerance: float = TOLERANCE) -> di
         if fired or clear:
             out[name] = Finding(fired, clear)
 
+    if action != Action.ESCALATE and not w.state.hold:
+        fired, clear = label_break(facts, tolerance)
+        flag("label_break_page", fired, clear)
     if action.trains_on_labels:
         ratio = facts.arrival_ratio()
         floor = c.min_label_arrival_ratio
@@ -349,6 +378,50 @@ def check(facts: WorldFacts, action: Action, tolerance: float = TOLERANCE) -> di
         none = simpler_family(w.registry.live.families, slo) is None
         flag("simpler_family", none, none)
     return out
+
+
+def label_break(facts: WorldFacts, tolerance: float = TOLERANCE) -> tuple[bool, bool]:
+    """Evidence of a break that must page (fired at the exact thresholds, and clearly).
+
+    No label arrived in the last day (the arrival ratio at or below the page's bound), the
+    cohort z-scores or the held alarm past their limit, or the label balance's three signs
+    while the served scores hold (their PSI against the live version's training deciles
+    at most the page's bound).
+    """
+    c = facts.config
+    ratio = facts.arrival_ratio()
+    stopped = ratio <= c.page_max_label_arrival_ratio
+    shift, agreement = facts.label_cohorts()
+    worst = max(
+        abs(shift) if math.isfinite(shift) else 0.0,
+        -agreement if math.isfinite(agreement) else 0.0,
+        facts.alarm_peak if math.isfinite(facts.alarm_peak) else 0.0,
+    )
+    limit = c.max_label_cohort_z
+    gap, noise, auc_drop, asymmetry = facts.balance()
+    balance, clear_balance = False, False
+    if math.isfinite(gap):
+        bound, drop_bound = max(c.max_label_balance_gap, noise), max(c.min_auc_drop, noise)
+        psi, psi_bound = facts.score_psi(), c.balance_max_prediction_psi
+        one_way = not math.isfinite(asymmetry) or abs(asymmetry) > c.min_error_asymmetry
+        balance = (
+            abs(gap) > bound
+            and (not math.isfinite(auc_drop) or auc_drop > drop_bound)
+            and one_way
+            and not psi > psi_bound
+        )
+        clear_balance = (
+            abs(gap) > bound * (1 + tolerance)
+            and (not math.isfinite(auc_drop) or auc_drop > drop_bound * (1 + tolerance))
+            and (
+                not math.isfinite(asymmetry)
+                or abs(asymmetry) > c.min_error_asymmetry * (1 + tolerance)
+            )
+            and not psi > psi_bound * (1 - tolerance)
+        )
+    fired = stopped or worst > limit or balance
+    clear = stopped or worst > limit * (1 + tolerance) or clear_balance
+    return fired, clear
 
 
 def shield_rules_fired(shield: Shield, portfolio: ObservedPortfolio, action: Action) -> list[str]:
