@@ -106,11 +106,14 @@ class NumpyActor:
 
 
 def probe_inputs(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded observations in [-1, 1] and shield-like masks (wait and escalate allowed)."""
+    """Seeded observations in [-1, 1] and shield-like masks: escalate always allowed, wait
+    nearly always (a forced page leaves escalate alone: every eighth probe)."""
     rng = np.random.default_rng(seed)
     observations = rng.uniform(-1.0, 1.0, (PROBES, size)).astype(np.float32)
     masks = rng.random((PROBES, N_ACTIONS)) < 0.6
     masks[:, [int(Action.WAIT), int(Action.ESCALATE)]] = True
+    masks[::8] = False
+    masks[::8, int(Action.ESCALATE)] = True
     return observations, masks
 
 
