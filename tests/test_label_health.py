@@ -109,6 +109,16 @@ def test_expected_arrivals_look_back_sixty_days() -> None:
     assert expectation._arrival_weights(0.5) is weights  # remembered per age
 
 
+def test_the_day_counts_grow_geometrically() -> None:
+    """Past its capacity the table of served days at least doubles, so a long-lived service
+    copies each day's count a bounded number of times (amortised constant per day)."""
+    expectation = ArrivalExpectation(served(dict.fromkeys(range(1_500), 1)), linear_cdf(2.0))
+    assert expectation._counts.shape[0] == 1_024
+    expectation.expected_last_day(1_500.0)
+    assert expectation._n_days == 1_500
+    assert expectation._counts.shape[0] == 2_048  # max(needed, twice the old capacity)
+
+
 def test_arrival_weights_are_zero_before_serving() -> None:
     expectation = ArrivalExpectation(ServiceLog(0), linear_cdf(2.0))
     weights = expectation._arrival_weights(-1.5)  # days "served" in the future, then recent
