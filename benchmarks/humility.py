@@ -445,7 +445,8 @@ def main(argv: list[str] | None = None) -> None:
     figures["seconds"] = round(time.perf_counter() - start, 1)
     print_tables(figures)
     command = "python -m benchmarks.humility " + " ".join(sys.argv[1:] if argv is None else argv)
-    out = write_result("humility", command.strip(), _plain(figures), args.json)
+    name = args.json.stem if args.json else "humility"  # a record of its own, e.g. one policy's
+    out = write_result(name, command.strip(), _plain(figures), args.json)
     print(f"\n{figures['seconds']:.0f} s; wrote {out}")
 
 

@@ -40,10 +40,17 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "humility",
         "Humility: label incidents paged",
-        "Whether the agent pages a human when the labels break, how often it pages when they"
-        " do not, and whether it promotes a model fitted on incident labels. Targets: at least"
-        " 95 % of incidents paged within 2 epochs, at most 1 page per 100 incident-free epochs,"
-        " 0 promotions on incident labels.",
+        "Whether a policy under the shield pages a human when the labels break, how often it"
+        " pages when they do not, and whether it promotes a model fitted on incident labels,"
+        " for the heuristics, the oracle and a random policy. Targets: at least 95 % of"
+        " incidents paged within 2 epochs of the first alarm, at most 1 page per 100"
+        " incident-free epochs, 0 promotions on incident labels.",
+    ),
+    Section(
+        "humility_agent",
+        "Humility: the trained agent",
+        "The same measurement for the default trained agent (`steward train`, seed 0). Same"
+        " targets.",
     ),
     Section(
         "ope_validation",
