@@ -8,6 +8,7 @@ outcome. The same agent behind the same floor also logs episodes through
 same way, be reproduced by the deployed policy, and feed the promotion gate's API.
 """
 
+import hashlib
 import json
 import subprocess
 from collections.abc import Callable, Iterator
@@ -83,9 +84,10 @@ def served(
         url = f"sqlite:///{db}"
         before = load_logs(url)
         reloaded_path = copy_run(policy_path, reload_dir / "run-b", rezip=True)
+        sha256 = hashlib.sha256(reloaded_path.read_bytes()).hexdigest()
         answer = httpx.post(
             f"{server.url}/v1/policy/reload",
-            json={"policy_path": str(reloaded_path)},
+            json={"policy_path": str(reloaded_path), "sha256": sha256},
             headers=ADMIN_AUTH,
         )
         assert answer.status_code == 200, answer.text
