@@ -23,6 +23,14 @@ class Section:
 
 SECTIONS: tuple[Section, ...] = (
     Section(
+        "evaluation",
+        "The default agent against the tuned heuristics",
+        "`steward train` (seed 0) against the best tuned heuristic per scenario, paired on the"
+        " same held-out seeds (Student-t interval of the per-seed differences; stratified for a"
+        " mixture), with the agent's pages. Verdict better or worse only when the interval"
+        " excludes zero.",
+    ),
+    Section(
         "recipe_seeds",
         "The agent against the tuned heuristics, per training seed",
         "Each training seed's agent (the jump-start recipe, at the training steps the record"

@@ -111,3 +111,29 @@ def test_two_current_records_of_one_benchmark_are_refused(tmp_path: Path) -> Non
         _render(results, tmp_path)
     assert "env_speed.json, env_speed_again.json" in str(stopped.value.code)
     assert "'state'" in str(stopped.value.code)
+
+
+def test_an_evaluation_becomes_a_record_of_its_paired_verdicts(tmp_path: Path) -> None:
+    from benchmarks.evaluation_record import main as record_evaluation
+
+    verdict = {
+        "best_heuristic": "periodic",
+        "agent_mean_return": 120.0,
+        "best_mean_return": -100.0,
+        "agent_minus_best": {"mean": 220.0, "ci95": [20.0, 420.0], "pairs": 8},
+        "verdict": "better",
+        "lower_bound_over_abs_best": 0.2,
+    }
+    results = {
+        "agent_vs_best_heuristic": {"stable": verdict, "empty": {}},
+        "humility": {"stable": {"agent": {"pages": 3, "pages_wasted": 1}}},
+        "settings": {"episodes": 8, "tune_episodes": 2, "deterministic": True},
+    }
+    source, out = tmp_path / "results.json", tmp_path / "evaluation.json"
+    source.write_text(json.dumps(results))
+    record_evaluation([str(source), "--command", "steward evaluate x", "--json", str(out)])
+    record = json.loads(out.read_text())
+    assert record["command"] == "steward evaluate x"
+    (row,) = record["figures"]["paired"]  # a scenario without a verdict is left out
+    assert row["scenario"] == "stable" and row["agent_minus_best"] == 220.0
+    assert (row["ci95_low"], row["verdict"], row["agent_pages_wasted"]) == (20.0, "better", 1)
