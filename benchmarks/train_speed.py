@@ -338,7 +338,8 @@ def main() -> None:
                 sum(s["wall_seconds"] for k, s in steps.items() if k.startswith("evaluate")), 1
             )
         figures[section] = {"command": command, **measured}
-    write_result("train_speed", command, figures, args.json)
+    name = args.json.stem if args.json else "train_speed"  # e.g. a proxy run's own record
+    write_result(name, command, figures, args.json)
     print(f"wrote {args.json}")
 
 

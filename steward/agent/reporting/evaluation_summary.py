@@ -43,11 +43,12 @@ def summary_figure(payload: dict[str, Any]) -> Figure | None:
         ax.plot([100 * low, 100 * high], [y, y], color=color, lw=2.5)
         ax.plot([100 * mean], [y], "o", color=color)
     ax.axvline(0.0, color="black", lw=0.8)
+    ax.set_xscale("symlog", linthresh=10.0)  # small and large differences both readable
     ax.set_yticks(
         range(len(rows)), [f"{scenario}\nvs {best}" for scenario, best, *_ in rows], fontsize=8
     )
     ax.invert_yaxis()
-    ax.set_xlabel("agent - best tuned heuristic, % of |best heuristic's return| (95 % interval)")
+    ax.set_xlabel("agent - best heuristic, % of |best's return|, 95 % interval (log beyond ±10 %)")
     ax.set_title("Paired on held-out seeds: green better, red worse, grey inconclusive")
     return fig
 
