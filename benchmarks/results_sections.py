@@ -190,7 +190,7 @@ SECTIONS: tuple[Section, ...] = (
         " Targets, from the project's original design brief on its reference machine: at least"
         " 1,000 epochs/s between fits, 300 epochs/s with weekly retraining, a default-family"
         " fit under 50 ms; the brief's reference operations, timed in the same run, compare"
-        " this machine with that one.",
+        " the machine that ran it with that one.",
     ),
     Section(
         "env_speed",

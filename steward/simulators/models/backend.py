@@ -158,8 +158,8 @@ class SklearnBackend:
     """Real scikit-learn estimators; predictions go through ``predict_proba``.
 
     The backend pins BLAS and OpenMP to one thread for the whole process: the fits and
-    predictions here are small, and on a shared 2-core machine two BLAS threads made a
-    world step ~4x slower. Scale out with one env per core instead.
+    predictions here are small, so thread synchronisation costs more than it saves when envs
+    share the cores. Scale out with one env per core instead.
     """
 
     def __init__(self) -> None:
