@@ -18,7 +18,6 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import numpy as np
 import pandas as pd
 
@@ -74,6 +73,8 @@ class RemoteAgent:
             raise ConfigError(
                 API_TOKEN_ENV, "is not set", "export the agent server's API token", ""
             )
+        import httpx  # the [server] extra; only a remote agent needs it
+
         self.shield = shield
         self.client = httpx.Client(
             base_url=url.rstrip("/"),
