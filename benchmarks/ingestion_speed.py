@@ -37,6 +37,7 @@ from benchmarks.server_latency import (  # noqa: E402
     free_port,
     measure,
     request_bytes,
+    serve_bare,
     train_smoke,
     wait_ready,
 )
@@ -66,21 +67,6 @@ def bare_app() -> object:
         return {"ok": True}
 
     return app
-
-
-def serve_bare(port: int) -> None:
-    """Run the bare app with the agent server's uvicorn settings."""
-    import uvicorn
-
-    config = uvicorn.Config(
-        bare_app(),  # type: ignore[arg-type]
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-        timeout_keep_alive=30,
-    )
-    uvicorn.Server(config).run()
 
 
 def batch_body(run: int, connection: int, batch: int) -> bytes:
@@ -136,7 +122,7 @@ def main() -> None:
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
-        serve_bare(args.serve_bare)
+        serve_bare(args.serve_bare, bare_app())
         return
     for name in ("runs", "batches"):
         if getattr(args, name) < 1:

@@ -68,12 +68,12 @@ def bare_app() -> object:
     return app
 
 
-def serve_bare(port: int) -> None:
-    """Run the bare app with the agent server's uvicorn settings."""
+def serve_bare(port: int, app: object | None = None) -> None:
+    """Run a bare app (default: :func:`bare_app`) with the agent server's uvicorn settings."""
     import uvicorn
 
     config = uvicorn.Config(
-        bare_app(),  # type: ignore[arg-type]
+        app if app is not None else bare_app(),  # type: ignore[arg-type]
         host="127.0.0.1",
         port=port,
         log_level="warning",
