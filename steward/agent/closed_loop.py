@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 from steward.envs.reward import reward_components
 from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.actions import ACTION_NAMES
+from steward.simulators.export import label_frame, prediction_frame
 from steward.simulators.world import EpochReport, World
 
 
@@ -42,19 +43,7 @@ class WorldFeed:
         """Predictions served and labels arrived (or retracted) since the last call."""
         log, now = self.world.log, self.world.now
         rows = np.arange(self._rows_sent, log.n)
-        predictions = pd.DataFrame(
-            {
-                "prediction_id": rows.astype(str),
-                "served_at": log.t_serve[rows],
-                "model_version": log.version[rows],
-                "score": log.score_live[rows],
-                "shadow_score": log.score_shadow[rows],
-                "region": log.region[rows],
-                "latency_ms": log.latency_ms[rows],
-                "weight": log.weight[rows],
-                **{f"feature_{j}": log.features[rows, j] for j in range(log.n_features)},
-            }
-        )
+        predictions = prediction_frame(log, rows, rows.astype(str))
         self._rows_sent = log.n
         arrived = log.arrival_rows[self._arrivals_sent : log.n_arrivals]
         self._arrivals_sent = log.n_arrivals
@@ -64,15 +53,7 @@ class WorldFeed:
         )
         self._retractions_sent = now
         label_rows = np.concatenate([arrived, np.setdiff1d(newly_retracted, arrived)])
-        retracted = log.t_retract[label_rows]
-        labels = pd.DataFrame(
-            {
-                "prediction_id": label_rows.astype(str),
-                "label": log.y_label[label_rows],
-                "arrived_at": log.t_arrive[label_rows],
-                "retracted_at": np.where(retracted <= now, retracted, np.nan),
-            }
-        )
+        labels = label_frame(log, label_rows, label_rows.astype(str), now)
         return predictions, labels
 
 

@@ -32,7 +32,7 @@ from steward.simulators.catalogue import from_dict
 from steward.simulators.costs import SloConfig
 from steward.simulators.episode import EpisodeState, version_card
 from steward.simulators.labels import DelayConfig
-from steward.simulators.served_log import ARRIVED
+from steward.simulators.served_log import ARRIVED, ServedLog
 
 if TYPE_CHECKING:
     from steward.simulators.world import World
@@ -86,30 +86,12 @@ class EpisodeExport:
         out.mkdir(parents=True, exist_ok=True)
         log = world.log
         served = slice(0, log.n)
-        predictions = pd.DataFrame(
-            {
-                "prediction_id": np.arange(log.n, dtype=np.int64),
-                "served_at": log.t_serve[served],
-                "model_version": log.version[served],
-                "score": log.score_live[served],
-                "shadow_score": log.score_shadow[served],
-                "region": log.region[served],
-                "latency_ms": log.latency_ms[served],
-                "weight": log.weight[served],
-                **{f"feature_{j}": log.features[served, j] for j in range(log.n_features)},
-            }
-        )
+        predictions = prediction_frame(log, np.arange(log.n), np.arange(log.n, dtype=np.int64))
         predictions.to_parquet(out / "predictions.parquet", index=False)
         arrived = np.flatnonzero(log.status[served] == ARRIVED)
-        retracted = log.t_retract[arrived]
-        pd.DataFrame(
-            {
-                "prediction_id": arrived.astype(np.int64),
-                "label": log.y_label[arrived],
-                "arrived_at": log.t_arrive[arrived],
-                "retracted_at": np.where(np.isfinite(retracted), retracted, np.nan),
-            }
-        ).to_parquet(out / "labels.parquet", index=False)
+        label_frame(log, arrived, arrived.astype(np.int64)).to_parquet(
+            out / "labels.parquet", index=False
+        )
         cards = [card_to_dict(version_card(v)) for v in world.registry.versions.values()]
         (out / "versions.json").write_text(json.dumps(cards, allow_nan=True))
         pd.DataFrame(self.registry_rows, columns=list(REGISTRY_COLUMNS)).to_parquet(
@@ -117,6 +99,40 @@ class EpisodeExport:
         )
         (out / "service.json").write_text(json.dumps(service_description(world), indent=1))
         portfolios_frame(self.portfolios).to_parquet(out / "portfolios.parquet", index=False)
+
+
+def prediction_frame(log: ServedLog, rows: np.ndarray, ids: np.ndarray) -> pd.DataFrame:
+    """The served ``rows`` as a prediction table (:mod:`steward.monitoring.tables`)."""
+    return pd.DataFrame(
+        {
+            "prediction_id": ids,
+            "served_at": log.t_serve[rows],
+            "model_version": log.version[rows],
+            "score": log.score_live[rows],
+            "shadow_score": log.score_shadow[rows],
+            "region": log.region[rows],
+            "latency_ms": log.latency_ms[rows],
+            "weight": log.weight[rows],
+            **{f"feature_{j}": log.features[rows, j] for j in range(log.n_features)},
+        }
+    )
+
+
+def label_frame(
+    log: ServedLog, rows: np.ndarray, ids: np.ndarray, now: float = math.inf
+) -> pd.DataFrame:
+    """The labels of ``rows`` as a label table, retractions up to ``now`` included."""
+    retracted = log.t_retract[rows]
+    return pd.DataFrame(
+        {
+            "prediction_id": ids,
+            "label": log.y_label[rows],
+            "arrived_at": log.t_arrive[rows],
+            "retracted_at": np.where(
+                np.isfinite(retracted) & (retracted <= now), retracted, np.nan
+            ),
+        }
+    )
 
 
 def service_description(world: "World") -> dict[str, Any]:
