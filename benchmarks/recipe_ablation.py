@@ -30,16 +30,13 @@ pages, pages after a human fix and the latency from alarm to page
 
 import argparse
 import json
-import os
-import resource
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.reporting import RESULTS_DIR, write_result
+from benchmarks.reporting import RESULTS_DIR, run_timed, write_result
 from steward.agent.evaluation.harness import WorldSpec
 from steward.agent.training.selection import select_member, write_selection
 from steward.envs.lifecycle_env import load_shield_config
@@ -126,35 +123,8 @@ def plan(variants: list[str], seeds: list[int], steps: int | None) -> dict[str, 
 
 
 def run(module: str, overrides: list[str], log: Path) -> dict[str, float]:
-    """Run an entry point, its output in ``log``; exit with the log's tail on failure.
-
-    Returns its wall seconds, the CPU seconds of it and its workers, and the machine's
-    1-minute load average before and after (a shared machine: the wall time alone can
-    mislead).
-    """
-    log.parent.mkdir(parents=True, exist_ok=True)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    load_before = os.getloadavg()[0]
-    started = time.perf_counter()
-    with log.open("w") as out:
-        out.write(f"$ python -m {module} {shlex.join(overrides)}\n")
-        out.flush()
-        proc = subprocess.run(
-            [sys.executable, "-m", module, *overrides], cwd=REPO, stdout=out, stderr=out
-        )
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        tail = log.read_text().strip().splitlines()[-3:]
-        print(f"error: {module} failed ({log}): " + " | ".join(tail), file=sys.stderr)
-        sys.exit(1)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {
-        "wall_seconds": round(wall, 1),
-        "cpu_seconds": round(cpu, 1),
-        "load_before": round(load_before, 2),
-        "load_after": round(os.getloadavg()[0], 2),
-    }
+    """Run an entry point, its output in ``log``: its wall and CPU seconds and the load."""
+    return run_timed([sys.executable, "-m", module, *overrides], log, REPO)
 
 
 def verdicts(results: dict[str, Any]) -> dict[str, Any]:

@@ -1,10 +1,15 @@
-"""What every benchmark shares: its JSON record (``docs/results.md`` is built from these)."""
+"""What every benchmark shares: its JSON record (``docs/results.md`` is built from these),
+and timing a command it runs."""
 
 import json
+import os
 import platform
+import resource
+import shlex
 import statistics
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,3 +68,33 @@ def write_result(
 def spread(values: list[float]) -> dict[str, float]:
     """Median and range of alternated runs."""
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def run_timed(command: list[str], log: Path, cwd: Path) -> dict[str, float]:
+    """Run ``command`` (its output in ``log``); exit with the log's tail on failure.
+
+    Returns its wall seconds, the CPU seconds of it and its children, and the machine's
+    1-minute load average before and after (on a shared machine the wall time alone can
+    mislead).
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    with log.open("w") as out:
+        out.write(f"$ {shlex.join(command)}\n")
+        out.flush()
+        proc = subprocess.run(command, cwd=cwd, stdout=out, stderr=out)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        tail = " | ".join(log.read_text().strip().splitlines()[-3:])
+        print(f"error: {shlex.join(command[:3])} failed ({log}): {tail}", file=sys.stderr)
+        sys.exit(1)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {
+        "wall_seconds": round(wall, 1),
+        "cpu_seconds": round(cpu, 1),
+        "load_before": round(load_before, 2),
+        "load_after": round(os.getloadavg()[0], 2),
+    }

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from stable_baselines3 import PPO
 
-from benchmarks.reporting import RESULTS_DIR, write_result
+from benchmarks.reporting import RESULTS_DIR, run_timed, write_result
 from steward.agent.evaluation.harness import Task, WorldSpec, best_params, grid_tasks, run_parallel
 from steward.agent.evaluation.seeds import split_seeds
 from steward.agent.evaluation.stats import mean_ci95
@@ -171,28 +171,13 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
 
 def timed(command: list[str], log: Path) -> dict[str, float]:
     """Run a command (its output in ``log``); its wall and CPU seconds and the load."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    load = os.getloadavg()[0]
-    started = time.perf_counter()
-    with log.open("w") as out:
-        out.write(f"$ {shlex.join(command)}\n")
-        out.flush()
-        proc = subprocess.run(command, cwd=REPO, stdout=out, stderr=out)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        tail = " | ".join(log.read_text().strip().splitlines()[-3:])
-        print(f"error: {command[2]} failed ({log}): {tail}", file=sys.stderr)
-        sys.exit(1)
-    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-    print(f"  {wall:,.0f} s wall, {cpu:,.0f} s CPU ({log.name})", flush=True)
-    return {
-        "wall_seconds": round(wall, 1),
-        "cpu_seconds_waited_for": round(cpu, 1),
-        "load_before": round(load, 2),
-        "load_after": round(os.getloadavg()[0], 2),
-    }
+    step = run_timed(command, log, REPO)
+    print(
+        f"  {step['wall_seconds']:,.0f} s wall, {step['cpu_seconds']:,.0f} s CPU ({log.name})",
+        flush=True,
+    )
+    step["cpu_seconds_waited_for"] = step.pop("cpu_seconds")
+    return step
 
 
 def timed_together(commands: dict[str, list[str]], out: Path) -> dict[str, Any]:
