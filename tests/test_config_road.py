@@ -2,8 +2,9 @@
 
 Named scenarios (``evaluate scenarios=[...]``) and a mixture's members resolve through the
 same composition as ``scenario=NAME`` (search path, interpolations, schema); the env
-takes resolved configs and truncates at its scenario's horizon; a bad scenario met in a
-worker process still ends in one line.
+takes resolved configs and truncates at its scenario's horizon; a bad replay table ends
+evaluate in one line before any worker starts, and a config error raised in a worker
+survives the trip back.
 """
 
 import dataclasses
@@ -112,10 +113,10 @@ def test_a_config_error_survives_pickling() -> None:
     assert back.value == "y"
 
 
-def test_a_bad_scenario_in_an_evaluation_worker_ends_in_one_line(
+def test_a_bad_replay_table_ends_evaluate_in_one_line_before_any_worker(
     entry_point: EntryPoint, tmp_path: Path
 ) -> None:
-    """The replay's CSV lacks its target: found when a worker builds the world (n_jobs=2)."""
+    """The replay's CSV lacks its target: found before any of the two workers starts."""
     config_dir = write_replay_scenario(tmp_path)
     proc = entry_point(
         "steward.experiments.evaluate",
@@ -132,6 +133,7 @@ def test_a_bad_scenario_in_an_evaluation_worker_ends_in_one_line(
     assert proc.returncode == 2, err[-3000:]
     line = one_line_error(err)
     assert line.startswith("error: ") and "replay.target" in line and "Fix:" in line, line
+    assert "tune baselines" not in err, err[-3000:]  # no worker was started
 
 
 def test_evaluate_resolves_interpolations_like_simulate(

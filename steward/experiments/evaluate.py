@@ -30,6 +30,7 @@ from steward.agent.evaluation.harness import (
     Task,
     WorldSpec,
     best_params,
+    check_worlds,
     grid_tasks,
     run_parallel,
     stratify,
@@ -109,6 +110,7 @@ def main(cfg: DictConfig) -> None:
         cfg.tune_episodes,
     )
     worlds = _worlds(cfg)
+    check_worlds(worlds)
     if any(w.scenario.stream == "mixture" for w in worlds):
         # a mixture runs each member this many times instead of `episodes`
         require(

@@ -24,6 +24,7 @@ from steward.envs.lifecycle_env import LifecycleEnv
 from steward.envs.shield import ShieldConfig
 from steward.simulators.costs import SloConfig
 from steward.simulators.scenario import ScenarioConfig
+from steward.simulators.world import build_stream
 
 BASELINES = ("never", "periodic", "accuracy_trigger", "drift_trigger", "cost_aware")
 POLICY_ORDER = ("agent", *BASELINES, "oracle")
@@ -159,6 +160,19 @@ def run_parallel(
         if cache is not None:
             cache.put(task, summaries, rows)
         yield task, summaries, rows
+
+
+def check_worlds(worlds: list[WorldSpec]) -> None:
+    """Read every replay table the worlds serve, here, before any worker starts.
+
+    A table that does not fit its scenario (a missing column, unparseable times) then
+    ends the run with its one-line :class:`~steward.errors.ConfigError` at once, instead
+    of in whichever worker builds the world first.
+    """
+    for world in worlds:
+        for scenario in (world.scenario, *world.members):
+            if scenario.stream == "replay":
+                build_stream(scenario)
 
 
 def grid_tasks(
