@@ -296,3 +296,32 @@ def test_ingestion_on_postgresql(
         assert answer.status_code == 200, answer.text
     (decision,) = rows(url, "decisions")
     assert decision["portfolio"]["labels_in_window"] > 0
+
+
+def test_the_promotion_gate_on_postgresql(
+    cluster: PostgresCluster, policy_path: Path, tmp_path: Path
+) -> None:
+    """A better candidate evaluated on a PostgreSQL audit trail is promoted, its rows stored
+    there, and its status read back after a restart."""
+    from test_server_promotion import EPSILON, QUICK, gate_outcome, one_action_run, serve
+
+    from steward.simulators.actions import Action
+
+    url = cluster.new_database("audit_gate")
+    served, _ = one_action_run(policy_path, tmp_path / "escalate", Action.ESCALATE)
+    better = one_action_run(policy_path, tmp_path / "wait", Action.WAIT)
+    settings = settings_for(
+        served, Path("unused.db"), db_url=url, epsilon=EPSILON, seed=3, reload_dir=tmp_path
+    )
+    with ThreadedServer(settings) as server:
+        server.app.state.promotion_settings = QUICK
+        serve(server, "pg-gate")
+        status = gate_outcome(server, better)
+        assert status["status"] == "promoted", status["reason"]
+    events = sorted(rows(url, "policy_promotions"), key=lambda e: e["event_id"])
+    assert [e["event"] for e in events] == ["registered", "promoted"]
+    assert events[-1]["candidate_sha256"] == better[1]
+    with ThreadedServer(settings) as server:
+        location = f"{server.url}/v1/policy/candidates/{status['candidate_id']}"
+        again = httpx.get(location, headers=AUTH).json()
+        assert again["status"] == "promoted" and again["lower_bound"] == status["lower_bound"]

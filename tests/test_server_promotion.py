@@ -209,3 +209,47 @@ def test_registrations_that_cannot_be_trusted_are_refused_and_nothing_is_evaluat
         assert client.get(f"{url}/{'0' * 16}/report", headers=AUTH).status_code == 404
         assert server.app.state.promotion_gate.candidates == {}
     assert gate_events(db) == []
+
+
+def candidate_status(server: ThreadedServer, candidate_id: str) -> dict[str, Any]:
+    answer = httpx.get(f"{server.url}/v1/policy/candidates/{candidate_id}", headers=AUTH)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def test_candidates_survive_a_restart_and_a_cut_evaluation_is_refused(
+    runs: dict[str, Any], tmp_path: Path
+) -> None:
+    """A decided candidate reads back as it was; one whose evaluation a stop cut short is
+    refused at the next start (never promoted on an unfinished evaluation)."""
+    db = tmp_path / "audit.db"
+    path, _ = runs["wait"]
+    settings = settings_for(path, db, epsilon=EPSILON, seed=3, reload_dir=runs["reload_dir"])
+    with ThreadedServer(settings) as server:
+        server.app.state.promotion_settings = QUICK
+        serve(server, "restart", services=SERVICES // 2)
+        decided = gate_outcome(server, runs["escalate"])
+        cut = httpx.post(
+            f"{server.url}/v1/policy/candidates",
+            json={"policy_path": str(runs["wait"][0]), "sha256": runs["wait"][1]},
+            headers=ADMIN_AUTH,
+        ).json()
+        assert cut["status"] == "evaluating"
+    with ThreadedServer(settings) as server:
+        again = candidate_status(server, decided["candidate_id"])
+        for key in ("status", "verdict", "estimator", "lower_bound", "reason", "report_url"):
+            assert again[key] == decided[key], key
+        assert again["report_url"] is not None
+        report = httpx.get(f"{server.url}{again['report_url']}", headers=AUTH)
+        assert report.status_code == 200 and "Paired differences" in report.text
+        stopped = candidate_status(server, cut["candidate_id"])
+        assert stopped["status"] == "refused" and stopped["verdict"] is None
+        assert "stopped during the evaluation" in stopped["reason"]
+        assert served_version(server) == runs["wait"][1]
+    events = [(e["candidate_id"], e["event"]) for e in gate_events(db)]
+    assert events == [
+        (decided["candidate_id"], "registered"),
+        (decided["candidate_id"], "refused"),
+        (cut["candidate_id"], "registered"),
+        (cut["candidate_id"], "refused"),
+    ]

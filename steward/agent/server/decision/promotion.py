@@ -15,8 +15,11 @@ policy stays (fail closed).
 The job runs in a worker process (one at a time): the evaluation's CPU never holds the
 event loop. Every registration, promotion and refusal is a row of the audit trail's
 ``policy_promotions`` table, in the same database as the decisions. The candidates'
-statuses live in memory (a restart forgets them; the audit rows stay), their reports in
-``REPORTS_FOLDER`` under the reload folder.
+statuses are read back from those rows when the server starts (:meth:`PromotionGate.restore`):
+a decided candidate shows what it showed before the restart, and one whose evaluation a
+stop cut short is refused (its served policy may no longer be the one it was compared
+with; register it again). Their reports stay in ``REPORTS_FOLDER`` under the reload
+folder.
 """
 
 import asyncio
@@ -242,6 +245,51 @@ class PromotionGate:
             query = query.where(self._table.c.candidate_id == candidate_id)
         with engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
+
+    def restore(self) -> None:
+        """Read every candidate back from the audit rows (at start, before any request).
+
+        A candidate with a registration and no decision was being evaluated when the
+        server stopped: it is refused now, with a row saying so (fail closed: the gate
+        never promotes on an evaluation it did not finish).
+        """
+        for row in self.events():
+            if row["event"] == REGISTERED:
+                candidate = Candidate(
+                    candidate_id=row["candidate_id"],
+                    policy_path=Path(row["candidate_path"]),
+                    sha256=row["candidate_sha256"],
+                    registered_at=datetime.fromisoformat(row["at"]),
+                    deployed_version=row["deployed_version"],
+                )
+                self.candidates[candidate.candidate_id] = candidate
+                continue
+            found = self.candidates.get(row["candidate_id"])
+            if found is None:  # a decision without its registration row: not ours to show
+                continue
+            found.status = row["event"]
+            found.verdict = row["verdict"]
+            found.estimator = row["estimator"]
+            found.difference = row["difference"]
+            found.lower_bound = row["lower_bound"]
+            found.upper_bound = row["upper_bound"]
+            found.reason = row["reason"]
+            found.report_path = None if row["report_path"] is None else Path(row["report_path"])
+            found.finished_at = datetime.fromisoformat(row["at"])
+            found.gate_seconds = (found.finished_at - found.registered_at).total_seconds()
+        for candidate in self.candidates.values():
+            if candidate.status == EVALUATING:
+                candidate.status = REFUSED
+                candidate.reason = (
+                    "the server stopped during the evaluation; register the candidate again"
+                )
+                candidate.finished_at = _now()
+                candidate.gate_seconds = (
+                    candidate.finished_at - candidate.registered_at
+                ).total_seconds()
+                self._write_event(candidate, REFUSED)
+        if self.candidates:
+            log.info("%d policy candidates read back from the audit trail", len(self.candidates))
 
     # -- registration and the background job ----------------------------------------------
     async def register(self, policy_path: str, sha256: str) -> Candidate:

@@ -1,11 +1,11 @@
 """The app's lifespan: load the models before the first request, close after the last.
 
-The policy (its artifact read once, verified, then built), the shield and the audit
-trail load here, never at import or in ``create_app``. Once they are loaded the lifespan
-freezes the garbage collector's view of everything alive (:func:`gc.freeze`): torch,
-scikit-learn and the app leave about half a million long-lived objects, and a full
-collection that walks them all stops the event loop for a few hundred milliseconds, each
-time stalling every request in flight.
+The policy (its artifact read once, verified, then built), the shield, the audit trail
+and the promotion gate's candidates load here, never at import or in ``create_app``.
+Once they are loaded the lifespan freezes the garbage collector's view of everything
+alive (:func:`gc.freeze`): torch, scikit-learn and the app leave about half a million
+long-lived objects, and a full collection that walks them all stops the event loop for a
+few hundred milliseconds, each time stalling every request in flight.
 """
 
 import contextlib
@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from steward.agent.server.decision.runtime import open_runtime
 from steward.agent.server.http.metrics import ServerMetrics
-from steward.agent.server.http.routes_candidates import close_gate
+from steward.agent.server.http.routes_candidates import close_gate, open_gate
 from steward.agent.server.settings import ServerSettings
 
 
@@ -38,9 +38,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         on_commit=metrics.observe_batch,
     )
     app.state.runtime = runtime
-    gc.collect()
-    gc.freeze()  # the startup objects live as long as the process: never walk them again
     try:
+        await open_gate(app, runtime)  # the policy candidates, read back from the audit trail
+        gc.collect()
+        gc.freeze()  # the startup objects live as long as the process: never walk them again
         yield
     finally:
         await close_gate(app)

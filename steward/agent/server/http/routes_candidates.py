@@ -2,10 +2,11 @@
 
 The promotion gate (:mod:`steward.agent.server.decision.promotion`) behind HTTP: an
 admin registers a candidate artifact; its status and report are readable with the API
-token. The gate is made on the first request and closed with the app
-(:func:`close_gate`).
+token. The gate is made when the app starts, its candidates read back from the audit
+trail (:func:`open_gate`), and closed with the app (:func:`close_gate`).
 """
 
+import asyncio
 import math
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from fastapi.responses import HTMLResponse
 
 from steward.agent.server.decision.policy_store import PolicyFileMissingError, ReloadForbiddenError
 from steward.agent.server.decision.promotion import Candidate, PromotionGate
+from steward.agent.server.decision.runtime import Runtime
 from steward.agent.server.http.candidate_schemas import (
     CANDIDATE_ID_PATTERN,
     CandidateRequest,
@@ -37,9 +39,15 @@ def gate_of(app: FastAPI, runtime: RuntimeDep) -> PromotionGate:
     """
     gate: PromotionGate | None = getattr(app.state, "promotion_gate", None)
     if gate is None or gate.runtime is not runtime:
-        gate = PromotionGate(runtime, settings=getattr(app.state, "promotion_settings", None))
+        gate = PromotionGate(runtime)
         app.state.promotion_gate = gate
+    gate.settings = getattr(app.state, "promotion_settings", None)
     return gate
+
+
+async def open_gate(app: FastAPI, runtime: Runtime) -> None:
+    """Make the app's gate at start, its candidates read back from the audit trail."""
+    await asyncio.to_thread(gate_of(app, runtime).restore)
 
 
 async def close_gate(app: FastAPI) -> None:
@@ -82,7 +90,7 @@ def status_of(candidate: Candidate) -> CandidateStatus:
 def _candidate(request: Request, runtime: RuntimeDep, candidate_id: str) -> Candidate:
     found = gate_of(request.app, runtime).candidates.get(candidate_id)
     if found is None:
-        raise HTTPException(404, f"no candidate {candidate_id} registered since the server started")
+        raise HTTPException(404, f"no candidate {candidate_id} registered")
     return found
 
 
@@ -132,7 +140,7 @@ async def register_candidate(
     responses=problem_responses(
         {
             401: "Missing or wrong bearer token.",
-            404: "No such candidate since the server started.",
+            404: "No such candidate registered.",
             422: "Not a candidate id, or an undocumented query parameter.",
             503: "Server starting or stopping.",
         }
