@@ -302,13 +302,22 @@ def test_the_promotion_gate_on_postgresql(
     cluster: PostgresCluster, policy_path: Path, tmp_path: Path
 ) -> None:
     """A better candidate evaluated on a PostgreSQL audit trail is promoted, its rows stored
-    there, and its status read back after a restart."""
-    from test_server_promotion import EPSILON, QUICK, gate_outcome, one_action_run, serve
+    there; after a restart its status reads back and it is served again, unless its bytes
+    changed (then the configured policy is)."""
+    from test_server_promotion import (
+        EPSILON,
+        QUICK,
+        gate_outcome,
+        one_action_run,
+        serve,
+        served_version,
+    )
 
+    from steward.agent.policies.artifact import WEIGHTS_FILE
     from steward.simulators.actions import Action
 
     url = cluster.new_database("audit_gate")
-    served, _ = one_action_run(policy_path, tmp_path / "escalate", Action.ESCALATE)
+    served, configured = one_action_run(policy_path, tmp_path / "escalate", Action.ESCALATE)
     better = one_action_run(policy_path, tmp_path / "wait", Action.WAIT)
     settings = settings_for(
         served, Path("unused.db"), db_url=url, epsilon=EPSILON, seed=3, reload_dir=tmp_path
@@ -325,3 +334,8 @@ def test_the_promotion_gate_on_postgresql(
         location = f"{server.url}/v1/policy/candidates/{status['candidate_id']}"
         again = httpx.get(location, headers=AUTH).json()
         assert again["status"] == "promoted" and again["lower_bound"] == status["lower_bound"]
+        assert served_version(server) == better[1]  # the promotion outlives the restart
+    weights = better[0].parent / WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes() + b" ")  # not the bytes the gate judged
+    with ThreadedServer(settings) as server:
+        assert served_version(server) == configured

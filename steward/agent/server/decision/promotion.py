@@ -18,8 +18,9 @@ event loop. Every registration, promotion and refusal is a row of the audit trai
 statuses are read back from those rows when the server starts (:meth:`PromotionGate.restore`):
 a decided candidate shows what it showed before the restart, and one whose evaluation a
 stop cut short is refused (its served policy may no longer be the one it was compared
-with; register it again). Their reports stay in ``REPORTS_FOLDER`` under the reload
-folder.
+with; register it again). A promotion outlives a restart: the server serves the end of
+the chain of promotions from its configured policy again (:meth:`PromotionGate.serve_promoted`).
+The reports stay in ``REPORTS_FOLDER`` under the reload folder.
 """
 
 import asyncio
@@ -290,6 +291,42 @@ class PromotionGate:
                 self._write_event(candidate, REFUSED)
         if self.candidates:
             log.info("%d policy candidates read back from the audit trail", len(self.candidates))
+
+    def promoted_since(self, version: str) -> Candidate | None:
+        """The candidate the gate's promotions lead to from the served ``version``.
+
+        Follows the promotions in order: one that replaced ``version`` makes its candidate
+        the served one, and so on. ``None``: the gate never replaced ``version`` (the
+        configured policy is the one to serve).
+        """
+        served: Candidate | None = None
+        for candidate in sorted(
+            self.candidates.values(), key=lambda c: c.finished_at or c.registered_at
+        ):
+            if candidate.status == PROMOTED and candidate.deployed_version == version:
+                served, version = candidate, candidate.sha256[: len(version)]
+        return served
+
+    async def serve_promoted(self) -> None:
+        """At start, serve what the gate last promoted over the configured policy.
+
+        A promotion outlives a restart: the served policy is the end of the chain of
+        promotions from the configured one, its bytes checked against the sha256 the gate
+        judged. A candidate that can no longer be loaded (moved, changed, outside the
+        reload folder) leaves the configured policy served, and the log says why.
+        """
+        store = self.runtime.store
+        candidate = self.promoted_since(store.current.version)
+        if candidate is None:
+            return
+        try:
+            await store.reload(str(candidate.policy_path), sha256=candidate.sha256)
+        except ConfigError as err:
+            log.error(
+                "promoted candidate %s not served again, the configured policy is: %s",
+                candidate.candidate_id,
+                err,
+            )
 
     # -- registration and the background job ----------------------------------------------
     async def register(self, policy_path: str, sha256: str) -> Candidate:

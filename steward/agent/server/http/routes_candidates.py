@@ -46,8 +46,11 @@ def gate_of(app: FastAPI, runtime: RuntimeDep) -> PromotionGate:
 
 
 async def open_gate(app: FastAPI, runtime: Runtime) -> None:
-    """Make the app's gate at start, its candidates read back from the audit trail."""
-    await asyncio.to_thread(gate_of(app, runtime).restore)
+    """Make the app's gate at start: its candidates read back from the audit trail, and
+    the policy it last promoted over the configured one served again."""
+    gate = gate_of(app, runtime)
+    await asyncio.to_thread(gate.restore)
+    await gate.serve_promoted()
 
 
 async def close_gate(app: FastAPI) -> None:
