@@ -1,11 +1,20 @@
 """An evaluation's paired verdicts as a benchmark record (``docs/results.md`` reads it).
 
     python -m benchmarks.evaluation_record RUN/results.json --command "steward evaluate ..."
+    python -m benchmarks.evaluation_record S0/results.json S1/results.json S2/results.json \
+        --seeds 0 1 2 --wall-seconds T0 T1 T2 --command "..."
 
 Reads the ``results.json`` that ``steward evaluate`` wrote and records, per scenario, the
 agent minus the best tuned heuristic on the same held-out seeds (mean, 95 % interval,
-verdict, the lower bound over the heuristic's absolute return) and the agent's paging, with
-the evaluation's settings. ``--command`` is the evaluate command that produced the file.
+verdict, the lower bound over the heuristic's absolute return) and the agent's paging
+(pages, wasted pages, the latency from the first label alarm to the page), with the
+evaluation's settings. ``--command`` is the evaluate command that produced the file.
+
+With several files and ``--seeds`` (one training seed's agent each, evaluated on the same
+held-out episodes), the record is ``evaluation_seeds``: the same rows per seed, whether
+each seed meets the recipe's conditions (on every scenario the interval's lower bound at
+least -2 % of the best heuristic's absolute return; above zero on ``mixed`` and
+``randomized``), and the wall time of each seed's training and evaluation when given.
 """
 
 import argparse
@@ -25,6 +34,11 @@ def paired_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         diff = verdict["agent_minus_best"]
         pages = humility.get(scenario, {}).get("agent", {})
+        latencies = [
+            f["alarm_to_page_epochs"]["max"]
+            for f in pages.get("by_flavour", {}).values()
+            if f.get("alarm_to_page_epochs", {}).get("max") is not None
+        ]
         rows.append(
             {
                 "scenario": scenario,
@@ -39,27 +53,82 @@ def paired_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "lower_bound_over_abs_best": verdict["lower_bound_over_abs_best"],
                 "agent_pages": pages.get("pages"),
                 "agent_pages_wasted": pages.get("pages_wasted"),
+                "agent_alarm_to_page_epochs_max": max(latencies) if latencies else None,
             }
         )
     return rows
 
 
+MAX_LOSS = 0.02  # of the best heuristic's absolute return
+MUST_WIN = ("mixed", "randomized")
+
+
+def meets_conditions(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether one seed's rows meet the recipe's two conditions, and where they fail."""
+    too_low = [
+        r["scenario"]
+        for r in rows
+        if r["lower_bound_over_abs_best"] is not None and r["lower_bound_over_abs_best"] < -MAX_LOSS
+    ]
+    not_above = [r["scenario"] for r in rows if r["scenario"] in MUST_WIN and r["ci95_low"] <= 0]
+    return {
+        "no_loss_beyond_2_percent": not too_low,
+        "losses_beyond_2_percent": too_low,
+        "wins_on_mixed_and_randomized": not not_above,
+        "not_above_zero": not_above,
+        "both": not too_low and not not_above,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Write ``benchmarks/results/evaluation.json`` from an evaluation's ``results.json``."""
+    """Write ``benchmarks/results/evaluation.json`` (one file) or ``evaluation_seeds.json``
+    (one file per training seed, ``--seeds``) from evaluations' ``results.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path, help="the evaluation's results.json")
+    parser.add_argument("results", type=Path, nargs="+", help="the evaluations' results.json")
     parser.add_argument("--command", required=True, help="the evaluate command that wrote it")
+    parser.add_argument("--seeds", type=int, nargs="+", help="each file's training seed")
+    parser.add_argument(
+        "--train-seconds", type=float, nargs="+", help="each seed's training wall time"
+    )
+    parser.add_argument(
+        "--wall-seconds", type=float, nargs="+", help="each seed's evaluation wall time"
+    )
+    parser.add_argument(
+        "--executors", nargs="+", help="where each seed's evaluation ran (local or ray)"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    results = json.loads(args.results.read_text())
-    settings = results["settings"]
-    figures = {
+    if args.seeds is None and len(args.results) > 1:
+        parser.error("several results need --seeds (one training seed per file)")
+    for name in ("seeds", "train_seconds", "wall_seconds", "executors"):
+        given = getattr(args, name)
+        if given is not None and len(given) != len(args.results):
+            parser.error(f"--{name.replace('_', '-')} needs one value per results file")
+    loaded = [json.loads(path.read_text()) for path in args.results]
+    settings = loaded[0]["settings"]
+    figures: dict[str, Any] = {
         "episodes_per_scenario": settings["episodes"],
         "tune_episodes": settings["tune_episodes"],
         "deterministic_agent": settings["deterministic"],
-        "paired": paired_rows(results),
     }
-    out = write_result("evaluation", args.command, figures, args.json)
+    if args.seeds is None:
+        figures["paired"] = paired_rows(loaded[0])
+        out = write_result("evaluation", args.command, figures, args.json)
+    else:
+        if len({json.dumps(r["settings"]["seeds"]) for r in loaded}) != 1:
+            parser.error("the evaluations did not run on the same held-out seeds")
+        per_seed = []
+        for i, (seed, results) in enumerate(zip(args.seeds, loaded, strict=True)):
+            rows = paired_rows(results)
+            entry: dict[str, Any] = {"seed": seed, "conditions": meets_conditions(rows)}
+            for name in ("train_seconds", "wall_seconds", "executors"):
+                given = getattr(args, name)
+                if given is not None:
+                    entry[name.removesuffix("s") if name == "executors" else name] = given[i]
+            per_seed.append({**entry, "paired": rows})
+        figures["seeds"] = per_seed
+        figures["every_seed_meets_both"] = all(s["conditions"]["both"] for s in per_seed)
+        out = write_result("evaluation_seeds", args.command, figures, args.json)
     print(f"wrote {out}")
 
 

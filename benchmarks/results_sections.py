@@ -31,6 +31,16 @@ SECTIONS: tuple[Section, ...] = (
         " excludes zero.",
     ),
     Section(
+        "evaluation_seeds",
+        "The default recipe on three training seeds",
+        "`steward train` with seeds 0, 1 and 2, each against the best tuned heuristic per"
+        " scenario on the same held-out episodes (paired Student-t interval), with the agent's"
+        " pages, wasted pages and the longest latency from label alarm to page, and each"
+        " seed's training and evaluation wall time. Target: on every scenario the interval's"
+        " lower bound at least -2 % of the heuristic's absolute return, and above zero on"
+        " `mixed` and `randomized`.",
+    ),
+    Section(
         "recipe_seeds",
         "The agent against the tuned heuristics, per training seed",
         "Each training seed's agent (the jump-start recipe, at the training steps the record"
