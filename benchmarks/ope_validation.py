@@ -199,7 +199,9 @@ def summary_line(score: dict[str, Any]) -> str:
         f"{pct(score['false_worse_rate'])} ({score['false_worse']}/{score['truly_not_worse']}), "
         f"power {pct(score['power'])} ({score['recognised_better']}/{score['truly_better']}), "
         f"Spearman {num(score['spearman_mean'], '.2f')}, "
-        f"regret@1 ${num(score['regret_at_1_mean'], ',.0f')}, "
+        f"regret@1 ${num(score['regret_at_1_mean'], ',.0f')} (by lower bound "
+        f"{num(score['spearman_by_lower_bound_mean'], '.2f')}, "
+        f"${num(score['regret_at_1_by_lower_bound_mean'], ',.0f')}), "
         f"median width ${num(score['median_interval_width'], ',.0f')}"
     )
 

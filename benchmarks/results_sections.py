@@ -80,7 +80,8 @@ SECTIONS: tuple[Section, ...] = (
         " other agents and the tuned heuristics; each estimator's paired difference to the"
         " deployed policy against the simulated truth. Targets: the 95 % interval covers the"
         " true difference at least 90 % of the time; false 'better' and false 'worse' at most"
-        " 5 %; power and ranking (Spearman, regret@1) reported. Per-pair and per-log rows are"
+        " 5 %; power and ranking (Spearman, regret@1; by the estimates and by the verdict's"
+        " lower bounds) reported. Per-pair and per-log rows are"
         " in the JSON.",
         hidden=("per_log", "pairs", "logs", "seconds"),
     ),

@@ -58,3 +58,16 @@ def test_ranking_is_scored_per_log() -> None:
     assert math.isnan(score["per_log"]["b"]["spearman"])  # two candidates: no rank correlation
     assert score["per_log"]["b"]["regret_at_1"] == 0.0
     assert score["spearman_mean"] == pytest.approx(0.8)
+
+
+def test_the_pessimistic_ranking_goes_by_the_verdicts_lower_bounds() -> None:
+    """``missed`` has the highest estimate but too little support: its lower bound is the
+    high-confidence one (-1e6), so ranked by lower bounds it comes last and ``good``,
+    truly the best of log a, comes first."""
+    score = score_pairs(PAIRS, RULE)
+    # lower bounds rank good (100) > lucky (50) > bad (-600) > missed (-1e6);
+    # the truth good > missed > lucky > bad: d^2 = 0 + 4 + 1 + 1 -> rho = 1 - 6*6/60 = 0.4
+    assert score["spearman_by_lower_bound_mean"] == pytest.approx(0.4)
+    # log a picks good (regret 0), log b picks good (lower -50 > -100; regret 0)
+    assert score["regret_at_1_by_lower_bound_mean"] == pytest.approx(0.0)
+    assert score["regret_at_1_mean"] == pytest.approx((150.0 + 0.0) / 2)

@@ -12,7 +12,10 @@ the true difference from on-policy rollouts. Over all pairs, per estimator:
 * power: the share of truly better candidates called ``better``;
 * per log, the Spearman rank correlation of estimated and true differences across its
   candidates, and regret@1: the best candidate's true difference minus that of the
-  candidate ranked first (0 is perfect), both averaged over logs.
+  candidate ranked first (0 is perfect), both averaged over logs; once ranking by the
+  estimates, once by the verdict's lower bounds (the pessimistic ranking a cautious
+  operator would deploy by: a candidate the logs barely support ranks by its wide
+  high-confidence bound, not by an estimate they cannot back).
 """
 
 import math
@@ -68,16 +71,16 @@ def _rate(hits: int, total: int) -> float:
 
 
 def _rank_scores(
-    pairs: Sequence[PairResult], estimator: str
+    pairs: Sequence[PairResult], scores: Sequence[float]
 ) -> tuple[list[float], list[float], dict[str, dict[str, float]]]:
-    """Per log: Spearman of estimated vs true differences and regret@1."""
+    """Per log: Spearman of the pairs' ``scores`` vs their true differences, and regret@1."""
     spearmans: list[float] = []
     regrets: list[float] = []
     per_log: dict[str, dict[str, float]] = {}
     for log in dict.fromkeys(p.log for p in pairs):
-        mine = [p for p in pairs if p.log == log]
-        estimates = np.array([p.differences[estimator].estimate for p in mine], dtype=float)
-        truth = np.array([p.true_difference for p in mine], dtype=float)
+        mine = [i for i, p in enumerate(pairs) if p.log == log]
+        estimates = np.array([scores[i] for i in mine], dtype=float)
+        truth = np.array([pairs[i].true_difference for i in mine], dtype=float)
         finite = np.isfinite(estimates)
         rho = float("nan")
         if finite.sum() >= 3 and np.ptp(estimates[finite]) > 0 and np.ptp(truth[finite]) > 0:
@@ -90,6 +93,10 @@ def _rank_scores(
         regrets.append(regret)
         per_log[log] = {"spearman": rho, "regret_at_1": regret, "candidates": len(mine)}
     return spearmans, regrets, per_log
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.nanmean(values)) if np.isfinite(values).any() else None
 
 
 def score_pairs(
@@ -105,6 +112,7 @@ def score_pairs(
     rule = replace(rule, estimator=estimator or rule.estimator)
     name = rule.estimator
     covered, raw_covered, finite, supported, verdicts, widths = [], [], [], [], [], []
+    lower: list[float] = []
     for pair in pairs:
         verdict = pair.verdict(rule)
         raw = pair.differences[name]
@@ -115,11 +123,13 @@ def score_pairs(
         supported.append(verdict.interval.endswith("bootstrap"))
         verdicts.append(verdict.decision)
         widths.append(verdict.upper_bound - verdict.lower_bound)
+        lower.append(verdict.lower_bound)
     truth = np.array([p.true_difference for p in pairs], dtype=float)
     said_better = np.array([v == BETTER for v in verdicts])
     said_worse = np.array([v == WORSE for v in verdicts])
     not_better, not_worse, better = truth <= 0, truth >= 0, truth > 0
-    spearmans, regrets, per_log = _rank_scores(pairs, name)
+    spearmans, regrets, per_log = _rank_scores(pairs, [p.differences[name].estimate for p in pairs])
+    lower_spearmans, lower_regrets, _ = _rank_scores(pairs, lower)
     on_support = np.array(supported, dtype=bool)
     covered_array = np.array(covered, dtype=bool)
     return {
@@ -146,7 +156,9 @@ def score_pairs(
         "truly_better": int(better.sum()),
         "worse_recognised": _rate(int(np.sum(said_worse & (truth < 0))), int((truth < 0).sum())),
         "verdicts": {v: verdicts.count(v) for v in dict.fromkeys(verdicts)},
-        "spearman_mean": float(np.nanmean(spearmans)) if np.isfinite(spearmans).any() else None,
-        "regret_at_1_mean": float(np.nanmean(regrets)) if np.isfinite(regrets).any() else None,
+        "spearman_mean": _mean(spearmans),
+        "regret_at_1_mean": _mean(regrets),
+        "spearman_by_lower_bound_mean": _mean(lower_spearmans),
+        "regret_at_1_by_lower_bound_mean": _mean(lower_regrets),
         "per_log": per_log,
     }
