@@ -220,8 +220,8 @@ def candidate_status(server: ThreadedServer, candidate_id: str) -> dict[str, Any
 def test_candidates_survive_a_restart_and_a_cut_evaluation_is_refused(
     runs: dict[str, Any], tmp_path: Path
 ) -> None:
-    """A decided candidate reads back as it was; one whose evaluation a stop cut short is
-    refused at the next start (never promoted on an unfinished evaluation)."""
+    """A decided candidate reads back as it was; one whose evaluation a stop cut short
+    shows refused at the next start (never promoted on an unfinished evaluation)."""
     db = tmp_path / "audit.db"
     path, _ = runs["wait"]
     settings = settings_for(path, db, epsilon=EPSILON, seed=3, reload_dir=runs["reload_dir"])
@@ -247,9 +247,8 @@ def test_candidates_survive_a_restart_and_a_cut_evaluation_is_refused(
         assert "stopped during the evaluation" in stopped["reason"]
         assert served_version(server) == runs["wait"][1]
     events = [(e["candidate_id"], e["event"]) for e in gate_events(db)]
-    assert events == [
+    assert events == [  # the cut one has no decision row (a replica may still decide it)
         (decided["candidate_id"], "registered"),
         (decided["candidate_id"], "refused"),
         (cut["candidate_id"], "registered"),
-        (cut["candidate_id"], "refused"),
     ]

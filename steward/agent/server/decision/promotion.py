@@ -15,12 +15,14 @@ policy stays (fail closed).
 The job runs in a worker process (one at a time): the evaluation's CPU never holds the
 event loop. Every registration, promotion and refusal is a row of the audit trail's
 ``policy_promotions`` table, in the same database as the decisions. The candidates'
-statuses are read back from those rows when the server starts (:meth:`PromotionGate.restore`):
-a decided candidate shows what it showed before the restart, and one whose evaluation a
-stop cut short is refused (its served policy may no longer be the one it was compared
-with; register it again). A promotion outlives a restart: the server serves the end of
-the chain of promotions from its configured policy again (:meth:`PromotionGate.serve_promoted`).
-The reports stay in ``REPORTS_FOLDER`` under the reload folder.
+statuses are read back from those rows when the server starts
+(:meth:`PromotionGate.restore`): a decided candidate shows what it showed before the
+restart, and one whose evaluation a stop cut short shows refused (register it again). A
+promotion outlives a restart: the server serves the end of the chain of promotions from
+its configured policy again (:meth:`PromotionGate.serve_promoted`). The gate is one
+server process's: replicas on one database each evaluate and promote what is registered
+with them (and each serves the chain at its next start). The reports stay in
+``REPORTS_FOLDER`` under the reload folder.
 """
 
 import asyncio
@@ -251,8 +253,10 @@ class PromotionGate:
         """Read every candidate back from the audit rows (at start, before any request).
 
         A candidate with a registration and no decision was being evaluated when the
-        server stopped: it is refused now, with a row saying so (fail closed: the gate
-        never promotes on an evaluation it did not finish).
+        server stopped (or is, by another replica on the same database): this server
+        shows it refused and never promotes it (fail closed: no promotion on an
+        evaluation it did not finish). No row is written for it, so a replica that is
+        still evaluating it records its own decision.
         """
         for row in self.events():
             if row["event"] == REGISTERED:
@@ -282,13 +286,9 @@ class PromotionGate:
             if candidate.status == EVALUATING:
                 candidate.status = REFUSED
                 candidate.reason = (
-                    "the server stopped during the evaluation; register the candidate again"
+                    "no decision recorded: the server stopped during the evaluation (or"
+                    " another replica is evaluating it); register the candidate again"
                 )
-                candidate.finished_at = _now()
-                candidate.gate_seconds = (
-                    candidate.finished_at - candidate.registered_at
-                ).total_seconds()
-                self._write_event(candidate, REFUSED)
         if self.candidates:
             log.info("%d policy candidates read back from the audit trail", len(self.candidates))
 
