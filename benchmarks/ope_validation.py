@@ -77,11 +77,17 @@ def evaluate_log(
     settings: OpeSettings,
     epsilon: float,
 ) -> tuple[list[PairResult], float]:
-    """Every candidate on one log (cached), as scored pairs; and the wall time spent."""
+    """Every candidate on one log (cached), as scored pairs; and the wall time spent.
+
+    The cache is the log's own (its folder names the deployed agent, floor, seed and
+    length) and is reused only for the same settings, candidates, floor and truth.
+    """
     slo, shield = load_slo(), load_shield_config()
-    folder = work / "ope" / log_name
+    folder = work / "ope" / log_path.parent.name
     pairs_path = folder / "pairs.json"
-    digest = hashlib.sha256(repr((asdict(settings), sorted(pool))).encode()).hexdigest()[:12]
+    truth_values = sorted((name, true_value(record)) for name, record in truths.items())
+    key = (asdict(settings), sorted(pool), str(log_path), epsilon, truth_values)
+    digest = hashlib.sha256(repr(key).encode()).hexdigest()[:12]
     if pairs_path.exists():
         saved = json.loads(pairs_path.read_text())
         if saved["settings_digest"] == digest:
