@@ -117,17 +117,31 @@ def main(argv: list[str] | None = None) -> None:
     else:
         if len({json.dumps(r["settings"]["seeds"]) for r in loaded}) != 1:
             parser.error("the evaluations did not run on the same held-out seeds")
-        per_seed = []
+        per_seed, rows = [], []
         for i, (seed, results) in enumerate(zip(args.seeds, loaded, strict=True)):
-            rows = paired_rows(results)
-            entry: dict[str, Any] = {"seed": seed, "conditions": meets_conditions(rows)}
-            for name in ("train_seconds", "wall_seconds", "executors"):
+            paired = paired_rows(results)
+            conditions = meets_conditions(paired)
+            entry: dict[str, Any] = {
+                "seed": seed,
+                "meets_both": conditions["both"],
+                "lower_bound_below_minus_2_percent": ", ".join(
+                    conditions["losses_beyond_2_percent"]
+                ),
+                "must_win_not_above_zero": ", ".join(conditions["not_above_zero"]),
+            }
+            for name, key in (
+                ("train_seconds", "train_seconds"),
+                ("wall_seconds", "evaluation_seconds"),
+                ("executors", "evaluation_executor"),
+            ):
                 given = getattr(args, name)
                 if given is not None:
-                    entry[name.removesuffix("s") if name == "executors" else name] = given[i]
-            per_seed.append({**entry, "paired": rows})
+                    entry[key] = given[i]
+            per_seed.append(entry)
+            rows += [{"seed": seed, **row} for row in paired]
         figures["seeds"] = per_seed
-        figures["every_seed_meets_both"] = all(s["conditions"]["both"] for s in per_seed)
+        figures["every_seed_meets_both"] = all(s["meets_both"] for s in per_seed)
+        figures["rows"] = rows
         out = write_result("evaluation_seeds", args.command, figures, args.json)
     print(f"wrote {out}")
 
