@@ -35,15 +35,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from steward.errors import ConfigError
+from steward.monitoring.background import Beside
 from steward.monitoring.service_log import PredictionBatch
 
 PREDICTION_COLUMNS = ("prediction_id", "served_at", "model_version", "score")
 LABEL_COLUMNS = ("prediction_id", "label", "arrived_at")
 FEATURE_PREFIX = "feature_"
+PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 class LogTableError(ConfigError):
@@ -119,7 +124,7 @@ def read_table(path: str | Path, what: str) -> pd.DataFrame:
     if not path.exists():
         raise LogTableError(what, "no such file", "pass an existing CSV or Parquet file", str(path))
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
+        if path.suffix.lower() in PARQUET_SUFFIXES:
             return pd.read_parquet(path)
         if path.suffix.lower() in (".csv", ".gz") or path.name.endswith(".csv.gz"):
             return pd.read_csv(path)
@@ -130,8 +135,11 @@ def read_table(path: str | Path, what: str) -> pd.DataFrame:
     raise LogTableError(what, "unknown file type", "use .csv, .csv.gz or .parquet", str(path))
 
 
-def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
+def _require_columns(
+    frame: pd.DataFrame | Mapping[str, np.ndarray], columns: tuple[str, ...], what: str
+) -> None:
+    names = frame.columns if isinstance(frame, pd.DataFrame) else frame
+    missing = [c for c in columns if c not in names]
     if missing:
         raise LogTableError(
             f"{what}.{missing[0]}",
@@ -168,14 +176,17 @@ def to_days(values: pd.Series, origin: pd.Timestamp | None, what: str, column: s
     return np.asarray(days.to_numpy(dtype=np.float64, na_value=np.nan))
 
 
+def stated_origin(origin: str) -> pd.Timestamp:
+    """A stated day 0 (a timestamp without a zone is UTC)."""
+    return (
+        pd.Timestamp(origin, tz="UTC") if pd.Timestamp(origin).tz is None else pd.Timestamp(origin)
+    )
+
+
 def time_origin(frame: pd.DataFrame, origin: str | None) -> pd.Timestamp | None:
     """Day 0 of a log with timestamps: ``origin`` or midnight UTC of the first prediction."""
     if origin:
-        return (
-            pd.Timestamp(origin, tz="UTC")
-            if pd.Timestamp(origin).tz is None
-            else pd.Timestamp(origin)
-        )
+        return stated_origin(origin)
     served = frame["served_at"]
     if pd.api.types.is_numeric_dtype(served):
         return None
@@ -183,9 +194,14 @@ def time_origin(frame: pd.DataFrame, origin: str | None) -> pd.Timestamp | None:
     return pd.Timestamp(first).normalize()
 
 
+def _ascending(times: np.ndarray) -> bool:
+    """``times`` never go down (NaN-free times: each is >= the one before)."""
+    return bool(np.all(times[1:] >= times[:-1]))
+
+
 def _by_time(times: np.ndarray) -> np.ndarray:
     """The order that sorts ``times``, equal times kept in their given order."""
-    if bool(np.all(times[1:] >= times[:-1])):  # logs are usually written in time order
+    if _ascending(times):  # logs are usually written in time order
         return np.arange(times.shape[0])
     order = np.argsort(times)  # introsort: faster than a stable sort, and ties are rare
     ordered = times[order]
@@ -209,10 +225,38 @@ def join_rows(prediction_id: np.ndarray, label_id: np.ndarray) -> np.ndarray:
     if prediction_id.dtype != label_id.dtype:
         prediction_id, label_id = prediction_id.astype(str), label_id.astype(str)
     n = prediction_id.shape[0]
+    if prediction_id.dtype.kind == "i" and n:
+        low, high = int(prediction_id.min()), int(prediction_id.max())
+        if high - low < DIRECT_JOIN_SPAN * (n + label_id.shape[0]):  # dense integer ids
+            return _join_dense(prediction_id, label_id, low, high)
     codes, uniques = pd.factorize(np.concatenate([prediction_id, label_id]))
     position = np.full(len(uniques), -1, dtype=np.int64)
     position[codes[:n]] = np.arange(n)
     return position[codes[n:]]
+
+
+DIRECT_JOIN_SPAN = 4  # integer ids spread over at most this many slots per row: look them up
+
+
+def _join_dense(prediction_id: np.ndarray, label_id: np.ndarray, low: int, high: int) -> np.ndarray:
+    """:func:`join_rows` of integer ids in ``[low, high]`` (few gaps): by direct look-up.
+
+    Ids ``low, low + 1, ...`` in order (a sequence) are their own positions plus ``low``.
+    """
+    n = prediction_id.shape[0]
+    inside = (label_id >= low) & (label_id <= high)
+    if high - low == n - 1 and bool(np.all(prediction_id[1:] > prediction_id[:-1])):
+        row = label_id - low
+        if not bool(inside.all()):
+            row[~inside] = -1
+        return row
+    position = np.full(high - low + 1, -1, dtype=np.int64)
+    position[prediction_id - low] = np.arange(n)
+    if bool(inside.all()):
+        return position[label_id - low]
+    row = np.full(label_id.shape[0], -1, dtype=np.int64)
+    row[inside] = position[label_id[inside] - low]
+    return row
 
 
 # the optional and required numeric columns of a predictions table, in the order checked
@@ -247,10 +291,56 @@ COLUMN_RULES: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
 def checked_values(values: np.ndarray, what: str, column: str, given: Any = None) -> np.ndarray:
     """A numeric column (float64, NaN where empty) checked against its rule (``given``: the
     column as written, for the message; default ``values``)."""
+    if _all_pass(values, column):
+        return values
     valid, rule = COLUMN_RULES[column]
     with np.errstate(invalid="ignore"):
         _bad_row(values if given is None else given, ~valid(values), what, column, rule)
     return values
+
+
+# each rule of COLUMN_RULES (and a time's) as a code for the one-pass check
+RULE_CODES = {
+    "served_at": 0, "arrived_at": 0, "score": 1, "shadow_score": 2, "model_version": 3,
+    "region": 4, "latency_ms": 5, "weight": 6, "label": 7,
+}  # fmt: skip
+ONE_PASS_ROWS = 65_536  # from this many values a column is checked in one compiled pass
+
+
+def _all_pass(values: np.ndarray, column: str) -> bool:
+    """Whether every value passes its column's rule, in one pass without temporaries (for
+    long float64 columns; False otherwise, and then the rule's own check decides)."""
+    code = RULE_CODES.get(column)
+    if code is None or values.dtype != np.float64 or values.ndim != 1:
+        return False
+    return values.shape[0] >= ONE_PASS_ROWS and bool(_passes(values, code))
+
+
+@numba.njit(cache=True, nogil=True)
+def _passes(values: np.ndarray, rule: int) -> bool:  # pragma: no cover - compiled
+    """Every value valid under the rule with code ``rule`` (see :data:`COLUMN_RULES`)."""
+    for i in range(values.shape[0]):
+        v = values[i]
+        finite = np.isfinite(v)
+        if rule == 0:
+            ok = finite
+        elif rule == 1:
+            ok = v >= 0.0 and v <= 1.0
+        elif rule == 2:
+            ok = np.isnan(v) or (v >= 0.0 and v <= 1.0)
+        elif rule == 3:
+            ok = finite and v == np.floor(v)
+        elif rule == 4:
+            ok = finite and v == np.floor(v) and v >= 0.0 and v <= 127.0
+        elif rule == 5:
+            ok = np.isnan(v) or (v >= 0.0 and finite)
+        elif rule == 6:
+            ok = finite and v > 0.0
+        else:
+            ok = v == 0.0 or v == 1.0
+        if not ok:
+            return False
+    return True
 
 
 def checked_column(frame: pd.DataFrame, what: str, column: str) -> np.ndarray | None:
@@ -263,7 +353,8 @@ def checked_column(frame: pd.DataFrame, what: str, column: str) -> np.ndarray | 
 
 def checked_days(days: np.ndarray, what: str, column: str, given: Any = None) -> np.ndarray:
     """A time column in days, every value finite (``given``: as written, for the message)."""
-    _bad_row(days if given is None else given, ~np.isfinite(days), what, column, RULE_TIME)
+    if not _all_pass(days, "served_at"):
+        _bad_row(days if given is None else given, ~np.isfinite(days), what, column, RULE_TIME)
     return days
 
 
@@ -308,14 +399,12 @@ def prediction_table(
     what = "predictions"
     score, version = numbers["score"], numbers["model_version"]
     assert score is not None and version is not None  # required columns
-    if features is not None:
-        bad_feature = ~np.isfinite(features)
-        if bad_feature.any():
-            i, j = (int(k) for k in np.argwhere(bad_feature)[0])
-            name = feature_columns[j] if feature_columns else f"{FEATURE_PREFIX}{j}"
-            raise LogTableError(
-                f"{what}[{i}].{name}", "must be a finite number", f"fix row {i} of the {what} table"
-            )
+    if features is not None and not _all_finite(features):
+        i, j = (int(k) for k in np.argwhere(~np.isfinite(features))[0])
+        name = feature_columns[j] if feature_columns else f"{FEATURE_PREFIX}{j}"
+        raise LogTableError(
+            f"{what}[{i}].{name}", "must be a finite number", f"fix row {i} of the {what} table"
+        )
     shadow, region = numbers.get("shadow_score"), numbers.get("region")
     latency, weight = numbers.get("latency_ms"), numbers.get("weight")
     first = np.ones(ids.shape[0], dtype=bool)
@@ -325,19 +414,35 @@ def prediction_table(
         if len(uniques) < codes.shape[0]:  # re-sent predictions: keep each id's first row
             first[:] = False
             first[np.unique(codes, return_index=True)[1]] = True
-    order = np.flatnonzero(first)
-    order = order[_by_time(served[order])]
+    n_duplicates = int((~first).sum())
+    order: np.ndarray | None = None  # None: the rows as they stand
+    if n_duplicates or not _ascending(served):
+        order = np.flatnonzero(first)
+        order = order[_by_time(served[order])]
     batch = PredictionBatch(
-        served_at=served[order],
-        version=version[order].astype(np.int32),
-        score=score[order],
-        features=None if features is None else features[order],
-        region=None if region is None else region[order].astype(np.int8),
-        shadow=None if shadow is None else shadow[order],
-        weight=None if weight is None else weight[order],
-        latency_ms=None if latency is None else latency[order],
+        served_at=_rows(served, order),
+        version=_rows(version, order).astype(np.int32),
+        score=_rows(score, order),
+        features=None if features is None else _rows(features, order),
+        region=None if region is None else _rows(region, order).astype(np.int8),
+        shadow=None if shadow is None else _rows(shadow, order),
+        weight=None if weight is None else _rows(weight, order),
+        latency_ms=None if latency is None else _rows(latency, order),
     )
-    return PredictionTable(ids[order], batch, duplicates=int((~first).sum()))
+    return PredictionTable(_rows(ids, order), batch, duplicates=n_duplicates)
+
+
+def _all_finite(values: np.ndarray) -> bool:
+    """Every value of a 2-D array finite (in one pass when it is long and contiguous)."""
+    contiguous = values.flags.c_contiguous or values.flags.f_contiguous
+    if contiguous and _all_pass(values.ravel(order="K"), "served_at"):  # (a view: no copy)
+        return True
+    return bool(np.isfinite(values).all())
+
+
+def _rows(values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+    """``values[order]``, or ``values`` itself when ``order`` is None (all rows as they are)."""
+    return values if order is None else values[order]
 
 
 def labels_from_frame(
@@ -376,7 +481,7 @@ def label_table(
     retracted: np.ndarray,
     prediction_id: np.ndarray,
     served_at: np.ndarray,
-    given: pd.DataFrame | None = None,
+    given: pd.DataFrame | Mapping[str, np.ndarray] | None = None,
 ) -> LabelTable:
     """Labels from checked columns (:func:`checked_days`, :func:`checked_values`), joined
     to predictions, each prediction's first label kept, sorted by arrival.
@@ -397,40 +502,191 @@ def label_table(
     what = "labels"
     row = join_rows(prediction_id, label_ids)
     known = row >= 0
-    served = np.full(row.shape[0], -np.inf)
-    served[known] = served_at[row[known]]  # (no known prediction: none to look up)
+    all_known = bool(known.all())
+    if all_known:
+        served = served_at[row]
+    else:
+        served = np.full(row.shape[0], -np.inf)
+        served[known] = served_at[row[known]]  # (no known prediction: none to look up)
     shown_arrived = arrived if given is None else given["arrived_at"]
     shown_retracted = retracted if given is None else given.get("retracted_at")
     _bad_row(shown_arrived, known & (arrived < served), what, "arrived_at", RULE_AFTER_SERVED)
     _bad_row(shown_retracted, retracted < arrived, what, "retracted_at", RULE_AFTER_ARRIVAL)
-    keep = np.flatnonzero(known)
-    # each prediction's first label, in prediction order: writing in reverse leaves the first
-    by_row = np.full(prediction_id.shape[0], -1, dtype=np.int64)
-    by_row[row[keep[::-1]]] = keep[::-1]
-    first = by_row[by_row >= 0]
-    ordered = arrived[keep]
-    if first.shape[0] == keep.shape[0] and bool(np.all(ordered[1:] > ordered[:-1])):
-        order = keep  # one label each, written in arrival order with no ties: as it stands
-    else:  # by arrival, ties in prediction (serve) order
-        order = first[_by_time(arrived[first])]
-    return LabelTable(
-        row=row[order],
-        label=label[order].astype(np.int8),
-        arrived_at=arrived[order],
-        retracted_at=retracted[order],
-        unknown_prediction=int((~known).sum()),
-        duplicates=int(keep.shape[0] - first.shape[0]),
+    order: np.ndarray | None = None  # None: the labels as they stand
+    n_kept = n_first = row.shape[0]
+    as_written = (  # every label known, one each, in arrival order with no ties
+        all_known
+        and bool(np.all(arrived[1:] > arrived[:-1]))
+        and _distinct(row, prediction_id.shape[0])
     )
+    if not as_written:
+        keep = np.flatnonzero(known)
+        # each prediction's first label, in prediction order: writing in reverse leaves the first
+        by_row = np.full(prediction_id.shape[0], -1, dtype=np.int64)
+        by_row[row[keep[::-1]]] = keep[::-1]
+        first = by_row[by_row >= 0]
+        n_kept, n_first = keep.shape[0], first.shape[0]
+        ordered = arrived[keep]
+        if n_first == n_kept and bool(np.all(ordered[1:] > ordered[:-1])):
+            order = keep  # one label each, written in arrival order with no ties: as it stands
+        else:  # by arrival, ties in prediction (serve) order
+            order = first[_by_time(arrived[first])]
+    return LabelTable(
+        row=_rows(row, order),
+        label=_rows(label, order).astype(np.int8),
+        arrived_at=_rows(arrived, order),
+        retracted_at=_rows(retracted, order),
+        unknown_prediction=row.shape[0] - n_kept,
+        duplicates=n_kept - n_first,
+    )
+
+
+@numba.njit(cache=True, nogil=True)
+def _distinct(rows: np.ndarray, n: int) -> bool:  # pragma: no cover - compiled
+    """No value in ``rows`` (each in ``[0, n)``) occurs twice."""
+    seen = np.zeros(n, dtype=np.bool_)
+    for r in rows:
+        if seen[r]:
+            return False
+        seen[r] = True
+    return True
+
+
+def _floats(values: np.ndarray) -> np.ndarray:
+    """A numeric column as float64 (no copy when it already is)."""
+    return np.asarray(values, dtype=np.float64)
+
+
+def predictions_from_arrays(columns: Mapping[str, np.ndarray]) -> PredictionTable:
+    """Validate and sort predictions read as arrays (:func:`read_numbers`): the same
+    checks, in the same order, as :func:`predictions_from_frame` on the same values.
+
+    Args:
+        columns: name -> values in file order; times in days, integer prediction ids.
+    """
+    what = "predictions"
+    _require_columns(columns, PREDICTION_COLUMNS, what)
+    written = columns["served_at"]
+    served = checked_days(_floats(written), what, "served_at", written)
+    numbers = {
+        column: None
+        if column not in columns
+        else checked_values(_floats(columns[column]), what, column, columns[column])
+        for column in PREDICTION_NUMBERS
+    }
+    feature_columns = [c for c in columns if c.startswith(FEATURE_PREFIX)]
+    features = None
+    if feature_columns:  # column-major: each input is copied in one piece
+        features = np.empty((len(feature_columns), written.shape[0])).T
+        for j, name in enumerate(feature_columns):
+            features[:, j] = columns[name]
+    ids = columns["prediction_id"].astype(np.int64, copy=False)
+    return prediction_table(ids, served, numbers, features, feature_columns)
+
+
+def labels_from_arrays(
+    columns: Mapping[str, np.ndarray], prediction_id: np.ndarray, served_at: np.ndarray
+) -> LabelTable:
+    """Validate labels read as arrays (:func:`read_numbers`), join them to predictions and
+    sort them by arrival, as :func:`labels_from_frame` does with the same values.
+
+    Args:
+        columns: name -> values; times in days, integer prediction ids.
+        prediction_id: the known predictions' ids (each once).
+        served_at: when each of them was served (days).
+    """
+    what = "labels"
+    _require_columns(columns, LABEL_COLUMNS, what)
+    written = columns["arrived_at"]
+    arrived = checked_days(_floats(written), what, "arrived_at", written)
+    label = checked_values(_floats(columns["label"]), what, "label", columns["label"])
+    retracted = np.full(arrived.shape[0], np.inf)
+    if "retracted_at" in columns:
+        stated = _floats(columns["retracted_at"])
+        given = ~np.isnan(stated)
+        retracted[given] = stated[given]
+    label_ids = columns["prediction_id"].astype(np.int64, copy=False)
+    return label_table(label_ids, arrived, label, retracted, prediction_id, served_at, columns)
+
+
+def _plain_number(kind: pa.DataType) -> bool:
+    """An Arrow type whose values NumPy holds as they are and pandas reads as numbers."""
+    return kind in (pa.float32(), pa.float64()) or _plain_integer(kind)
+
+
+def _plain_integer(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) and kind != pa.uint64()
+
+
+def read_numbers(
+    path: str | Path, wanted: Callable[[str], bool], ids: str = "prediction_id"
+) -> dict[str, np.ndarray] | None:
+    """The ``wanted`` columns of a Parquet file as arrays, straight from Arrow (no copy of
+    a column stored in one piece), when each is plain numbers without a missing value and
+    ``ids`` are integers; else None (then read it with :func:`read_table`: timestamps,
+    text, gaps, other file types and unreadable files go through pandas).
+
+    Args:
+        path: the file.
+        wanted: which columns to read, by name.
+        ids: the column that must hold integers.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in PARQUET_SUFFIXES or not path.is_file():
+        return None
+    try:
+        file = pq.ParquetFile(path, memory_map=True)
+        schema = file.schema_arrow
+        names = [name for name in schema.names if wanted(name)]
+        index = (schema.pandas_metadata or {}).get("index_columns", [])
+        if len(set(names)) < len(names) or set(names) & {c for c in index if isinstance(c, str)}:
+            return None  # columns pandas would merge or make an index: read them as it does
+        kinds = {name: schema.field(name).type for name in names}
+        if not all(_plain_number(kind) for kind in kinds.values()):
+            return None
+        if ids in kinds and not _plain_integer(kinds[ids]):
+            return None
+        table = file.read(columns=names, use_pandas_metadata=False)
+    except Exception:  # pandas reads it again and names the problem
+        return None
+    if any(column.null_count for column in table.columns):
+        return None
+    return {name: column.to_numpy() for name, column in zip(names, table.columns, strict=True)}
+
+
+def _prediction_column(name: str) -> bool:
+    return (
+        name in PREDICTION_COLUMNS or name in PREDICTION_NUMBERS or name.startswith(FEATURE_PREFIX)
+    )
+
+
+def _label_column(name: str) -> bool:
+    return name in LABEL_COLUMNS or name == "retracted_at"
 
 
 def read_logs(
     predictions: str | Path, labels: str | Path, origin: str | None = None
 ) -> tuple[PredictionTable, LabelTable]:
-    """Read and join a prediction log and a label log (CSV or Parquet)."""
-    prediction_frame = read_table(predictions, "predictions")
-    _require_columns(prediction_frame, PREDICTION_COLUMNS, "predictions")
-    day_zero = time_origin(prediction_frame, origin)
-    table = predictions_from_frame(prediction_frame, day_zero)
+    """Read and join a prediction log and a label log (CSV or Parquet).
+
+    A Parquet log of plain numbers (times in days, integer ids, no gaps) is read straight
+    into arrays (:func:`read_numbers`); any other goes through a pandas frame. Either way
+    the tables, and the errors, are the same.
+    """
+    # the label file is read on a second thread while the predictions are checked
+    label_columns = Beside(True, read_numbers, labels, _label_column)
+    columns = read_numbers(predictions, _prediction_column)
+    if columns is not None:
+        day_zero = stated_origin(origin) if origin else None
+        table = predictions_from_arrays(columns)
+    else:
+        prediction_frame = read_table(predictions, "predictions")
+        _require_columns(prediction_frame, PREDICTION_COLUMNS, "predictions")
+        day_zero = time_origin(prediction_frame, origin)
+        table = predictions_from_frame(prediction_frame, day_zero)
+    columns = label_columns.result()
+    if columns is not None:
+        return table, labels_from_arrays(columns, table.prediction_id, table.batch.served_at)
     label_frame = read_table(labels, "labels")
     return table, labels_from_frame(
         label_frame, table.prediction_id, table.batch.served_at, day_zero
