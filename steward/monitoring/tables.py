@@ -500,6 +500,12 @@ def label_table(
             it arrived.
     """
     what = "labels"
+    shown_arrived = arrived if given is None else given["arrived_at"]
+    shown_retracted = retracted if given is None else given.get("retracted_at")
+    row = _sequence_rows(prediction_id, label_ids, arrived, served_at)
+    if row is not None:  # the common case, checked in one pass: nothing to reorder or drop
+        _bad_row(shown_retracted, retracted < arrived, what, "retracted_at", RULE_AFTER_ARRIVAL)
+        return LabelTable(row, label.astype(np.int8), arrived, retracted, 0, 0)
     row = join_rows(prediction_id, label_ids)
     known = row >= 0
     all_known = bool(known.all())
@@ -508,8 +514,6 @@ def label_table(
     else:
         served = np.full(row.shape[0], -np.inf)
         served[known] = served_at[row[known]]  # (no known prediction: none to look up)
-    shown_arrived = arrived if given is None else given["arrived_at"]
-    shown_retracted = retracted if given is None else given.get("retracted_at")
     _bad_row(shown_arrived, known & (arrived < served), what, "arrived_at", RULE_AFTER_SERVED)
     _bad_row(shown_retracted, retracted < arrived, what, "retracted_at", RULE_AFTER_ARRIVAL)
     order: np.ndarray | None = None  # None: the labels as they stand
@@ -539,6 +543,55 @@ def label_table(
         unknown_prediction=row.shape[0] - n_kept,
         duplicates=n_kept - n_first,
     )
+
+
+def _sequence_rows(
+    prediction_id: np.ndarray, label_ids: np.ndarray, arrived: np.ndarray, served_at: np.ndarray
+) -> np.ndarray | None:
+    """Each label's prediction row when predictions have sequence ids (``first``,
+    ``first + 1``, ... in order) and every label names one of them, once, arrives after
+    it and after the label before: the rows :func:`label_table` would keep, in the same
+    order. None otherwise (then the general join decides, and names any bad row)."""
+    n = prediction_id.shape[0]
+    if n == 0 or prediction_id.dtype.kind != "i" or label_ids.dtype.kind != "i":
+        return None
+    first = int(prediction_id[0])
+    if int(prediction_id[-1]) - first != n - 1:
+        return None
+    if not bool(np.all(prediction_id[1:] > prediction_id[:-1])):
+        return None
+    row = np.empty(label_ids.shape[0], dtype=np.int64)
+    ok = _sequence_join(label_ids, first, n, arrived, served_at, row)
+    return row if ok else None
+
+
+@numba.njit(cache=True, nogil=True)
+def _sequence_join(
+    label_ids: np.ndarray,
+    first: int,
+    n: int,
+    arrived: np.ndarray,
+    served_at: np.ndarray,
+    row: np.ndarray,
+) -> bool:  # pragma: no cover - compiled
+    """Write each label's row (``id - first``); False as soon as a label names no
+    prediction, names one a second time, arrives before it, or does not arrive after the
+    label before it."""
+    seen = np.zeros(n, dtype=np.bool_)
+    last = first + (n - 1)  # (the last prediction's id: no overflow)
+    for j in range(label_ids.shape[0]):
+        label_id = label_ids[j]
+        if label_id < first or label_id > last:
+            return False
+        r = label_id - first
+        if seen[r]:
+            return False
+        seen[r] = True
+        a = arrived[j]
+        if not a >= served_at[r] or (j > 0 and not a > arrived[j - 1]):
+            return False
+        row[j] = r
+    return True
 
 
 @numba.njit(cache=True, nogil=True)
