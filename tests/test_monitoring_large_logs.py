@@ -116,7 +116,8 @@ def variants() -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     predictions, labels = day_of_logs()
     stray = labels.copy()
     stray.iloc[::997, 0] = 10**12  # labels of unknown predictions
-    twice = pd.concat([labels, labels.iloc[:40].assign(arrived_at=5.0)])  # second labels
+    later = labels.iloc[:40].assign(arrived_at=5.0 + np.arange(40) / 100)
+    twice = pd.concat([labels, later])  # second labels, still in arrival order
     retracted = labels.assign(
         retracted_at=np.where(np.arange(len(labels)) % 9 == 0, labels["arrived_at"] + 0.2, np.nan)
     )
