@@ -15,16 +15,16 @@ import pytest
 from scipy.stats import rankdata
 
 from steward.errors import ConfigError
+from steward.monitoring import id_join, table_rules, tables
 from steward.monitoring import monitor as monitor_module
-from steward.monitoring import tables
 from steward.monitoring.background import Beside
 from steward.monitoring.drift import DriftReference
 from steward.monitoring.history import Decision, portfolios_at
 from steward.monitoring.metrics import RADIX_SORT_ROWS, region_accuracies_of, roc_auc
 from steward.monitoring.service_log import ONE_PASS_ARRIVALS, ServiceLog
 from steward.monitoring.state import MonitorSettings, RegistryState, SpendState, VersionCard
+from steward.monitoring.table_rules import ONE_PASS_ROWS
 from steward.monitoring.tables import (
-    ONE_PASS_ROWS,
     LabelTable,
     PredictionTable,
     labels_from_frame,
@@ -71,9 +71,9 @@ def through_pandas(
     """The tables as the frame functions build them from ``pd.read_parquet``, with every
     one-pass shortcut off (NumPy's checks, pandas' factorized join)."""
     with monkeypatch.context() as patch:
-        patch.setattr(tables, "_all_pass", lambda values, column: False)
-        patch.setattr(tables, "_sequence_rows", lambda *columns: None)
-        patch.setattr(tables, "DIRECT_JOIN_SPAN", 0)
+        patch.setattr(table_rules, "all_pass", lambda values, column: False)
+        patch.setattr(tables, "sequence_rows", lambda *columns: None)
+        patch.setattr(id_join, "DIRECT_JOIN_SPAN", 0)
         table = predictions_from_frame(pd.read_parquet(p), None)
         labels = labels_from_frame(
             pd.read_parquet(lab), table.prediction_id, table.batch.served_at, None

@@ -30,29 +30,30 @@ a label for an unknown prediction is counted and reported, not joined; a duplica
 prediction id keeps its first row.
 """
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numba
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from steward.errors import ConfigError
 from steward.monitoring.background import Beside
+from steward.monitoring.id_join import all_distinct, join_rows, sequence_rows
+from steward.monitoring.parquet_columns import PARQUET_SUFFIXES, read_numbers
 from steward.monitoring.service_log import PredictionBatch
+from steward.monitoring.table_rules import (
+    RULE_AFTER_ARRIVAL,
+    RULE_AFTER_SERVED,
+    LogTableError,
+    all_finite,
+    bad_row,
+    checked_days,
+    checked_values,
+)
 
 PREDICTION_COLUMNS = ("prediction_id", "served_at", "model_version", "score")
 LABEL_COLUMNS = ("prediction_id", "label", "arrived_at")
 FEATURE_PREFIX = "feature_"
-PARQUET_SUFFIXES = (".parquet", ".pq")
-
-
-class LogTableError(ConfigError):
-    """A prediction or label table that cannot be read: names the file, row and field."""
 
 
 @dataclass(frozen=True)
@@ -148,18 +149,6 @@ def _require_columns(
         )
 
 
-def _bad_row(given: Any, bad: np.ndarray, what: str, column: str, rule: str) -> None:
-    """Raise naming the first row where ``bad`` holds (``given``: the column as written, a
-    Series or an array, whose value the message shows)."""
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        got = given.iloc[i] if isinstance(given, pd.Series) else given[i]
-        got = got.item() if isinstance(got, np.generic) else got
-        raise LogTableError(
-            f"{what}[{i}].{column}", f"{rule} (got {got!r})", f"fix row {i} of the {what} table"
-        )
-
-
 def to_days(values: pd.Series, origin: pd.Timestamp | None, what: str, column: str) -> np.ndarray:
     """A time column as days: numbers as they are, timestamps since ``origin``."""
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
@@ -217,130 +206,10 @@ def prediction_ids(values: pd.Series) -> np.ndarray:
     return values.astype(str).to_numpy(dtype=object)
 
 
-def join_rows(prediction_id: np.ndarray, label_id: np.ndarray) -> np.ndarray:
-    """For each label id, the position of its prediction (-1: no such prediction).
-
-    ``prediction_id`` holds each id once. Integer and string ids join as text.
-    """
-    if prediction_id.dtype != label_id.dtype:
-        prediction_id, label_id = prediction_id.astype(str), label_id.astype(str)
-    n = prediction_id.shape[0]
-    if prediction_id.dtype.kind == "i" and n:
-        low, high = int(prediction_id.min()), int(prediction_id.max())
-        if high - low < DIRECT_JOIN_SPAN * (n + label_id.shape[0]):  # dense integer ids
-            return _join_dense(prediction_id, label_id, low, high)
-    codes, uniques = pd.factorize(np.concatenate([prediction_id, label_id]))
-    position = np.full(len(uniques), -1, dtype=np.int64)
-    position[codes[:n]] = np.arange(n)
-    return position[codes[n:]]
-
-
-DIRECT_JOIN_SPAN = 4  # integer ids spread over at most this many slots per row: look them up
-
-
-def _join_dense(prediction_id: np.ndarray, label_id: np.ndarray, low: int, high: int) -> np.ndarray:
-    """:func:`join_rows` of integer ids in ``[low, high]`` (few gaps): by direct look-up.
-
-    Ids ``low, low + 1, ...`` in order (a sequence) are their own positions plus ``low``.
-    """
-    n = prediction_id.shape[0]
-    inside = (label_id >= low) & (label_id <= high)
-    if high - low == n - 1 and bool(np.all(prediction_id[1:] > prediction_id[:-1])):
-        row = label_id - low
-        if not bool(inside.all()):
-            row[~inside] = -1
-        return row
-    position = np.full(high - low + 1, -1, dtype=np.int64)
-    position[prediction_id - low] = np.arange(n)
-    if bool(inside.all()):
-        return position[label_id - low]
-    row = np.full(label_id.shape[0], -1, dtype=np.int64)
-    row[inside] = position[label_id[inside] - low]
-    return row
-
-
 # the optional and required numeric columns of a predictions table, in the order checked
 PREDICTION_NUMBERS = (
     "score", "model_version", "shadow_score", "region", "latency_ms", "weight",
 )  # fmt: skip
-RULE_TIME = "must be a finite time"
-RULE_AFTER_SERVED = "is before the prediction"
-RULE_AFTER_ARRIVAL = "is before the label arrived"
-
-
-def _in_unit_interval(v: np.ndarray) -> np.ndarray:
-    return (v >= 0.0) & (v <= 1.0)
-
-
-def _whole(v: np.ndarray) -> np.ndarray:
-    return np.isfinite(v) & (v == np.round(v))
-
-
-# a numeric column's rule: which values are valid (NaN fails every comparison) and why not
-COLUMN_RULES: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
-    "score": (_in_unit_interval, "must be a finite number in [0, 1]"),
-    "shadow_score": (lambda v: np.isnan(v) | _in_unit_interval(v), "must be in [0, 1] or empty"),
-    "model_version": (_whole, "must be an integer"),
-    "region": (lambda v: _whole(v) & (v >= 0) & (v <= 127), "must be an integer in [0, 127]"),
-    "latency_ms": (lambda v: np.isnan(v) | ((v >= 0) & np.isfinite(v)), "must be >= 0 or empty"),
-    "weight": (lambda v: np.isfinite(v) & (v > 0), "must be a number > 0"),
-    "label": (lambda v: (v == 0.0) | (v == 1.0), "must be 0 or 1"),
-}
-
-
-def checked_values(values: np.ndarray, what: str, column: str, given: Any = None) -> np.ndarray:
-    """A numeric column (float64, NaN where empty) checked against its rule (``given``: the
-    column as written, for the message; default ``values``)."""
-    if _all_pass(values, column):
-        return values
-    valid, rule = COLUMN_RULES[column]
-    with np.errstate(invalid="ignore"):
-        _bad_row(values if given is None else given, ~valid(values), what, column, rule)
-    return values
-
-
-# each rule of COLUMN_RULES (and a time's) as a code for the one-pass check
-RULE_CODES = {
-    "served_at": 0, "arrived_at": 0, "score": 1, "shadow_score": 2, "model_version": 3,
-    "region": 4, "latency_ms": 5, "weight": 6, "label": 7,
-}  # fmt: skip
-ONE_PASS_ROWS = 65_536  # from this many values a column is checked in one compiled pass
-
-
-def _all_pass(values: np.ndarray, column: str) -> bool:
-    """Whether every value passes its column's rule, in one pass without temporaries (for
-    long float64 columns; False otherwise, and then the rule's own check decides)."""
-    code = RULE_CODES.get(column)
-    if code is None or values.dtype != np.float64 or values.ndim != 1:
-        return False
-    return values.shape[0] >= ONE_PASS_ROWS and bool(_passes(values, code))
-
-
-@numba.njit(cache=True, nogil=True)
-def _passes(values: np.ndarray, rule: int) -> bool:  # pragma: no cover - compiled
-    """Every value valid under the rule with code ``rule`` (see :data:`COLUMN_RULES`)."""
-    for i in range(values.shape[0]):
-        v = values[i]
-        finite = np.isfinite(v)
-        if rule == 0:
-            ok = finite
-        elif rule == 1:
-            ok = v >= 0.0 and v <= 1.0
-        elif rule == 2:
-            ok = np.isnan(v) or (v >= 0.0 and v <= 1.0)
-        elif rule == 3:
-            ok = finite and v == np.floor(v)
-        elif rule == 4:
-            ok = finite and v == np.floor(v) and v >= 0.0 and v <= 127.0
-        elif rule == 5:
-            ok = np.isnan(v) or (v >= 0.0 and finite)
-        elif rule == 6:
-            ok = finite and v > 0.0
-        else:
-            ok = v == 0.0 or v == 1.0
-        if not ok:
-            return False
-    return True
 
 
 def checked_column(frame: pd.DataFrame, what: str, column: str) -> np.ndarray | None:
@@ -349,13 +218,6 @@ def checked_column(frame: pd.DataFrame, what: str, column: str) -> np.ndarray | 
         return None
     values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
     return checked_values(values, what, column, frame[column])
-
-
-def checked_days(days: np.ndarray, what: str, column: str, given: Any = None) -> np.ndarray:
-    """A time column in days, every value finite (``given``: as written, for the message)."""
-    if not _all_pass(days, "served_at"):
-        _bad_row(days if given is None else given, ~np.isfinite(days), what, column, RULE_TIME)
-    return days
 
 
 def checked_time(
@@ -399,7 +261,7 @@ def prediction_table(
     what = "predictions"
     score, version = numbers["score"], numbers["model_version"]
     assert score is not None and version is not None  # required columns
-    if features is not None and not _all_finite(features):
+    if features is not None and not all_finite(features):
         i, j = (int(k) for k in np.argwhere(~np.isfinite(features))[0])
         name = feature_columns[j] if feature_columns else f"{FEATURE_PREFIX}{j}"
         raise LogTableError(
@@ -430,14 +292,6 @@ def prediction_table(
         latency_ms=None if latency is None else _rows(latency, order),
     )
     return PredictionTable(_rows(ids, order), batch, duplicates=n_duplicates)
-
-
-def _all_finite(values: np.ndarray) -> bool:
-    """Every value of a 2-D array finite (in one pass when it is long and contiguous)."""
-    contiguous = values.flags.c_contiguous or values.flags.f_contiguous
-    if contiguous and _all_pass(values.ravel(order="K"), "served_at"):  # (a view: no copy)
-        return True
-    return bool(np.isfinite(values).all())
 
 
 def _rows(values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
@@ -502,9 +356,9 @@ def label_table(
     what = "labels"
     shown_arrived = arrived if given is None else given["arrived_at"]
     shown_retracted = retracted if given is None else given.get("retracted_at")
-    row = _sequence_rows(prediction_id, label_ids, arrived, served_at)
+    row = sequence_rows(prediction_id, label_ids, arrived, served_at)
     if row is not None:  # the common case, checked in one pass: nothing to reorder or drop
-        _bad_row(shown_retracted, retracted < arrived, what, "retracted_at", RULE_AFTER_ARRIVAL)
+        bad_row(shown_retracted, retracted < arrived, what, "retracted_at", RULE_AFTER_ARRIVAL)
         return LabelTable(row, label.astype(np.int8), arrived, retracted, 0, 0)
     row = join_rows(prediction_id, label_ids)
     known = row >= 0
@@ -514,14 +368,14 @@ def label_table(
     else:
         served = np.full(row.shape[0], -np.inf)
         served[known] = served_at[row[known]]  # (no known prediction: none to look up)
-    _bad_row(shown_arrived, known & (arrived < served), what, "arrived_at", RULE_AFTER_SERVED)
-    _bad_row(shown_retracted, retracted < arrived, what, "retracted_at", RULE_AFTER_ARRIVAL)
+    bad_row(shown_arrived, known & (arrived < served), what, "arrived_at", RULE_AFTER_SERVED)
+    bad_row(shown_retracted, retracted < arrived, what, "retracted_at", RULE_AFTER_ARRIVAL)
     order: np.ndarray | None = None  # None: the labels as they stand
     n_kept = n_first = row.shape[0]
     as_written = (  # every label known, one each, in arrival order with no ties
         all_known
         and bool(np.all(arrived[1:] > arrived[:-1]))
-        and _distinct(row, prediction_id.shape[0])
+        and all_distinct(row, prediction_id.shape[0])
     )
     if not as_written:
         keep = np.flatnonzero(known)
@@ -543,66 +397,6 @@ def label_table(
         unknown_prediction=row.shape[0] - n_kept,
         duplicates=n_kept - n_first,
     )
-
-
-def _sequence_rows(
-    prediction_id: np.ndarray, label_ids: np.ndarray, arrived: np.ndarray, served_at: np.ndarray
-) -> np.ndarray | None:
-    """Each label's prediction row when predictions have sequence ids (``first``,
-    ``first + 1``, ... in order) and every label names one of them, once, arrives after
-    it and after the label before: the rows :func:`label_table` would keep, in the same
-    order. None otherwise (then the general join decides, and names any bad row)."""
-    n = prediction_id.shape[0]
-    if n == 0 or prediction_id.dtype.kind != "i" or label_ids.dtype.kind != "i":
-        return None
-    first = int(prediction_id[0])
-    if int(prediction_id[-1]) - first != n - 1:
-        return None
-    if not bool(np.all(prediction_id[1:] > prediction_id[:-1])):
-        return None
-    row = np.empty(label_ids.shape[0], dtype=np.int64)
-    ok = _sequence_join(label_ids, first, n, arrived, served_at, row)
-    return row if ok else None
-
-
-@numba.njit(cache=True, nogil=True)
-def _sequence_join(
-    label_ids: np.ndarray,
-    first: int,
-    n: int,
-    arrived: np.ndarray,
-    served_at: np.ndarray,
-    row: np.ndarray,
-) -> bool:  # pragma: no cover - compiled
-    """Write each label's row (``id - first``); False as soon as a label names no
-    prediction, names one a second time, arrives before it, or does not arrive after the
-    label before it."""
-    seen = np.zeros(n, dtype=np.bool_)
-    last = first + (n - 1)  # (the last prediction's id: no overflow)
-    for j in range(label_ids.shape[0]):
-        label_id = label_ids[j]
-        if label_id < first or label_id > last:
-            return False
-        r = label_id - first
-        if seen[r]:
-            return False
-        seen[r] = True
-        a = arrived[j]
-        if not a >= served_at[r] or (j > 0 and not a > arrived[j - 1]):
-            return False
-        row[j] = r
-    return True
-
-
-@numba.njit(cache=True, nogil=True)
-def _distinct(rows: np.ndarray, n: int) -> bool:  # pragma: no cover - compiled
-    """No value in ``rows`` (each in ``[0, n)``) occurs twice."""
-    seen = np.zeros(n, dtype=np.bool_)
-    for r in rows:
-        if seen[r]:
-            return False
-        seen[r] = True
-    return True
 
 
 def _floats(values: np.ndarray) -> np.ndarray:
@@ -660,51 +454,6 @@ def labels_from_arrays(
         retracted[given] = stated[given]
     label_ids = columns["prediction_id"].astype(np.int64, copy=False)
     return label_table(label_ids, arrived, label, retracted, prediction_id, served_at, columns)
-
-
-def _plain_number(kind: pa.DataType) -> bool:
-    """An Arrow type whose values NumPy holds as they are and pandas reads as numbers."""
-    return kind in (pa.float32(), pa.float64()) or _plain_integer(kind)
-
-
-def _plain_integer(kind: pa.DataType) -> bool:
-    return pa.types.is_integer(kind) and kind != pa.uint64()
-
-
-def read_numbers(
-    path: str | Path, wanted: Callable[[str], bool], ids: str = "prediction_id"
-) -> dict[str, np.ndarray] | None:
-    """The ``wanted`` columns of a Parquet file as arrays, straight from Arrow (no copy of
-    a column stored in one piece), when each is plain numbers without a missing value and
-    ``ids`` are integers; else None (then read it with :func:`read_table`: timestamps,
-    text, gaps, other file types and unreadable files go through pandas).
-
-    Args:
-        path: the file.
-        wanted: which columns to read, by name.
-        ids: the column that must hold integers.
-    """
-    path = Path(path)
-    if path.suffix.lower() not in PARQUET_SUFFIXES or not path.is_file():
-        return None
-    try:
-        file = pq.ParquetFile(path, memory_map=True)
-        schema = file.schema_arrow
-        names = [name for name in schema.names if wanted(name)]
-        index = (schema.pandas_metadata or {}).get("index_columns", [])
-        if len(set(names)) < len(names) or set(names) & {c for c in index if isinstance(c, str)}:
-            return None  # columns pandas would merge or make an index: read them as it does
-        kinds = {name: schema.field(name).type for name in names}
-        if not all(_plain_number(kind) for kind in kinds.values()):
-            return None
-        if ids in kinds and not _plain_integer(kinds[ids]):
-            return None
-        table = file.read(columns=names, use_pandas_metadata=False)
-    except Exception:  # pandas reads it again and names the problem
-        return None
-    if any(column.null_count for column in table.columns):
-        return None
-    return {name: column.to_numpy() for name, column in zip(names, table.columns, strict=True)}
 
 
 def _prediction_column(name: str) -> bool:
