@@ -28,7 +28,7 @@ class Beside(Generic[T]):
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         if concurrent:
-            self._thread = threading.Thread(target=self._run, args=(function, args), daemon=True)
+            self._thread = threading.Thread(target=self._run, args=(function, args))
             self._thread.start()
         else:
             self._value = function(*args)
