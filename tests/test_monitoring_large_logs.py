@@ -15,7 +15,7 @@ import pytest
 from scipy.stats import rankdata
 
 from steward.errors import ConfigError
-from steward.monitoring import id_join, table_rules, tables
+from steward.monitoring import arrivals, id_join, table_rules, tables
 from steward.monitoring import monitor as monitor_module
 from steward.monitoring.background import Beside
 from steward.monitoring.drift import DriftReference
@@ -300,8 +300,9 @@ def test_the_portfolio_of_a_large_log_does_not_depend_on_the_second_thread(
     settings = MonitorSettings(delay_cdf=DelayConfig(mean_days=0.1).cdf_table())
     observed = []
     threads_from = monitor_module.CONCURRENT_ROWS
-    for concurrent_rows in (threads_from, 10**12):  # threads, then none
+    for concurrent_rows, split_from in ((threads_from, 10_000), (10**12, 10**12)):  # threads, none
         monkeypatch.setattr(monitor_module, "CONCURRENT_ROWS", concurrent_rows)
+        monkeypatch.setattr(arrivals, "SPLIT_ARRIVALS", split_from)
         (portfolio,) = portfolios_at(*read_logs(p, lab), [decision], settings, load_slo())
         observed.append(portfolio.to_dict())
     with_threads, without = observed
