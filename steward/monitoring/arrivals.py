@@ -5,8 +5,11 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
+from steward.monitoring.background import Beside
 from steward.monitoring.metrics import ECE_BINS
 from steward.monitoring.service_log import ServiceLog
+
+SPLIT_ARRIVALS = 100_000  # arrivals per thread from which a catch-up is shared by two
 
 
 class ArrivedColumns(NamedTuple):
@@ -55,8 +58,17 @@ class ArrivedLabels:
             return
         if stop > self._data.score.shape[0]:
             self._grow(stop)
-        new = ArrivedColumns._make([column[start:stop] for column in self._data])
-        _read_arrivals(self.log, self.log.arrival_rows[start:stop], new)
+        rows = self.log.arrival_rows[start:stop]
+        if stop - start < 2 * SPLIT_ARRIVALS:
+            new = ArrivedColumns._make([column[start:stop] for column in self._data])
+            _read_arrivals(self.log, rows, new)
+        else:  # two halves on two threads: each writes its own positions
+            middle = start + (stop - start) // 2
+            first = ArrivedColumns._make([column[start:middle] for column in self._data])
+            second = ArrivedColumns._make([column[middle:stop] for column in self._data])
+            half = Beside(True, _read_arrivals, self.log, rows[: middle - start], first)
+            _read_arrivals(self.log, rows[middle - start :], second)
+            half.result()
         self.n = stop
 
     def _grow(self, needed: int) -> None:

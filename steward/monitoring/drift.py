@@ -62,6 +62,19 @@ class DriftReference:
         counts = np.bincount(keys, minlength=n_days * PSI_BINS).reshape(n_days, PSI_BINS)
         return _psi_rows(counts, self.score_shares)
 
+    def input_psi(self, features: np.ndarray) -> float:
+        """:meth:`input_psi_by_day` of rows that are all one day (one pass per input)."""
+        counts = _bin_counts(features, self.feature_edges)[None]
+        return float(_psi_rows(counts, self.feature_shares).max(axis=1)[0])
+
+    def score_psi(self, scores: np.ndarray) -> float:
+        """:meth:`score_psi_by_day` of rows that are all one day."""
+        edges = self.score_edges
+        if not bool(np.all(edges[1:] >= edges[:-1])):  # (deciles always ascend; be safe)
+            return float(self.score_psi_by_day(scores, np.zeros(scores.shape[0], np.int64), 1)[0])
+        counts = _bin_counts(scores[:, None], edges[None, :], nan_last=True)
+        return float(_psi_rows(counts, self.score_shares)[0])
+
 
 @numba.njit(cache=True, nogil=True)
 def _feature_bin_counts(
@@ -79,6 +92,35 @@ def _feature_bin_counts(
                 if x >= edges[f, e]:
                     b += 1
             counts[day, f, b] += 1
+    return counts
+
+
+@numba.njit(cache=True, nogil=True)
+def _bin_counts(
+    values: np.ndarray, edges: np.ndarray, nan_last: bool = False
+) -> np.ndarray:  # pragma: no cover - compiled
+    """Rows per (column, bin) of a block: a value's bin is how many of its column's edges
+    are <= it, as :func:`_feature_bin_counts` counts; ``nan_last`` puts NaN in the last bin
+    instead of the first (where ``np.searchsorted`` over ascending edges puts it).
+
+    One column at a time: a column-major block (as the Parquet reader lays inputs out)
+    is read in order.
+    """
+    n_rows, n_columns = values.shape
+    n_edges = edges.shape[1]
+    counts = np.zeros((n_columns, n_edges + 1), dtype=np.int64)
+    for f in range(n_columns):
+        column_edges = edges[f].copy()
+        column_counts = np.zeros(n_edges + 1, dtype=np.int64)
+        for i in range(n_rows):
+            x = values[i, f]
+            b = 0
+            for e in range(n_edges):
+                b += x >= column_edges[e]
+            if nan_last and x != x:
+                b = n_edges
+            column_counts[b] += 1
+        counts[f] = column_counts
     return counts
 
 

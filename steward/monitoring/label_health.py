@@ -10,6 +10,7 @@ Three signals beside the label-cohort test (:mod:`steward.monitoring.label_cohor
   day's labels (a label forced to one class makes the errors go one way).
 """
 
+import numba
 import numpy as np
 
 from steward.monitoring.arrivals import ArrivedColumns
@@ -17,6 +18,7 @@ from steward.monitoring.service_log import ServiceLog
 
 CDF_STEP_DAYS = 0.02  # grid of a label delay SLA's CDF table
 ARRIVAL_LOOKBACK_DAYS = 60  # served days whose labels may still be arriving
+ONE_PASS_LABELS = 65_536  # labels from which counting in one compiled pass pays
 
 
 def mean_of(values: np.ndarray) -> float:
@@ -34,12 +36,28 @@ def balance_gap(labels: ArrivedColumns) -> float:
 
 def error_asymmetry(labels: ArrivedColumns) -> float:
     """(False positives - false negatives) / errors, by the labels (NaN without errors)."""
-    wrong = ~labels.correct
-    n_wrong = int(np.count_nonzero(wrong))
+    if labels.correct.shape[0] >= ONE_PASS_LABELS:
+        n_wrong, false_negatives = _error_counts(labels.correct, labels.label)
+    else:
+        wrong = ~labels.correct
+        n_wrong = int(np.count_nonzero(wrong))
+        false_negatives = int(np.count_nonzero(labels.label[wrong])) if n_wrong else 0
     if n_wrong == 0:
         return float("nan")
-    false_negatives = int(np.count_nonzero(labels.label[wrong]))
     return (n_wrong - 2 * false_negatives) / n_wrong
+
+
+@numba.njit(cache=True, nogil=True)
+def _error_counts(correct: np.ndarray, label: np.ndarray) -> tuple[int, int]:  # pragma: no cover
+    """Wrong calls, and of them those whose label is positive (false negatives)."""
+    n_wrong = 0
+    false_negatives = 0
+    for i in range(correct.shape[0]):
+        if not correct[i]:
+            n_wrong += 1
+            if label[i] != 0:
+                false_negatives += 1
+    return n_wrong, false_negatives
 
 
 class ArrivalExpectation:

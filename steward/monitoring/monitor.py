@@ -12,9 +12,11 @@ is part of what it reports.
 
 import math
 
+import numba
 import numpy as np
 
 from steward.monitoring.arrivals import ArrivedColumns, ArrivedLabels
+from steward.monitoring.background import Beside
 from steward.monitoring.label_cohorts import LOOKBACK_DAYS, LabelAlarm, cohort_label_test
 from steward.monitoring.label_health import (
     ArrivalExpectation,
@@ -34,6 +36,7 @@ from steward.monitoring.state import (
 )
 
 NAN = math.nan
+CONCURRENT_ROWS = 100_000  # rows from which a second thread pays for itself
 
 
 def _shadow_accuracies(recent: ArrivedColumns) -> tuple[float, float]:
@@ -64,6 +67,16 @@ def _calibration_error(recent: ArrivedColumns) -> float:
 def _regions(recent: ArrivedColumns) -> int:
     """Regions present among the recent labels (a region index is 0, 1, ...)."""
     return int(recent.region.max()) + 1 if recent.region.shape[0] else 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _confidence_sum(scores: np.ndarray) -> float:  # pragma: no cover - compiled
+    """Sum of ``max(score, 1 - score)`` added in row order (NaN stays NaN)."""
+    total = 0.0
+    for i in range(scores.shape[0]):
+        s = scores[i]
+        total += s if s >= 1.0 - s else 1.0 - s
+    return total
 
 
 class ServedDay:
@@ -105,18 +118,15 @@ class ServedDay:
         if n_rows == 0:
             return
         scores = log.score_live[rows]
-        confidence = np.maximum(scores, 1.0 - scores)
         # a sum in row order (as the simulator's per-day aggregates accumulate it)
-        day_index = np.zeros(n_rows, dtype=np.int64)
-        self.estimated_accuracy = float(np.bincount(day_index, weights=confidence)[0] / n_rows)
+        self.estimated_accuracy = _confidence_sum(scores) / n_rows
         serving = int(log.version[rows.stop - 1])
         card = registry.cards.get(serving)
         reference = card.reference if card is not None else None
         if reference is not None:
             if log.n_features:
-                features = log.features[rows]
-                self.input_psi = float(reference.input_psi_by_day(features, day_index, 1)[0])
-            self.score_psi = float(reference.score_psi_by_day(scores, day_index, 1)[0])
+                self.input_psi = reference.input_psi(log.features[rows])
+            self.score_psi = reference.score_psi(scores)
         if first > 0 and int(log.version[first - 1]) != serving:
             shadow = log.score_shadow[rows]
             if bool(np.isfinite(shadow[0])):
@@ -174,7 +184,14 @@ class Monitor:
         """The portfolio at time ``now`` (days), from what production could see."""
         live: VersionCard = registry.live
         previous = registry.previous
+        log = self.log
+        # the last day's served rows and the labels are independent: on a large log the
+        # day is read on a second thread while this one reads the labels
+        served_rows = log.n - log.first_row_served_at(now - 1.0)
+        day_job = Beside(served_rows >= CONCURRENT_ROWS, ServedDay, log, now, registry)
         recent, last_day, first_cohorts = self._label_windows(now)
+        n_last = last_day.score.shape[0]
+        auc_job = Beside(n_last >= CONCURRENT_ROWS, roc_auc, last_day.score, last_day.label)
         arrived_at, lag_days, label, score = self.arrived.cohort_columns(first_cohorts)
         shift_z, agreement_z = cohort_label_test(arrived_at, lag_days, label, score, now)
         alarm_peak = self.alarm.update(shift_z, agreement_z, registry.acknowledgements)
@@ -184,8 +201,7 @@ class Monitor:
         )
         coverage, labels_in_window = self._usable_label_counts(now)
         expected = self.arrivals.expected_last_day(now)
-        day = ServedDay(self.log, now, registry)
-        n_last = last_day.score.shape[0]
+        day, auc_last_day = day_job.result(), auc_job.result()
         return ObservedPortfolio(
             time_days=now,
             requests_per_day=day.requests,
@@ -205,7 +221,7 @@ class Monitor:
             label_lag_days=mean_of(last_day.lag_days) if n_last else NAN,
             label_arrival_ratio=float(n_last / max(expected, 1.0)),
             label_balance_gap=balance_gap(last_day),
-            auc_last_day=roc_auc(last_day.score, last_day.label),
+            auc_last_day=auc_last_day,
             auc_reference=live.holdout_auc,
             error_asymmetry=error_asymmetry(last_day),
             labels_last_day=n_last,

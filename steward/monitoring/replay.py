@@ -24,7 +24,12 @@ class LogReplay:
         self.predictions = predictions
         self.labels = labels
         self.log = ServiceLog.ahead_of_time(predictions.batch)
-        self._by_retraction = np.argsort(labels.retracted_at, kind="stable")
+        retracted = labels.retracted_at
+        if bool(np.all(retracted == np.inf)):  # never retracted: all equal, order kept
+            self._by_retraction = np.arange(retracted.shape[0])
+        else:
+            self._by_retraction = np.argsort(retracted, kind="stable")
+        self._retraction_times = retracted[self._by_retraction]
         self._next_label = 0
         self._next_retraction = 0
         self.now = -np.inf
@@ -49,7 +54,7 @@ class LogReplay:
             log.record_arrivals(arrived_rows, labels.label[new])
             self._next_label = arrived
         order = self._by_retraction
-        retracted = int(np.searchsorted(labels.retracted_at[order], now, side="right"))
+        retracted = int(np.searchsorted(self._retraction_times, now, side="right"))
         if retracted > self._next_retraction:
             gone = order[self._next_retraction : retracted]
             for at in np.unique(labels.retracted_at[gone]):

@@ -16,6 +16,7 @@ way :class:`steward.monitoring.monitor.Monitor` computes the same portfolio from
 
 from typing import NamedTuple
 
+import numba
 import numpy as np
 
 # per-row columns: name -> (dtype, trailing shape from n_features)
@@ -34,6 +35,9 @@ ROW_COLUMNS: dict[str, np.dtype] = {
     "purged": np.dtype(bool),  # the label was retracted
     "usable": np.dtype(bool),  # the label arrived and was not retracted
 }
+
+
+ONE_PASS_ARRIVALS = 65_536  # arrivals recorded at once from which one compiled pass pays
 
 
 class PredictionBatch(NamedTuple):
@@ -193,11 +197,23 @@ class ServiceLog:
             rows_grown[: self.n_arrivals] = self.arrival_rows[: self.n_arrivals]
             times_grown[: self.n_arrivals] = self.arrival_times[: self.n_arrivals]
             self.arrival_rows, self.arrival_times = rows_grown, times_grown
-        if labels is not None:
-            self.y_label[rows] = labels
-        self.usable[rows] = True
-        self.arrival_rows[self.n_arrivals : self.n_arrivals + k] = rows
-        self.arrival_times[self.n_arrivals : self.n_arrivals + k] = self.t_arrive[rows]
+        if k >= ONE_PASS_ARRIVALS and rows.dtype == np.int64:
+            _record_arrivals(
+                rows,
+                np.zeros(0, np.int8) if labels is None else labels.astype(np.int8, copy=False),
+                labels is not None,
+                self.y_label,
+                self.usable,
+                self.t_arrive,
+                self.arrival_rows[self.n_arrivals : self.n_arrivals + k],
+                self.arrival_times[self.n_arrivals : self.n_arrivals + k],
+            )
+        else:
+            if labels is not None:
+                self.y_label[rows] = labels
+            self.usable[rows] = True
+            self.arrival_rows[self.n_arrivals : self.n_arrivals + k] = rows
+            self.arrival_times[self.n_arrivals : self.n_arrivals + k] = self.t_arrive[rows]
         self.n_arrivals += k
 
     def purge(self, rows: np.ndarray, at: float) -> None:
@@ -225,3 +241,25 @@ class ServiceLog:
     def count_usable(self, first_row: int) -> int:
         """Served rows from ``first_row`` on whose label arrived and was not purged."""
         return int(np.count_nonzero(self.usable[first_row : self.n]))
+
+
+@numba.njit(cache=True, nogil=True)
+def _record_arrivals(
+    rows: np.ndarray,
+    labels: np.ndarray,
+    has_labels: bool,
+    y_label: np.ndarray,
+    usable: np.ndarray,
+    t_arrive: np.ndarray,
+    arrival_rows: np.ndarray,
+    arrival_times: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """:meth:`ServiceLog.record_arrivals` in one pass (a row given twice keeps its last
+    label, as NumPy's assignment does)."""
+    for j in range(rows.shape[0]):
+        row = rows[j]
+        if has_labels:
+            y_label[row] = labels[j]
+        usable[row] = True
+        arrival_rows[j] = row
+        arrival_times[j] = t_arrive[row]

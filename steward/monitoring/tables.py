@@ -30,24 +30,30 @@ a label for an unknown prediction is counted and reported, not joined; a duplica
 prediction id keeps its first row.
 """
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from steward.errors import ConfigError
+from steward.monitoring.background import Beside
+from steward.monitoring.id_join import all_distinct, join_rows, sequence_rows
+from steward.monitoring.parquet_columns import PARQUET_SUFFIXES, read_numbers
 from steward.monitoring.service_log import PredictionBatch
+from steward.monitoring.table_rules import (
+    RULE_AFTER_ARRIVAL,
+    RULE_AFTER_SERVED,
+    LogTableError,
+    all_finite,
+    bad_row,
+    checked_days,
+    checked_values,
+)
 
 PREDICTION_COLUMNS = ("prediction_id", "served_at", "model_version", "score")
 LABEL_COLUMNS = ("prediction_id", "label", "arrived_at")
 FEATURE_PREFIX = "feature_"
-
-
-class LogTableError(ConfigError):
-    """A prediction or label table that cannot be read: names the file, row and field."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,7 @@ def read_table(path: str | Path, what: str) -> pd.DataFrame:
     if not path.exists():
         raise LogTableError(what, "no such file", "pass an existing CSV or Parquet file", str(path))
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
+        if path.suffix.lower() in PARQUET_SUFFIXES:
             return pd.read_parquet(path)
         if path.suffix.lower() in (".csv", ".gz") or path.name.endswith(".csv.gz"):
             return pd.read_csv(path)
@@ -130,25 +136,16 @@ def read_table(path: str | Path, what: str) -> pd.DataFrame:
     raise LogTableError(what, "unknown file type", "use .csv, .csv.gz or .parquet", str(path))
 
 
-def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
+def _require_columns(
+    frame: pd.DataFrame | Mapping[str, np.ndarray], columns: tuple[str, ...], what: str
+) -> None:
+    names = frame.columns if isinstance(frame, pd.DataFrame) else frame
+    missing = [c for c in columns if c not in names]
     if missing:
         raise LogTableError(
             f"{what}.{missing[0]}",
             "missing column",
             f"the {what} table needs columns {', '.join(columns)}",
-        )
-
-
-def _bad_row(given: Any, bad: np.ndarray, what: str, column: str, rule: str) -> None:
-    """Raise naming the first row where ``bad`` holds (``given``: the column as written, a
-    Series or an array, whose value the message shows)."""
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        got = given.iloc[i] if isinstance(given, pd.Series) else given[i]
-        got = got.item() if isinstance(got, np.generic) else got
-        raise LogTableError(
-            f"{what}[{i}].{column}", f"{rule} (got {got!r})", f"fix row {i} of the {what} table"
         )
 
 
@@ -168,14 +165,17 @@ def to_days(values: pd.Series, origin: pd.Timestamp | None, what: str, column: s
     return np.asarray(days.to_numpy(dtype=np.float64, na_value=np.nan))
 
 
+def stated_origin(origin: str) -> pd.Timestamp:
+    """A stated day 0 (a timestamp without a zone is UTC)."""
+    return (
+        pd.Timestamp(origin, tz="UTC") if pd.Timestamp(origin).tz is None else pd.Timestamp(origin)
+    )
+
+
 def time_origin(frame: pd.DataFrame, origin: str | None) -> pd.Timestamp | None:
     """Day 0 of a log with timestamps: ``origin`` or midnight UTC of the first prediction."""
     if origin:
-        return (
-            pd.Timestamp(origin, tz="UTC")
-            if pd.Timestamp(origin).tz is None
-            else pd.Timestamp(origin)
-        )
+        return stated_origin(origin)
     served = frame["served_at"]
     if pd.api.types.is_numeric_dtype(served):
         return None
@@ -183,9 +183,14 @@ def time_origin(frame: pd.DataFrame, origin: str | None) -> pd.Timestamp | None:
     return pd.Timestamp(first).normalize()
 
 
+def _ascending(times: np.ndarray) -> bool:
+    """``times`` never go down (NaN-free times: each is >= the one before)."""
+    return bool(np.all(times[1:] >= times[:-1]))
+
+
 def _by_time(times: np.ndarray) -> np.ndarray:
     """The order that sorts ``times``, equal times kept in their given order."""
-    if bool(np.all(times[1:] >= times[:-1])):  # logs are usually written in time order
+    if _ascending(times):  # logs are usually written in time order
         return np.arange(times.shape[0])
     order = np.argsort(times)  # introsort: faster than a stable sort, and ties are rare
     ordered = times[order]
@@ -201,56 +206,10 @@ def prediction_ids(values: pd.Series) -> np.ndarray:
     return values.astype(str).to_numpy(dtype=object)
 
 
-def join_rows(prediction_id: np.ndarray, label_id: np.ndarray) -> np.ndarray:
-    """For each label id, the position of its prediction (-1: no such prediction).
-
-    ``prediction_id`` holds each id once. Integer and string ids join as text.
-    """
-    if prediction_id.dtype != label_id.dtype:
-        prediction_id, label_id = prediction_id.astype(str), label_id.astype(str)
-    n = prediction_id.shape[0]
-    codes, uniques = pd.factorize(np.concatenate([prediction_id, label_id]))
-    position = np.full(len(uniques), -1, dtype=np.int64)
-    position[codes[:n]] = np.arange(n)
-    return position[codes[n:]]
-
-
 # the optional and required numeric columns of a predictions table, in the order checked
 PREDICTION_NUMBERS = (
     "score", "model_version", "shadow_score", "region", "latency_ms", "weight",
 )  # fmt: skip
-RULE_TIME = "must be a finite time"
-RULE_AFTER_SERVED = "is before the prediction"
-RULE_AFTER_ARRIVAL = "is before the label arrived"
-
-
-def _in_unit_interval(v: np.ndarray) -> np.ndarray:
-    return (v >= 0.0) & (v <= 1.0)
-
-
-def _whole(v: np.ndarray) -> np.ndarray:
-    return np.isfinite(v) & (v == np.round(v))
-
-
-# a numeric column's rule: which values are valid (NaN fails every comparison) and why not
-COLUMN_RULES: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
-    "score": (_in_unit_interval, "must be a finite number in [0, 1]"),
-    "shadow_score": (lambda v: np.isnan(v) | _in_unit_interval(v), "must be in [0, 1] or empty"),
-    "model_version": (_whole, "must be an integer"),
-    "region": (lambda v: _whole(v) & (v >= 0) & (v <= 127), "must be an integer in [0, 127]"),
-    "latency_ms": (lambda v: np.isnan(v) | ((v >= 0) & np.isfinite(v)), "must be >= 0 or empty"),
-    "weight": (lambda v: np.isfinite(v) & (v > 0), "must be a number > 0"),
-    "label": (lambda v: (v == 0.0) | (v == 1.0), "must be 0 or 1"),
-}
-
-
-def checked_values(values: np.ndarray, what: str, column: str, given: Any = None) -> np.ndarray:
-    """A numeric column (float64, NaN where empty) checked against its rule (``given``: the
-    column as written, for the message; default ``values``)."""
-    valid, rule = COLUMN_RULES[column]
-    with np.errstate(invalid="ignore"):
-        _bad_row(values if given is None else given, ~valid(values), what, column, rule)
-    return values
 
 
 def checked_column(frame: pd.DataFrame, what: str, column: str) -> np.ndarray | None:
@@ -259,12 +218,6 @@ def checked_column(frame: pd.DataFrame, what: str, column: str) -> np.ndarray | 
         return None
     values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
     return checked_values(values, what, column, frame[column])
-
-
-def checked_days(days: np.ndarray, what: str, column: str, given: Any = None) -> np.ndarray:
-    """A time column in days, every value finite (``given``: as written, for the message)."""
-    _bad_row(days if given is None else given, ~np.isfinite(days), what, column, RULE_TIME)
-    return days
 
 
 def checked_time(
@@ -308,14 +261,12 @@ def prediction_table(
     what = "predictions"
     score, version = numbers["score"], numbers["model_version"]
     assert score is not None and version is not None  # required columns
-    if features is not None:
-        bad_feature = ~np.isfinite(features)
-        if bad_feature.any():
-            i, j = (int(k) for k in np.argwhere(bad_feature)[0])
-            name = feature_columns[j] if feature_columns else f"{FEATURE_PREFIX}{j}"
-            raise LogTableError(
-                f"{what}[{i}].{name}", "must be a finite number", f"fix row {i} of the {what} table"
-            )
+    if features is not None and not all_finite(features):
+        i, j = (int(k) for k in np.argwhere(~np.isfinite(features))[0])
+        name = feature_columns[j] if feature_columns else f"{FEATURE_PREFIX}{j}"
+        raise LogTableError(
+            f"{what}[{i}].{name}", "must be a finite number", f"fix row {i} of the {what} table"
+        )
     shadow, region = numbers.get("shadow_score"), numbers.get("region")
     latency, weight = numbers.get("latency_ms"), numbers.get("weight")
     first = np.ones(ids.shape[0], dtype=bool)
@@ -325,19 +276,27 @@ def prediction_table(
         if len(uniques) < codes.shape[0]:  # re-sent predictions: keep each id's first row
             first[:] = False
             first[np.unique(codes, return_index=True)[1]] = True
-    order = np.flatnonzero(first)
-    order = order[_by_time(served[order])]
+    n_duplicates = int((~first).sum())
+    order: np.ndarray | None = None  # None: the rows as they stand
+    if n_duplicates or not _ascending(served):
+        order = np.flatnonzero(first)
+        order = order[_by_time(served[order])]
     batch = PredictionBatch(
-        served_at=served[order],
-        version=version[order].astype(np.int32),
-        score=score[order],
-        features=None if features is None else features[order],
-        region=None if region is None else region[order].astype(np.int8),
-        shadow=None if shadow is None else shadow[order],
-        weight=None if weight is None else weight[order],
-        latency_ms=None if latency is None else latency[order],
+        served_at=_rows(served, order),
+        version=_rows(version, order).astype(np.int32),
+        score=_rows(score, order),
+        features=None if features is None else _rows(features, order),
+        region=None if region is None else _rows(region, order).astype(np.int8),
+        shadow=None if shadow is None else _rows(shadow, order),
+        weight=None if weight is None else _rows(weight, order),
+        latency_ms=None if latency is None else _rows(latency, order),
     )
-    return PredictionTable(ids[order], batch, duplicates=int((~first).sum()))
+    return PredictionTable(_rows(ids, order), batch, duplicates=n_duplicates)
+
+
+def _rows(values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+    """``values[order]``, or ``values`` itself when ``order`` is None (all rows as they are)."""
+    return values if order is None else values[order]
 
 
 def labels_from_frame(
@@ -376,7 +335,7 @@ def label_table(
     retracted: np.ndarray,
     prediction_id: np.ndarray,
     served_at: np.ndarray,
-    given: pd.DataFrame | None = None,
+    given: pd.DataFrame | Mapping[str, np.ndarray] | None = None,
 ) -> LabelTable:
     """Labels from checked columns (:func:`checked_days`, :func:`checked_values`), joined
     to predictions, each prediction's first label kept, sorted by arrival.
@@ -395,42 +354,141 @@ def label_table(
             it arrived.
     """
     what = "labels"
-    row = join_rows(prediction_id, label_ids)
-    known = row >= 0
-    served = np.full(row.shape[0], -np.inf)
-    served[known] = served_at[row[known]]  # (no known prediction: none to look up)
     shown_arrived = arrived if given is None else given["arrived_at"]
     shown_retracted = retracted if given is None else given.get("retracted_at")
-    _bad_row(shown_arrived, known & (arrived < served), what, "arrived_at", RULE_AFTER_SERVED)
-    _bad_row(shown_retracted, retracted < arrived, what, "retracted_at", RULE_AFTER_ARRIVAL)
-    keep = np.flatnonzero(known)
-    # each prediction's first label, in prediction order: writing in reverse leaves the first
-    by_row = np.full(prediction_id.shape[0], -1, dtype=np.int64)
-    by_row[row[keep[::-1]]] = keep[::-1]
-    first = by_row[by_row >= 0]
-    ordered = arrived[keep]
-    if first.shape[0] == keep.shape[0] and bool(np.all(ordered[1:] > ordered[:-1])):
-        order = keep  # one label each, written in arrival order with no ties: as it stands
-    else:  # by arrival, ties in prediction (serve) order
-        order = first[_by_time(arrived[first])]
-    return LabelTable(
-        row=row[order],
-        label=label[order].astype(np.int8),
-        arrived_at=arrived[order],
-        retracted_at=retracted[order],
-        unknown_prediction=int((~known).sum()),
-        duplicates=int(keep.shape[0] - first.shape[0]),
+    row = sequence_rows(prediction_id, label_ids, arrived, served_at)
+    if row is not None:  # the common case, checked in one pass: nothing to reorder or drop
+        bad_row(shown_retracted, retracted < arrived, what, "retracted_at", RULE_AFTER_ARRIVAL)
+        return LabelTable(row, label.astype(np.int8), arrived, retracted, 0, 0)
+    row = join_rows(prediction_id, label_ids)
+    known = row >= 0
+    all_known = bool(known.all())
+    if all_known:
+        served = served_at[row]
+    else:
+        served = np.full(row.shape[0], -np.inf)
+        served[known] = served_at[row[known]]  # (no known prediction: none to look up)
+    bad_row(shown_arrived, known & (arrived < served), what, "arrived_at", RULE_AFTER_SERVED)
+    bad_row(shown_retracted, retracted < arrived, what, "retracted_at", RULE_AFTER_ARRIVAL)
+    order: np.ndarray | None = None  # None: the labels as they stand
+    n_kept = n_first = row.shape[0]
+    as_written = (  # every label known, one each, in arrival order with no ties
+        all_known
+        and bool(np.all(arrived[1:] > arrived[:-1]))
+        and all_distinct(row, prediction_id.shape[0])
     )
+    if not as_written:
+        keep = np.flatnonzero(known)
+        # each prediction's first label, in prediction order: writing in reverse leaves the first
+        by_row = np.full(prediction_id.shape[0], -1, dtype=np.int64)
+        by_row[row[keep[::-1]]] = keep[::-1]
+        first = by_row[by_row >= 0]
+        n_kept, n_first = keep.shape[0], first.shape[0]
+        ordered = arrived[keep]
+        if n_first == n_kept and bool(np.all(ordered[1:] > ordered[:-1])):
+            order = keep  # one label each, written in arrival order with no ties: as it stands
+        else:  # by arrival, ties in prediction (serve) order
+            order = first[_by_time(arrived[first])]
+    return LabelTable(
+        row=_rows(row, order),
+        label=_rows(label, order).astype(np.int8),
+        arrived_at=_rows(arrived, order),
+        retracted_at=_rows(retracted, order),
+        unknown_prediction=row.shape[0] - n_kept,
+        duplicates=n_kept - n_first,
+    )
+
+
+def _floats(values: np.ndarray) -> np.ndarray:
+    """A numeric column as float64 (no copy when it already is)."""
+    return np.asarray(values, dtype=np.float64)
+
+
+def predictions_from_arrays(columns: Mapping[str, np.ndarray]) -> PredictionTable:
+    """Validate and sort predictions read as arrays (:func:`read_numbers`): the same
+    checks, in the same order, as :func:`predictions_from_frame` on the same values.
+
+    Args:
+        columns: name -> values in file order; times in days, integer prediction ids.
+    """
+    what = "predictions"
+    _require_columns(columns, PREDICTION_COLUMNS, what)
+    written = columns["served_at"]
+    served = checked_days(_floats(written), what, "served_at", written)
+    numbers = {
+        column: None
+        if column not in columns
+        else checked_values(_floats(columns[column]), what, column, columns[column])
+        for column in PREDICTION_NUMBERS
+    }
+    feature_columns = [c for c in columns if c.startswith(FEATURE_PREFIX)]
+    features = None
+    if feature_columns:  # column-major: each input is copied in one piece
+        features = np.empty((len(feature_columns), written.shape[0])).T
+        for j, name in enumerate(feature_columns):
+            features[:, j] = columns[name]
+    ids = columns["prediction_id"].astype(np.int64, copy=False)
+    return prediction_table(ids, served, numbers, features, feature_columns)
+
+
+def labels_from_arrays(
+    columns: Mapping[str, np.ndarray], prediction_id: np.ndarray, served_at: np.ndarray
+) -> LabelTable:
+    """Validate labels read as arrays (:func:`read_numbers`), join them to predictions and
+    sort them by arrival, as :func:`labels_from_frame` does with the same values.
+
+    Args:
+        columns: name -> values; times in days, integer prediction ids.
+        prediction_id: the known predictions' ids (each once).
+        served_at: when each of them was served (days).
+    """
+    what = "labels"
+    _require_columns(columns, LABEL_COLUMNS, what)
+    written = columns["arrived_at"]
+    arrived = checked_days(_floats(written), what, "arrived_at", written)
+    label = checked_values(_floats(columns["label"]), what, "label", columns["label"])
+    retracted = np.full(arrived.shape[0], np.inf)
+    if "retracted_at" in columns:
+        stated = _floats(columns["retracted_at"])
+        given = ~np.isnan(stated)
+        retracted[given] = stated[given]
+    label_ids = columns["prediction_id"].astype(np.int64, copy=False)
+    return label_table(label_ids, arrived, label, retracted, prediction_id, served_at, columns)
+
+
+def _prediction_column(name: str) -> bool:
+    return (
+        name in PREDICTION_COLUMNS or name in PREDICTION_NUMBERS or name.startswith(FEATURE_PREFIX)
+    )
+
+
+def _label_column(name: str) -> bool:
+    return name in LABEL_COLUMNS or name == "retracted_at"
 
 
 def read_logs(
     predictions: str | Path, labels: str | Path, origin: str | None = None
 ) -> tuple[PredictionTable, LabelTable]:
-    """Read and join a prediction log and a label log (CSV or Parquet)."""
-    prediction_frame = read_table(predictions, "predictions")
-    _require_columns(prediction_frame, PREDICTION_COLUMNS, "predictions")
-    day_zero = time_origin(prediction_frame, origin)
-    table = predictions_from_frame(prediction_frame, day_zero)
+    """Read and join a prediction log and a label log (CSV or Parquet).
+
+    A Parquet log of plain numbers (times in days, integer ids, no gaps) is read straight
+    into arrays (:func:`read_numbers`); any other goes through a pandas frame. Either way
+    the tables, and the errors, are the same.
+    """
+    # the label file is read on a second thread while the predictions are checked
+    label_columns = Beside(True, read_numbers, labels, _label_column)
+    columns = read_numbers(predictions, _prediction_column)
+    if columns is not None:
+        day_zero = stated_origin(origin) if origin else None
+        table = predictions_from_arrays(columns)
+    else:
+        prediction_frame = read_table(predictions, "predictions")
+        _require_columns(prediction_frame, PREDICTION_COLUMNS, "predictions")
+        day_zero = time_origin(prediction_frame, origin)
+        table = predictions_from_frame(prediction_frame, day_zero)
+    columns = label_columns.result()
+    if columns is not None:
+        return table, labels_from_arrays(columns, table.prediction_id, table.batch.served_at)
     label_frame = read_table(labels, "labels")
     return table, labels_from_frame(
         label_frame, table.prediction_id, table.batch.served_at, day_zero
