@@ -2,9 +2,10 @@
 
 A batch of predictions or labels for a service is checked against the tables' rules and
 what the service holds (:meth:`~steward.agent.ingestion.ServiceEvents.prepare_predictions`),
-its new rows are committed to the audit database with the service's counters, and only
-then kept in memory and acknowledged: a batch the database refused leaves nothing
-behind, and nothing acknowledged is lost when the process dies. A service's batches and
+its new events are committed to the audit database as one row, with the service's
+counters (:mod:`steward.agent.ingestion_sql`), and only then kept in memory and
+acknowledged: a batch the database refused leaves nothing behind, and nothing
+acknowledged is lost when the process dies. A service's batches and
 its decisions' portfolios take turns under its lock, so a decision sees exactly the
 events committed before it, and records how many it saw.
 """
@@ -17,7 +18,7 @@ from typing import Any
 
 from steward.agent.event_columns import LabelColumns, PredictionColumns
 from steward.agent.ingestion import BatchReport, IngestionCounts, ServiceEvents
-from steward.agent.ingestion_sql import label_rows, prediction_rows, retraction_rows
+from steward.agent.ingestion_sql import label_batch, prediction_batch
 from steward.agent.monitored import MonitoredService
 from steward.agent.server.audit.log import AuditLog, AuditUnavailableError
 from steward.agent.server.decision.sources import Computed, OutOfOrderError
@@ -116,9 +117,9 @@ class IngestedServices:
         async with service.lock:
             report = await self._prepared(service, service.events.prepare_predictions, batch)
             assert report.predictions is not None
-            rows = prediction_rows(service_id, report.predictions, service.next_prediction_seq)
-            await self._commit(service, report, {"predictions": rows})
-            service.next_prediction_seq += len(rows)
+            stored = prediction_batch(report.predictions, service.next_prediction_seq)
+            await self._commit(service, report, stored)
+            service.next_prediction_seq += len(report.predictions)
             return report
 
     async def add_labels(self, service_id: str, batch: LabelColumns) -> BatchReport:
@@ -126,11 +127,9 @@ class IngestedServices:
         service = self.get(service_id)
         async with service.lock:
             report = await self._prepared(service, service.events.prepare_labels, batch)
-            first = service.next_label_seq
-            labels = label_rows(service_id, report.labels, first)
-            retractions = retraction_rows(service_id, report.retracted, first + len(labels))
-            await self._commit(service, report, {"labels": labels, "retractions": retractions})
-            service.next_label_seq += len(labels) + len(retractions)
+            stored = label_batch(report.labels, report.retracted, service.next_label_seq)
+            await self._commit(service, report, stored)
+            service.next_label_seq += len(report.labels) + len(report.retracted)
             return report
 
     async def refuse(self, service_id: str, rows: int) -> None:
@@ -150,10 +149,10 @@ class IngestedServices:
         return report
 
     async def _commit(
-        self, service: IngestedService, report: BatchReport, rows: dict[str, Any]
+        self, service: IngestedService, report: BatchReport, batch: list[Any] | None
     ) -> None:
-        counts = service.events.counts_after(report)
-        write = {"service_id": service.spec.service_id, **rows, "counts": counts.to_dict()}
+        counts = service.events.counts_after(report).to_dict()
+        write = {"service_id": service.spec.service_id, "batch": batch, "counts": counts}
         await self.audit.submit_events(write)
         service.events.keep(report)
 
