@@ -211,8 +211,10 @@ class ServiceEvents:
             LogTableError: a bad row (named; its rows are counted as refused).
         """
         table, rows = self._prediction_table(batch)
-        # ids are kept as text (labels join on text)
-        table = PredictionTable(table.prediction_id.astype(str), table.batch, table.duplicates)
+        ids = table.prediction_id
+        if ids.dtype != np.object_:  # ids are kept as text (labels join on text)
+            ids = ids.astype(str).astype(np.object_)
+        table = PredictionTable(ids, table.batch, table.duplicates)
         if table.n_features != self.n_features:
             raise self._refuse(
                 rows,
@@ -222,10 +224,14 @@ class ServiceEvents:
                     f"send {self.n_features} feature_* columns",
                 ),
             )
-        ids = table.prediction_id
-        new = np.fromiter((i not in self._served_at for i in ids), dtype=bool, count=len(ids))
-        duplicates = table.duplicates + int((~new).sum())
-        kept = table.take(np.flatnonzero(new))
+        listed = ids.tolist()
+        seen = self._served_at.keys() & listed  # (a set operation: no loop in Python)
+        if seen:
+            new = np.fromiter((i not in seen for i in listed), dtype=bool, count=len(listed))
+            kept = table.take(np.flatnonzero(new))
+        else:
+            kept = PredictionTable(ids, table.batch, duplicates=0)
+        duplicates = table.duplicates + len(table) - len(kept)
         return BatchReport(len(kept), duplicates, predictions=kept)
 
     def prepare_labels(self, batch: Batch) -> BatchReport:
@@ -290,7 +296,7 @@ class ServiceEvents:
         kept = report.predictions
         if kept is not None and len(kept):
             self._served_at.update(
-                zip(kept.prediction_id, kept.batch.served_at.tolist(), strict=True)
+                zip(kept.prediction_id.tolist(), kept.batch.served_at.tolist(), strict=True)
             )
             self._pending_predictions.append(kept)
         for prediction_id, label, arrived, retracted in report.labels:

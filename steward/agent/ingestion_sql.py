@@ -25,12 +25,13 @@ that holds events in that form rebuilds them too; nothing writes to them.
 
 The agent server commits a batch's row (:func:`write_events`, in the audit trail's
 transaction) before it acknowledges the batch; the tables live in its audit database
-beside the decisions. A write is plain JSON data (the payload as base64 text), so it
-crosses the audit writer's pipe as it is.
+beside the decisions. A write is plain data (the payload bytes travel the audit writer's
+pipe as base64 text).
 """
 
 import base64
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -125,8 +126,9 @@ def _dialect_insert(dialect: Dialect, table: Table) -> Any:
 
 # -- a batch as a write -----------------------------------------------------------------------
 def _batch(kind: str, first_seq: int, events: int, payload: bytes) -> list[Any]:
-    """A write's ``batch``: ``[kind, first_seq, events, payload as base64 text]``."""
-    return [kind, first_seq, events, base64.b64encode(payload).decode("ascii")]
+    """A write's ``batch``: ``[kind, first_seq, events, payload]`` (the payload's bytes,
+    or their base64 text once it crossed the audit writer's pipe)."""
+    return [kind, first_seq, events, payload]
 
 
 def prediction_batch(table: PredictionTable, first_seq: int) -> list[Any] | None:
@@ -146,7 +148,7 @@ def prediction_batch(table: PredictionTable, first_seq: int) -> list[Any] | None
     }
     columns.update({name: values for name, values in optional.items() if values is not None})
     ids = table.prediction_id.tolist()
-    if not all(type(i) is str for i in ids):
+    if set(map(type, ids)) != {str}:
         ids = [str(i) for i in ids]
     payload = event_payload.encode(ids, columns)
     return _batch(PREDICTIONS, first_seq, n, payload)
@@ -173,6 +175,31 @@ def label_batch(
     return _batch(LABELS, first_seq, n, payload)
 
 
+def _upsert_counts(dialect: Dialect) -> Any:
+    statement = _dialect_insert(dialect, counts_table)
+    return statement.on_conflict_do_update(
+        index_elements=["service_id"], set_={name: statement.excluded[name] for name in COUNT_NAMES}
+    )
+
+
+BATCH_ROW = ("service_id", "kind", "first_seq", "events", "payload")
+COUNTS_ROW = ("service_id", *COUNT_NAMES)
+
+
+@lru_cache(maxsize=8)
+def _sqlite_statements(dialect: Dialect) -> tuple[str, str]:
+    """The batch INSERT and the counters' upsert in the driver's paramstyle (compiled once)."""
+    out = []
+    for statement, columns in (
+        (insert(batches_table), BATCH_ROW),
+        (_upsert_counts(dialect), COUNTS_ROW),
+    ):
+        compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+        assert tuple(compiled.positiontup or ()) == columns, compiled.positiontup
+        out.append(str(compiled))
+    return out[0], out[1]
+
+
 def write_events(connection: Connection, write: Mapping[str, Any]) -> int:
     """Store one batch in the connection's open transaction; returns the events stored.
 
@@ -187,33 +214,35 @@ def write_events(connection: Connection, write: Mapping[str, Any]) -> int:
             overwritten).
     """
     service_id = str(write["service_id"])
-    stored = 0
     batch = write.get("batch")
+    row = None
     if batch is not None:
-        kind, first_seq, events, text = batch
-        payload = base64.b64decode(text, validate=True)
-        connection.execute(
-            insert(batches_table).values(
-                service_id=service_id,
-                kind=kind,
-                first_seq=int(first_seq),
-                events=int(events),
-                payload=payload,
-            )
-        )
-        stored = int(events)
+        kind, first_seq, events, payload = batch
+        if not isinstance(payload, bytes):  # base64 text: it came through the pipe
+            payload = base64.b64decode(payload, validate=True)
+        row = (service_id, str(kind), int(first_seq), int(events), payload)
     counts = write.get("counts")
-    if counts is not None:
-        _store_counts(connection, service_id, counts)
-    return stored
+    counted = None if counts is None else (service_id, *(int(counts[n]) for n in COUNT_NAMES))
+    if connection.dialect.name == "sqlite":  # the driver alone: SQLAlchemy's statement
+        driver = connection.connection.driver_connection  # building costs more than the insert
+        assert driver is not None
+        batch_insert, counts_upsert = _sqlite_statements(connection.dialect)
+        if row is not None:
+            driver.execute(batch_insert, row)
+        if counted is not None:
+            driver.execute(counts_upsert, counted)
+    else:
+        if row is not None:
+            connection.execute(insert(batches_table), dict(zip(BATCH_ROW, row, strict=True)))
+        if counted is not None:
+            connection.execute(
+                _upsert_counts(connection.dialect), dict(zip(COUNTS_ROW, counted, strict=True))
+            )
+    return 0 if row is None else row[3]
 
 
 def _store_counts(connection: Connection, service_id: str, counts: Mapping[str, int]) -> None:
-    values = {name: int(counts[name]) for name in COUNT_NAMES}
-    statement = _dialect_insert(connection.dialect, counts_table).values(
-        service_id=service_id, **values
-    )
-    connection.execute(statement.on_conflict_do_update(index_elements=["service_id"], set_=values))
+    write_events(connection, {"service_id": service_id, "counts": counts})
 
 
 def next_seq(connection: Connection, kind: str, service_id: str) -> int:
