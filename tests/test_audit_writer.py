@@ -164,7 +164,7 @@ def test_event_batches_cross_the_pipe_as_bytes_and_come_back_the_same(tmp_path: 
         for k in range(3)
     ]  # fmt: skip
     writes = [
-        {"service_id": "svc", "batch": prediction_batch(r.predictions, 10 * k), "counts": None}
+        {"service_id": "svc", "batches": [prediction_batch(r.predictions, 10 * k)], "counts": None}
         for k, r in enumerate(reports)
         if r.predictions is not None
     ]

@@ -201,44 +201,44 @@ def _sqlite_statements(dialect: Dialect) -> tuple[str, str]:
 
 
 def write_events(connection: Connection, write: Mapping[str, Any]) -> int:
-    """Store one batch in the connection's open transaction; returns the events stored.
+    """Store batches in the connection's open transaction; returns the events stored.
 
     Args:
         connection: a connection in a transaction (its caller commits).
-        write: ``service_id``; ``batch`` (:func:`prediction_batch`, :func:`label_batch`;
-            optional, ``None``: nothing new); ``counts``: the service's counters after
-            the batch (optional).
+        write: ``service_id``; ``batches`` (:func:`prediction_batch`'s and
+            :func:`label_batch`'s, optional); ``counts``: the service's counters after
+            them (optional).
 
     Raises:
         IntegrityError: a batch whose sequence numbers are stored already (never
             overwritten).
     """
     service_id = str(write["service_id"])
-    batch = write.get("batch")
-    row = None
-    if batch is not None:
-        kind, first_seq, events, payload = batch
+    rows = []
+    for kind, first_seq, events, payload in write.get("batches", ()):
         if not isinstance(payload, bytes):  # base64 text: it came through the pipe
             payload = base64.b64decode(payload, validate=True)
-        row = (service_id, str(kind), int(first_seq), int(events), payload)
+        rows.append((service_id, str(kind), int(first_seq), int(events), payload))
     counts = write.get("counts")
     counted = None if counts is None else (service_id, *(int(counts[n]) for n in COUNT_NAMES))
     if connection.dialect.name == "sqlite":  # the driver alone: SQLAlchemy's statement
         driver = connection.connection.driver_connection  # building costs more than the insert
         assert driver is not None
         batch_insert, counts_upsert = _sqlite_statements(connection.dialect)
-        if row is not None:
-            driver.execute(batch_insert, row)
+        if rows:
+            driver.executemany(batch_insert, rows)
         if counted is not None:
             driver.execute(counts_upsert, counted)
     else:
-        if row is not None:
-            connection.execute(insert(batches_table), dict(zip(BATCH_ROW, row, strict=True)))
+        if rows:
+            connection.execute(
+                insert(batches_table), [dict(zip(BATCH_ROW, row, strict=True)) for row in rows]
+            )
         if counted is not None:
             connection.execute(
                 _upsert_counts(connection.dialect), dict(zip(COUNTS_ROW, counted, strict=True))
             )
-    return 0 if row is None else row[3]
+    return sum(row[3] for row in rows)
 
 
 def _store_counts(connection: Connection, service_id: str, counts: Mapping[str, int]) -> None:
@@ -264,9 +264,8 @@ def store_predictions(
 ) -> int:
     """Store a validated batch's new predictions (a report's); returns how many."""
     seq = next_seq(connection, PREDICTIONS, service_id) if first_seq is None else first_seq
-    return write_events(
-        connection, {"service_id": service_id, "batch": prediction_batch(table, seq)}
-    )
+    batch = prediction_batch(table, seq)
+    return write_events(connection, {"service_id": service_id, "batches": [batch] if batch else []})
 
 
 def store_labels(
@@ -279,8 +278,8 @@ def store_labels(
     """Store new labels and retractions of stored ones (a :class:`BatchReport`'s
     ``labels`` and ``retracted``); returns how many events."""
     seq = next_seq(connection, LABELS, service_id) if first_seq is None else first_seq
-    write = {"service_id": service_id, "batch": label_batch(labels, retracted, seq)}
-    return write_events(connection, write)
+    batch = label_batch(labels, retracted, seq)
+    return write_events(connection, {"service_id": service_id, "batches": [batch] if batch else []})
 
 
 def store_counts(connection: Connection, service_id: str, counts: IngestionCounts) -> None:
