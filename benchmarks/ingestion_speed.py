@@ -1,20 +1,27 @@
-"""Rows per second into ``POST /v1/services/{id}/predictions`` beside a bare endpoint.
+"""Rows per second into ``POST /v1/services/{id}/predictions`` beside bare endpoints.
 
     python benchmarks/ingestion_speed.py [--policy RUN/policy.json] [--runs 5]
-                                         [--batches 4] [--json PATH]
+                                         [--batches 16] [--json PATH]
 
 Starts two servers the same way (uvicorn, one process each): the agent server
 (``python -m steward.agent.server`` with one configured service and a fresh SQLite audit
-trail: every answer waits for its batch's commit) and a bare FastAPI app whose endpoint
-reads the request body and returns a constant (a second bare endpoint that also decodes
-the JSON is measured for context). Sixteen keep-alive connections each send
+trail: every answer waits for its batch's commit) and a bare FastAPI app with three
+reference endpoints: ``/bare`` reads the request body and returns a constant (the
+target's reference), ``/bare-json`` also decodes the JSON (the least any JSON endpoint
+does), and ``/bare-validate`` decodes it and reads its rows with the agent server's own
+column reader (:func:`steward.agent.server.http.events.prediction_columns`: every
+value's type and range checked) and stores nothing: the ceiling of any endpoint that
+validates the rows as the agent server does. Sixteen keep-alive connections each send
 ``--batches`` bodies of 1,000 predictions (every prediction id new, so every row is
 checked, stored and committed) to each, and the rows per second are compared: the agent
-server's over the bare endpoint's, on the same bodies, in the same run. ``--runs N``
-alternates the two N times and reports the median and range of the ratio. The target is
-at least 0.5x. Without ``--policy`` a smoke policy is trained first (the server needs
-one to start; ingestion does not use it). The figures go to ``--json`` (default
-``benchmarks/results/ingestion_speed.json``).
+server's over each reference endpoint's, on the same bodies, in the same run. ``--runs
+N`` alternates them N times and reports the median and range of each ratio. The target
+is at least 0.5x the bare endpoint. The servers' CPU time per batch (the agent server's
+with its audit writer process) is measured too: on a machine shared with other work the
+wall-clock rates move with the load, the CPU per batch much less, and the CPU ratio is
+the rate ratio each server would reach on a core of its own. Without ``--policy`` a smoke
+policy is trained first (the server needs one to start; ingestion does not use it). The
+figures go to ``--json`` (default ``benchmarks/results/ingestion_speed.json``).
 """
 
 import argparse
@@ -36,6 +43,7 @@ from benchmarks.server_latency import (  # noqa: E402
     TOKEN,
     free_port,
     measure,
+    process_cpu_seconds,
     request_bytes,
     serve_bare,
     train_smoke,
@@ -49,12 +57,18 @@ TARGET = 0.5  # the agent server's rows/s over the bare endpoint's, at least
 
 
 def bare_app() -> object:
-    """A FastAPI app whose endpoint reads the body and returns a constant (``/bare``), and
-    one that also decodes it as JSON (``/bare-json``, for context)."""
+    """A FastAPI app with the reference endpoints: ``/bare`` reads the body and returns a
+    constant, ``/bare-json`` also decodes it as JSON, ``/bare-validate`` also reads its rows
+    with the agent server's column reader (storing nothing)."""
+    from datetime import UTC, datetime
+
     import orjson
     from fastapi import FastAPI, Request
 
+    from steward.agent.server.http.events import decode, prediction_columns, rows_of
+
     app = FastAPI()
+    origin = datetime(1970, 1, 1, tzinfo=UTC)  # the service's default origin
 
     @app.post("/bare")
     async def bare(request: Request) -> dict[str, bool]:
@@ -66,7 +80,20 @@ def bare_app() -> object:
         orjson.loads(await request.body())  # the least any JSON endpoint does
         return {"ok": True}
 
+    @app.post("/bare-validate")
+    async def bare_validate(request: Request) -> dict[str, bool]:
+        rows = rows_of(decode(await request.body()), "predictions")
+        prediction_columns(rows, 0, origin)  # what the agent server reads; nothing stored
+        return {"ok": True}
+
     return app
+
+
+REFERENCES = {  # each reference endpoint: its path, and its name in the figures
+    "bare": "/bare",
+    "bare_json": "/bare-json",
+    "bare_validate": "/bare-validate",
+}
 
 
 def batch_body(run: int, connection: int, batch: int) -> bytes:
@@ -91,13 +118,30 @@ def bodies(run: int, batches: int) -> list[list[bytes]]:
     return [[batch_body(run, c, b) for b in range(batches)] for c in range(CONNECTIONS)]
 
 
-def rows_per_second(port: int, path: str, per_connection: list[list[bytes]]) -> float:
-    """Send every body over its connection, all connections at once; rows per second."""
+def with_children(pid: int) -> tuple[int, ...]:
+    """A process and its child processes (the agent server's audit writer; Linux
+    ``/proc``, the process alone elsewhere)."""
+    children = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children += [int(child) for child in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return (pid, *children)
+
+
+def rows_per_second(
+    port: int, path: str, per_connection: list[list[bytes]], pids: tuple[int, ...] = ()
+) -> tuple[float, float]:
+    """Send every body over its connection, all connections at once; rows per second, and
+    the CPU milliseconds per body of the processes ``pids``."""
     requests = [[request_bytes(path, body) for body in bodies] for bodies in per_connection]
+    cpu = sum(process_cpu_seconds(pid) for pid in pids)
     run = asyncio.run(measure(port, requests))
+    cpu = sum(process_cpu_seconds(pid) for pid in pids) - cpu
     if run.errors:
         raise SystemExit(f"{path}: {run.errors} answers were not 200")
-    return len(run.latencies) * ROWS / run.wall
+    return len(run.latencies) * ROWS / run.wall, 1e3 * cpu / len(run.latencies)
 
 
 def server_config(folder: Path) -> Path:
@@ -117,7 +161,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", type=Path, help="a trained run's policy.json")
     parser.add_argument("--runs", type=int, default=5, help="alternated runs")
-    parser.add_argument("--batches", type=int, default=4, help="bodies per connection per run")
+    parser.add_argument("--batches", type=int, default=16, help="bodies per connection per run")
     parser.add_argument("--json", type=Path, help="where the figures go")
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -142,39 +186,59 @@ def main() -> None:
         bare = subprocess.Popen(
             [sys.executable, __file__, "--serve-bare", str(bare_port)], cwd=REPO, env=env
         )
-        agent_rates, bare_rates, json_rates, ratios, json_ratios = [], [], [], [], []
+        agent_rates: list[float] = []
+        agent_cpu: list[float] = []
+        rates: dict[str, list[float]] = {name: [] for name in REFERENCES}
+        ratios: dict[str, list[float]] = {name: [] for name in REFERENCES}
+        cpu: dict[str, list[float]] = {name: [] for name in REFERENCES}
+        cpu_ratios: dict[str, list[float]] = {name: [] for name in REFERENCES}
         try:
             wait_ready(agent_port, agent, "/healthz")
             wait_ready(bare_port, bare, "/bare")
             path = f"/v1/services/{SERVICE}/predictions"
+            agent_pids = with_children(agent.pid)  # the server and its audit writer
             rows_per_second(agent_port, path, bodies(10_000, 1))  # warm up both
-            rows_per_second(bare_port, "/bare", bodies(10_000, 1))
+            for reference in REFERENCES.values():
+                rows_per_second(bare_port, reference, bodies(10_000, 1))
             for run in range(args.runs):
                 sent = bodies(run, args.batches)
-                agent_rate = rows_per_second(agent_port, path, sent)
-                bare_rate = rows_per_second(bare_port, "/bare", sent)
-                json_rate = rows_per_second(bare_port, "/bare-json", sent)
+                agent_rate, agent_ms = rows_per_second(agent_port, path, sent, agent_pids)
                 agent_rates.append(agent_rate)
-                bare_rates.append(bare_rate)
-                json_rates.append(json_rate)
-                ratios.append(agent_rate / bare_rate)
-                json_ratios.append(agent_rate / json_rate)
-                print(
-                    f"run {run + 1}/{args.runs}: agent server {agent_rate:,.0f} rows/s,"
-                    f" bare endpoint {bare_rate:,.0f} rows/s (ratio {ratios[-1]:.3f}x),"
-                    f" bare JSON endpoint {json_rate:,.0f} rows/s (ratio {json_ratios[-1]:.3f}x)",
-                    flush=True,
-                )
+                agent_cpu.append(agent_ms)
+                shown = [
+                    f"run {run + 1}/{args.runs}: agent server {agent_rate:,.0f} rows/s"
+                    f" ({agent_ms:.2f} ms CPU a batch)"
+                ]
+                for name, reference in REFERENCES.items():
+                    rate, ms = rows_per_second(bare_port, reference, sent, (bare.pid,))
+                    rates[name].append(rate)
+                    ratios[name].append(agent_rate / rate)
+                    cpu[name].append(ms)
+                    cpu_ratios[name].append(ms / agent_ms)
+                    shown.append(
+                        f"{reference} {rate:,.0f} rows/s ({ms:.2f} ms CPU a batch): rows/s"
+                        f" {ratios[name][-1]:.3f}x, CPU {cpu_ratios[name][-1]:.3f}x"
+                    )
+                print(";\n  ".join(shown), flush=True)
         finally:
             for process in (agent, bare):
                 process.terminate()
                 process.wait(timeout=30)
-    median = statistics.median(ratios)
+    ceiling = [v / b for v, b in zip(cpu["bare"], cpu["bare_validate"], strict=True)]
+    median = statistics.median(ratios["bare"])
     verdict = "met" if median >= TARGET else "missed"
     print(
-        f"ingestion / bare: median {median:.3f}x, range {min(ratios):.3f}x - {max(ratios):.3f}x"
-        f" (target >= {TARGET}x: {verdict}); ingestion / bare JSON: median"
-        f" {statistics.median(json_ratios):.3f}x"
+        f"ingestion / bare: median {median:.3f}x, range {min(ratios['bare']):.3f}x -"
+        f" {max(ratios['bare']):.3f}x (target >= {TARGET}x: {verdict})"
+    )
+    for name, reference in REFERENCES.items():
+        print(
+            f"ingestion / {reference}: rows/s median {statistics.median(ratios[name]):.3f}x,"
+            f" by CPU a batch median {statistics.median(cpu_ratios[name]):.3f}x"
+        )
+    print(
+        f"a validating endpoint that stores nothing / bare, by CPU a batch: median"
+        f" {statistics.median(ceiling):.3f}x (the ceiling of any endpoint that validates)"
     )
     figures = {
         "connections": CONNECTIONS,
@@ -182,10 +246,18 @@ def main() -> None:
         "batches_per_connection": args.batches,
         "runs": args.runs,
         "agent_rows_per_s": spread(agent_rates),
-        "bare_rows_per_s": spread(bare_rates),
-        "bare_json_rows_per_s": spread(json_rates),
-        "ratio": spread(ratios),
-        "ratio_to_bare_json": spread(json_ratios),
+        "bare_rows_per_s": spread(rates["bare"]),
+        "bare_json_rows_per_s": spread(rates["bare_json"]),
+        "bare_validate_rows_per_s": spread(rates["bare_validate"]),
+        "ratio": spread(ratios["bare"]),
+        "ratio_to_bare_json": spread(ratios["bare_json"]),
+        "ratio_to_bare_validate": spread(ratios["bare_validate"]),
+        "cpu_ms_per_batch": {
+            "agent": spread(agent_cpu),
+            **{name: spread(values) for name, values in cpu.items()},
+        },
+        "cpu_ratio": {name: spread(values) for name, values in cpu_ratios.items()},
+        "bare_validate_cpu_ratio_to_bare": spread(ceiling),
         "target_ratio": TARGET,
         "target_met": median >= TARGET,
     }

@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import sqlalchemy as sa
 import yaml
 
+from steward.agent.ingestion_sql import load_events
 from steward.agent.server.services.config import ServiceBackendConfig, ServiceConfig
 from steward.agent.server.services.spec import ServiceSpec, service_spec
 from steward.backends.estimators import EstimatorFamilies
@@ -76,3 +79,13 @@ def label_rows(predictions: list[dict[str, Any]], delay: float = 0.5) -> list[di
 def finite(value: Any) -> bool:
     """Whether a JSON value is a finite number."""
     return isinstance(value, int | float) and math.isfinite(value)
+
+
+def stored_events(url: str, service_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The predictions and labels a database holds for a service (read as at a restart)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return load_events(conn, service_id)
+    finally:
+        engine.dispose()

@@ -25,6 +25,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from steward.agent.decision_log import DecisionRecord
+from steward.agent.ingestion import ServiceEvents
+from steward.agent.ingestion_sql import load_events, prediction_batch
 from steward.agent.server.audit.log import AuditLog, AuditUnavailableError
 from steward.agent.server.audit.writer import FrameReader, encode_frame
 
@@ -148,6 +150,41 @@ def test_a_lone_write_commits_on_the_loop_only_while_the_writer_is_idle(tmp_path
         asyncio.run(scenario())
         assert stored_ids(audit) == {f"e-{i:04d}" for i in range(4)}
         assert sorted(sizes)[-1] >= 2 and sizes.count(1) >= 1
+
+
+def test_event_batches_cross_the_pipe_as_bytes_and_come_back_the_same(tmp_path: Path) -> None:
+    """Batches of events written together go to the writer process (their payloads cross
+    the pipe as base64 text); a lone one commits on the loop; both read back the same."""
+    events = ServiceEvents(1)
+    reports = [
+        events.add_predictions(
+            [{"prediction_id": f"p{k}-{i}", "served_at": k + i / 10, "model_version": 1,
+              "score": 0.5, "feature_0": float(i)} for i in range(10)]
+        )
+        for k in range(3)
+    ]  # fmt: skip
+    writes = [
+        {"service_id": "svc", "batches": [prediction_batch(r.predictions, 10 * k)], "counts": None}
+        for k, r in enumerate(reports)
+        if r.predictions is not None
+    ]
+    sizes: list[int] = []
+    with opened_audit(tmp_path, sizes) as audit:
+
+        async def scenario() -> None:
+            together = [audit.submit_events(write) for write in writes[:2]]
+            assert await asyncio.gather(*together) == [10, 10]
+            (alone,) = [audit.submit_events(writes[2])]
+            await asyncio.sleep(0)  # the end of the loop turn: committed on the loop
+            assert alone.done() and alone.result() == 10
+
+        asyncio.run(scenario())
+        with audit.engine.connect() as conn:
+            predictions, _ = load_events(conn, "svc")
+    assert sizes == [2, 1]  # the two together: one commit of the writer process
+    assert list(predictions["prediction_id"]) == [f"p{k}-{i}" for k in range(3) for i in range(10)]
+    assert list(predictions["feature_0"]) == [float(i) for _ in range(3) for i in range(10)]
+    assert list(predictions["seq"]) == list(range(30))
 
 
 def test_a_dead_writer_process_fails_what_waits_and_what_comes(tmp_path: Path) -> None:

@@ -20,7 +20,14 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from service_harness import SERVICE, label_rows, prediction_rows, service_config, spec_for
+from service_harness import (
+    SERVICE,
+    label_rows,
+    prediction_rows,
+    service_config,
+    spec_for,
+    stored_events,
+)
 from test_server_harness import (
     AUTH,
     ServerProcess,
@@ -107,9 +114,17 @@ def test_batches_are_idempotent_counted_and_stored(server: ThreadedServer) -> No
     assert counts["predictions"] == 400 and counts["labels"] == 200
     assert counts["duplicates"] == 150 and counts["unknown_prediction"] == 1
     db = server.db_path  # type: ignore[attr-defined]
-    stored = table_rows(db, "ingested_predictions", SERVICE)
-    assert sorted(r["prediction_id"] for r in stored) == sorted(f"p{i}" for i in range(400))
-    assert len(table_rows(db, "ingested_labels", SERVICE)) == 200
+    stored, stored_labels = stored_events(f"sqlite:///{db}", SERVICE)
+    assert sorted(stored["prediction_id"]) == sorted(f"p{i}" for i in range(400))
+    assert list(stored["seq"]) == list(range(400))
+    assert list(stored_labels["seq"]) == list(range(200))
+    # one row per batch with new events: the retried batches stored nothing
+    batches = table_rows(db, "ingested_batches", SERVICE)
+    assert sorted((r["kind"], r["first_seq"], r["events"]) for r in batches) == [
+        ("labels", 0, 200),
+        ("predictions", 0, 300),
+        ("predictions", 300, 100),
+    ]
     assert table_rows(db, "ingestion_counts", SERVICE)[0]["predictions"] == 400
 
 
@@ -146,9 +161,8 @@ def test_a_bad_row_is_refused_naming_row_and_field(
     assert after["counts"]["refused"] > before["counts"]["refused"]
     assert after["counts"]["predictions"] == before["counts"]["predictions"]  # nothing stored
     db = server.db_path  # type: ignore[attr-defined]
-    assert not [
-        r for r in table_rows(db, "ingested_predictions", SERVICE) if "bad" in r["prediction_id"]
-    ]
+    stored, _ = stored_events(f"sqlite:///{db}", SERVICE)
+    assert not [i for i in stored["prediction_id"] if "bad" in i]
 
 
 def test_unknown_service_is_404_on_ingestion_and_422_on_a_decision(server: ThreadedServer) -> None:
@@ -284,7 +298,7 @@ def test_acknowledged_batches_survive_sigkill(
     finally:
         first.kill()
     assert len(acknowledged) >= 4_000
-    stored = {r["prediction_id"] for r in table_rows(db, "ingested_predictions", SERVICE)}
+    stored = set(stored_events(f"sqlite:///{db}", SERVICE)[0]["prediction_id"])
     assert set(acknowledged) <= stored
     again = ServerProcess(policy_path, db, tmp_path / "again", *overrides).start()
     try:

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from service_harness import SERVICE, label_rows, prediction_rows, spec_for
+from service_harness import SERVICE, label_rows, prediction_rows, spec_for, stored_events
 from test_server_harness import (
     AUTH,
     ServerProcess,
@@ -278,8 +278,9 @@ def test_ingestion_on_postgresql(
         assert again.json()["duplicates"] == 100
         labels = label_rows(predictions[:300])
         assert client.post(f"{route}/labels", json={"labels": labels}).json()["accepted"] == 300
-    assert len(rows(url, "ingested_predictions")) == 500
-    assert len(rows(url, "ingested_labels")) == 300
+    stored, stored_labels = stored_events(url, SERVICE)
+    assert sorted(stored["prediction_id"]) == sorted(row["prediction_id"] for row in predictions)
+    assert len(stored_labels) == 300 and len(rows(url, "ingested_batches")) == 2
     with (
         ThreadedServer(settings) as server,
         httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as client,

@@ -99,6 +99,17 @@ class BatchReport(NamedTuple):
 Commit = Callable[[BatchReport], None]  # makes a batch durable before it is kept
 
 
+class Checkpoint(NamedTuple):
+    """What :meth:`ServiceEvents.rollback` returns to: the counters and how many events
+    were waiting for the log."""
+
+    counts: IngestionCounts
+    pending_predictions: int
+    pending_labels: int
+    pending_retractions: int
+    origin: pd.Timestamp | None
+
+
 def as_frame(batch: Batch, what: str) -> pd.DataFrame:
     """A batch as a frame (records become rows)."""
     if isinstance(batch, pd.DataFrame):
@@ -211,8 +222,10 @@ class ServiceEvents:
             LogTableError: a bad row (named; its rows are counted as refused).
         """
         table, rows = self._prediction_table(batch)
-        # ids are kept as text (labels join on text)
-        table = PredictionTable(table.prediction_id.astype(str), table.batch, table.duplicates)
+        ids = table.prediction_id
+        if ids.dtype != np.object_:  # ids are kept as text (labels join on text)
+            ids = ids.astype(str).astype(np.object_)
+        table = PredictionTable(ids, table.batch, table.duplicates)
         if table.n_features != self.n_features:
             raise self._refuse(
                 rows,
@@ -222,10 +235,14 @@ class ServiceEvents:
                     f"send {self.n_features} feature_* columns",
                 ),
             )
-        ids = table.prediction_id
-        new = np.fromiter((i not in self._served_at for i in ids), dtype=bool, count=len(ids))
-        duplicates = table.duplicates + int((~new).sum())
-        kept = table.take(np.flatnonzero(new))
+        listed = ids.tolist()
+        seen = self._served_at.keys() & listed  # (a set operation: no loop in Python)
+        if seen:
+            new = np.fromiter((i not in seen for i in listed), dtype=bool, count=len(listed))
+            kept = table.take(np.flatnonzero(new))
+        else:
+            kept = PredictionTable(ids, table.batch, duplicates=0)
+        duplicates = table.duplicates + len(table) - len(kept)
         return BatchReport(len(kept), duplicates, predictions=kept)
 
     def prepare_labels(self, batch: Batch) -> BatchReport:
@@ -290,7 +307,7 @@ class ServiceEvents:
         kept = report.predictions
         if kept is not None and len(kept):
             self._served_at.update(
-                zip(kept.prediction_id, kept.batch.served_at.tolist(), strict=True)
+                zip(kept.prediction_id.tolist(), kept.batch.served_at.tolist(), strict=True)
             )
             self._pending_predictions.append(kept)
         for prediction_id, label, arrived, retracted in report.labels:
@@ -303,6 +320,38 @@ class ServiceEvents:
             self._labels[prediction_id] = (label, arrived, at)
             self._pending_retractions.append((prediction_id, at))
         self.counts = self.counts_after(report)
+
+    def checkpoint(self) -> Checkpoint:
+        """The state to return to if the batches kept from now on are not committed
+        (:meth:`rollback`); no decision time may be reached in between."""
+        return Checkpoint(
+            dataclasses.replace(self.counts),
+            len(self._pending_predictions),
+            len(self._pending_labels),
+            len(self._pending_retractions),
+            self._origin,
+        )
+
+    def rollback(self, checkpoint: Checkpoint, kept: Sequence[BatchReport]) -> None:
+        """Forget the batches ``kept`` since ``checkpoint`` (their reports, in the order
+        kept), as if they had never come; rows refused meanwhile stay counted."""
+        refused = self.counts.refused - checkpoint.counts.refused
+        for report in reversed(kept):
+            for prediction_id, _ in report.retracted:  # a stored label: not retracted before
+                label, arrived, _ = self._labels[prediction_id]
+                self._labels[prediction_id] = (label, arrived, np.inf)
+            for prediction_id, *_ in report.labels:
+                del self._labels[prediction_id]
+            if report.predictions is not None:
+                for prediction_id in report.predictions.prediction_id.tolist():
+                    del self._served_at[prediction_id]
+        del self._pending_predictions[checkpoint.pending_predictions :]
+        del self._pending_labels[checkpoint.pending_labels :]
+        del self._pending_retractions[checkpoint.pending_retractions :]
+        self._origin = checkpoint.origin
+        self.counts = dataclasses.replace(
+            checkpoint.counts, refused=checkpoint.counts.refused + refused
+        )
 
     def counts_after(self, report: BatchReport) -> IngestionCounts:
         """The counters once ``report``'s batch is kept (the counters as they are untouched)."""

@@ -1,23 +1,36 @@
 """The durable form of ingested events: SQLAlchemy Core tables (SQLite or PostgreSQL).
 
-One row per prediction and one per label, keyed by ``(service_id, prediction_id)``, so a
-repeated event is a no-op in the database too (``INSERT ... ON CONFLICT DO NOTHING``); a
-retraction sets its label's ``retracted_at`` once. Every event has a sequence number per
-service (``seq``; a retraction its own ``retracted_seq``, from the labels' sequence):
-the order the events were stored in, so a service's events read back
-(:func:`load_events`) rebuild its :class:`~steward.agent.ingestion.ServiceEvents` exactly,
-and a decision that records the sequence numbers it had seen can be replayed at the same
-point. The counters of :class:`~steward.agent.ingestion.IngestionCounts` have a row per
-service.
+Each acknowledged batch is ONE row of ``ingested_batches``: its new events as a columnar
+payload (:mod:`steward.agent.event_payload`: the validated columns as raw numbers and
+the ids as text, never a pickle). Only a batch's new events are stored: a repeated event
+is found by the service's id index in memory
+(:class:`~steward.agent.ingestion.ServiceEvents`, rebuilt from these rows at start), so
+it is a no-op. Every event has a sequence number per service and kind: predictions from
+0, labels and retractions from 0 in one sequence; a batch row holds ``events`` of them
+from ``first_seq`` on, in the order they were stored. So a service's events read back
+(:func:`load_events`) rebuild its events exactly, and a decision that records the
+sequence numbers it had seen is replayed at the same point. The counters of
+:class:`~steward.agent.ingestion.IngestionCounts` have a row per service.
 
-The agent server commits a batch's rows (:func:`write_events`, in the audit trail's
+A predictions payload holds the kept table (sorted by serve time): ``served_at``,
+``model_version``, ``score`` and those of ``shadow_score``, ``region``, ``latency_ms``,
+``weight``, ``features`` (rows by inputs) the batch had. A labels payload holds its
+events in sequence order: a new label (``label`` 0 or 1, ``arrived_at``,
+``retracted_at``, inf when not retracted), or the retraction of a stored label
+(``label`` -1, ``arrived_at`` NaN, ``retracted_at`` its time).
+
+Tables of one row per event (``ingested_predictions``, ``ingested_labels``: a label's
+later retraction set on its row) are read as well, before the batches, so a database
+that holds events in that form rebuilds them too; nothing writes to them.
+
+The agent server commits a batch's row (:func:`write_events`, in the audit trail's
 transaction) before it acknowledges the batch; the tables live in its audit database
-beside the decisions. A row is plain JSON data (numbers, text, null; the inputs as JSON
-text), so it crosses the audit writer's pipe as it is.
+beside the decisions. A write is plain data (the payload bytes travel the audit writer's
+pipe as base64 text).
 """
 
-import math
-from collections.abc import Iterable, Mapping, Sequence
+import base64
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -31,31 +44,42 @@ from sqlalchemy import (
     Dialect,
     Float,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
     Table,
     Text,
-    and_,
-    bindparam,
     func,
+    insert,
     select,
-    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from steward.agent import event_payload
 from steward.agent.ingestion import IngestionCounts
 from steward.monitoring.tables import FEATURE_PREFIX, PredictionTable
 
 metadata = MetaData()
+PREDICTIONS, LABELS = "predictions", "labels"  # the kinds of batch
 
-predictions_table = Table(
+batches_table = Table(
+    "ingested_batches",
+    metadata,
+    Column("service_id", String(200), primary_key=True),
+    Column("kind", String(16), primary_key=True),  # predictions or labels
+    Column("first_seq", BigInteger, primary_key=True),  # its first event's sequence number
+    Column("events", Integer, nullable=False),  # the sequence numbers it takes
+    Column("payload", LargeBinary, nullable=False),  # event_payload.encode's bytes
+)
+
+predictions_table = Table(  # one row per prediction (read, never written)
     "ingested_predictions",
     metadata,
     Column("service_id", String(200), primary_key=True),
     Column("prediction_id", String(200), primary_key=True),
-    Column("seq", BigInteger, nullable=False),  # the order events were stored in
-    Column("served_at", Float, nullable=False),  # days since the service's day 0
+    Column("seq", BigInteger, nullable=False),
+    Column("served_at", Float, nullable=False),
     Column("model_version", Integer, nullable=False),
     Column("score", Float, nullable=False),
     Column("shadow_score", Float),
@@ -65,7 +89,7 @@ predictions_table = Table(
     Column("features", Text),  # the inputs in order, a JSON array (null: not logged)
 )
 
-labels_table = Table(
+labels_table = Table(  # one row per label (read, never written)
     "ingested_labels",
     metadata,
     Column("service_id", String(200), primary_key=True),
@@ -74,7 +98,7 @@ labels_table = Table(
     Column("label", SmallInteger, nullable=False),
     Column("arrived_at", Float, nullable=False),
     Column("retracted_at", Float),  # null: not retracted
-    Column("retracted_seq", BigInteger),  # when the retraction was stored (labels' sequence)
+    Column("retracted_seq", BigInteger),
 )
 
 counts_table = Table(
@@ -87,6 +111,9 @@ counts_table = Table(
 PREDICTION_ROW = tuple(column.name for column in predictions_table.columns)
 LABEL_ROW = tuple(column.name for column in labels_table.columns)
 COUNT_NAMES = tuple(IngestionCounts().to_dict())
+OPTIONAL = {"shadow_score": np.nan, "region": 0.0, "latency_ms": np.nan, "weight": 1.0}
+RETRACTION = -1  # a labels payload's ``label`` of a retraction event
+LABEL_FRAME = ("prediction_id", "seq", "label", "arrived_at", "retracted_at", "retracted_seq")
 
 
 def _dialect_insert(dialect: Dialect, table: Table) -> Any:
@@ -97,151 +124,148 @@ def _dialect_insert(dialect: Dialect, table: Table) -> Any:
     raise ValueError(f"ingestion tables support SQLite and PostgreSQL, not {dialect.name}")
 
 
-@lru_cache(maxsize=8)
-def _sqlite_insert(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> str:
-    """``INSERT ... ON CONFLICT DO NOTHING`` in the driver's paramstyle (compiled once)."""
-    statement = sqlite.insert(table).on_conflict_do_nothing()
-    compiled = statement.compile(dialect=dialect, column_keys=list(columns))
-    assert tuple(compiled.positiontup or ()) == columns, compiled.positiontup
-    return str(compiled)
+# -- a batch as a write -----------------------------------------------------------------------
+def _batch(kind: str, first_seq: int, events: int, payload: bytes) -> list[Any]:
+    """A write's ``batch``: ``[kind, first_seq, events, payload]`` (the payload's bytes,
+    or their base64 text once it crossed the audit writer's pipe)."""
+    return [kind, first_seq, events, payload]
 
 
-def _insert_rows(connection: Connection, table: Table, columns: tuple[str, ...], rows: Any) -> int:
-    """Insert rows (lists in ``columns`` order), ignoring keys already stored; rows added."""
-    if not rows:
-        return 0
-    if connection.dialect.name == "sqlite":  # the driver alone: SQLAlchemy's per-row work
-        driver = connection.connection.driver_connection  # costs more than the insert
-        assert driver is not None
-        cursor = driver.executemany(_sqlite_insert(connection.dialect, table, columns), rows)
-        return int(cursor.rowcount)
-    statement = _dialect_insert(connection.dialect, table).on_conflict_do_nothing()
-    result = connection.execute(statement, [dict(zip(columns, row, strict=True)) for row in rows])
-    return int(result.rowcount)
-
-
-def _optional(values: np.ndarray | None, n: int) -> list[Any]:
-    """A column's values, NaN (and a missing column) as null."""
-    if values is None:
-        return [None] * n
-    return [None if v != v else v for v in values.tolist()]  # v != v: NaN
-
-
-def prediction_rows(service_id: str, table: PredictionTable, first_seq: int) -> list[list[Any]]:
-    """A validated batch's rows for :data:`predictions_table` (``PREDICTION_ROW`` order),
-    numbered from ``first_seq`` in the batch's order."""
+def prediction_batch(table: PredictionTable, first_seq: int) -> list[Any] | None:
+    """A validated batch's new predictions as a write's ``batch`` (:func:`write_events`),
+    numbered from ``first_seq`` in the table's order (``None`` when it holds none)."""
     n = len(table)
+    if n == 0:
+        return None
     batch = table.batch
-    features = batch.features
-    inputs: list[Any] = (
-        [None] * n
-        if features is None
-        else [orjson.dumps(row).decode() for row in features.tolist()]
+    columns = {"served_at": batch.served_at, "model_version": batch.version, "score": batch.score}
+    optional = {
+        "shadow_score": batch.shadow,
+        "region": batch.region,
+        "latency_ms": batch.latency_ms,
+        "weight": batch.weight,
+        "features": batch.features,
+    }
+    columns.update({name: values for name, values in optional.items() if values is not None})
+    ids = table.prediction_id.tolist()
+    if set(map(type, ids)) != {str}:
+        ids = [str(i) for i in ids]
+    payload = event_payload.encode(ids, columns)
+    return _batch(PREDICTIONS, first_seq, n, payload)
+
+
+def label_batch(
+    labels: Sequence[tuple[str, int, float, float]],
+    retracted: Sequence[tuple[str, float]],
+    first_seq: int,
+) -> list[Any] | None:
+    """New labels ``(prediction_id, label, arrived_at, retracted_at)`` and retractions of
+    stored ones ``(prediction_id, retracted_at)`` (a
+    :class:`~steward.agent.ingestion.BatchReport`'s) as a write's ``batch``, numbered
+    from ``first_seq``: the labels, then the retractions (``None`` when there are none)."""
+    n = len(labels) + len(retracted)
+    if n == 0:
+        return None
+    ids = [str(i) for i, *_ in labels] + [str(i) for i, _ in retracted]
+    label = np.array([v for _, v, _, _ in labels] + [RETRACTION] * len(retracted), dtype=np.int8)
+    nan = [np.nan] * len(retracted)
+    arrived = np.array([a for _, _, a, _ in labels] + nan, dtype=np.float64)
+    at = np.array([r for *_, r in labels] + [r for _, r in retracted], dtype=np.float64)
+    payload = event_payload.encode(ids, {"label": label, "arrived_at": arrived, "retracted_at": at})
+    return _batch(LABELS, first_seq, n, payload)
+
+
+def _upsert_counts(dialect: Dialect) -> Any:
+    statement = _dialect_insert(dialect, counts_table)
+    return statement.on_conflict_do_update(
+        index_elements=["service_id"], set_={name: statement.excluded[name] for name in COUNT_NAMES}
     )
-    return [
-        list(row)
-        for row in zip(
-            [service_id] * n,
-            [str(i) for i in table.prediction_id.tolist()],
-            range(first_seq, first_seq + n),
-            batch.served_at.tolist(),
-            batch.version.tolist(),
-            batch.score.tolist(),
-            _optional(batch.shadow, n),
-            _optional(batch.region, n),
-            _optional(batch.latency_ms, n),
-            _optional(batch.weight, n),
-            inputs,
-            strict=True,
-        )
-    ]
 
 
-def label_rows(
-    service_id: str, labels: Iterable[tuple[str, int, float, float]], first_seq: int
-) -> list[list[Any]]:
-    """New labels ``(prediction_id, label, arrived_at, retracted_at)`` as rows of
-    :data:`labels_table` (``LABEL_ROW`` order), numbered from ``first_seq``; a label that
-    arrives retracted has its retraction at the same number."""
-    rows = []
-    for seq, (prediction_id, label, arrived, retracted) in enumerate(labels, first_seq):
-        retraction = (float(retracted), seq) if math.isfinite(retracted) else (None, None)
-        rows.append([service_id, prediction_id, seq, int(label), float(arrived), *retraction])
-    return rows
+BATCH_ROW = ("service_id", "kind", "first_seq", "events", "payload")
+COUNTS_ROW = ("service_id", *COUNT_NAMES)
 
 
-def retraction_rows(
-    service_id: str, retracted: Iterable[tuple[str, float]], first_seq: int
-) -> list[list[Any]]:
-    """Retractions of stored labels ``(prediction_id, retracted_at)``, numbered from
-    ``first_seq``: ``[retracted_at, retracted_seq, service_id, prediction_id]``."""
-    return [
-        [float(at), seq, service_id, prediction_id]
-        for seq, (prediction_id, at) in enumerate(retracted, first_seq)
-    ]
+@lru_cache(maxsize=8)
+def _sqlite_statements(dialect: Dialect) -> tuple[str, str]:
+    """The batch INSERT and the counters' upsert in the driver's paramstyle (compiled once)."""
+    out = []
+    for statement, columns in (
+        (insert(batches_table), BATCH_ROW),
+        (_upsert_counts(dialect), COUNTS_ROW),
+    ):
+        compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+        assert tuple(compiled.positiontup or ()) == columns, compiled.positiontup
+        out.append(str(compiled))
+    return out[0], out[1]
 
 
 def write_events(connection: Connection, write: Mapping[str, Any]) -> int:
-    """Store one batch's rows in the connection's open transaction; returns rows changed.
+    """Store batches in the connection's open transaction; returns the events stored.
 
     Args:
         connection: a connection in a transaction (its caller commits).
-        write: ``service_id``; ``predictions`` (:func:`prediction_rows`), ``labels``
-            (:func:`label_rows`), ``retractions`` (:func:`retraction_rows`), each
-            optional; ``counts``: the service's counters after the batch (optional).
+        write: ``service_id``; ``batches`` (:func:`prediction_batch`'s and
+            :func:`label_batch`'s, optional); ``counts``: the service's counters after
+            them (optional).
+
+    Raises:
+        IntegrityError: a batch whose sequence numbers are stored already (never
+            overwritten).
     """
-    changed = _insert_rows(
-        connection, predictions_table, PREDICTION_ROW, write.get("predictions")
-    ) + _insert_rows(connection, labels_table, LABEL_ROW, write.get("labels"))
-    retractions = write.get("retractions")
-    if retractions:
-        c = labels_table.c
-        statement = (
-            update(labels_table)
-            .where(
-                and_(
-                    c.service_id == bindparam("s"),
-                    c.prediction_id == bindparam("p"),
-                    c.retracted_at.is_(None),
-                )
-            )
-            .values(retracted_at=bindparam("at"), retracted_seq=bindparam("seq"))
-        )
-        params = [{"at": at, "seq": seq, "s": s, "p": p} for at, seq, s, p in retractions]
-        changed += int(connection.execute(statement, params).rowcount)
+    service_id = str(write["service_id"])
+    rows = []
+    for kind, first_seq, events, payload in write.get("batches", ()):
+        if not isinstance(payload, bytes):  # base64 text: it came through the pipe
+            payload = base64.b64decode(payload, validate=True)
+        rows.append((service_id, str(kind), int(first_seq), int(events), payload))
     counts = write.get("counts")
-    if counts is not None:
-        _store_counts(connection, str(write["service_id"]), counts)
-    return changed
+    counted = None if counts is None else (service_id, *(int(counts[n]) for n in COUNT_NAMES))
+    if connection.dialect.name == "sqlite":  # the driver alone: SQLAlchemy's statement
+        driver = connection.connection.driver_connection  # building costs more than the insert
+        assert driver is not None
+        batch_insert, counts_upsert = _sqlite_statements(connection.dialect)
+        if rows:
+            driver.executemany(batch_insert, rows)
+        if counted is not None:
+            driver.execute(counts_upsert, counted)
+    else:
+        if rows:
+            connection.execute(
+                insert(batches_table), [dict(zip(BATCH_ROW, row, strict=True)) for row in rows]
+            )
+        if counted is not None:
+            connection.execute(
+                _upsert_counts(connection.dialect), dict(zip(COUNTS_ROW, counted, strict=True))
+            )
+    return sum(row[3] for row in rows)
 
 
 def _store_counts(connection: Connection, service_id: str, counts: Mapping[str, int]) -> None:
-    values = {name: int(counts[name]) for name in COUNT_NAMES}
-    statement = _dialect_insert(connection.dialect, counts_table).values(
-        service_id=service_id, **values
-    )
-    connection.execute(statement.on_conflict_do_update(index_elements=["service_id"], set_=values))
+    write_events(connection, {"service_id": service_id, "counts": counts})
 
 
-def next_seq(connection: Connection, table: Table, service_id: str) -> int:
-    """The next free sequence number of a service's predictions or labels."""
-    c = table.c
-    last = connection.execute(select(func.max(c.seq)).where(c.service_id == service_id)).scalar()
-    if table is labels_table:
-        retracted = connection.execute(
-            select(func.max(c.retracted_seq)).where(c.service_id == service_id)
-        ).scalar()
-        last = max((v for v in (last, retracted) if v is not None), default=None)
-    return 0 if last is None else int(last) + 1
+def next_seq(connection: Connection, kind: str, service_id: str) -> int:
+    """The next free sequence number of a service's predictions or labels (``kind``)."""
+    b = batches_table.c
+    of_service = b.service_id == service_id
+    queries = [select(func.max(b.first_seq + b.events - 1)).where(of_service, b.kind == kind)]
+    c = (predictions_table if kind == PREDICTIONS else labels_table).c
+    queries.append(select(func.max(c.seq)).where(c.service_id == service_id))
+    if kind == LABELS:
+        queries.append(select(func.max(c.retracted_seq)).where(c.service_id == service_id))
+    lasts = [connection.execute(query).scalar() for query in queries]
+    top = max((int(v) for v in lasts if v is not None), default=None)
+    return 0 if top is None else top + 1
 
 
 def store_predictions(
     connection: Connection, service_id: str, table: PredictionTable, first_seq: int | None = None
 ) -> int:
-    """Insert a validated batch; returns the rows that were new (duplicates are no-ops)."""
-    seq = next_seq(connection, predictions_table, service_id) if first_seq is None else first_seq
-    rows = prediction_rows(service_id, table, seq)
-    return write_events(connection, {"service_id": service_id, "predictions": rows})
+    """Store a validated batch's new predictions (a report's); returns how many."""
+    seq = next_seq(connection, PREDICTIONS, service_id) if first_seq is None else first_seq
+    batch = prediction_batch(table, seq)
+    return write_events(connection, {"service_id": service_id, "batches": [batch] if batch else []})
 
 
 def store_labels(
@@ -251,15 +275,11 @@ def store_labels(
     retracted: Sequence[tuple[str, float]] = (),
     first_seq: int | None = None,
 ) -> int:
-    """Insert new labels and retract stored ones (a :class:`BatchReport`'s ``labels`` and
-    ``retracted``); returns rows changed."""
-    seq = next_seq(connection, labels_table, service_id) if first_seq is None else first_seq
-    write = {
-        "service_id": service_id,
-        "labels": label_rows(service_id, labels, seq),
-        "retractions": retraction_rows(service_id, retracted, seq + len(labels)),
-    }
-    return write_events(connection, write)
+    """Store new labels and retractions of stored ones (a :class:`BatchReport`'s
+    ``labels`` and ``retracted``); returns how many events."""
+    seq = next_seq(connection, LABELS, service_id) if first_seq is None else first_seq
+    batch = label_batch(labels, retracted, seq)
+    return write_events(connection, {"service_id": service_id, "batches": [batch] if batch else []})
 
 
 def store_counts(connection: Connection, service_id: str, counts: IngestionCounts) -> None:
@@ -278,39 +298,131 @@ def load_counts(connection: Connection, service_id: str) -> IngestionCounts:
     return IngestionCounts(**{k: int(data[k]) for k in COUNT_NAMES})
 
 
+# -- reading the events back ------------------------------------------------------------------
+def _stored_batches(
+    connection: Connection, service_id: str, kind: str
+) -> list[tuple[int, list[str], dict[str, np.ndarray]]]:
+    b = batches_table.c
+    rows = connection.execute(
+        select(b.first_seq, b.events, b.payload)
+        .where(b.service_id == service_id, b.kind == kind)
+        .order_by(b.first_seq)
+    ).all()
+    out = []
+    for first_seq, events, payload in rows:
+        try:
+            ids, columns = event_payload.decode(bytes(payload))
+        except event_payload.PayloadError as err:
+            raise event_payload.PayloadError(
+                f"service {service_id}: the {kind} batch from {first_seq}: {err}"
+            ) from None
+        if len(ids) != events:
+            raise event_payload.PayloadError(
+                f"service {service_id}: the {kind} batch from {first_seq} holds {len(ids)}"
+                f" events, its row says {events}"
+            )
+        out.append((int(first_seq), ids, columns))
+    return out
+
+
+def _event_rows(
+    connection: Connection, table: Table, names: tuple[str, ...], service_id: str
+) -> dict[str, Any]:
+    """A per-event table's rows of a service, by column, in sequence order."""
+    c = table.c
+    rows = connection.execute(select(table).where(c.service_id == service_id).order_by(c.seq)).all()
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+    data: dict[str, Any] = dict(zip(names, columns, strict=True))
+    del data["service_id"]
+    return data
+
+
+def _prediction_frame(connection: Connection, service_id: str) -> pd.DataFrame:
+    """The predictions as a frame with their ``seq``: the per-event rows, then the batches."""
+    data = _event_rows(connection, predictions_table, PREDICTION_ROW, service_id)
+    inputs = [orjson.loads(text) for text in data.pop("features") if text is not None]
+    parts: dict[str, list[Any]] = {name: [np.asarray(values)] for name, values in data.items()}
+    if inputs:
+        parts["features"] = [np.array(inputs, dtype=np.float64)]
+    for name in ("shadow_score", "region", "latency_ms", "weight"):
+        parts[name] = [
+            np.array([OPTIONAL[name] if v is None else v for v in data[name]], dtype=np.float64)
+        ]
+    for first_seq, ids, columns in _stored_batches(connection, service_id, PREDICTIONS):
+        n = len(ids)
+        parts["prediction_id"].append(np.array(ids, dtype=object))
+        parts["seq"].append(np.arange(first_seq, first_seq + n))
+        for name in ("served_at", "model_version", "score"):
+            parts[name].append(columns[name])
+        for name, default in OPTIONAL.items():
+            parts[name].append(columns[name] if name in columns else np.full(n, default))
+        if "features" in columns:
+            parts.setdefault("features", []).append(columns["features"])
+    features = parts.pop("features", None)
+    frame = pd.DataFrame(
+        {name: np.concatenate(values) if values else [] for name, values in parts.items()}
+    )
+    frame["prediction_id"] = frame["prediction_id"].astype(object)
+    frame["seq"] = frame["seq"].astype(np.int64)
+    for name in OPTIONAL:
+        frame[name] = frame[name].astype(np.float64)
+    if features is not None:
+        matrix = np.concatenate(features)
+        for j in range(matrix.shape[1]):
+            frame[f"{FEATURE_PREFIX}{j}"] = matrix[:, j]
+    return frame
+
+
+def _label_frame(connection: Connection, service_id: str) -> pd.DataFrame:
+    """The labels as a frame of :data:`LABEL_FRAME`: the per-event rows, then the batches'
+    labels; a retraction sets its label's ``retracted_at`` and ``retracted_seq``."""
+    data = _event_rows(connection, labels_table, LABEL_ROW, service_id)
+    ids: list[str] = list(data["prediction_id"])
+    seq: list[int] = list(data["seq"])
+    label: list[int] = list(data["label"])
+    arrived: list[float] = list(data["arrived_at"])
+    retracted_at = [np.nan if v is None else v for v in data["retracted_at"]]
+    retracted_seq = [np.nan if v is None else v for v in data["retracted_seq"]]
+    row_of = {i: k for k, i in enumerate(ids)}
+    for first_seq, batch_ids, columns in _stored_batches(connection, service_id, LABELS):
+        events = zip(
+            batch_ids,
+            columns["label"].tolist(),
+            columns["arrived_at"].tolist(),
+            columns["retracted_at"].tolist(),
+            strict=True,
+        )
+        for number, (prediction_id, value, at, retracted) in enumerate(events, first_seq):
+            if value == RETRACTION:
+                k = row_of[prediction_id]
+                retracted_at[k], retracted_seq[k] = retracted, number
+                continue
+            row_of[prediction_id] = len(ids)
+            ids.append(prediction_id)
+            seq.append(number)
+            label.append(value)
+            arrived.append(at)
+            finite = np.isfinite(retracted)
+            retracted_at.append(retracted if finite else np.nan)
+            retracted_seq.append(number if finite else np.nan)
+    frame = pd.DataFrame(
+        dict(zip(LABEL_FRAME, (ids, seq, label, arrived, retracted_at, retracted_seq), strict=True))
+    )
+    frame["prediction_id"] = frame["prediction_id"].astype(object)
+    frame["seq"] = frame["seq"].astype(np.int64)
+    for name in ("retracted_at", "retracted_seq", "arrived_at"):
+        frame[name] = frame[name].astype(np.float64)
+    return frame
+
+
 def load_events(connection: Connection, service_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A service's predictions and labels, in the order stored, as ingestion batches.
 
-    Both frames keep their ``seq`` column (the labels' also ``retracted_seq``), which
-    ingestion ignores: a caller replays the events in slices by it.
+    Both frames keep their ``seq`` column (the labels' also ``retracted_seq``: where a
+    label was retracted after it arrived, the retraction's number), which ingestion
+    ignores: a caller replays the events in slices by it.
+
+    Raises:
+        PayloadError: a stored batch that cannot be read (named).
     """
-    p = predictions_table.c
-    rows = connection.execute(
-        select(predictions_table).where(p.service_id == service_id).order_by(p.seq)
-    ).all()
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(PREDICTION_ROW)
-    data: dict[str, Any] = dict(zip(PREDICTION_ROW, columns, strict=True))
-    del data["service_id"]
-    inputs = data.pop("features")
-    frame = pd.DataFrame(data)
-    frame["prediction_id"] = frame["prediction_id"].astype(object)
-    for name in ("shadow_score", "latency_ms", "weight", "region"):
-        frame[name] = frame[name].astype(np.float64)
-    frame["weight"] = frame["weight"].fillna(1.0)
-    frame["region"] = frame["region"].fillna(0.0)
-    if any(text is not None for text in inputs):
-        matrix = np.array([orjson.loads(text) for text in inputs], dtype=np.float64)
-        for j in range(matrix.shape[1]):
-            frame[f"{FEATURE_PREFIX}{j}"] = matrix[:, j]
-    c = labels_table.c
-    labels = connection.execute(
-        select(labels_table).where(c.service_id == service_id).order_by(c.seq)
-    ).all()
-    label_columns = list(zip(*labels, strict=True)) if labels else [()] * len(LABEL_ROW)
-    label_data: dict[str, Any] = dict(zip(LABEL_ROW, label_columns, strict=True))
-    del label_data["service_id"]
-    label_frame = pd.DataFrame(label_data)
-    label_frame["prediction_id"] = label_frame["prediction_id"].astype(object)
-    label_frame["retracted_at"] = label_frame["retracted_at"].astype(np.float64)
-    label_frame["retracted_seq"] = label_frame["retracted_seq"].astype(np.float64)
-    return frame, label_frame
+    return _prediction_frame(connection, service_id), _label_frame(connection, service_id)

@@ -240,7 +240,7 @@ class AuditLog:
         jobs, self._pending = self._pending, []
         if not jobs or self._process is None:
             return
-        lone = len(jobs) == 1 and jobs[0].kind != "events"  # a batch of events: never here
+        lone = len(jobs) == 1  # (a batch of events is one row: as cheap as a decision)
         if lone and self._lone_on_loop and self._process.idle():
             # (a failed write dropped the connection: the next lone write opens a new one)
             self._conn = self._write_batch(self._conn, jobs, threaded=False)

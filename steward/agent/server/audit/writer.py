@@ -14,8 +14,9 @@ frame is data in both directions, and decoding one runs no code. To the writer:
 ``[first_seq, [[kind, payload], ...]]``; from it: ``["ready", null]`` once the connection
 is open, then per frame ``[first_seq, results, commit_seconds, batch_size]``, where each
 result is ``["ok", value]`` or ``["error", message]`` (an outcome's value is its
-:class:`~steward.agent.server.audit.sql.StoredOutcome` as a list). Every number a frame
-carries is finite (the rows are validated before they are written; JSON has no NaN).
+:class:`~steward.agent.server.audit.sql.StoredOutcome` as a list; bytes, a stored batch's
+payload, as base64 text). Every number a frame carries is finite (the rows are validated
+before they are written; JSON has no NaN).
 
 A failed transaction is rolled back: after a constraint violation each write is retried
 alone, so one bad write fails alone; any other error (the database locked by another
@@ -26,6 +27,7 @@ stop reaches the whole process group): the end of its input is its only stop. It
 restarted if it dies; the server then answers 503 until it is restarted itself.
 """
 
+import base64
 import collections
 import os
 import select
@@ -56,14 +58,17 @@ def encode_frame(value: Any) -> bytes:
     Raises:
         TypeError: a value JSON cannot carry (orjson's ``JSONEncodeError``).
     """
-    body = orjson.dumps(value, default=_as_array, option=orjson.OPT_SERIALIZE_NUMPY)
+    body = orjson.dumps(value, default=_as_json, option=orjson.OPT_SERIALIZE_NUMPY)
     return HEADER.pack(len(body)) + body
 
 
-def _as_array(value: Any) -> list[Any]:
-    """A named tuple (a stored outcome) as an array; anything else is refused."""
+def _as_json(value: Any) -> Any:
+    """A named tuple (a stored outcome) as an array, bytes (a stored batch's payload) as
+    base64 text; anything else is refused."""
     if isinstance(value, tuple):
         return list(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
     raise TypeError(f"a frame carries no {type(value).__name__}")
 
 

@@ -229,20 +229,17 @@ def rows_of(body: Any, what: str) -> list[dict[str, Any]]:
 
 
 def _uniform_columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]] | None:
-    """Every field's values when each row has the same fields (the usual body), read in
-    one pass over the rows; ``None`` when rows differ."""
+    """Every field's values when each row has the same fields (the usual body), a pass
+    over the rows per field (in C); ``None`` when rows differ."""
     if not rows:
         return {}
     names = tuple(rows[0])
     if not names or set(map(len, rows)) != {len(names)}:
         return None
-    if len(names) == 1:
-        return {names[0]: [row.get(names[0], _MISSING) for row in rows]}
-    try:
-        tuples = list(map(operator.itemgetter(*names), rows))
+    try:  # the same number of fields in every row, and each of these: the same fields
+        return {name: list(map(operator.itemgetter(name), rows)) for name in names}
     except KeyError:  # the same number of fields, not the same fields
         return None
-    return dict(zip(names, map(list, zip(*tuples, strict=True)), strict=True))
 
 
 def _column(rows: list[dict[str, Any]], name: str) -> list[Any]:

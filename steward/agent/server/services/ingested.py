@@ -2,11 +2,15 @@
 
 A batch of predictions or labels for a service is checked against the tables' rules and
 what the service holds (:meth:`~steward.agent.ingestion.ServiceEvents.prepare_predictions`),
-its new rows are committed to the audit database with the service's counters, and only
-then kept in memory and acknowledged: a batch the database refused leaves nothing
-behind, and nothing acknowledged is lost when the process dies. A service's batches and
-its decisions' portfolios take turns under its lock, so a decision sees exactly the
-events committed before it, and records how many it saw.
+its new events are committed to the audit database as one row, with the service's
+counters (:mod:`steward.agent.ingestion_sql`), and only then acknowledged: a batch the
+database refused leaves nothing behind, and nothing acknowledged is lost when the
+process dies. Batches that arrive while the service's lock is held wait together, and
+one committer task takes them as a group (group commit): each is checked against the
+ones before it, and their rows go to the database in one write; if it fails, the whole
+group is rolled back in memory and each batch answered with the error. A service's
+batches and its decisions' portfolios take turns under its lock, so a decision sees
+exactly the events committed before it, and records how many it saw.
 """
 
 import asyncio
@@ -17,7 +21,7 @@ from typing import Any
 
 from steward.agent.event_columns import LabelColumns, PredictionColumns
 from steward.agent.ingestion import BatchReport, IngestionCounts, ServiceEvents
-from steward.agent.ingestion_sql import label_rows, prediction_rows, retraction_rows
+from steward.agent.ingestion_sql import label_batch, prediction_batch
 from steward.agent.monitored import MonitoredService
 from steward.agent.server.audit.log import AuditLog, AuditUnavailableError
 from steward.agent.server.decision.sources import Computed, OutOfOrderError
@@ -45,6 +49,8 @@ class IngestedService:
     next_prediction_seq: int = 0  # the sequence number of the next stored prediction
     next_label_seq: int = 0  # ... of the next stored label or retraction
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiting: list[tuple[Any, asyncio.Future[BatchReport]]] = field(default_factory=list)
+    committer: "asyncio.Task[None] | None" = None  # commits the waiting batches
 
     @property
     def events(self) -> ServiceEvents:
@@ -105,33 +111,95 @@ class IngestedServices:
 
     # -- ingestion ------------------------------------------------------------------------
     async def add_predictions(self, service_id: str, batch: PredictionColumns) -> BatchReport:
-        """Check, commit, then keep a batch of predictions; returns what it did.
+        """Check, commit, then acknowledge a batch of predictions; returns what it did.
 
         Raises:
             UnknownServiceError: no such service.
             LogTableError: a bad row (named); nothing of the batch is stored.
             AuditUnavailableError: the database refused the batch; nothing is kept.
         """
-        service = self.get(service_id)
-        async with service.lock:
-            report = await self._prepared(service, service.events.prepare_predictions, batch)
-            assert report.predictions is not None
-            rows = prediction_rows(service_id, report.predictions, service.next_prediction_seq)
-            await self._commit(service, report, {"predictions": rows})
-            service.next_prediction_seq += len(rows)
-            return report
+        return await self._ingest(service_id, batch)
 
     async def add_labels(self, service_id: str, batch: LabelColumns) -> BatchReport:
-        """Check, commit, then keep a batch of labels (see :meth:`add_predictions`)."""
+        """Check, commit, then acknowledge a batch of labels (see :meth:`add_predictions`)."""
+        return await self._ingest(service_id, batch)
+
+    async def _ingest(
+        self, service_id: str, batch: PredictionColumns | LabelColumns
+    ) -> BatchReport:
+        """Queue the batch for the service's committer, which takes its lock (starting one
+        if none runs), and wait for the batch's outcome. A request that goes away leaves
+        the commit to finish."""
         service = self.get(service_id)
+        future: asyncio.Future[BatchReport] = asyncio.get_running_loop().create_future()
+        service.waiting.append((batch, future))
+        if service.committer is None or service.committer.done():
+            service.committer = asyncio.create_task(self._commit_waiting(service))
+        return await asyncio.shield(future)
+
+    async def _commit_waiting(self, service: IngestedService) -> None:
+        """Under the service's lock, commit the waiting batches, a group at a time."""
         async with service.lock:
-            report = await self._prepared(service, service.events.prepare_labels, batch)
-            first = service.next_label_seq
-            labels = label_rows(service_id, report.labels, first)
-            retractions = retraction_rows(service_id, report.retracted, first + len(labels))
-            await self._commit(service, report, {"labels": labels, "retractions": retractions})
-            service.next_label_seq += len(labels) + len(retractions)
-            return report
+            while service.waiting:
+                group, service.waiting = service.waiting, []
+                await self._commit_group(service, group)
+
+    async def _commit_group(
+        self,
+        service: IngestedService,
+        group: list[tuple[PredictionColumns | LabelColumns, asyncio.Future[BatchReport]]],
+    ) -> None:
+        """Check the batches in turn, each against the ones before it, commit the group's
+        new events in one write, then answer each batch (group commit).
+
+        A batch is kept in memory once checked, so the next one is checked against it; if
+        the write fails, every batch of the group is rolled back and answered with the
+        error, as if none had come (a refused batch is answered and counted either way).
+        """
+        events = service.events
+        checkpoint = events.checkpoint()
+        kept: list[tuple[asyncio.Future[BatchReport], BatchReport]] = []
+        batches: list[list[Any]] = []
+        predictions, labels = service.next_prediction_seq, service.next_label_seq
+        try:
+            for batch, future in group:
+                try:
+                    if isinstance(batch, PredictionColumns):
+                        report = events.prepare_predictions(batch)
+                    else:
+                        report = events.prepare_labels(batch)
+                except LogTableError as err:
+                    if not future.done():
+                        future.set_exception(err)
+                    continue
+                if report.predictions is not None:
+                    stored = prediction_batch(report.predictions, predictions)
+                    predictions += len(report.predictions)
+                else:
+                    stored = label_batch(report.labels, report.retracted, labels)
+                    labels += len(report.labels) + len(report.retracted)
+                events.keep(report)  # (rolled back below if the write fails)
+                batches.extend([] if stored is None else [stored])
+                kept.append((future, report))
+            if not kept:  # refusals only: their count is stored
+                await self._store_counts(service)
+                return
+            counts = events.counts.to_dict()
+            write = {"service_id": service.spec.service_id, "batches": batches, "counts": counts}
+            await self.audit.submit_events(write)
+        except BaseException as err:
+            events.rollback(checkpoint, [report for _, report in kept])
+            error = err if isinstance(err, Exception) else AuditUnavailableError("not committed")
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(error)
+            if not isinstance(err, Exception):
+                raise
+            return
+        service.next_prediction_seq, service.next_label_seq = predictions, labels
+        for future, report in kept:
+            if not future.done():  # (nothing cancels it: its request awaits it shielded)
+                future.set_result(report)
 
     async def refuse(self, service_id: str, rows: int) -> None:
         """Count ``rows`` refused before they reached the service (a body the HTTP wing
@@ -140,22 +208,6 @@ class IngestedServices:
         async with service.lock:
             service.events.counts.refused += rows
             await self._store_counts(service)
-
-    async def _prepared(self, service: IngestedService, prepare: Any, batch: Any) -> BatchReport:
-        try:
-            report: BatchReport = prepare(batch)
-        except LogTableError:
-            await self._store_counts(service)  # the refusal is counted
-            raise
-        return report
-
-    async def _commit(
-        self, service: IngestedService, report: BatchReport, rows: dict[str, Any]
-    ) -> None:
-        counts = service.events.counts_after(report)
-        write = {"service_id": service.spec.service_id, **rows, "counts": counts.to_dict()}
-        await self.audit.submit_events(write)
-        service.events.keep(report)
 
     async def _store_counts(self, service: IngestedService) -> None:
         """Store the counters (best effort: a refusal is answered either way)."""

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from steward.agent import ingestion_sql
+from steward.agent.event_payload import PayloadError
 from steward.agent.ingestion import ServiceEvents
 from steward.agent.monitored import MonitoredService
 from steward.agent.server.audit.sql import AuditTables
@@ -65,9 +66,11 @@ class _Feed:
         # event of its own at its own sequence number
         first = labels.assign(retracted_at=labels["retracted_at"].where(~later))
         again = labels[later].assign(seq=labels.loc[later, "retracted_seq"])
-        self.labels = pd.concat([first, again], ignore_index=True).sort_values(
-            "seq", kind="stable", ignore_index=True
-        )
+        merged = pd.concat(
+            [first.assign(retraction=False), again.assign(retraction=True)], ignore_index=True
+        ).sort_values("seq", kind="stable", ignore_index=True)
+        self.retraction = merged.pop("retraction").to_numpy(dtype=bool)
+        self.labels = merged
         self.label_seq = self.labels["seq"].to_numpy(dtype=np.float64)
         self._p = self._l = 0
 
@@ -78,9 +81,14 @@ class _Feed:
             events.add_predictions(self.predictions.iloc[self._p : p_end])
             self._p = p_end
         l_end = int(np.searchsorted(self.label_seq, labels, side="left"))
-        if l_end > self._l:
-            events.add_labels(self.labels.iloc[self._l : l_end])
-            self._l = l_end
+        # arrivals and retractions in separate runs: a label and its retraction in one
+        # batch would be the label and a duplicate
+        while self._l < l_end:
+            run = self.retraction[self._l : l_end]
+            changes = np.flatnonzero(run != run[0])
+            stop = self._l + (int(changes[0]) if changes.size else run.shape[0])
+            events.add_labels(self.labels.iloc[self._l : stop])
+            self._l = stop
 
 
 def rebuild(spec: ServiceSpec, tables: AuditTables) -> Rebuilt:
@@ -88,15 +96,22 @@ def rebuild(spec: ServiceSpec, tables: AuditTables) -> Rebuilt:
 
     Raises:
         ConfigError: stored events the service's config no longer fits (their inputs'
-            width), named.
+            width), or a damaged stored batch, named.
         AuditUnavailableError: the database failed.
     """
     service_id = spec.service_id
     with tables.engine.connect() as conn:
-        predictions, labels = ingestion_sql.load_events(conn, service_id)
+        try:
+            predictions, labels = ingestion_sql.load_events(conn, service_id)
+        except PayloadError as err:
+            raise ConfigError(
+                f"services.{service_id}",
+                f"a stored batch of its events cannot be read ({err})",
+                "restore the audit database from a backup",
+            ) from None
         counts = ingestion_sql.load_counts(conn, service_id)
-        next_predictions = ingestion_sql.next_seq(conn, ingestion_sql.predictions_table, service_id)
-        next_labels = ingestion_sql.next_seq(conn, ingestion_sql.labels_table, service_id)
+        next_predictions = ingestion_sql.next_seq(conn, ingestion_sql.PREDICTIONS, service_id)
+        next_labels = ingestion_sql.next_seq(conn, ingestion_sql.LABELS, service_id)
     marks = tables.ingestion_marks(service_id)
     monitored = MonitoredService(spec.settings)
     feed = _Feed(predictions, labels)
