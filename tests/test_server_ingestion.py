@@ -48,6 +48,7 @@ from steward.simulators.catalogue import load_slo
 
 OWN_SHIELD = "own-shield-service"
 NO_REGISTRY = "no-registry-service"
+DECIDED = "decided-service"  # its events are one test's alone
 SPEND = {"spend_period": 12.5, "period_start_day": 0.0}
 
 
@@ -59,6 +60,7 @@ def server(
     services = {
         **spec_for(service_registry),
         **spec_for(service_registry, OWN_SHIELD, shield_overrides={"cohort_test_required": False}),
+        **spec_for(service_registry, DECIDED),
         **spec_for((f"sqlite:///{folder / 'empty-mlflow.db'}", "missing"), NO_REGISTRY),
     }
     settings = settings_for(policy_path, folder / "audit.db", services=services, seed=7)
@@ -177,10 +179,11 @@ def test_a_decision_by_service_computes_the_portfolio_from_the_ingested_logs(
     server: ThreadedServer, service_registry: tuple[str, str]
 ) -> None:
     predictions = prediction_rows(1000, 200, seed=5, day=3.0)
-    assert post(server, "predictions", predictions).status_code == 200
-    assert post(server, "labels", label_rows(predictions[:150], 0.3)).status_code == 200
+    labels = label_rows(predictions[:150], 0.3)
+    assert post(server, "predictions", predictions, DECIDED).status_code == 200
+    assert post(server, "labels", labels, DECIDED).status_code == 200
     body = {
-        "service_id": SERVICE,
+        "service_id": DECIDED,
         "timestamp": "2025-03-05T06:00:00Z",
         "time_days": 4.5,
         "spend": SPEND,
@@ -189,23 +192,16 @@ def test_a_decision_by_service_computes_the_portfolio_from_the_ingested_logs(
     assert answer.status_code == 200, answer.text
     decision_id = answer.json()["decision_id"]
     db = server.db_path  # type: ignore[attr-defined]
-    (row,) = [r for r in table_rows(db, "decisions", SERVICE) if r["decision_id"] == decision_id]
+    (row,) = [r for r in table_rows(db, "decisions", DECIDED) if r["decision_id"] == decision_id]
     import json
 
     stored = json.loads(row["portfolio"])
-    assert json.loads(row["extra"])["ingested"]["predictions"] > 0
+    assert json.loads(row["extra"])["ingested"]["predictions"] == len(predictions)
     # the same events, the registry read from MLflow, through the one monitor
-    spec = spec_for(service_registry)[SERVICE]
+    spec = spec_for(service_registry, DECIDED)[DECIDED]
     monitored = MonitoredService(spec.settings)
-    every = [
-        *prediction_rows(0, 300, seed=1),
-        *reversed(prediction_rows(300, 100, seed=2, day=-0.5)),
-        *predictions,
-    ]
-    monitored.events.add_predictions(every)
-    monitored.events.add_labels(
-        [*label_rows(prediction_rows(0, 300, seed=1)[:200]), *label_rows(predictions[:150], 0.3)]
-    )
+    monitored.events.add_predictions(predictions)
+    monitored.events.add_labels(labels)
     registry = read_registry_state(*service_registry)
     expected = monitored.portfolio(4.5, registry, SpendState(**SPEND)).to_dict()
     assert expected["labels_recent"] > 0
