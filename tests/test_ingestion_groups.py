@@ -48,10 +48,10 @@ def labels(start: int, n: int, retracted: float | None = None) -> LabelColumns:
     return label_columns(rows, ORIGIN)
 
 
-def services_on(tmp_path: Path) -> tuple[IngestedServices, AuditLog]:
+def services_on(tmp_path: Path, synchronous: str = "NORMAL") -> tuple[IngestedServices, AuditLog]:
     config = service_config((f"sqlite:///{tmp_path / 'mlflow.db'}", "unused"))
     specs = {SERVICE: service_spec(SERVICE, config, load_slo(), load_shield_config())}
-    audit = AuditLog(f"sqlite:///{tmp_path / 'audit.db'}")
+    audit = AuditLog(f"sqlite:///{tmp_path / 'audit.db'}", synchronous=synchronous)
     audit.open()
     services = IngestedServices(specs, audit)
     services.open()
@@ -175,3 +175,42 @@ def test_a_request_that_goes_away_leaves_its_group_to_commit(
     assert services.counts(SERVICE).predictions == 40  # every batch committed and kept
     stored, _ = stored_events(f"sqlite:///{tmp_path / 'audit.db'}", SERVICE)
     assert list(stored["seq"]) == list(range(40))
+
+
+def test_a_decision_gets_the_lock_while_batches_keep_coming(tmp_path: Path) -> None:
+    """Sixteen clients send batch after batch, a few milliseconds apart, so some batch
+    always arrives during a group's write; a decision that asks for the service's lock
+    meanwhile gets it between two groups, long before the clients stop. (With
+    ``synchronous=FULL`` every write goes through the writer process: the event loop runs
+    while a group is written.)"""
+    services, audit = services_on(tmp_path, synchronous="FULL")
+    service = services.get(SERVICE)
+    stop = asyncio.Event()
+    sent = [0]
+
+    async def client(c: int) -> None:
+        pauses = np.random.default_rng(c).uniform(0.0, 0.004, size=100_000)
+        i = 0
+        while not stop.is_set():
+            await services.add_predictions(SERVICE, predictions(100_000 * (c + 1) + 10 * i, 10))
+            sent[0] += 1
+            await asyncio.sleep(float(pauses[i]))  # arrivals staggered across each write
+            i += 1
+
+    async def run() -> tuple[int, int]:
+        clients = [asyncio.create_task(client(c)) for c in range(16)]
+        while sent[0] < 32:  # the committer is busy
+            await asyncio.sleep(0.001)
+        before = sent[0]
+        async with asyncio.timeout(30):
+            async with service.lock:  # what a decision by service takes
+                during = sent[0] - before
+        stop.set()
+        await asyncio.gather(*clients)
+        return before, during
+
+    try:
+        _, during = asyncio.run(run())
+    finally:
+        audit.close()
+    assert during < 50, f"the lock came only after {during} more batches"  # a group at most

@@ -138,9 +138,11 @@ class IngestedServices:
         return await asyncio.shield(future)
 
     async def _commit_waiting(self, service: IngestedService) -> None:
-        """Under the service's lock, commit the waiting batches, a group at a time."""
-        async with service.lock:
-            while service.waiting:
+        """Commit the waiting batches a group at a time, taking the service's lock for each
+        group: a decision waiting for the lock gets its turn between two groups (asyncio's
+        lock is first come, first served), however steadily batches keep coming."""
+        while service.waiting:
+            async with service.lock:
                 group, service.waiting = service.waiting, []
                 await self._commit_group(service, group)
 
