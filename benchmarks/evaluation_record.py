@@ -71,6 +71,11 @@ def meets_conditions(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if r["lower_bound_over_abs_best"] is not None and r["lower_bound_over_abs_best"] < -MAX_LOSS
     ]
     not_above = [r["scenario"] for r in rows if r["scenario"] in MUST_WIN and r["ci95_low"] <= 0]
+    evaluated = {r["scenario"] for r in rows}
+    not_above += [f"{name} (not evaluated)" for name in MUST_WIN if name not in evaluated]
+    too_low += [
+        r["scenario"] for r in rows if r["lower_bound_over_abs_best"] is None
+    ]  # no bound: not shown within 2 %
     return {
         "no_loss_beyond_2_percent": not too_low,
         "losses_beyond_2_percent": too_low,

@@ -11,6 +11,7 @@ naming the service.
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 import sqlalchemy as sa
 from service_harness import service_config
@@ -196,6 +197,17 @@ def test_a_payload_is_numbers_and_text_and_a_damaged_one_is_named(tmp_path: Path
     forged = payload.replace(b'"<f8"', b'"|O8"', 1)
     with pytest.raises(event_payload.PayloadError, match="column t"):
         event_payload.decode(forged)
+    for header in (  # forged headers of every other shape: refused, never a deeper error
+        {"rows": 1.0, "ids": ["x"], "columns": []},
+        {"rows": 1, "ids": ["x"], "columns": 5},
+        {"rows": 1, "ids": ["x"], "columns": [[["t", "<f8"], [1]]]},
+        {"rows": 1, "ids": ["x"], "columns": [["t", ["<f8"], [1]]]},
+        {"rows": 1, "ids": ["x"], "columns": [["t", "<f8", [1]], ["t", "<f8", [1]]]},
+        {"rows": 1, "ids": ["x"], "columns": [[7, "<f8", [1]]]},
+    ):
+        body = orjson.dumps(header)
+        with pytest.raises(event_payload.PayloadError):
+            event_payload.decode(event_payload.HEADER.pack(b"STWB", len(body)) + body + b"\0" * 16)
     url = f"sqlite:///{tmp_path / 'audit.db'}"
     stored_service(url)
     engine = sa.create_engine(url)

@@ -220,8 +220,9 @@ def candidate_status(server: ThreadedServer, candidate_id: str) -> dict[str, Any
 def test_candidates_survive_a_restart_and_a_cut_evaluation_is_refused(
     runs: dict[str, Any], tmp_path: Path
 ) -> None:
-    """A decided candidate reads back as it was; one whose evaluation a stop cut short
-    shows refused at the next start (never promoted on an unfinished evaluation)."""
+    """A decided candidate reads back as it was; one whose evaluation a shutdown
+    interrupted shows refused at the next start (never promoted on an unfinished
+    evaluation)."""
     db = tmp_path / "audit.db"
     path, _ = runs["wait"]
     settings = settings_for(path, db, epsilon=EPSILON, seed=3, reload_dir=runs["reload_dir"])
@@ -252,3 +253,56 @@ def test_candidates_survive_a_restart_and_a_cut_evaluation_is_refused(
         (decided["candidate_id"], "refused"),
         (cut["candidate_id"], "registered"),
     ]
+
+
+def test_a_restart_serves_what_was_served_last_reloads_included(
+    runs: dict[str, Any], tmp_path: Path
+) -> None:
+    """An admin reload is a served-policy change like a promotion: a restart serves it, and
+    an admin's reload back to the configured policy is not undone by a restart."""
+    db = tmp_path / "audit.db"
+    (wait_path, wait_sha), (escalate_path, escalate_sha) = runs["wait"], runs["escalate"]
+    settings = settings_for(wait_path, db, reload_dir=runs["reload_dir"], policy_sha256=wait_sha)
+
+    def reload_to(server: ThreadedServer, path: Path, sha: str) -> None:
+        body = {"policy_path": str(path), "sha256": sha}
+        answer = httpx.post(f"{server.url}/v1/policy/reload", json=body, headers=ADMIN_AUTH)
+        assert answer.status_code == 200, answer.text
+
+    with ThreadedServer(settings) as server:
+        reload_to(server, escalate_path, escalate_sha)
+    with ThreadedServer(settings) as server:
+        assert served_version(server) == escalate_sha  # the reload outlived the restart
+        reload_to(server, wait_path, wait_sha)  # an admin's rollback to the configured one
+    with ThreadedServer(settings) as server:
+        assert served_version(server) == wait_sha
+    events = [(e["event"], e["candidate_sha256"]) for e in gate_events(db)]
+    assert events == [("reloaded", escalate_sha), ("reloaded", wait_sha)]
+
+
+def test_the_chain_of_served_policies_follows_the_rows_in_order() -> None:
+    """Where the served-policy changes lead from the configured version (pure rows)."""
+    from steward.agent.server.decision.promotion import served_after
+
+    def row(event: str, deployed: str, sha: str) -> dict[str, Any]:
+        return {
+            "event": event,
+            "deployed_version": deployed[:12],
+            "candidate_sha256": sha,
+            "candidate_path": f"/runs/{sha[:2]}/policy.json",
+        }
+
+    v0, c1, c3, other = ("0" * 64, "1" * 64, "3" * 64, "9" * 64)
+    # promoted C1; at a restart C1 did not load (fell back to V0); then C3 promoted from V0
+    rows = [
+        row("registered", v0, c1),
+        row("promoted", v0, c1),
+        row("fell_back", c1, v0),
+        row("refused", v0, other),
+        row("promoted", v0, c3),
+    ]
+    assert served_after(rows, v0[:12]) == ("/runs/33/policy.json", c3)
+    # a reload back to the configured policy ends the chain where it started
+    assert served_after([*rows, row("reloaded", c3, v0)], v0[:12]) is None
+    # another configured policy ignores this history
+    assert served_after(rows, other[:12]) is None

@@ -46,6 +46,18 @@ def encode(ids: Sequence[str], columns: Mapping[str, np.ndarray]) -> bytes:
     return b"".join([HEADER.pack(MAGIC, len(header)), header, *(a.tobytes() for a in arrays)])
 
 
+def _column_entry(entry: object) -> bool:
+    """Whether a header entry is ``[name, dtype, shape]`` with text and whole numbers."""
+    return (
+        isinstance(entry, list)
+        and len(entry) == 3
+        and type(entry[0]) is str
+        and type(entry[1]) is str
+        and isinstance(entry[2], list)
+        and all(type(d) is int and d >= 0 for d in entry[2])
+    )
+
+
 def decode(payload: bytes) -> tuple[list[str], dict[str, np.ndarray]]:
     """A payload's ids and columns (read-only arrays over the payload).
 
@@ -58,10 +70,14 @@ def decode(payload: bytes) -> tuple[list[str], dict[str, np.ndarray]]:
         n, ids, described = header["rows"], header["ids"], header["columns"]
     except (struct.error, orjson.JSONDecodeError, TypeError, KeyError) as err:
         raise PayloadError(f"unreadable batch header ({err})") from None
-    if magic != MAGIC or not isinstance(ids, list) or len(ids) != n:
+    if magic != MAGIC or type(n) is not int or not isinstance(ids, list) or len(ids) != n:
         raise PayloadError("not a stored batch (its header is wrong)")
     if not all(type(i) is str for i in ids):
         raise PayloadError("a stored batch's ids must be text")
+    if not isinstance(described, list) or not all(_column_entry(c) for c in described):
+        raise PayloadError("a stored batch's columns must be [name, dtype, shape] entries")
+    if len({c[0] for c in described}) != len(described):
+        raise PayloadError("a stored batch names a column twice")
     offset = HEADER.size + size
     columns: dict[str, np.ndarray] = {}
     for name, dtype, shape in described:

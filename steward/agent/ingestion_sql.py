@@ -299,6 +299,12 @@ def load_counts(connection: Connection, service_id: str) -> IngestionCounts:
 
 
 # -- reading the events back ------------------------------------------------------------------
+REQUIRED_COLUMNS = {  # what every stored batch of a kind holds (the rest have defaults)
+    PREDICTIONS: ("served_at", "model_version", "score"),
+    LABELS: ("label", "arrived_at", "retracted_at"),
+}
+
+
 def _stored_batches(
     connection: Connection, service_id: str, kind: str
 ) -> list[tuple[int, list[str], dict[str, np.ndarray]]]:
@@ -320,6 +326,11 @@ def _stored_batches(
             raise event_payload.PayloadError(
                 f"service {service_id}: the {kind} batch from {first_seq} holds {len(ids)}"
                 f" events, its row says {events}"
+            )
+        missing = sorted(set(REQUIRED_COLUMNS[kind]) - set(columns))
+        if missing:
+            raise event_payload.PayloadError(
+                f"service {service_id}: the {kind} batch from {first_seq} lacks {missing}"
             )
         out.append((int(first_seq), ids, columns))
     return out
@@ -394,7 +405,12 @@ def _label_frame(connection: Connection, service_id: str) -> pd.DataFrame:
         )
         for number, (prediction_id, value, at, retracted) in enumerate(events, first_seq):
             if value == RETRACTION:
-                k = row_of[prediction_id]
+                k = row_of.get(prediction_id, -1)
+                if k < 0:
+                    raise event_payload.PayloadError(
+                        f"service {service_id}: the labels batch from {first_seq} retracts"
+                        f" {prediction_id}, which no stored label has"
+                    )
                 retracted_at[k], retracted_seq[k] = retracted, number
                 continue
             row_of[prediction_id] = len(ids)

@@ -14,15 +14,16 @@ policy stays (fail closed).
 
 The job runs in a worker process (one at a time): the evaluation's CPU never holds the
 event loop. Every registration, promotion and refusal is a row of the audit trail's
-``policy_promotions`` table, in the same database as the decisions. The candidates'
+``policy_promotions`` table, in the same database as the decisions, and so is every other
+change of the served policy (an admin reload, a fall-back at start). The candidates'
 statuses are read back from those rows when the server starts
 (:meth:`PromotionGate.restore`): a decided candidate shows what it showed before the
-restart, and one whose evaluation a stop cut short shows refused (register it again). A
-promotion outlives a restart: the server serves the end of the chain of promotions from
-its configured policy again (:meth:`PromotionGate.serve_promoted`). The gate is one
-server process's: replicas on one database each evaluate and promote what is registered
-with them (and each serves the chain at its next start). The reports stay in
-``REPORTS_FOLDER`` under the reload folder.
+restart, and one whose evaluation a shutdown interrupted shows refused (register it
+again). A promotion outlives a restart, and so does an admin's reload: the server serves
+again what it served last, when that descends from its configured policy
+(:meth:`PromotionGate.serve_promoted`). The gate is one server process's: replicas on one
+database each evaluate and promote what is registered with them (and each serves the
+chain at its next start). The reports stay in ``REPORTS_FOLDER`` under the reload folder.
 """
 
 import asyncio
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 
 EVALUATING, PROMOTED, REFUSED = "evaluating", "promoted", "refused"
 REGISTERED = "registered"
+RELOADED = "reloaded"  # an admin reload changed the served policy
+FELL_BACK = "fell_back"  # at start, the policy to serve again did not load: the configured one
+SERVED_CHANGES = (PROMOTED, RELOADED, FELL_BACK)  # rows that change the served policy
 REPORTS_FOLDER = "candidate-reports"
 TABLE = "policy_promotions"
 
@@ -64,7 +68,8 @@ def promotion_table(metadata: sa.MetaData) -> sa.Table:
         metadata,
         sa.Column("event_id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("candidate_id", sa.String(32), nullable=False, index=True),
-        sa.Column("event", sa.String(16), nullable=False),  # registered, promoted, refused
+        # registered, promoted, refused; reloaded, fell_back (served-policy changes)
+        sa.Column("event", sa.String(16), nullable=False),
         sa.Column("at", sa.String(40), nullable=False),  # ISO 8601, UTC
         sa.Column("candidate_sha256", sa.String(64), nullable=False),
         sa.Column("candidate_path", sa.Text, nullable=False),
@@ -135,6 +140,25 @@ def run_gate_job(job: GateJob) -> dict[str, Any]:
         "html_path": str(result.html_path),
         "wall_seconds": result.wall_seconds,
     }
+
+
+def served_after(rows: list[dict[str, Any]], configured_version: str) -> tuple[str, str] | None:
+    """The policy to serve at start: where the served-policy changes lead from the
+    configured version, as (card path, sha256); ``None``: the configured policy.
+
+    ``rows`` are the ``policy_promotions`` rows in the order written. A change applies
+    when it replaced the version served at that point of the chain (a gate promotion, an
+    admin reload or a fall-back); changes from other versions (another configured policy,
+    another branch) are skipped.
+    """
+    version, target = configured_version, None
+    for row in rows:
+        if row["event"] in SERVED_CHANGES and row["deployed_version"] == version:
+            version = row["candidate_sha256"][: len(configured_version)]
+            target = (row["candidate_path"], row["candidate_sha256"])
+    if target is None or version == configured_version:
+        return None
+    return target
 
 
 @dataclass
@@ -292,40 +316,52 @@ class PromotionGate:
         if self.candidates:
             log.info("%d policy candidates read back from the audit trail", len(self.candidates))
 
-    def promoted_since(self, version: str) -> Candidate | None:
-        """The candidate the gate's promotions lead to from the served ``version``.
-
-        Follows the promotions in order: one that replaced ``version`` makes its candidate
-        the served one, and so on. ``None``: the gate never replaced ``version`` (the
-        configured policy is the one to serve).
-        """
-        served: Candidate | None = None
-        for candidate in sorted(
-            self.candidates.values(), key=lambda c: c.finished_at or c.registered_at
-        ):
-            if candidate.status == PROMOTED and candidate.deployed_version == version:
-                served, version = candidate, candidate.sha256[: len(version)]
-        return served
+    def record_served_change(
+        self, event: str, previous_version: str, path: Path | None, sha256: str, reason: str
+    ) -> None:
+        """A row for a change of the served policy that was not a gate decision (an admin
+        reload, or the fall-back to the configured policy at start), so a restart knows
+        what was served last. A policy that is not an artifact leaves no row."""
+        if path is None or not sha256:
+            return
+        change = Candidate(
+            candidate_id=secrets.token_hex(8),
+            policy_path=path,
+            sha256=sha256,
+            registered_at=_now(),
+            deployed_version=previous_version,
+            reason=reason,
+        )
+        self._write_event(change, event)
 
     async def serve_promoted(self) -> None:
-        """At start, serve what the gate last promoted over the configured policy.
+        """At start, serve again the policy that was served last (a promotion outlives a
+        restart), when it descends from the configured one.
 
-        A promotion outlives a restart: the served policy is the end of the chain of
-        promotions from the configured one, its bytes checked against the sha256 the gate
-        judged. A candidate that can no longer be loaded (moved, changed, outside the
-        reload folder) leaves the configured policy served, and the log says why.
+        The audit rows that changed the served policy (gate promotions, admin reloads,
+        fall-backs at start) are followed in the order they were written, from the
+        configured version (:func:`served_after`); the policy they end at is loaded with
+        its bytes checked against the sha256 recorded. One that can no longer be loaded
+        (moved, changed, outside the reload folder) leaves the configured policy served,
+        logged and recorded as a fall-back.
         """
         store = self.runtime.store
-        candidate = self.promoted_since(store.current.version)
-        if candidate is None:
+        configured = store.current
+        target = await asyncio.to_thread(served_after, self.events(), configured.version)
+        if target is None:
             return
+        path, sha256 = target
         try:
-            await store.reload(str(candidate.policy_path), sha256=candidate.sha256)
+            await store.reload(path, sha256=sha256)
         except ConfigError as err:
-            log.error(
-                "promoted candidate %s not served again, the configured policy is: %s",
-                candidate.candidate_id,
-                err,
+            log.error("the last served policy (%s) not served again: %s", path, err)
+            await asyncio.to_thread(
+                self.record_served_change,
+                FELL_BACK,
+                sha256[: len(configured.version)],
+                configured.path,
+                configured.sha256,
+                f"did not load at start: {err}",
             )
 
     # -- registration and the background job ----------------------------------------------

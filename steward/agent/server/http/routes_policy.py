@@ -1,14 +1,23 @@
-"""``GET /v1/policy`` and ``POST /v1/policy/reload``."""
+"""``GET /v1/policy`` and ``POST /v1/policy/reload``.
 
+A reload that changed the served policy is a row of the promotion gate's
+``policy_promotions`` (event ``reloaded``), so a restart serves what was served last
+(:meth:`~steward.agent.server.decision.promotion.PromotionGate.serve_promoted`): an admin's
+rollback is not undone by a restart.
+"""
+
+import asyncio
+import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, HTTPException
+from fastapi import APIRouter, Body, Depends, HTTPException, Request
 
 from steward.agent.server.decision.policy_store import (
     PolicyFileMissingError,
     PolicyHashMismatchError,
     ReloadForbiddenError,
 )
+from steward.agent.server.decision.promotion import RELOADED
 from steward.agent.server.decision.runtime import Runtime
 from steward.agent.server.http.deps import (
     MetricsDep,
@@ -17,9 +26,11 @@ from steward.agent.server.http.deps import (
     require_api_token,
 )
 from steward.agent.server.http.errors import problem_responses
+from steward.agent.server.http.routes_candidates import gate_of
 from steward.agent.server.http.schemas import PolicyInfo, ReloadRequest, ReloadResponse
 from steward.errors import ConfigError
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/policy", tags=["policy"])
 # other refusals (no expected sha256, a malformed or incompatible artifact): 422
 _REFUSED = {ReloadForbiddenError: 403, PolicyFileMissingError: 404, PolicyHashMismatchError: 409}
@@ -83,6 +94,7 @@ async def get_policy(runtime: RuntimeDep) -> PolicyInfo:
     summary="Reload the policy without a restart (admin token)",
 )
 async def reload_policy(
+    request: Request,
     runtime: RuntimeDep,
     metrics: MetricsDep,
     body: Annotated[ReloadRequest | None, Body()] = None,
@@ -95,9 +107,22 @@ async def reload_policy(
     requested = body.policy_path if body is not None else None
     sha256 = body.sha256 if body is not None else None
     try:
-        previous, _ = await runtime.store.reload(requested, sha256)
+        previous, new = await runtime.store.reload(requested, sha256)
     except ConfigError as err:
         metrics.policy_reloads.labels(result="refused").inc()
         raise HTTPException(_REFUSED.get(type(err), 422), str(err)) from None
     metrics.policy_reloads.labels(result="loaded").inc()
+    if new.sha256 != previous.sha256:
+        gate = gate_of(request.app, runtime)
+        try:
+            await asyncio.to_thread(
+                gate.record_served_change,
+                RELOADED,
+                previous.version,
+                new.path,
+                new.sha256,
+                "admin reload",
+            )
+        except Exception as err:  # the reload stands; a restart may serve the earlier one
+            log.error("the reload to %s was not recorded in the audit trail: %s", new.version, err)
     return ReloadResponse(previous_version=previous.version, policy=policy_info(runtime))
