@@ -214,3 +214,21 @@ def test_a_decision_gets_the_lock_while_batches_keep_coming(tmp_path: Path) -> N
     finally:
         audit.close()
     assert during < 50, f"the lock came only after {during} more batches"  # a group at most
+
+
+def test_a_group_holds_at_most_max_group_batches(tmp_path: Path) -> None:
+    """More batches at once than a group holds: several writes, every event stored once."""
+    from steward.agent.server.services.ingested import MAX_GROUP
+
+    services, audit = services_on(tmp_path)
+    sizes: list[int] = []
+    audit.on_batch = lambda size, _seconds: sizes.append(size)
+    n = MAX_GROUP + 10
+    try:
+        answers = asyncio.run(send(services, [predictions(5 * i, 5) for i in range(n)]))
+    finally:
+        audit.close()
+    assert all(isinstance(a, BatchReport) and a.accepted == 5 for a in answers)
+    assert len(sizes) >= 2  # the first MAX_GROUP in one write, the rest after
+    stored, _ = stored_events(f"sqlite:///{tmp_path / 'audit.db'}", SERVICE)
+    assert list(stored["seq"]) == list(range(5 * n))

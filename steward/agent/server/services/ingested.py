@@ -33,6 +33,7 @@ from steward.monitoring.state import RegistryState, SpendState
 from steward.monitoring.tables import LogTableError
 
 log = logging.getLogger(__name__)
+MAX_GROUP = 64  # batches in one write at most (one transaction, one frame to the writer)
 
 
 class UnknownServiceError(LookupError):
@@ -143,7 +144,8 @@ class IngestedServices:
         lock is first come, first served), however steadily batches keep coming."""
         while service.waiting:
             async with service.lock:
-                group, service.waiting = service.waiting, []
+                group = service.waiting[:MAX_GROUP]
+                service.waiting = service.waiting[MAX_GROUP:]
                 await self._commit_group(service, group)
 
     async def _commit_group(
