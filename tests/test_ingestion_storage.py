@@ -217,3 +217,31 @@ def test_a_payload_is_numbers_and_text_and_a_damaged_one_is_named(tmp_path: Path
     engine.dispose()
     with pytest.raises(ConfigError, match=r"services\.svc.*predictions batch from 300"):
         rebuild(spec_of(tmp_path), open_tables(url))
+
+
+def test_a_retried_write_skips_its_own_stored_batches_and_refuses_others(
+    tmp_path: Path,
+) -> None:
+    """A write whose commit went through but whose answer was lost is sent again: its
+    batches, stored already with the same bytes, are skipped (the retry commits); other
+    bytes at the same sequence numbers are refused, never overwritten."""
+    from steward.agent.ingestion_sql import metadata, write_events
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'audit.db'}")
+    metadata.create_all(engine)
+    columns = {"served_at": np.arange(3.0), "model_version": np.ones(3, dtype=np.int64),
+               "score": np.full(3, 0.5)}  # fmt: skip
+    payload = event_payload.encode(["a", "b", "c"], columns)
+    write = {"service_id": "svc", "batches": [["predictions", 0, 3, payload]]}
+    with engine.begin() as conn:
+        assert write_events(conn, write) == 3
+    with engine.begin() as conn:  # the retry
+        assert write_events(conn, write) == 0
+    other = event_payload.encode(["x", "y", "z"], columns)
+    forged = {"service_id": "svc", "batches": [["predictions", 0, 3, other]]}
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        write_events(conn, forged)
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT payload FROM ingested_batches")).all()
+    engine.dispose()
+    assert [bytes(row[0]) for row in stored] == [payload]

@@ -53,8 +53,10 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from steward.agent import event_payload
 from steward.agent.ingestion import IngestionCounts
@@ -209,9 +211,13 @@ def write_events(connection: Connection, write: Mapping[str, Any]) -> int:
             :func:`label_batch`'s, optional); ``counts``: the service's counters after
             them (optional).
 
+    A batch stored already with the same bytes is skipped: the write is a retry of one
+    whose commit went through although its answer was lost (a dropped connection), so a
+    retried write commits instead of failing on its own earlier rows.
+
     Raises:
-        IntegrityError: a batch whose sequence numbers are stored already (never
-            overwritten).
+        IntegrityError: a batch whose sequence numbers are stored already with other
+            events (never overwritten).
     """
     service_id = str(write["service_id"])
     rows = []
@@ -219,6 +225,7 @@ def write_events(connection: Connection, write: Mapping[str, Any]) -> int:
         if not isinstance(payload, bytes):  # base64 text: it came through the pipe
             payload = base64.b64decode(payload, validate=True)
         rows.append((service_id, str(kind), int(first_seq), int(events), payload))
+    rows = _not_stored(connection, service_id, rows)
     counts = write.get("counts")
     counted = None if counts is None else (service_id, *(int(counts[n]) for n in COUNT_NAMES))
     if connection.dialect.name == "sqlite":  # the driver alone: SQLAlchemy's statement
@@ -239,6 +246,38 @@ def write_events(connection: Connection, write: Mapping[str, Any]) -> int:
                 _upsert_counts(connection.dialect), dict(zip(COUNTS_ROW, counted, strict=True))
             )
     return sum(row[3] for row in rows)
+
+
+def _not_stored(connection: Connection, service_id: str, rows: list[Any]) -> list[Any]:
+    """The batch rows not stored yet; one stored with the same bytes is dropped (a retry).
+
+    Raises:
+        IntegrityError: a stored batch at the same sequence numbers with other bytes.
+    """
+    if not rows:
+        return rows
+    b = batches_table.c
+    keys = [(row[1], row[2]) for row in rows]
+    stored = {
+        (kind, first_seq): bytes(payload)
+        for kind, first_seq, payload in connection.execute(
+            select(b.kind, b.first_seq, b.payload).where(
+                b.service_id == service_id,
+                tuple_(b.kind, b.first_seq).in_(keys),
+            )
+        )
+    }
+    if not stored:
+        return rows
+    for row in rows:
+        held = stored.get((row[1], row[2]))
+        if held is not None and held != row[4]:
+            raise IntegrityError(
+                "INSERT INTO ingested_batches",
+                {"service_id": service_id, "kind": row[1], "first_seq": row[2]},
+                ValueError("another batch is stored at these sequence numbers"),
+            )
+    return [row for row in rows if (row[1], row[2]) not in stored]
 
 
 def _store_counts(connection: Connection, service_id: str, counts: Mapping[str, int]) -> None:
