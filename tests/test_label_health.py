@@ -16,6 +16,7 @@ from steward.monitoring.arrivals import ArrivedColumns
 from steward.monitoring.label_health import (
     ARRIVAL_LOOKBACK_DAYS,
     CDF_STEP_DAYS,
+    ONE_PASS_LABELS,
     ArrivalExpectation,
     balance_gap,
     error_asymmetry,
@@ -51,6 +52,22 @@ def test_the_error_asymmetry_counts_false_positives_against_false_negatives() ->
     assert error_asymmetry(arrived([0, 0, 1], [0.8, 0.6, 0.7])) == 1.0  # false alarms only
     assert math.isnan(error_asymmetry(arrived([1, 0], [0.8, 0.1])))  # no error: unknown
     assert math.isnan(error_asymmetry(arrived([], [])))
+
+
+def test_the_error_asymmetry_of_many_labels_is_counted_the_same_in_one_pass() -> None:
+    """From ``ONE_PASS_LABELS`` labels on, the counts come from one compiled pass: the same
+    value as counting false positives and false negatives by hand."""
+    rng = np.random.default_rng(11)
+    for n, positive in ((ONE_PASS_LABELS, 0.3), (ONE_PASS_LABELS + 7, 0.8)):
+        label = (rng.random(n) < positive).astype(int)
+        score = rng.random(n)
+        calls = score >= 0.5
+        false_positives = int(np.sum(calls & (label == 0)))
+        false_negatives = int(np.sum(~calls & (label == 1)))
+        expected = (false_positives - false_negatives) / (false_positives + false_negatives)
+        assert error_asymmetry(arrived(label.tolist(), score.tolist())) == pytest.approx(expected)
+    none_wrong = np.ones(ONE_PASS_LABELS, dtype=int)
+    assert math.isnan(error_asymmetry(arrived(none_wrong.tolist(), [0.9] * ONE_PASS_LABELS)))
 
 
 # -- expected arrivals from the delay SLA -------------------------------------------------------
