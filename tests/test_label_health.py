@@ -103,6 +103,10 @@ def test_expected_arrivals_weigh_each_served_day_by_its_arrival_chance() -> None
     # a fractional time reads the CDF between the days' ages
     later = 300 * 0.8 * 1.0 / 4 + 200 * 0.8 / 4 + 100 * 0.8 / 4
     assert expectation.expected_last_day(13.5) == pytest.approx(later)
+    # days after the last served day (traffic stopped), its age keeps growing: at 4.0 the
+    # day served at 1 is 2.5 days old, past the end of a 2-day ramp
+    stopped = ArrivalExpectation(served({1: 100}), linear_cdf(2.0, delivered=0.8))
+    assert stopped.expected_last_day(4.0) == pytest.approx(100 * (0.8 - 0.8 * 1.5 / 2))
 
 
 def test_expected_arrivals_count_rows_as_the_log_grows() -> None:
@@ -112,6 +116,14 @@ def test_expected_arrivals_count_rows_as_the_log_grows() -> None:
     t = 11 + np.arange(200) / 200
     log.append(PredictionBatch(t, np.zeros(200, np.int32), np.full(200, 0.5)))
     assert expectation.expected_last_day(12.0) == pytest.approx(200 * 0.5 / 4 + 100 / 4)
+
+
+def test_expected_arrivals_are_unchanged_by_a_batch_of_no_rows() -> None:
+    log = served({0: 300, 1: 300})
+    expectation = ArrivalExpectation(log, linear_cdf(4.0))
+    before = expectation.expected_last_day(2.0)
+    log.append(PredictionBatch(np.zeros(0), np.zeros(0, np.int32), np.zeros(0)))
+    assert expectation.expected_last_day(2.0) == before
 
 
 def test_expected_arrivals_look_back_sixty_days() -> None:
