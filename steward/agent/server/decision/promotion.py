@@ -273,8 +273,9 @@ class PromotionGate:
         with engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
 
-    def restore(self) -> None:
-        """Read every candidate back from the audit rows (at start, before any request).
+    def restore(self, rows: list[dict[str, Any]]) -> None:
+        """Read every candidate back from the audit rows (:meth:`events`, at start, before
+        any request).
 
         A candidate with a registration and no decision was being evaluated when the
         server stopped (or is, by another replica on the same database): this server
@@ -282,7 +283,7 @@ class PromotionGate:
         evaluation it did not finish). No row is written for it, so a replica that is
         still evaluating it records its own decision.
         """
-        for row in self.events():
+        for row in rows:
             if row["event"] == REGISTERED:
                 candidate = Candidate(
                     candidate_id=row["candidate_id"],
@@ -334,7 +335,7 @@ class PromotionGate:
         )
         self._write_event(change, event)
 
-    async def serve_promoted(self) -> None:
+    async def serve_promoted(self, rows: list[dict[str, Any]]) -> None:
         """At start, serve again the policy that was served last (a promotion outlives a
         restart), when it descends from the configured one.
 
@@ -347,7 +348,7 @@ class PromotionGate:
         """
         store = self.runtime.store
         configured = store.current
-        target = await asyncio.to_thread(served_after, self.events(), configured.version)
+        target = served_after(rows, configured.version)
         if target is None:
             return
         path, sha256 = target

@@ -49,8 +49,9 @@ async def open_gate(app: FastAPI, runtime: Runtime) -> None:
     """Make the app's gate at start: its candidates read back from the audit trail, and
     the policy it last promoted over the configured one served again."""
     gate = gate_of(app, runtime)
-    await asyncio.to_thread(gate.restore)
-    await gate.serve_promoted()
+    rows = await asyncio.to_thread(gate.events)  # read once, off the event loop
+    gate.restore(rows)
+    await gate.serve_promoted(rows)
 
 
 async def close_gate(app: FastAPI) -> None:
