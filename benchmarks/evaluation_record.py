@@ -15,6 +15,8 @@ held-out episodes), the record is ``evaluation_seeds``: the same rows per seed, 
 each seed meets the recipe's conditions (on every scenario the interval's lower bound at
 least -2 % of the best heuristic's absolute return; above zero on ``mixed`` and
 ``randomized``), and the wall time of each seed's training and evaluation when given.
+``--benchmark`` names the record of a recipe variant (``evaluation_seeds_slow_drift``:
+the same training with the slow-drift observation block), ``--recipe`` its overrides.
 """
 
 import argparse
@@ -59,6 +61,7 @@ def paired_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+SEED_RECORDS = ("evaluation_seeds", "evaluation_seeds_slow_drift")
 MAX_LOSS = 0.02  # of the best heuristic's absolute return
 MUST_WIN = ("mixed", "randomized")
 
@@ -101,6 +104,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--executors", nargs="+", help="where each seed's evaluation ran (local or ray)"
     )
+    parser.add_argument(
+        "--benchmark",
+        default="evaluation_seeds",
+        choices=SEED_RECORDS,
+        help="the record's name with --seeds (one per recipe variant)",
+    )
+    parser.add_argument("--recipe", default="", help="the training command's recipe overrides")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.seeds is None and len(args.results) > 1:
@@ -144,10 +154,12 @@ def main(argv: list[str] | None = None) -> None:
                     entry[key] = given[i]
             per_seed.append(entry)
             rows += [{"seed": seed, **row} for row in paired]
+        if args.recipe:
+            figures["recipe"] = args.recipe
         figures["seeds"] = per_seed
         figures["every_seed_meets_both"] = all(s["meets_both"] for s in per_seed)
         figures["rows"] = rows
-        out = write_result("evaluation_seeds", args.command, figures, args.json)
+        out = write_result(args.benchmark, args.command, figures, args.json)
     print(f"wrote {out}")
 
 

@@ -41,6 +41,23 @@ SECTIONS: tuple[Section, ...] = (
         " `mixed` and `randomized`.",
     ),
     Section(
+        "evaluation_seeds_slow_drift",
+        "The default recipe with the slow-drift features, on three training seeds",
+        "`steward train agent.slow_drift_features=true` (accuracy trend, days since the last"
+        " fit, loss since the last fit in the observation) with seeds 0, 1 and 2, evaluated"
+        " exactly as the section above, on the same held-out episodes and cached baselines."
+        " Same targets.",
+    ),
+    Section(
+        "recipe_variants",
+        "The recipe's variants at full budget, per training seed",
+        "Each variant's three training seeds (160,768 steps each) summarised from its record"
+        " above: scenarios won and lost beyond the paired interval, scenarios whose lower"
+        " bound sits below -2 % of the best heuristic's absolute return, the paired"
+        " difference and lower bound on `mixed` and `randomized`, pages and wasted pages over"
+        " every scenario. Target: no scenario below -2 %, both lower bounds above zero.",
+    ),
+    Section(
         "recipe_seeds",
         "The agent against the tuned heuristics, per training seed",
         "Each training seed's agent (the jump-start recipe, at the training steps the record"

@@ -1,0 +1,98 @@
+"""The training recipe's variants side by side, from their three-seed evaluation records.
+
+    python -m benchmarks.recipe_variants \
+        plain=benchmarks/results/evaluation_seeds.json \
+        slow_drift=benchmarks/results/evaluation_seeds_slow_drift.json
+
+Each record is one variant's ``evaluation_seeds`` record (``benchmarks.evaluation_record
+--seeds``): every training seed's agent against the best tuned heuristic per scenario,
+paired on the same held-out episodes. Per variant and seed this lays out how many
+scenarios the agent wins or loses beyond the interval, where the interval's lower bound
+sits below -2 % of the heuristic's absolute return, the paired difference on ``mixed``
+and ``randomized`` with their lower bounds, and the agent's pages and wasted pages over
+every scenario: the ablation table of ``docs/results.md``.
+"""
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from benchmarks.evaluation_record import MAX_LOSS, MUST_WIN
+from benchmarks.reporting import write_result
+
+
+def seed_row(variant: str, seed: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One variant's one training seed, summarised over its scenarios."""
+    by_name = {r["scenario"]: r for r in rows}
+    out: dict[str, Any] = {
+        "variant": variant,
+        "seed": seed,
+        "scenarios": len(rows),
+        "better": sum(r["verdict"] == "better" for r in rows),
+        "worse": sum(r["verdict"] == "worse" for r in rows),
+        "below_minus_2_percent": sum(
+            r["lower_bound_over_abs_best"] is None or r["lower_bound_over_abs_best"] < -MAX_LOSS
+            for r in rows
+        ),
+    }
+    for name in MUST_WIN:
+        row = by_name.get(name)
+        out[f"{name}_difference"] = row["agent_minus_best"] if row else None
+        out[f"{name}_lower_bound"] = row["ci95_low"] if row else None
+    out["pages"] = sum(r["agent_pages"] or 0 for r in rows)
+    out["wasted_pages"] = sum(r["agent_pages_wasted"] or 0 for r in rows)
+    out["meets_both"] = out["below_minus_2_percent"] == 0 and all(
+        (out[f"{name}_lower_bound"] or 0.0) > 0 for name in MUST_WIN
+    )
+    return out
+
+
+def variant_rows(variant: str, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every training seed's row of one variant's record."""
+    figures = record["figures"]
+    seeds = [s["seed"] for s in figures["seeds"]]
+    return [
+        seed_row(variant, seed, [r for r in figures["rows"] if r["seed"] == seed]) for seed in seeds
+    ]
+
+
+def _variant(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=PATH (a variant's record)")
+    return name, Path(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write ``benchmarks/results/recipe_variants.json``."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("variants", type=_variant, nargs="+", help="NAME=RECORD.json")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    rows, sources = [], {}
+    for name, path in args.variants:
+        record = json.loads(path.read_text())
+        if "seeds" not in record.get("figures", {}):
+            parser.error(f"{path}: not a three-seed evaluation record (evaluation_record --seeds)")
+        rows += variant_rows(name, record)
+        sources[name] = {"record": str(path), "command": record["command"]}
+    figures = {"rows": rows, "variants": sources}
+    for row in rows:
+        print(
+            f"{row['variant']:>12} seed {row['seed']}: better {row['better']:>2}, worse"
+            f" {row['worse']:>2}, below -2 % {row['below_minus_2_percent']:>2} of"
+            f" {row['scenarios']}; mixed {row['mixed_difference']:+.0f}"
+            f" (LB {row['mixed_lower_bound']:+.0f}), randomized"
+            f" {row['randomized_difference']:+.0f} (LB {row['randomized_lower_bound']:+.0f});"
+            f" pages {row['pages']} ({row['wasted_pages']} wasted)"
+        )
+    command = "python -m benchmarks.recipe_variants " + " ".join(
+        f"{name}={path}" for name, path in args.variants
+    )
+    out = write_result("recipe_variants", command, figures, args.json)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
