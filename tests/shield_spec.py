@@ -55,6 +55,7 @@ THRESHOLDS = {
     "min_auc_drop": 0.05,
     "min_error_asymmetry": 0.5,
     "max_label_cohort_z": 4.0,
+    "suspect_label_cohort_z": 3.0,  # between this and 4 the test is inconclusive: fits wait
     "cohort_test_required": True,  # a service may waive the test's verdict, not its evidence
     "balance_max_prediction_psi": 0.1,  # balance evidence needs the served scores to hold
     "page_max_label_arrival_ratio": 0.0,  # arrivals force a page only once the feed stopped
@@ -64,6 +65,7 @@ THRESHOLDS = {
 }
 ARRIVAL = THRESHOLDS["min_label_arrival_ratio"]
 COHORT_Z = THRESHOLDS["max_label_cohort_z"]
+SUSPECT_Z = THRESHOLDS["suspect_label_cohort_z"]
 PAGE_ARRIVAL = THRESHOLDS["page_max_label_arrival_ratio"]
 BALANCE_PSI = THRESHOLDS["balance_max_prediction_psi"]
 MIN_LABELS = THRESHOLDS["min_labels_in_window"]
@@ -164,11 +166,14 @@ def balance_broken(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection
 
 
 def cohorts_disagree(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection:
-    """|shift z| > 4, agreement z < -4, or a held alarm peak > 4; else any of the three
-    NaN (the test cannot tell, or it was not reported) is unknown health."""
+    """|shift z| > 4, agreement z < -4, or a held alarm peak > 4; else a current z past 3
+    (inconclusive), or any of the three NaN (the test cannot tell, or it was not
+    reported), is unknown health."""
     shift, agreement, peak = p.label_shift_z, p.label_agreement_z, p.label_alarm_peak_z
     if abs(shift) > COHORT_Z or agreement < -COHORT_Z or peak > COHORT_Z:
         return Objection.BROKEN
+    if abs(shift) > SUSPECT_Z or agreement < -SUSPECT_Z:
+        return Objection.UNKNOWN
     if math.isnan(shift) or math.isnan(agreement) or math.isnan(peak):
         return Objection.UNKNOWN
     return Objection.NONE

@@ -19,6 +19,7 @@ from steward.agent.evaluation.humility import FLAVOURS, WITHIN_EPOCHS
 from steward.agent.evaluation.seeds import split_seeds
 from steward.agent.policies import make_heuristic
 from steward.envs.lifecycle_env import LifecycleEnv
+from steward.envs.shield import ShieldConfig
 from steward.simulators.catalogue import load_members
 
 SEEDS = split_seeds("test", 20_000, 2)  # experiments.evaluate's default test seeds
@@ -60,3 +61,23 @@ def test_no_model_fitted_on_incident_labels_is_promoted(flavour: str) -> None:
     incidents = [i for r in records for i in r["incidents"]]
     assert incidents and all(i["first_page_epoch"] is not None for i in incidents)
     assert sum(i["promoted_on_incident_labels"] for i in incidents) == 0
+
+
+def test_an_inconclusive_cohort_test_keeps_a_faint_incident_out_of_a_promotion() -> None:
+    """A corruption forcing labels to 0 began 0.84 days before a decision whose cohort
+    z-score read 3.04: inconclusive. The accuracy trigger proposes a retrain there; with
+    the inconclusive zone it waits, the alarm and the page come at the next decision, and
+    no model fitted on the incident's labels is promoted. Without the zone (its bound at
+    the evidence limit) the same episode promotes one."""
+    world = flavour_world("corruption_force0")
+    seed = 5424516330  # of the evaluation's test split (benchmarks.humility)
+    promoted = {}
+    for suspect_z in (3.0, 4.0):
+        shield = ShieldConfig(suspect_label_cohort_z=suspect_z)
+        env = LifecycleEnv(world, shield=shield, members=load_members(world))
+        summary, _ = evaluate_episode(env, make_heuristic("accuracy_trigger"), seed, True)
+        assert summary.humility is not None
+        incidents = summary.humility["incidents"]
+        assert all(i["paged_within_2"] for i in incidents if i["first_alarm_epoch"] is not None)
+        promoted[suspect_z] = sum(i["promoted_on_incident_labels"] for i in incidents)
+    assert promoted == {3.0: 0, 4.0: 1}

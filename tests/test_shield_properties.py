@@ -114,8 +114,8 @@ reported_changes = st.fixed_dictionaries(
         "auc_reference": st.one_of(st.floats(0.5, 1.0), st.sampled_from([0.6875, 0.05])),
         "auc_last_day": st.one_of(st.floats(0.0, 1.0), near(0.5, 0.0), st.just(NAN)),
         "error_asymmetry": st.one_of(st.floats(-1.0, 1.0), near(0.5, -0.5), st.just(NAN)),
-        "label_shift_z": st.one_of(st.floats(-8.0, 8.0), near(4.0, -4.0), st.just(NAN)),
-        "label_agreement_z": st.one_of(st.floats(-8.0, 8.0), near(-4.0), st.just(NAN)),
+        "label_shift_z": st.one_of(st.floats(-8.0, 8.0), near(4.0, -4.0, 3.0, -3.0), st.just(NAN)),
+        "label_agreement_z": st.one_of(st.floats(-8.0, 8.0), near(-4.0, -3.0), st.just(NAN)),
         "label_alarm_peak_z": st.one_of(st.floats(0.0, 8.0), near(4.0), st.just(NAN)),
         "prediction_drift_psi": st.one_of(
             st.floats(0.0, 1.0), near(0.1), st.sampled_from([NAN, math.inf])

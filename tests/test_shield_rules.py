@@ -38,6 +38,7 @@ from shield_spec import (
 from steward.envs.lifecycle_env import LifecycleEnv
 from steward.envs.shield import (
     RULES,
+    UNKNOWN_LABEL_HEALTH,
     Shield,
     ShieldConfig,
     ShieldDecision,
@@ -287,18 +288,24 @@ BOUNDARIES: list[tuple[str, dict[str, Any], dict[str, Any], set[Action]]] = [
         {**GAP_BROKEN, "auc_last_day": 0.5, "error_asymmetry": math.nan},
         LABEL_FIT_SET,
     ),
-    ("cohort shift +", {"label_shift_z": 4.0}, {"label_shift_z": BELOW(4.0, INF)}, PAGED),
+    # past 3 the cohort test is inconclusive: label fits wait (past 4 it pages, below)
+    (
+        "cohort shift +",
+        {"label_shift_z": 3.0},
+        {"label_shift_z": BELOW(3.0, INF)},
+        LABEL_FIT_SET,
+    ),
     (
         "cohort shift -",
-        {"label_shift_z": -4.0},
-        {"label_shift_z": BELOW(-4.0, -INF)},
-        PAGED,
+        {"label_shift_z": -3.0},
+        {"label_shift_z": BELOW(-3.0, -INF)},
+        LABEL_FIT_SET,
     ),
     (
         "cohort agreement",
-        {"label_agreement_z": -4.0},
-        {"label_agreement_z": BELOW(-4.0, -INF)},
-        PAGED,
+        {"label_agreement_z": -3.0},
+        {"label_agreement_z": BELOW(-3.0, -INF)},
+        LABEL_FIT_SET,
     ),
     (
         "cohort agreement with the scores",
@@ -375,6 +382,49 @@ def test_each_threshold_holds_at_its_boundary_and_vetoes_past_it(
     assert set(objections(at, slo)) == set() and set(objections(past, slo)) == vetoes, "oracle"
     assert vetoed(shield, at) == set()
     assert vetoed(shield, past) == vetoes
+
+
+# name, a current z-score at the evidence limit (inconclusive: label fits wait), and just past it
+COHORT_EVIDENCE: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("shift +", {"label_shift_z": 4.0}, {"label_shift_z": BELOW(4.0, INF)}),
+    ("shift -", {"label_shift_z": -4.0}, {"label_shift_z": BELOW(-4.0, -INF)}),
+    ("agreement", {"label_agreement_z": -4.0}, {"label_agreement_z": BELOW(-4.0, -INF)}),
+]
+
+
+@pytest.mark.parametrize(
+    ("inconclusive", "evidence"),
+    [b[1:] for b in COHORT_EVIDENCE],
+    ids=[b[0] for b in COHORT_EVIDENCE],
+)
+def test_an_inconclusive_cohort_test_waits_and_evidence_pages(
+    shield: Shield, slo: SloConfig, inconclusive: dict[str, Any], evidence: dict[str, Any]
+) -> None:
+    """Between ``suspect_label_cohort_z`` (3) and the limit (4) a current z-score vetoes
+    label fits as unknown health: a proposed retrain waits and nobody is paged. Past the
+    limit it is evidence, and the page rule vetoes everything but escalate."""
+    at, past = healthy(**inconclusive), healthy(**evidence)
+    assert set(objections(at, slo)) == LABEL_FIT_SET, "oracle"
+    assert vetoed(shield, at) == LABEL_FIT_SET
+    verdict = shield.apply(int(RETRAIN), shield.evaluate(at), False)
+    assert verdict.executed == WAIT
+    assert any(UNKNOWN_LABEL_HEALTH in why and "inconclusive" in why for why in verdict.reasons)
+    assert vetoed(shield, past) == ALL - {ESCALATE}
+    assert shield.apply(int(RETRAIN), shield.evaluate(past), False).executed == ESCALATE
+
+
+def test_the_inconclusive_zone_is_not_held(shield: Shield, slo: SloConfig) -> None:
+    """Only the evidence alarm is held until a human answers: a peak of 3.5 from an earlier
+    decision, with quiet z-scores now, lets label fits through."""
+    quiet = healthy(label_alarm_peak_z=3.5, label_shift_z=0.4, label_agreement_z=-0.2)
+    assert objections(quiet, slo) == {} and vetoed(shield, quiet) == set()
+
+
+def test_the_inconclusive_zone_can_be_closed(slo: SloConfig) -> None:
+    """``suspect_label_cohort_z`` at (or above) the limit leaves no inconclusive zone."""
+    closed = Shield(ShieldConfig(suspect_label_cohort_z=4.0), slo)
+    assert vetoed(closed, healthy(label_shift_z=3.9)) == set()
+    assert vetoed(closed, healthy(label_shift_z=4.1)) == ALL - {ESCALATE}
 
 
 # -- fail closed: unknown label health vetoes label fits, and waits --------------------------
@@ -630,6 +680,8 @@ def test_a_state_the_rules_cannot_price_vetoes_naming_the_rule(shield: Shield) -
         ("min_error_asymmetry", -0.01, 0.0),
         ("max_label_cohort_z", 0.0, 1e-9),
         ("max_label_cohort_z", math.nan, 1.0),
+        ("suspect_label_cohort_z", 0.0, 1e-9),
+        ("suspect_label_cohort_z", math.nan, 3.0),
         ("min_labels_in_window", -1, 0),
         ("min_days_between_changes", -0.5, 0.0),
         ("max_train_rows", 0, 1),

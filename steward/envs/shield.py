@@ -59,6 +59,9 @@ class ShieldConfig:
     min_auc_drop: float = 0.05  # ... while the scores rank the labels this much worse ...
     min_error_asymmetry: float = 0.5  # ... and the new errors all go one way
     max_label_cohort_z: float = 4.0  # new labels vs earlier ones of the same rows' cohort
+    # between this and the max the test is inconclusive: label fits wait (nobody is paged);
+    # at or above the max there is no such zone
+    suspect_label_cohort_z: float = 3.0
     # a label fit needs the cohort test's verdict; a service with too few labels for the
     # test (a few dozen a day) may waive it: the arrival and balance rules still hold
     cohort_test_required: bool = True
@@ -81,6 +84,7 @@ class ShieldConfig:
         require_share(self.min_auc_drop, "shield.min_auc_drop")
         require_share(self.min_error_asymmetry, "shield.min_error_asymmetry")
         require_positive(self.max_label_cohort_z, "shield.max_label_cohort_z")
+        require_positive(self.suspect_label_cohort_z, "shield.suspect_label_cohort_z")
         require(
             0.0 <= self.page_max_label_arrival_ratio <= self.min_label_arrival_ratio,
             "shield.page_max_label_arrival_ratio",
@@ -258,6 +262,11 @@ def _labels_consistent(a: Action, p: ObservedPortfolio, slo: SloConfig, c: Shiel
     raised until a human has looked (``label_alarm_peak_z``): a few days into an
     incident the earlier labels are broken too and the z-scores fall quiet.
 
+    A z-score between ``suspect_label_cohort_z`` and the limit is inconclusive, like a
+    canary whose result is neither pass nor fail: label fits wait for the next decision's
+    labels (nobody is paged; it is no evidence). A faint incident's first labels read
+    there, and a fit then would carry them into a promoted model before the alarm.
+
     A z-score or peak that is NaN (too few labels for the test, or not reported) leaves
     label health unknown, which counts against label fits too; being no evidence of a
     break, its veto waits instead of paging. A service whose label volume can never feed
@@ -275,6 +284,12 @@ def _labels_consistent(a: Action, p: ObservedPortfolio, slo: SloConfig, c: Shiel
         return (
             f"{LABEL_HEALTH}: the label alarm (z {peak:.1f} > {limit:g}) is raised until a"
             " human answers a page about the label pipeline"
+        )
+    suspect = c.suspect_label_cohort_z
+    if abs(shift) > suspect or agreement < -suspect:
+        return (
+            f"{UNKNOWN_LABEL_HEALTH}: the label-cohort test is inconclusive (positive share z"
+            f" {shift:+.1f}, agreement z {agreement:+.1f}, between {suspect:g} and {limit:g})"
         )
     unknown = math.isnan(shift) or math.isnan(agreement) or math.isnan(peak)
     if unknown and c.cohort_test_required:

@@ -8,7 +8,8 @@ executes: the change in flight, the human hold, the registry's rollback target, 
 since the last change, label health recounted from the served log (arrivals against the
 delay distribution's closed-form CDF, label balance against the served scores, the
 scores' AUC against the live version's promotion AUC, new labels against the
-hypergeometric counts of earlier labels of their cohorts), usable labels in the window,
+hypergeometric counts of earlier labels of their cohorts, inconclusive past
+``suspect_label_cohort_z``), usable labels in the window,
 the period's spend with the action's real cost (the real training window), and latency
 from the SLO's queueing model. The page the label-break rule forces is checked on every
 action but escalate while no human holds the world: a feed stopped (no label in the
@@ -354,7 +355,16 @@ def check(facts: WorldFacts, action: Action, tolerance: float = TOLERANCE) -> di
         unknown = c.cohort_test_required and any(
             math.isnan(z) for z in (shift, agreement, facts.alarm_peak)
         )
-        flag("label_cohort", worst > limit or unknown, worst > limit * (1 + tolerance) or unknown)
+        now = max(  # the current z-scores alone (not the held alarm): inconclusive past this
+            abs(shift) if math.isfinite(shift) else 0.0,
+            -agreement if math.isfinite(agreement) else 0.0,
+        )
+        suspect = c.suspect_label_cohort_z
+        flag(
+            "label_cohort",
+            worst > limit or now > suspect or unknown,
+            worst > limit * (1 + tolerance) or now > suspect * (1 + tolerance) or unknown,
+        )
         n = facts.labels_in_window()
         flag("labels_in_window", n < c.min_labels_in_window, n < c.min_labels_in_window)
     if not action.changes_model:
