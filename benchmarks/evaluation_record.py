@@ -16,7 +16,8 @@ each seed meets the recipe's conditions (on every scenario the interval's lower 
 least -2 % of the best heuristic's absolute return; above zero on ``mixed`` and
 ``randomized``), and the wall time of each seed's training and evaluation when given.
 ``--benchmark`` names the record of a recipe variant (``evaluation_seeds_slow_drift``:
-the same training with the slow-drift observation block), ``--recipe`` its overrides.
+the same training with the slow-drift observation block; ``evaluation_seeds_jump_start``:
+with behaviour cloning of the tuned heuristics first as well), ``--recipe`` its overrides.
 """
 
 import argparse
@@ -61,7 +62,11 @@ def paired_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-SEED_RECORDS = ("evaluation_seeds", "evaluation_seeds_slow_drift")
+SEED_RECORDS = (
+    "evaluation_seeds",
+    "evaluation_seeds_slow_drift",
+    "evaluation_seeds_jump_start",
+)
 MAX_LOSS = 0.02  # of the best heuristic's absolute return
 MUST_WIN = ("mixed", "randomized")
 

@@ -49,6 +49,14 @@ SECTIONS: tuple[Section, ...] = (
         " Same targets.",
     ),
     Section(
+        "evaluation_seeds_jump_start",
+        "The jump-start recipe on three training seeds",
+        "`steward train recipe=warm_start agent.slow_drift_features=true` (behaviour cloning"
+        " of the tuned heuristics, then PPO, with the slow-drift features) with seeds 0, 1"
+        " and 2 at full budget, evaluated as the sections above, on the same held-out"
+        " episodes and cached baselines. Same targets.",
+    ),
+    Section(
         "recipe_variants",
         "The recipe's variants at full budget, per training seed",
         "Each variant's three training seeds (160,768 steps each) summarised from its record"
