@@ -27,7 +27,9 @@ from steward.agent.server.decision.policy_store import LoadedPolicy
 from steward.agent.server.decision.state import ServiceState
 from steward.envs.shield import Shield, ShieldDecision, Verdict
 from steward.monitoring.portfolio import ObservedPortfolio
-from steward.simulators.actions import N_ACTIONS
+from steward.simulators.actions import N_ACTIONS, Action
+
+_ESCALATE = int(Action.ESCALATE)
 
 
 class PolicyError(RuntimeError):
@@ -235,5 +237,7 @@ class Decider:
         )
         state.last_action = executed
         state.last_time_days = float(portfolio.time_days)
+        if executed == _ESCALATE:  # a page (a failed commit invalidates the state)
+            state.last_page_day = float(portfolio.time_days)
         state.next_step += 1
         return Decision(record, verdict, mask)
