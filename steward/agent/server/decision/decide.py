@@ -150,7 +150,8 @@ class Decider:
         """P(execute a): each vetoed action's mass moves to the shield's fallback for it.
 
         :func:`steward.agent.rollout.shielded_probabilities`, asking the shield only about the
-        vetoed actions (an allowed action executes as proposed).
+        vetoed actions (an allowed action executes as proposed); as there, an action that
+        takes all the mass (the only one allowed) gets at most 1.0, not the sum's last bit.
         """
         shield = shield or self.shield
         out = [0.0] * N_ACTIONS
@@ -161,7 +162,7 @@ class Decider:
                 action if mask[action] else int(shield.apply(action, verdicts, hold).executed)
             )
             out[executed] += mass
-        return out
+        return [p if p <= 1.0 else 1.0 for p in out]
 
     def decide(
         self,
