@@ -21,6 +21,11 @@ evidence is the balance and cohort rules' (not their unknowns) and, of arrivals,
 stopped feed (no label in the last day: a known ratio at or below 0), so a feed a human
 just restored, its backlog arriving, is no reason to page again. The page is that rule's
 alone: a vetoed proposal executes wait, unless wait is vetoed too.
+
+Pages without that evidence (whoever is on it) are budgeted (``page_budget``): escalate is
+vetoed while the last page went out under 100 days ago (a known ``days_since_page``; NaN,
+never paged, lets the page through), and waits. Evidence pages are never limited, so wait
+or escalate is always allowed.
 """
 
 import dataclasses
@@ -42,7 +47,6 @@ WAIT, RETRAIN, RECALIBRATE, ENSEMBLE, SIMPLIFY, ROLLBACK, ESCALATE = (
     Action.ROLLBACK,
     Action.ESCALATE,
 )
-ALWAYS_ALLOWED = frozenset({ESCALATE})  # wait too, unless a break is unattended
 LABEL_FITS = frozenset({RETRAIN, RECALIBRATE, SIMPLIFY})  # actions that fit on labels
 MODEL_CHANGES = frozenset({RETRAIN, RECALIBRATE, ENSEMBLE, SIMPLIFY, ROLLBACK})
 ALL_BUT_ESCALATE = frozenset(Action) - {ESCALATE}
@@ -61,6 +65,7 @@ THRESHOLDS = {
     "page_max_label_arrival_ratio": 0.0,  # arrivals force a page only once the feed stopped
     "min_labels_in_window": 300,
     "min_days_between_changes": 2.0,
+    "min_days_between_pages": 100.0,  # a page without evidence of a break, at most this often
     "max_train_rows": 4_000,
 }
 ARRIVAL = THRESHOLDS["min_label_arrival_ratio"]
@@ -70,6 +75,7 @@ PAGE_ARRIVAL = THRESHOLDS["page_max_label_arrival_ratio"]
 BALANCE_PSI = THRESHOLDS["balance_max_prediction_psi"]
 MIN_LABELS = THRESHOLDS["min_labels_in_window"]
 MIN_DAYS = THRESHOLDS["min_days_between_changes"]
+PAGE_DAYS = THRESHOLDS["min_days_between_pages"]
 
 
 def known(x: object) -> bool:
@@ -179,14 +185,26 @@ def cohorts_disagree(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objecti
     return Objection.NONE
 
 
+def break_evidence(p: ObservedPortfolio, slo: SloConfig) -> bool:
+    """The feed stopped (a known arrival ratio at or below 0), or the balance or cohort rule
+    finds a break (never their unknowns)."""
+    stopped = known(p.label_arrival_ratio) and p.label_arrival_ratio <= PAGE_ARRIVAL
+    judged = (balance_broken(RETRAIN, p, slo), cohorts_disagree(RETRAIN, p, slo))
+    return stopped or Objection.BROKEN in judged
+
+
 def break_unattended(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection:
-    """No human is on it, and the feed stopped (a known arrival ratio at or below 0) or the
-    balance or cohort rule finds a break: evidence, vetoing all but escalate."""
+    """No human is on it, and evidence of a break: vetoing all but escalate."""
     if p.human_hold:
         return Objection.NONE
-    stopped = known(p.label_arrival_ratio) and p.label_arrival_ratio <= PAGE_ARRIVAL
-    broken = Objection.BROKEN in (balance_broken(a, p, slo), cohorts_disagree(a, p, slo))
-    return Objection.BROKEN if stopped or broken else Objection.NONE
+    return Objection.BROKEN if break_evidence(p, slo) else Objection.NONE
+
+
+def page_over_budget(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection:
+    """A page without evidence of a break (a human on it or not), the last page under 100
+    days ago (known: NaN or infinite days let it through)."""
+    recent = known(p.days_since_page) and p.days_since_page < PAGE_DAYS
+    return objects_if(recent and not break_evidence(p, slo))
 
 
 def too_few_labels(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection:
@@ -261,6 +279,7 @@ SPEC: dict[str, RuleSpec] = {
     "single_ensemble": RuleSpec(frozenset({ENSEMBLE}), already_ensemble),
     "simpler_family": RuleSpec(frozenset({SIMPLIFY}), nothing_simpler),
     "label_break_page": RuleSpec(ALL_BUT_ESCALATE, break_unattended),
+    "page_budget": RuleSpec(frozenset({ESCALATE}), page_over_budget),
 }
 
 
@@ -285,7 +304,8 @@ def expected_execution(
 ) -> Action:
     """What executes: the proposal if no rule vetoes it; else wait, unless wait is vetoed
     too (a break with no human on it): then the one action left, a page. A fit vetoed on a
-    slow feed that still flows waits: only a stopped one pages."""
+    slow feed that still flows waits: only a stopped one pages; so does a page over
+    budget (no evidence: wait is allowed)."""
     verdicts = judged(p, slo)
     if not verdicts.get(proposed, {}):
         return proposed
@@ -330,6 +350,7 @@ def healthy(**changes: Any) -> ObservedPortfolio:
         period_days=7.0,
         model_age_days=10.0,
         days_since_change=10.0,
+        days_since_page=150.0,
         change_in_flight=False,
         human_hold=False,
         has_previous_version=True,

@@ -1,11 +1,13 @@
 """Humility, measured on real episodes: pages, wasted pages, alarm-to-page latency."""
 
+import dataclasses
+
 import numpy as np
 
 from steward.agent.evaluation.episodes import evaluate_episode
 from steward.agent.evaluation.humility import humility_entry
 from steward.agent.policies import DecisionContext, make_heuristic, one_hot
-from steward.envs.lifecycle_env import LifecycleEnv
+from steward.envs.lifecycle_env import LifecycleEnv, load_shield_config
 from steward.simulators.actions import Action
 
 
@@ -36,7 +38,9 @@ def test_a_policy_that_never_pages_is_paged_for_at_the_first_alarm() -> None:
 
 
 def test_paging_every_day_wastes_pages_after_the_fix_and_in_calm_epochs() -> None:
-    env = LifecycleEnv("label_outage")
+    """With no page budget (``min_days_between_pages: 0``) every proposed page goes out."""
+    no_budget = dataclasses.replace(load_shield_config(), min_days_between_pages=0.0)
+    env = LifecycleEnv("label_outage", shield=no_budget)
     summary, rows = evaluate_episode(env, PagesEveryDay(), 3, True)
     h = humility_entry([summary.humility])
     incident = summary.humility["incidents"][0]
@@ -51,6 +55,26 @@ def test_paging_every_day_wastes_pages_after_the_fix_and_in_calm_epochs() -> Non
     # every epoch no incident overlaps got a page
     assert h["pages_in_incident_free_epochs"] == h["incident_free_epochs"] > 0
     assert h["pages_per_100_incident_free_epochs"] == 100.0
+
+
+def test_the_page_budget_keeps_paging_every_day_to_its_first_page_and_the_evidence_page() -> None:
+    """The default budget: the first page goes out (none before it), every later page
+    without evidence waits, and the outage's evidence pages at its first alarm all the
+    same, 45 days after the last page."""
+    env = LifecycleEnv("label_outage")
+    summary, rows = evaluate_episode(env, PagesEveryDay(), 3, True)
+    h = humility_entry([summary.humility])
+    (incident,) = summary.humility["incidents"]
+    assert incident["ended_by_human"] and incident["latency_epochs"] == 0
+    assert [r["day"] for r in rows if r["executed_action"] == "escalate"] == [
+        0,
+        incident["first_alarm_epoch"],
+    ]
+    assert h["pages"] == 2 and h["pages_wasted"] == 1 and h["pages_after_human_fix"] == 0
+    assert h["pages_in_incident_free_epochs"] == 1  # the first: one in any 100 days
+    vetoed = [r for r in rows if r["proposed_action"] == "escalate" and r["vetoed"]]
+    assert len(vetoed) == len(rows) - 2
+    assert all(r["veto_reasons"].startswith("page budget: ") for r in vetoed)
 
 
 def test_a_vetoed_retrain_pages_and_the_latency_counts_from_the_first_alarm() -> None:

@@ -108,6 +108,7 @@ def test_every_action_on_mlflow_matches_the_simulator(
         truth = simulated.world.state.registry_state()
         for field in ("change_in_flight", "human_hold", "last_change_day", "acknowledgements"):
             assert getattr(state, field) == getattr(truth, field), field
+        np.testing.assert_equal(state.last_page_day, truth.last_page_day)  # NaN: no page yet
         assert as_json(state.live) == as_json(version_card(real.world.registry.live))
         assert state.live.families == truth.live.families
         assert (state.previous is None) == (truth.previous is None)
@@ -120,6 +121,7 @@ def test_every_action_on_mlflow_matches_the_simulator(
             scores = champion.predict_proba(log.features[rows])[:, 1]
             np.testing.assert_array_equal(scores, log.score_live[rows])
     assert served_kinds == {"fit", "calibrated", "ensemble"}
+    assert real.backend.state().registry.last_page_day == 11.0  # the plan's page
     reread = read_registry_state(real.settings.tracking_uri, name)  # a fresh reader: URI + name
     assert state_json(reread) == state_json(real.backend.state().registry)
     # the registry's record: aliases, lineage, outcomes
@@ -183,6 +185,13 @@ def hold_in_mlflow(operated: OperatedWorld) -> tuple[bool, int]:
     return state.human_hold, state.acknowledgements
 
 
+def last_page_in_mlflow(operated: OperatedWorld) -> float:
+    """When the last page went out, read from the registry alone (NaN: none)."""
+    assert operated.settings is not None
+    state = read_registry_state(operated.settings.tracking_uri, operated.settings.model_name)
+    return state.last_page_day
+
+
 def test_escalate_pages_and_holds_until_acknowledged(
     slo: SloConfig,
     families: EstimatorFamilies,
@@ -199,6 +208,7 @@ def test_escalate_pages_and_holds_until_acknowledged(
     page = json.loads(received.read_text())
     assert page["service"] == "paged-by-command" and page["reason"] == "label health: test"
     assert state.registry.human_hold and hold_in_mlflow(operated) == (True, 0)
+    assert last_page_in_mlflow(operated) == operated.world.now == state.registry.last_page_day
     assert operated.backend.acknowledge().registry.human_hold is False
     assert hold_in_mlflow(operated) == (False, 1)
 
@@ -220,6 +230,8 @@ def test_a_failed_page_raises_and_the_hold_stays_on(
     with pytest.raises(PageError, match=r"backend.escalation.command: exited 1 \(pager down\)"):
         operated.backend.escalate(ActionRequest(Action.ESCALATE))
     assert hold_in_mlflow(operated) == (True, 0)  # fail closed: model changes stay frozen
+    assert np.isnan(last_page_in_mlflow(operated)), "a page that did not go out is no page"
+    assert np.isnan(operated.backend.state().registry.last_page_day)
 
     webhook.status = 500  # type: ignore[attr-defined]
     url = f"http://127.0.0.1:{webhook.server_port}/page"

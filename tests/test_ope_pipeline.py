@@ -22,11 +22,12 @@ from steward.agent.decision_log import records_from_rollout, sql_tables
 from steward.agent.ope.baseline import traffic_baseline
 from steward.agent.ope.checks import LoggedDecisions, LogValidationError
 from steward.agent.ope.episodes import logged_episodes
-from steward.agent.ope.evaluation import OpeSettings, evaluate_policies
+from steward.agent.ope.evaluation import OpeSettings, TargetEvaluation, evaluate_policies
 from steward.agent.ope.logs import load_logs, write_logs
+from steward.agent.ope.report_html import weights_figure
 from steward.agent.ope.targets import LoggedStates, logged_states, target_probabilities
 from steward.agent.ope.validation import logged_strata, true_values
-from steward.agent.ope.verdict import VerdictRule
+from steward.agent.ope.verdict import NOT_ENOUGH_EVIDENCE, Verdict, VerdictRule
 from steward.agent.policies import CostAware, EpsilonSoft, Never, Oracle, Periodic
 from steward.agent.rollout import run_episode
 from steward.envs.lifecycle_env import LifecycleEnv
@@ -277,3 +278,17 @@ def test_bad_fqe_settings_fail_in_one_line_naming_them(
     _, err = run.communicate(timeout=TIMEOUT_S)
     assert run.returncode == 2 and "Traceback" not in err
     assert named in err
+
+
+def test_the_weights_figure_draws_ratios_that_differ_only_in_their_last_bits() -> None:
+    """A behaviour and a target that both execute the one allowed action give ratios of 1
+    computed two ways (a page over budget leaves only wait): numpy cannot split their range
+    into 40 bins, and the report must still be drawn."""
+    two = 2.0
+    ratios = np.array([[two, math.nextafter(two, 3.0)], [two, two]])
+    verdict = Verdict(NOT_ENOUGH_EVIDENCE, "no evidence", "dr", -1.0, 1.0, 0.0, 0.0, {})
+    evaluation = TargetEvaluation(
+        "wait", {}, {}, verdict, ratios=ratios, trajectory_weights=ratios.prod(axis=1)
+    )
+    figure = weights_figure(evaluation)
+    assert figure.axes[0].get_title().endswith("0 of 4 are 0")

@@ -52,7 +52,7 @@ def decision_inputs(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     uniform = rng.uniform(-1.0, 1.0, (64, size)).astype(np.float32)
     outliers = rng.uniform(-1e4, 1e4, (8, size)).astype(np.float32)
     random_masks = rng.random((72, N_ACTIONS)) < 0.5
-    random_masks[:, 6] = True  # escalate is always allowed
+    random_masks[:, 6] = True  # a mask is never empty (escalate allowed here)
     return (
         np.concatenate([np.stack(observations), uniform, outliers]),
         np.concatenate([np.stack(masks), random_masks]),

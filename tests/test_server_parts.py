@@ -36,7 +36,7 @@ from steward.agent.server.http.schemas import (
 from steward.agent.server.settings import ServerSettings
 from steward.envs.encoder import ObservationEncoder
 from steward.envs.lifecycle_env import LifecycleEnv
-from steward.envs.shield import Shield, ShieldConfig
+from steward.envs.shield import Shield, ShieldConfig, ShieldDecision
 from steward.errors import ConfigError
 from steward.monitoring.portfolio import FIELD_SPECS, NAN_OK, ObservedPortfolio
 from steward.simulators.costs import SloConfig
@@ -146,6 +146,28 @@ def test_decisions_match_the_numpy_reference(
         vetoes += record.vetoed
         env.step(record.proposed_action)
     assert vetoes > 0  # the veto path ran
+
+
+def test_an_action_that_takes_all_the_mass_has_a_propensity_of_at_most_one(
+    slo: SloConfig, shield_config: ShieldConfig
+) -> None:
+    """Only wait allowed (a page over budget, no other change possible): every proposal
+    executes wait, and the seven probabilities' sum exceeds 1 in its last bit."""
+    proposal = [0.550965772844177, 0.07454987586617767, 0.07358057323502128]
+    proposal += [0.0782534223019261, 0.0736528796278744, 0.07737207824296766]
+    proposal += [0.07162539788185603]
+    total = 0.0
+    for p in proposal:
+        total += p
+    assert total > 1.0
+    mask = np.zeros(7, dtype=bool)
+    mask[0] = True
+    decision = ShieldDecision(mask, {a: ["vetoed"] for a in range(1, 7)})
+    shield = Shield(shield_config, slo)
+    server = Decider(shield, 0).executed_probabilities(proposal, decision, mask.tolist(), False)
+    reference = shielded_probabilities(np.array(proposal), decision, False, shield.apply)
+    assert server == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    assert reference.tolist() == server
 
 
 def env_time(day: int) -> "datetime":

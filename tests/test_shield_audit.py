@@ -23,6 +23,7 @@ from steward.agent.evaluation.safety_checker import delay_cdf, exact_delay_cdf
 from steward.agent.policies import make_heuristic
 from steward.envs.lifecycle_env import LifecycleEnv
 from steward.envs.shield import RULES
+from steward.simulators.actions import Action
 from steward.simulators.catalogue import load_scenario
 from steward.simulators.labels import DelayConfig
 
@@ -63,6 +64,25 @@ def test_the_checker_forces_the_page_where_the_shield_does(
     random policy's decisions on this seed, with no disagreement)."""
     counts = random_policy_audit.agreement["label_break_page"]
     assert counts["both"] >= 10, counts
+
+
+def test_the_checker_holds_the_page_budget_where_the_shield_does(
+    random_policy_audit: RandomPolicyAudit,
+) -> None:
+    """Checked on escalate at every execution, from the world's audit trail (1,900
+    agreements on this seed, none apart); unshielded, every page inside the budget is a
+    breach the checker counts (the positive control)."""
+    counts = random_policy_audit.agreement["page_budget"]
+    assert counts["both"] >= 100 and counts["shield"] == counts["checker"] == 0, counts
+    scenario = dataclasses.replace(load_scenario("stable"), horizon_days=6)
+    env = LifecycleEnv(scenario, shield_enabled=False)
+    audit = SafetyAudit()
+    audit.attach(env)
+    env.reset(seed=0)
+    for _ in range(6):
+        env.step(int(Action.ESCALATE))
+    assert audit.broken == {"page_budget": 5}  # the first page had none before it
+    audit.detach()
 
 
 def test_checker_and_shield_agree_on_every_rule(random_policy_audit: RandomPolicyAudit) -> None:

@@ -5,8 +5,11 @@ from ``envs/shield.py``), never from the shield's own rules table:
 
 * total: :meth:`Shield.evaluate` and :meth:`Shield.apply` never raise, whatever the state
   (NaN, infinities, negative or huge numbers, odd family strings, floats in int fields);
-  escalate is always allowed, wait only ever vetoed with every other action but escalate
-  (a forced page), and every vetoed action has its reasons;
+  wait or escalate is always allowed, wait only ever vetoed with every other action but
+  escalate (a forced page), and every vetoed action has its reasons;
+* the two page rules never veto both wait and escalate: ``label_break_page`` vetoes wait
+  only on evidence of a break, ``page_budget`` vetoes escalate only without it (the
+  empty-mask fallback is never what keeps one of them allowed on a readable state);
 * on states a monitor could report (values across every threshold, unknowns included),
   the vetoed set is exactly what the specification's rules veto, each vetoed action has one
   reason per objecting rule, and what executes is the specification's fallback (a page
@@ -24,7 +27,6 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from shield_spec import (
     ALL_BUT_ESCALATE,
-    ALWAYS_ALLOWED,
     SPEC,
     expected_execution,
     healthy,
@@ -122,6 +124,9 @@ reported_changes = st.fixed_dictionaries(
         ),
         "labels_in_window": st.one_of(st.integers(0, 10_000), st.sampled_from([299, 300, 301])),
         "days_since_change": st.one_of(st.floats(0.0, 10.0), near(2.0), st.just(NAN)),
+        "days_since_page": st.one_of(
+            st.floats(0.0, 300.0), near(100.0, 0.0), st.sampled_from([NAN, math.inf])
+        ),
         "spend_period": st.floats(0.0, 200.0),
         "cost_ceiling": st.floats(50.0, 300.0),
         "period_elapsed_days": st.floats(0.0, 8.0),
@@ -197,6 +202,9 @@ MAKES_OBJECT: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         [{"live_families": "tree+linear"}, {"live_families": "linear+linear"}]
     ),
     "simpler_family": st.just({"live_families": "linear", "previous_families": "tree"}),
+    "page_budget": st.fixed_dictionaries(
+        {"days_since_page": st.one_of(st.floats(-1e6, 99.999), near(0.0))}
+    ),
     "label_break_page": st.one_of(
         st.fixed_dictionaries({"label_arrival_ratio": st.floats(-1e6, 0.0)}),
         st.fixed_dictionaries({"label_shift_z": st.floats(4.001, 1e4)}),
@@ -232,8 +240,9 @@ def shield(slo: SloConfig, shield_config: ShieldConfig) -> Shield:
 def test_shield_is_total_and_explains_every_veto(shield: Shield, p: ObservedPortfolio) -> None:
     decision = shield.evaluate(p)
     assert decision.mask.shape == (N_ACTIONS,) and decision.mask.dtype == bool
-    assert decision.mask[Action.ESCALATE]
+    assert decision.mask[Action.WAIT] or decision.mask[Action.ESCALATE]
     if not decision.mask[Action.WAIT]:  # a forced page: nothing but escalate is left
+        assert decision.mask[Action.ESCALATE]
         assert not decision.mask[[int(a) for a in ALL_BUT_ESCALATE]].any()
     denied = {a for a in range(N_ACTIONS) if not decision.mask[a]}
     assert set(decision.reasons) == denied
@@ -257,7 +266,6 @@ def test_apply_is_total_and_executes_an_allowed_action(
         return
     assert verdict.vetoed and verdict.reasons
     assert verdict.executed in (Action.WAIT, Action.ESCALATE)
-    assert {Action.ESCALATE} == ALWAYS_ALLOWED
 
 
 # -- against the specification ------------------------------------------------------------------
@@ -291,9 +299,51 @@ def test_reasons_are_each_actions_own_checks_in_rule_order(
                 why = rule.check(action, p, slo, shield_config)
             except Exception as err:
                 why = f"{rule.name}: state not checkable ({type(err).__name__})"
-            if why and action not in ALWAYS_ALLOWED:
+            if why:
                 expected.setdefault(int(action), []).append(why)
+    if len(expected) == N_ACTIONS:  # everything vetoed: escalate is allowed all the same
+        del expected[int(Action.ESCALATE)]
     assert shield.evaluate(p).reasons == expected
+
+
+RULE_BY_NAME = {rule.name: rule for rule in RULES}
+
+
+@PROPERTY_SETTINGS
+@given(p=any_portfolio)
+def test_the_page_rules_never_veto_both_wait_and_escalate(
+    slo: SloConfig, shield_config: ShieldConfig, p: ObservedPortfolio
+) -> None:
+    """Read straight from the two rules (not the mask, which falls back to a page): the
+    label-break page vetoes wait only on evidence, the budget escalate only without it.
+    A state neither can read is the fallback's (see the test above)."""
+    page, budget = RULE_BY_NAME["label_break_page"], RULE_BY_NAME["page_budget"]
+    try:
+        forced = page.check(Action.WAIT, p, slo, shield_config)
+        limited = budget.check(Action.ESCALATE, p, slo, shield_config)
+    except Exception:
+        assume(False)
+        return
+    assert not (forced and limited), (forced, limited)
+    tight = Shield(dataclasses.replace(shield_config, min_days_between_pages=math.inf), slo)
+    decision = tight.evaluate(p)
+    assert decision.mask[Action.WAIT] or decision.mask[Action.ESCALATE]
+
+
+@PROPERTY_SETTINGS
+@given(changes=reported_changes, days=st.floats(0.0, 99.999), hold=st.booleans())
+def test_on_reported_states_a_vetoed_page_waits_and_wait_or_escalate_is_allowed(
+    shield: Shield, slo: SloConfig, changes: dict[str, Any], days: float, hold: bool
+) -> None:
+    """Inside the budget, whatever else the state holds: either the evidence lets the page
+    through (and forces it when nobody is on it), or the page waits."""
+    p = healthy(**{**changes, "days_since_page": days, "human_hold": hold})
+    decision = shield.evaluate(p)
+    assert decision.mask[Action.WAIT] != decision.mask[Action.ESCALATE] or hold
+    assert decision.mask[Action.WAIT] or decision.mask[Action.ESCALATE]
+    executed = shield.apply(int(Action.ESCALATE), decision, hold).executed
+    assert executed == (Action.ESCALATE if decision.mask[Action.ESCALATE] else Action.WAIT)
+    assert executed == expected_execution(Action.ESCALATE, p, slo, hold)
 
 
 @pytest.mark.parametrize("rule", sorted(SPEC))

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pytest
 from shield_spec import (
-    ALWAYS_ALLOWED,
     ENSEMBLE,
     ESCALATE,
     LABEL_FITS,
@@ -108,6 +107,7 @@ TABLE: list[tuple[str, dict[str, Any], set[Action], Action]] = [
     ("previous_version", {"previous_families": ""}, {ROLLBACK, ENSEMBLE}, WAIT),
     ("single_ensemble", {"live_families": "tree+linear"}, {ENSEMBLE}, WAIT),
     ("simpler_family", {"live_families": "linear", "previous_families": "tree"}, {SIMPLIFY}, WAIT),
+    ("page_budget", {"days_since_page": 5.0}, {ESCALATE}, WAIT),  # a page without evidence
 ]
 
 
@@ -127,7 +127,6 @@ def test_the_table_covers_every_rule() -> None:
     assert {row[0] for row in PAGE_TABLE} == {"label_arrival", "label_balance", "label_cohort"}
     assert {r.name for r in RULES} == set(SPEC), "the shield's rules are the specified ones"
     assert LABEL_FITS == LABEL_FIT_SET and MODEL_CHANGES == CHANGE_SET
-    assert {ESCALATE} == ALWAYS_ALLOWED
 
 
 @pytest.mark.parametrize(
@@ -322,6 +321,9 @@ BOUNDARIES: list[tuple[str, dict[str, Any], dict[str, Any], set[Action]]] = [
     ("labels in window", {"labels_in_window": 300}, {"labels_in_window": 299}, LABEL_FIT_SET),
     ("rate limit", {"days_since_change": 2.0}, {"days_since_change": BELOW(2.0, 0)}, CHANGE_SET),
     ("rate limit unknown", {}, {"days_since_change": math.nan}, CHANGE_SET),
+    ("page budget", {"days_since_page": 100.0}, {"days_since_page": BELOW(100.0, 0)}, {ESCALATE}),
+    ("page budget never paged", {"days_since_page": NAN}, {"days_since_page": 0.0}, {ESCALATE}),
+    ("page budget long ago", {"days_since_page": INF}, {"days_since_page": -1.0}, {ESCALATE}),
 ]
 
 
@@ -637,13 +639,13 @@ def test_a_mask_without_reasons_still_vetoes(shield: Shield) -> None:
 
 
 @pytest.mark.parametrize("hold", [True, False])
-def test_escalate_stays_allowed_whatever_fires_and_wait_while_a_human_is_on_it(
+def test_an_evidence_page_stays_allowed_whatever_fires_and_wait_while_a_human_is_on_it(
     shield: Shield, hold: bool
 ) -> None:
     everything = healthy(
         label_arrival_ratio=0.0, human_hold=hold, change_in_flight=True, days_since_change=0.0,
         spend_period=1e9, labels_in_window=0, has_previous_version=False,
-        live_families="linear+linear", label_shift_z=9.0,
+        live_families="linear+linear", label_shift_z=9.0, days_since_page=0.0,
     )  # fmt: skip
     decision = shield.evaluate(everything)
     denied = CHANGE_SET if hold else ALL - {ESCALATE}
@@ -665,6 +667,89 @@ def test_a_state_the_rules_cannot_price_vetoes_naming_the_rule(shield: Shield) -
     assert "cost_ceiling: state not checkable (ConfigError)" in reasons
     assert vetoed(shield, p) == CHANGE_SET
     assert decision.mask[WAIT] and decision.mask[ESCALATE]
+
+
+# -- the page budget: pages without evidence of a break, at most one per 100 days -------------
+PAGE_BUDGET_REASON = (
+    r"page budget: the last page went out {days} days ago \(< 100\); pages without evidence of"
+    r" a label break go out at most once per 100 days"
+)
+
+
+@pytest.mark.parametrize("hold", [False, True])
+@pytest.mark.parametrize("days", [0.0, 1.0, 37.5, 99.9])
+def test_a_page_without_evidence_inside_the_budget_waits(
+    shield: Shield, slo: SloConfig, days: float, hold: bool
+) -> None:
+    p = healthy(days_since_page=days, human_hold=hold)
+    assert objections(p, slo).get(ESCALATE) == ["page_budget"], "oracle"
+    decision = shield.evaluate(p)
+    assert not decision.mask[ESCALATE] and decision.mask[WAIT]
+    (reason,) = decision.reasons[int(ESCALATE)]
+    assert re.fullmatch(PAGE_BUDGET_REASON.format(days=f"{days:.1f}"), reason), reason
+    verdict = shield.apply(int(ESCALATE), decision, hold)
+    assert verdict == (ESCALATE, WAIT, True, [reason])
+    assert expected_execution(ESCALATE, p, slo, hold) == WAIT
+
+
+@pytest.mark.parametrize("days", [100.0, 100.5, 365.0, 1e6, math.inf, math.nan])
+def test_a_page_without_evidence_outside_the_budget_or_never_paged_goes_out(
+    shield: Shield, slo: SloConfig, days: float
+) -> None:
+    """Past the budget a page goes out; a service never paged (NaN: or it is not known)
+    pages too: the safe side is that a human can be reached."""
+    p = healthy(days_since_page=days)
+    assert ESCALATE not in objections(p, slo), "oracle"
+    decision = shield.evaluate(p)
+    assert decision.mask[ESCALATE] and int(ESCALATE) not in decision.reasons
+    assert shield.apply(int(ESCALATE), decision, False) == (ESCALATE, ESCALATE, False, [])
+
+
+@pytest.mark.parametrize("hold", [False, True])
+@pytest.mark.parametrize(
+    ("rule", "changes"), PAGE_TABLE, ids=[f"{r[0]}-{i}" for i, r in enumerate(PAGE_TABLE)]
+)
+def test_an_evidence_page_is_never_limited(
+    shield: Shield, slo: SloConfig, rule: str, changes: dict[str, Any], hold: bool
+) -> None:
+    """Evidence that the label pipeline broke lets a page through a day after the last one,
+    whoever is on it: with no human on it the page is forced, with one it is allowed."""
+    for days in (0.0, 1.0, 99.0):
+        p = healthy(**changes, days_since_page=days, human_hold=hold)
+        assert ESCALATE not in objections(p, slo), "oracle"
+        decision = shield.evaluate(p)
+        assert decision.mask[ESCALATE] and int(ESCALATE) not in decision.reasons
+        assert shield.apply(int(ESCALATE), decision, hold).executed == ESCALATE
+        assert decision.mask[WAIT] == hold  # forced when nobody is on it
+
+
+def test_a_slow_feed_that_still_flows_is_no_evidence_for_a_page(shield: Shield) -> None:
+    """Evidence that vetoes label fits but forces no page (a feed a human just restored)
+    does not lift the budget either: only what would force a page does."""
+    p = healthy(label_arrival_ratio=0.2, days_since_page=3.0)
+    assert vetoed(shield, p) == LABEL_FIT_SET | {ESCALATE}
+    assert shield.apply(int(ESCALATE), shield.evaluate(p), False).executed == WAIT
+
+
+def test_a_budget_of_zero_limits_no_page(slo: SloConfig, shield_config: ShieldConfig) -> None:
+    off = Shield(dataclasses.replace(shield_config, min_days_between_pages=0.0), slo)
+    for days in (0.0, 0.5, 99.0, -1.0):
+        assert off.evaluate(healthy(days_since_page=days)).mask.all()
+    weekly = Shield(dataclasses.replace(shield_config, min_days_between_pages=7.0), slo)
+    assert weekly.evaluate(healthy(days_since_page=7.0)).mask.all()
+    assert vetoed(weekly, healthy(days_since_page=BELOW(7.0, 0))) == {ESCALATE}
+
+
+def test_a_state_no_rule_can_read_fails_closed_to_a_page(shield: Shield) -> None:
+    """The label-break page and the page budget both read the evidence; a state they cannot
+    read vetoes wait and escalate alike. The mask is never empty: escalate is allowed."""
+    p = healthy(labels_last_day="many", days_since_page=1.0)  # a count no rule can compare
+    decision = shield.evaluate(p)
+    assert vetoed(shield, p) == ALL - {ESCALATE}
+    assert set(decision.reasons) == {int(a) for a in ALL - {ESCALATE}}
+    assert "label_break_page: state not checkable (TypeError)" in decision.reasons[int(WAIT)]
+    for action in ALL:
+        assert shield.apply(int(action), decision, False).executed == ESCALATE
 
 
 # -- the config and the version ------------------------------------------------------------------
@@ -690,6 +775,8 @@ def test_a_state_the_rules_cannot_price_vetoes_naming_the_rule(shield: Shield) -
         ("page_max_label_arrival_ratio", math.nan, 0.25),
         ("balance_max_prediction_psi", -0.01, 0.0),
         ("balance_max_prediction_psi", math.nan, math.inf),
+        ("min_days_between_pages", -1.0, 0.0),
+        ("min_days_between_pages", math.nan, math.inf),
     ],
 )
 def test_a_bad_threshold_is_refused_naming_it(field: str, bad: float, edge: float) -> None:

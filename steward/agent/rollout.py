@@ -13,7 +13,11 @@ from steward.simulators.actions import ACTION_NAMES, N_ACTIONS, Action
 def shielded_probabilities(
     probabilities: np.ndarray, decision: ShieldDecision, human_hold: bool, shield_fallback: Any
 ) -> np.ndarray:
-    """Distribution of the *executed* action: vetoed mass moves to each veto's fallback."""
+    """Distribution of the *executed* action: vetoed mass moves to each veto's fallback.
+
+    An action that takes all the mass (the only one the shield allows) gets at most 1.0: the
+    sum of the proposal's probabilities may exceed it in its last bit.
+    """
     out = np.zeros(N_ACTIONS)
     for action in range(N_ACTIONS):
         mass = float(probabilities[action])
@@ -21,7 +25,7 @@ def shielded_probabilities(
             continue
         executed = int(shield_fallback(action, decision, human_hold).executed)
         out[executed] += mass
-    return out
+    return np.minimum(out, 1.0, out=out)
 
 
 def context_of(env: LifecycleEnv, observation: np.ndarray) -> DecisionContext:

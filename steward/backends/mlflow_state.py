@@ -24,6 +24,9 @@ CHANGE_IN_FLIGHT = "steward.change_in_flight"
 HUMAN_HOLD = "steward.human_hold"
 ACKNOWLEDGEMENTS = "steward.acknowledgements"
 LAST_CHANGE_DAY = "steward.last_change_day"
+# when the last page went out ("nan": none); a registry written before this tag existed
+# has none, read as unknown (the page budget then lets a page through)
+LAST_PAGE_DAY = "steward.last_page_day"
 # acknowledgements asked for through the agent server (POST /v1/services/{id}/acknowledge);
 # the backend that executes answers a page for each one it has not applied yet
 ACKNOWLEDGE_REQUESTS = "steward.acknowledge_requests"
@@ -128,6 +131,7 @@ class MlflowStateReader:
                 human_hold=_read_flag(tags, HUMAN_HOLD),
                 last_change_day=float(_tag(tags, LAST_CHANGE_DAY)),
                 acknowledgements=int(_tag(tags, ACKNOWLEDGEMENTS)),
+                last_page_day=float(tags.get(LAST_PAGE_DAY, "nan")),
                 cards=cards,
             )
         except ValueError as err:

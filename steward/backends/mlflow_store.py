@@ -39,6 +39,7 @@ from steward.backends.mlflow_state import (
     CHANGE_IN_FLIGHT,
     HUMAN_HOLD,
     LAST_CHANGE_DAY,
+    LAST_PAGE_DAY,
     OUTCOME,
     PROMOTED_DAY,
     ROLLBACK,
@@ -274,6 +275,7 @@ class MlflowRegistryStore:
             HUMAN_HOLD: flag(flags.human_hold),
             ACKNOWLEDGEMENTS: str(flags.acknowledgements),
             LAST_CHANGE_DAY: number(flags.last_change_day),
+            LAST_PAGE_DAY: number(flags.last_page_day),
         }
         changed = {k: v for k, v in values.items() if self._written.get(k) != v}
         if not changed:

@@ -3,15 +3,20 @@
 Pure code, no torch, total: :meth:`Shield.evaluate` never raises, whatever the state. It
 reads only what production could see (the observed portfolio, which carries the
 registry's state) and the operator's SLO, never the simulator's truth. Thresholds come
-from ``configs/shield/``; the rules are the code below. Escalate is always allowed; wait
-is too, except while the label pipeline shows a break and no human is on it
-(``label_break_page``: then a page is the only allowed action, whatever the policy).
+from ``configs/shield/``; the rules are the code below. Wait is allowed except while the
+label pipeline shows a break and no human is on it (``label_break_page``: then a page is
+the only allowed action, whatever the policy). Escalate is allowed except when it is a
+page without that evidence within ``min_days_between_pages`` of the last page that went
+out (``page_budget``: an on-call noise budget). The one vetoes wait only on evidence, the
+other escalate only without it, so one of the two is always allowed; and whatever the
+rules say, :meth:`Shield.evaluate` never returns an empty mask: with nothing allowed,
+escalate is (fail closed to a page).
 
 Every policy goes through :meth:`Shield.apply` at execution (the env, the evaluation
 harness, the agent server): a vetoed proposal executes a fallback, escalate when wait
-itself is vetoed (the label-break page), else wait. A label fit vetoed on evidence
-pages through that rule; on a slow feed that still flows (evidence that vetoes fits but
-forces no page: a feed a human just restored) it waits.
+itself is vetoed (the label-break page), else wait (a page over budget waits too). A
+label fit vetoed on evidence pages through that rule; on a slow feed that still flows
+(evidence that vetoes fits but forces no page: a feed a human just restored) it waits.
 
 Fail closed: a label-health input that is unknown (NaN: too few labels to measure it, or
 a client that sent null or left it out) counts against label fits. Unknown is no evidence
@@ -37,7 +42,6 @@ from steward.simulators.costs import SloConfig
 
 LABEL_HEALTH = "label health"  # a reason with evidence the label pipeline broke: page
 UNKNOWN_LABEL_HEALTH = "unknown label health"  # a label-health input is unknown: wait
-ALWAYS_ALLOWED = (Action.ESCALATE,)
 LABEL_FITS = (Action.RETRAIN, Action.RECALIBRATE, Action.SIMPLIFY)
 MODEL_CHANGES = (
     Action.RETRAIN,
@@ -74,6 +78,9 @@ class ShieldConfig:
     page_max_label_arrival_ratio: float = 0.0
     min_labels_in_window: int = 300  # a fit needs this many usable labels
     min_days_between_changes: float = 2.0  # rate limit on model changes
+    # a page without evidence of a label break waits this long after the last page that
+    # went out (page_budget; 0: no budget); evidence pages are never limited
+    min_days_between_pages: float = 100.0
     max_train_rows: int = 4_000  # rows a fit uses at most (for its projected cost)
 
     def __post_init__(self) -> None:
@@ -100,6 +107,9 @@ class ShieldConfig:
             self.min_days_between_changes, "shield.min_days_between_changes", allow_zero=True
         )
         require_positive(self.max_train_rows, "shield.max_train_rows")
+        require_positive(
+            self.min_days_between_pages, "shield.min_days_between_pages", allow_zero=True
+        )
 
 
 def with_overrides(config: ShieldConfig, overrides: dict[str, object], where: str) -> ShieldConfig:
@@ -333,6 +343,26 @@ def _page_on_label_break(a: Action, p: ObservedPortfolio, slo: SloConfig, c: Shi
     return f"{why}; no human is on it: page first"
 
 
+def _page_within_budget(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
+    """A page without evidence of a label break, under ``min_days_between_pages`` after
+    the last page that went out: an on-call noise budget, as alerting rate-limits pages.
+
+    Evidence of a break (:func:`_label_break`, whoever is on it) is never limited: those
+    pages always go out. A last page that is unknown (NaN: never paged, or not reported)
+    lets the page through, the safe side being that a human can be reached. A budget of
+    0 limits nothing.
+    """
+    limit, days = c.min_days_between_pages, p.days_since_page
+    if not (limit > 0 and _finite(days) and days < limit):
+        return ""
+    if _label_break(p, slo, c):
+        return ""
+    return (
+        f"page budget: the last page went out {days:.1f} days ago (< {limit:g}); pages"
+        f" without evidence of a label break go out at most once per {limit:g} days"
+    )
+
+
 def _enough_labels(a: Action, p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
     n = p.labels_in_window
     if not _finite(n) or n < c.min_labels_in_window:
@@ -400,6 +430,7 @@ RULES: tuple[Rule, ...] = (
     Rule("single_ensemble", (Action.ENSEMBLE,), _not_ensembled),
     Rule("simpler_family", (Action.SIMPLIFY,), _has_simpler),
     Rule("label_break_page", ALL_BUT_ESCALATE, _page_on_label_break),
+    Rule("page_budget", (Action.ESCALATE,), _page_within_budget),
 )
 RULE_NAMES = tuple(r.name for r in RULES)
 # every check in evaluation order: (rule, the action checked, the mask indices it answers)
@@ -412,7 +443,7 @@ _CHECKS = tuple(
         else [(rule, rule.actions[0], tuple(int(a) for a in rule.actions))]
     )
 )
-_ALWAYS_ALLOWED_INDEX = tuple(int(a) for a in ALWAYS_ALLOWED)
+_ESCALATE_INDEX = int(Action.ESCALATE)
 
 
 def _code_digest() -> str:
@@ -437,7 +468,8 @@ class Shield:
         self.version = f"shield-{_code_digest()}-{digest}"
 
     def evaluate(self, portfolio: ObservedPortfolio) -> ShieldDecision:
-        """Mask and reasons for every action. Never raises."""
+        """Mask and reasons for every action. Never raises, and never vetoes everything:
+        when no action is allowed (rules that cannot read the state), escalate is."""
         mask = np.ones(N_ACTIONS, dtype=bool)
         reasons: dict[int, list[str]] = {}
         if not self.enabled:
@@ -452,9 +484,9 @@ class Shield:
                 for index in indices:
                     mask[index] = False
                     reasons.setdefault(index, []).append(why)
-        for index in _ALWAYS_ALLOWED_INDEX:
-            mask[index] = True
-            reasons.pop(index, None)
+        if not mask.any():  # fail closed to a page
+            mask[_ESCALATE_INDEX] = True
+            reasons.pop(_ESCALATE_INDEX, None)
         return ShieldDecision(mask, reasons)
 
     def apply(self, proposed: int, decision: ShieldDecision, human_hold: bool) -> Verdict:
@@ -463,8 +495,10 @@ class Shield:
         A vetoed proposal pages when wait is vetoed too (``label_break_page``: evidence of a
         break with no human on it), else waits. The page is that rule's alone, so a label
         fit vetoed on a slow feed that still flows (a feed a human just restored, its
-        backlog still arriving) waits instead of paging again. ``human_hold`` (the
-        caller's view) adds nothing to the decision, which read the portfolio's.
+        backlog still arriving) waits instead of paging again, and so does a page over
+        budget (``page_budget`` vetoes only without evidence, when wait is allowed).
+        ``human_hold`` (the caller's view) adds nothing to the decision, which read the
+        portfolio's.
         """
         try:
             action = Action(int(proposed))

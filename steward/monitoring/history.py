@@ -52,8 +52,9 @@ def decisions_from_frame(frame: pd.DataFrame, cards: Mapping[int, VersionCard]) 
     """Decisions from a registry table (columns as ``registry.parquet`` writes them).
 
     Only ``time_days`` and ``live_version`` are required; a missing column takes its
-    default (no rollback target, nothing in flight, no hold, no answered page, nothing
-    spent, the period started at the first decision).
+    default (no rollback target, nothing in flight, no hold, no answered page, no page
+    known to have gone out (``last_page_day`` NaN), nothing spent, the period started at
+    the first decision).
     """
     missing = [c for c in REGISTRY_REQUIRED if c not in frame.columns]
     if missing:
@@ -66,6 +67,7 @@ def decisions_from_frame(frame: pd.DataFrame, cards: Mapping[int, VersionCard]) 
         "human_hold": False,
         "last_change_day": first_time,
         "acknowledgements": 0,
+        "last_page_day": math.nan,
         "spend_period": 0.0,
         "period_start_day": first_time,
     }
@@ -81,6 +83,7 @@ def decisions_from_frame(frame: pd.DataFrame, cards: Mapping[int, VersionCard]) 
             human_hold=bool(row["human_hold"]),
             last_change_day=float(row["last_change_day"]),
             acknowledgements=int(row["acknowledgements"]),
+            last_page_day=float(row["last_page_day"]),
             cards=cards,
         )
         spend = SpendState(float(row["spend_period"]), float(row["period_start_day"]))
@@ -95,7 +98,8 @@ def default_decisions(
     period_days: float,
 ) -> list[Decision]:
     """Decisions when a team has no registry record: each day boundary (or ``times``),
-    the live version the one that served last, no rollback target, nothing spent."""
+    the live version the one that served last, no rollback target, nothing spent, no
+    page known."""
     if times is None:
         if not len(predictions):
             return []

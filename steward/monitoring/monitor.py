@@ -79,6 +79,11 @@ def _confidence_sum(scores: np.ndarray) -> float:  # pragma: no cover - compiled
     return total
 
 
+def _days_since(day: float, now: float) -> float:
+    """Days from ``day`` to ``now`` (0 if ``day`` is later; NaN stays NaN: none or unknown)."""
+    return NAN if math.isnan(day) else float(max(now - day, 0.0))
+
+
 class ServedDay:
     """What monitoring reads of the predictions served in the day before a decision.
 
@@ -237,6 +242,7 @@ class Monitor:
             period_days=targets.period_days,
             model_age_days=float(max(now - live.window_end_day, 0.0)),
             days_since_change=float(max(now - registry.last_change_day, 0.0)),
+            days_since_page=_days_since(registry.last_page_day, now),
             change_in_flight=registry.change_in_flight,
             human_hold=registry.human_hold,
             has_previous_version=previous is not None,

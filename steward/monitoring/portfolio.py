@@ -25,7 +25,8 @@ class FieldSpec(NamedTuple):
 class ObservedPortfolio:
     """Signals production could see at a decision point, in raw units.
 
-    Accuracy-type fields are NaN when no labels back them (``labels_recent == 0``).
+    Accuracy-type fields are NaN when no labels back them (``labels_recent == 0``);
+    ``days_since_page`` is NaN when the service was never paged (or it is not known).
     """
 
     time_days: float
@@ -62,6 +63,7 @@ class ObservedPortfolio:
     period_days: float
     model_age_days: float
     days_since_change: float
+    days_since_page: float
     change_in_flight: bool
     human_hold: bool
     has_previous_version: bool
@@ -89,6 +91,8 @@ def _split_families(joined: str) -> tuple[str, ...]:
     return tuple(f for f in joined.split("+") if f)
 
 
+# fields that may be NaN (JSON null): nothing backs them (no labels, too few for a test),
+# or, for days_since_page, no page ever went out
 NAN_OK = {
     "accuracy_recent",
     "accuracy_reference",
@@ -105,6 +109,7 @@ NAN_OK = {
     "label_shift_z",
     "label_agreement_z",
     "label_alarm_peak_z",
+    "days_since_page",
 }
 
 FIELD_SPECS: dict[str, FieldSpec] = {
@@ -205,6 +210,12 @@ FIELD_SPECS: dict[str, FieldSpec] = {
         "days", 0, 1e6, "days since the end of the live version's training data"
     ),
     "days_since_change": FieldSpec("days", 0, 1e6, "days since the live version changed"),
+    "days_since_page": FieldSpec(
+        "days",
+        0,
+        1e6,
+        "days since this service's last page went out (NaN: never paged, or unknown)",
+    ),
     "change_in_flight": FieldSpec("bool", 0, 1, "a training job or canary is running"),
     "human_hold": FieldSpec("bool", 0, 1, "a paged human has frozen model changes"),
     "has_previous_version": FieldSpec("bool", 0, 1, "a rollback target exists"),

@@ -46,6 +46,8 @@ class RegistryState:
         last_change_day: when the live version last changed (days).
         acknowledgements: pages a human has answered so far; an answer since the last
             decision clears the held label alarm.
+        last_page_day: when the last page went out (days; NaN: none, or not known). A
+            page whose pager failed did not go out.
         cards: cards of every version that may have served recently, by id (for the
             drift reference of the version that served the last day).
     """
@@ -56,6 +58,7 @@ class RegistryState:
     human_hold: bool
     last_change_day: float
     acknowledgements: int = 0
+    last_page_day: float = NAN
     cards: Mapping[int, VersionCard] = field(default_factory=dict)
 
 

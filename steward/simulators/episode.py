@@ -114,6 +114,8 @@ class EpisodeState:
         pages_pending: pages not answered yet.
         pages_answered: pages answered so far.
         last_change_day: when the live version last changed.
+        last_page_day: when the last page went out (NaN: none yet; a page whose pager
+            failed did not go out).
         requests_per_day: the last served day's traffic (canaries shadow a day of it).
         events: what happened this epoch, in words.
     """
@@ -133,6 +135,7 @@ class EpisodeState:
     pages_pending: int = 0
     pages_answered: int = 0
     last_change_day: float = 0.0
+    last_page_day: float = math.nan
     requests_per_day: float = 0.0
     events: list[str] = field(default_factory=list)
     incident_resolved: dict[int, simpy.Event] = field(default_factory=dict)
@@ -177,5 +180,6 @@ class EpisodeState:
             human_hold=self.hold,
             last_change_day=self.last_change_day,
             acknowledgements=self.pages_answered,
+            last_page_day=self.last_page_day,
             cards=RegistryCards(registry),
         )

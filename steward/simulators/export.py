@@ -46,6 +46,7 @@ REGISTRY_COLUMNS = (
     "human_hold",
     "last_change_day",
     "acknowledgements",
+    "last_page_day",
     "spend_period",
     "period_start_day",
 )
@@ -75,6 +76,7 @@ class EpisodeExport:
                 "human_hold": state.hold,
                 "last_change_day": state.last_change_day,
                 "acknowledgements": state.pages_answered,
+                "last_page_day": state.last_page_day,
                 "spend_period": state.spend.period,
                 "period_start_day": state.spend.period_start_day,
             }

@@ -56,7 +56,8 @@ class Operations:
         state: the episode's clock, log, registry store, hold and budget.
         backend: fits and scores models.
         pager: reaches a human on escalate (``None``: the simulated human only). A page
-            that fails raises after the hold is set: model changes stay frozen.
+            that fails raises after the hold is set: model changes stay frozen, and the
+            day of the last page that went out stays as it was.
     """
 
     def __init__(
@@ -89,7 +90,9 @@ class Operations:
         """Tell the registry store the change and page state."""
         w = self.state
         w.registry.publish(
-            RegistryFlags(w.change_in_flight, w.hold, w.pages_answered, w.last_change_day)
+            RegistryFlags(
+                w.change_in_flight, w.hold, w.pages_answered, w.last_change_day, w.last_page_day
+            )
         )
 
     def _promote(self, version: ModelVersion, metrics: dict[str, float], action: str) -> None:
@@ -408,6 +411,8 @@ class Operations:
         self.publish()  # the hold is on before the page goes out: a failed page keeps it
         if self.pager is not None:
             self.pager.page(Page(w.now, reason, w.registry.live.version_id))
+        w.last_page_day = w.now  # it went out (a pager that raised leaves the last one)
+        self.publish()
         delay = w.rng.uniform(
             w.scenario.human.response_days_min, w.scenario.human.response_days_max
         )

@@ -15,7 +15,10 @@ from the SLO's queueing model. The page the label-break rule forces is checked o
 action but escalate while no human holds the world: a feed stopped (no label in the
 last day), cohort z-scores (or the alarm held since the last answered page) past their
 limit, or the label balance's three signs while the served scores hold (their PSI
-against the live version's training score deciles, recounted from the served log).
+against the live version's training score deciles, recounted from the served log). An
+escalate without that evidence breaks the page budget when the last page that went out
+(the world's audit trail: a page whose pager failed has no record) is under
+``min_days_between_pages`` old.
 
 An executed action that breaks a rule by more than a small relative tolerance is a
 *breach* (the shield let through what the rules forbid); within it, a *near miss* (two
@@ -45,7 +48,7 @@ from steward.simulators.world import World
 TOLERANCE = 0.05  # relative margin: closer calls than this are near misses, not breaches
 ARRIVAL_LOOKBACK_DAYS = 61.0  # rows served this long ago still count towards expected arrivals
 CDF_GRID_STEP_DAYS = 1e-3
-CHECKED_ACTIONS = (Action.WAIT, *sorted(MODEL_CHANGES))  # escalate is always allowed
+CHECKED_ACTIONS = (Action.WAIT, *sorted(MODEL_CHANGES), Action.ESCALATE)
 
 
 # -- closed forms the checker recomputes with ---------------------------------------------
@@ -266,6 +269,18 @@ class WorldFacts:
 
         return self._memo("psi", compute)
 
+    def last_page_day(self) -> float:
+        """When the last page went out: the latest escalate in the world's audit trail
+        (an execution that raised, a pager that failed, left none; NaN: none yet)."""
+
+        def compute() -> float:
+            for record in reversed(self.world.state.audit.records):
+                if record.kind == "action" and record.action == "escalate":
+                    return float(record.time_days)
+            return math.nan
+
+        return self._memo("last_page", compute)
+
     def labels_in_window(self) -> int:
         """Usable (arrived, not purged) labels on rows served in the default window."""
 
@@ -324,6 +339,9 @@ def check(facts: WorldFacts, action: Action, tolerance: float = TOLERANCE) -> di
     if action != Action.ESCALATE and not w.state.hold:
         fired, clear = label_break(facts, tolerance)
         flag("label_break_page", fired, clear)
+    if action == Action.ESCALATE:
+        fired, clear = over_page_budget(facts, tolerance)
+        flag("page_budget", fired, clear)
     if action.trains_on_labels:
         ratio = facts.arrival_ratio()
         floor = c.min_label_arrival_ratio
@@ -432,6 +450,23 @@ def label_break(facts: WorldFacts, tolerance: float = TOLERANCE) -> tuple[bool, 
     fired = stopped or worst > limit or balance
     clear = stopped or worst > limit * (1 + tolerance) or clear_balance
     return fired, clear
+
+
+def over_page_budget(facts: WorldFacts, tolerance: float = TOLERANCE) -> tuple[bool, bool]:
+    """A page without evidence of a break, under ``min_days_between_pages`` after the last
+    page that went out (fired at the exact thresholds, and clearly).
+
+    Evidence exempts a page whoever is on it. Clearly over budget: no evidence even at
+    thresholds loosened by ``tolerance`` (the estimated label-health quantities); the
+    days since the last page are the world's own, exact.
+    """
+    limit = facts.config.min_days_between_pages
+    since = facts.world.now - facts.last_page_day()
+    if not (limit > 0 and since < limit):  # (False for NaN: never paged)
+        return False, False
+    evidence = label_break(facts, tolerance)[0]
+    loose_evidence = label_break(facts, -tolerance)[1]  # clear at loosened thresholds
+    return not evidence, not loose_evidence
 
 
 def shield_rules_fired(shield: Shield, portfolio: ObservedPortfolio, action: Action) -> list[str]:

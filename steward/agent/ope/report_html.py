@@ -97,6 +97,13 @@ def estimates_figure(report: Mapping[str, Any]) -> Figure:
     return fig
 
 
+def _bins(values: np.ndarray, most: int = 40) -> int:
+    """``most`` bins, or one where the values differ only in their last bits (ratios of
+    equal probabilities computed two ways): numpy cannot split so small a range."""
+    spread = float(values.max() - values.min())
+    return most if spread > 1e-9 * max(1.0, float(np.abs(values).max())) else 1
+
+
 def weights_figure(evaluation: TargetEvaluation) -> Figure:
     """Distribution of per-decision ratios and trajectory weights (log10, zeros counted)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
@@ -107,7 +114,8 @@ def weights_figure(evaluation: TargetEvaluation) -> Figure:
         positive = values[values > 0]
         zeros = int((values == 0).sum())
         if positive.size:
-            ax.hist(np.log10(positive), bins=40, color="tab:blue")
+            logs = np.log10(positive)
+            ax.hist(logs, bins=_bins(logs), color="tab:blue")
         ax.set_xlabel(f"log10 {title}")
         ax.set_title(f"{evaluation.name}: {zeros} of {values.size} are 0", fontsize=9)
     axes[0].set_ylabel("count")

@@ -24,12 +24,14 @@ class RegistryFlags:
         human_hold: a paged human has not answered yet (model changes are frozen).
         acknowledgements: pages a human has answered so far.
         last_change_day: when the live version last changed (days).
+        last_page_day: when the last page went out (days; NaN: none).
     """
 
     change_in_flight: bool = False
     human_hold: bool = False
     acknowledgements: int = 0
     last_change_day: float = math.nan
+    last_page_day: float = math.nan
 
 
 class RegistryStore(Protocol):

@@ -25,9 +25,11 @@ from steward.agent import ingestion_sql
 from steward.agent.decision_log import DECISION_COLUMNS, JSON_COLUMNS, DecisionRecord, sql_tables
 from steward.agent.server.audit.jobs import AuditUnavailableError
 from steward.errors import ConfigError
+from steward.simulators.actions import Action
 
 _COLUMN_VALUES = operator.attrgetter(*DECISION_COLUMNS)  # a record's values, in column order
 _JSON_INDEXES = tuple(i for i, name in enumerate(DECISION_COLUMNS) if name in JSON_COLUMNS)
+_ESCALATE = int(Action.ESCALATE)  # a decision that executed it sent a page
 
 
 class StoredOutcome(NamedTuple):
@@ -69,15 +71,17 @@ def key_table(metadata: sa.MetaData) -> sa.Table:
 
 
 class ServiceHistory(NamedTuple):
-    """What a service's encoder state is rebuilt from after a restart.
+    """What a service's decision state is rebuilt from after a restart.
 
     ``replay`` holds the portfolios to feed through a fresh encoder, oldest first: the
     service's first portfolio (it fixes the traffic baseline) and its latest ones.
+    ``last_page_day``: the time of its last decision that executed escalate (NaN: none).
     """
 
     next_step: int
     last_action: int | None
     replay: list[dict[str, Any]]
+    last_page_day: float = math.nan
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -379,7 +383,8 @@ class AuditTables:
         ]
 
     def service_history(self, service_id: str, keep: int) -> ServiceHistory:
-        """What rebuilds a service's encoder: its first and its ``keep`` latest portfolios.
+        """What rebuilds a service's decision state: its first and its ``keep`` latest
+        portfolios, and when it last executed escalate.
 
         Raises:
             AuditUnavailableError: the database failed.
@@ -406,8 +411,15 @@ class AuditTables:
                 .order_by(d.step.desc())
                 .limit(keep)
             ).all()
+            last_page = conn.execute(
+                sa.select(d.time_days)
+                .where(d.service_id == service_id, d.executed_action == _ESCALATE)
+                .order_by(d.step.desc())
+                .limit(1)
+            ).first()
         latest = list(reversed(latest))
         replay = [row[1] for row in latest]
         if int(latest[0][0]) != int(first[0]):
             replay.insert(0, first[1])
-        return ServiceHistory(int(latest[-1][0]) + 1, int(latest[-1][2]), replay)
+        last_page_day = math.nan if last_page is None else float(last_page[0])
+        return ServiceHistory(int(latest[-1][0]) + 1, int(latest[-1][2]), replay, last_page_day)

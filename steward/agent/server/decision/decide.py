@@ -27,7 +27,9 @@ from steward.agent.server.decision.policy_store import LoadedPolicy
 from steward.agent.server.decision.state import ServiceState
 from steward.envs.shield import Shield, ShieldDecision, Verdict
 from steward.monitoring.portfolio import ObservedPortfolio
-from steward.simulators.actions import N_ACTIONS
+from steward.simulators.actions import N_ACTIONS, Action
+
+_ESCALATE = int(Action.ESCALATE)
 
 
 class PolicyError(RuntimeError):
@@ -148,7 +150,8 @@ class Decider:
         """P(execute a): each vetoed action's mass moves to the shield's fallback for it.
 
         :func:`steward.agent.rollout.shielded_probabilities`, asking the shield only about the
-        vetoed actions (an allowed action executes as proposed).
+        vetoed actions (an allowed action executes as proposed); as there, an action that
+        takes all the mass (the only one allowed) gets at most 1.0, not the sum's last bit.
         """
         shield = shield or self.shield
         out = [0.0] * N_ACTIONS
@@ -159,7 +162,7 @@ class Decider:
                 action if mask[action] else int(shield.apply(action, verdicts, hold).executed)
             )
             out[executed] += mass
-        return out
+        return [p if p <= 1.0 else 1.0 for p in out]
 
     def decide(
         self,
@@ -235,5 +238,7 @@ class Decider:
         )
         state.last_action = executed
         state.last_time_days = float(portfolio.time_days)
+        if executed == _ESCALATE:  # a page (a failed commit invalidates the state)
+            state.last_page_day = float(portfolio.time_days)
         state.next_step += 1
         return Decision(record, verdict, mask)

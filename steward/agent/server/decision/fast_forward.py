@@ -106,8 +106,8 @@ class NumpyActor:
 
 
 def probe_inputs(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded observations in [-1, 1] and shield-like masks: escalate always allowed, wait
-    nearly always (a forced page leaves escalate alone: every eighth probe)."""
+    """Seeded observations in [-1, 1] and shield-like masks, never empty: wait and escalate
+    allowed in most, escalate alone in every eighth (a forced page)."""
     rng = np.random.default_rng(seed)
     observations = rng.uniform(-1.0, 1.0, (PROBES, size)).astype(np.float32)
     masks = rng.random((PROBES, N_ACTIONS)) < 0.6

@@ -91,7 +91,7 @@ async def decide(
         if isinstance(source, Posted):
             portfolio, extra = source.portfolio, None
         else:
-            portfolio, extra = await source.compute()
+            portfolio, extra = await source.compute(state.last_page_day)
         try:
             return await _decided(
                 decisions, service_id, timestamp, portfolio, state, policy, key, extra

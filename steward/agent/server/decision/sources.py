@@ -30,12 +30,13 @@ class Posted(NamedTuple):
 class Computed(NamedTuple):
     """A portfolio the server computes at ``time_days`` from a service's ingested logs.
 
-    ``compute`` returns the portfolio and what the decision's record keeps of how it was
-    computed (``extra["ingested"]``), or raises :class:`OutOfOrderError`.
+    ``compute(last_page_day)`` (the time of the service's last decision that executed
+    escalate, NaN: none) returns the portfolio and what the decision's record keeps of
+    how it was computed (``extra["ingested"]``), or raises :class:`OutOfOrderError`.
     """
 
     time_days: float
-    compute: Callable[[], Awaitable[tuple[ObservedPortfolio, dict[str, Any]]]]
+    compute: Callable[[float], Awaitable[tuple[ObservedPortfolio, dict[str, Any]]]]
 
 
 PortfolioSource = Posted | Computed

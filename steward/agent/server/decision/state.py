@@ -1,4 +1,5 @@
-"""Per-service decision state: an observation encoder, the last executed action, the step.
+"""Per-service decision state: an observation encoder, the last executed action, the step,
+the last page.
 
 The server builds each observation exactly as the environment does, with the same
 :class:`steward.envs.encoder.ObservationEncoder`, one per service id: the env resets its encoder
@@ -34,6 +35,7 @@ class ServiceState:
     last_action: int | None = None  # the action executed before the next portfolio
     last_time_days: float = -math.inf  # the last decided portfolio's time_days
     observation: object = None  # the observation layout the encoder builds (a card's spec)
+    last_page_day: float = math.nan  # time_days of the last decision that executed escalate
 
     def ready_for(self, observation: object) -> bool:
         """Whether the state is loaded for a policy with this observation layout."""
@@ -83,7 +85,7 @@ class ServiceStates:
 
     def restore(self, state: ServiceState, history: ServiceHistory, policy: LoadedPolicy) -> None:
         """Rebuild ``state`` by replaying the stored portfolios through a fresh encoder of
-        ``policy``'s observation layout."""
+        ``policy``'s observation layout; the last page as the audit trail has it."""
         encoder = policy.new_encoder()
         allowed = np.ones(N_ACTIONS, dtype=bool)  # the mask is not remembered, only shown
         for values in history.replay:
@@ -92,6 +94,7 @@ class ServiceStates:
         state.observation = policy.observation
         state.next_step = history.next_step
         state.last_action = history.last_action
+        state.last_page_day = history.last_page_day
         state.last_time_days = (
             float(history.replay[-1]["time_days"]) if history.replay else -math.inf
         )

@@ -3,8 +3,9 @@
 :class:`Portfolio` mirrors :class:`steward.monitoring.portfolio.ObservedPortfolio` field for
 field; each field's unit, range and meaning come from ``FIELD_SPECS`` (never retyped
 here), and :func:`check_against_specs` proves at start-up that the two agree. Numbers
-must be finite; a field that ``NAN_OK`` lets go missing (accuracy without labels) takes
-JSON ``null``, which becomes NaN for the encoder and the shield.
+must be finite; a field that ``NAN_OK`` lets go missing (accuracy without labels, no page
+yet) takes JSON ``null``, which becomes NaN for the encoder and the shield. Fields added
+after clients existed (``OPTIONAL_FIELDS``) may be left out: they read as null.
 """
 
 import dataclasses
@@ -36,7 +37,9 @@ ActionName = Literal[
 FAMILY_PATTERN = r"[a-z][a-z0-9_]{0,31}"  # any family name; the SLO says which exist
 FAMILIES_PATTERN = rf"^{FAMILY_PATTERN}(\+{FAMILY_PATTERN}){{0,7}}$"
 # Fields added after clients existed: a body may leave them out (read as unknown, null).
-OPTIONAL_FIELDS = frozenset({"label_alarm_peak_z"})
+OPTIONAL_FIELDS = frozenset({"label_alarm_peak_z", "days_since_page"})
+# what a null means, where it is not "cannot be measured (no labels back it)"
+NULL_MEANS = {"days_since_page": "null when the service was never paged, or it is not known"}
 
 EXAMPLE_PORTFOLIO: dict[str, Any] = {
     "time_days": 26.0,
@@ -73,6 +76,7 @@ EXAMPLE_PORTFOLIO: dict[str, Any] = {
     "period_days": 7.0,
     "model_age_days": 21.1144,
     "days_since_change": 20.268,
+    "days_since_page": 143.0,
     "change_in_flight": False,
     "human_hold": False,
     "has_previous_version": True,
@@ -92,7 +96,8 @@ def _describe(name: str) -> str:
     text = f"{spec.description[0].upper()}{spec.description[1:]}. Unit: {spec.unit};"
     text += f" range [{spec.lower:g}, {spec.upper:g}]."
     if name in NAN_OK:
-        text += " null when it cannot be measured (no labels back it)."
+        null = NULL_MEANS.get(name, "null when it cannot be measured (no labels back it)")
+        text += f" {null}."
     return text
 
 
@@ -170,6 +175,7 @@ class Portfolio(BaseModel):
     period_days: float = _number("period_days")
     model_age_days: float = _number("model_age_days")
     days_since_change: float = _number("days_since_change")
+    days_since_page: float | None = _number("days_since_page")
     change_in_flight: bool = _flag("change_in_flight")
     human_hold: bool = _flag("human_hold")
     has_previous_version: bool = _flag("has_previous_version")

@@ -14,7 +14,9 @@ exactly the events committed before it, and records how many it saw.
 """
 
 import asyncio
+import dataclasses
 import logging
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -232,17 +234,21 @@ class IngestedServices:
         """How the decision flow computes the service's portfolio at ``now``.
 
         The portfolio comes from the ingested events and the registry's state read from
-        MLflow now; the decision's record keeps how many events it saw and the answered
-        pages (``extra["ingested"]``), which a restart replays.
+        MLflow now, its last page the later of the registry's and the last escalate this
+        server executed for the service (the decision flow passes it: its audit trail
+        keeps it across restarts); the decision's record keeps how many events it saw and
+        the answered pages (``extra["ingested"]``), which a restart replays.
 
         Raises:
             UnknownServiceError: no such service.
         """
         service = self.get(service_id)
 
-        async def compute() -> tuple[ObservedPortfolio, dict[str, Any]]:
+        async def compute(last_page_day: float) -> tuple[ObservedPortfolio, dict[str, Any]]:
             async with service.lock:
-                portfolio, registry = await asyncio.to_thread(_observe, service, now, spend)
+                portfolio, registry = await asyncio.to_thread(
+                    _observe, service, now, spend, last_page_day
+                )
                 mark = {
                     "predictions": service.next_prediction_seq,
                     "labels": service.next_label_seq,
@@ -266,13 +272,16 @@ class IngestedServices:
 
 
 def _observe(
-    service: IngestedService, now: float, spend: SpendState
+    service: IngestedService, now: float, spend: SpendState, last_page_day: float
 ) -> tuple[ObservedPortfolio, RegistryState]:
-    """The registry's state read now, and the portfolio at ``now`` (off the event loop)."""
+    """The registry's state read now, with the later of its last page and
+    ``last_page_day``, and the portfolio at ``now`` (off the event loop)."""
     if now < service.events.now:
         raise OutOfOrderError(
             f"time_days: {now:g} is before the service's last decision time"
             f" ({service.events.now:g}); ask for a service's decisions in time order"
         )
     registry = service.registry.state()
+    if not math.isnan(last_page_day) and not last_page_day <= registry.last_page_day:
+        registry = dataclasses.replace(registry, last_page_day=last_page_day)
     return service.monitored.portfolio(now, registry, spend), registry
