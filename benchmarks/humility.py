@@ -151,6 +151,14 @@ def _policy(name: str, agent_path: str) -> Policy:
     return make_heuristic(name)
 
 
+def _slow_drift_features(agent_path: str) -> bool:
+    """Whether the agent was trained with the encoder's slow-drift block (its agent.json)."""
+    from steward.agent.training.artifacts import read_meta
+
+    meta = read_meta(Path(agent_path).parent)
+    return bool(meta.get("agent", {}).get("slow_drift_features", False))
+
+
 def evidence_rules_firing(env: LifecycleEnv, row: dict[str, Any]) -> list[str]:
     """The label-health rules that find evidence of a break in a decision row's portfolio."""
     portfolio = ObservedPortfolio(**{name: row[f"obs_{name}"] for name in _FIELDS})
@@ -168,9 +176,13 @@ def run_task(
     world: ScenarioConfig, policy_name: str, seeds: list[int], agent_path: str = ""
 ) -> dict[str, Any]:
     """Every seed of one policy in one world: humility records and evidence counts."""
-    if world.name not in _ENVS:
-        _ENVS[world.name] = LifecycleEnv(world, members=load_members(world))
-    env = _ENVS[world.name]
+    slow_drift = policy_name == "agent" and _slow_drift_features(agent_path)
+    key = f"{world.name}-{slow_drift}"
+    if key not in _ENVS:  # the agent's observation, as it was trained
+        _ENVS[key] = LifecycleEnv(
+            world, members=load_members(world), slow_drift_features=slow_drift
+        )
+    env = _ENVS[key]
     policy = _policy(policy_name, agent_path)
     records, evidence = [], Counter[str]()
     returns, notable = [], []

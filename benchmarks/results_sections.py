@@ -38,7 +38,9 @@ SECTIONS: tuple[Section, ...] = (
         " pages, wasted pages and the longest latency from label alarm to page, and each"
         " seed's training and evaluation wall time. Target: on every scenario the interval's"
         " lower bound at least -2 % of the heuristic's absolute return, and above zero on"
-        " `mixed` and `randomized`.",
+        " `mixed` and `randomized`. This section and the two below ran on the shield before"
+        " `page_budget` and the cohort test's inconclusive zone; the humility sections measure"
+        " the same agents' pages under both.",
     ),
     Section(
         "evaluation_seeds_slow_drift",
@@ -97,6 +99,16 @@ SECTIONS: tuple[Section, ...] = (
         "The same measurement for the default trained agent (`steward train`, seed 0). Same"
         " targets; per-world counts in the JSON.",
         hidden=("worlds", "settings", "seconds"),
+    ),
+    Section(
+        "humility_agents",
+        "Humility: every trained agent, under the page budget",
+        "The measurement above for each recipe variant's three training seeds, on the shield"
+        " with `page_budget` and the cohort test's inconclusive zone: the lowest share of"
+        " alarmed incidents paged within 2 epochs over the flavours, the slowest page,"
+        " promotions on incident labels (and how many on incidents monitoring never alarmed"
+        " on), pages per 100 incident-free epochs over every world and in the worst one, and"
+        " pages wasted or sent after a human fixed the feed. Same targets.",
     ),
     Section(
         "ope_validation",
