@@ -94,13 +94,6 @@ SECTIONS: tuple[Section, ...] = (
         hidden=("worlds", "settings", "seconds"),
     ),
     Section(
-        "humility_agent",
-        "Humility: the trained agent",
-        "The same measurement for the default trained agent (`steward train`, seed 0). Same"
-        " targets; per-world counts in the JSON.",
-        hidden=("worlds", "settings", "seconds"),
-    ),
-    Section(
         "humility_agents",
         "Humility: every trained agent, under the page budget",
         "The measurement above for each recipe variant's three training seeds, on the shield"
