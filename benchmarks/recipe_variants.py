@@ -11,6 +11,11 @@ scenarios the agent wins or loses beyond the interval, where the interval's lowe
 sits below -2 % of the heuristic's absolute return, the paired difference on ``mixed``
 and ``randomized`` with their lower bounds, and the agent's pages and wasted pages over
 every scenario: the ablation table of ``docs/results.md``.
+
+``--randomized VARIANT:SEED=RUN/results.json`` adds an evaluation of ``randomized`` alone
+on more held-out episodes (``steward evaluate scenario=randomized episodes=30``, the first
+8 of them the same): its paired difference, lower bound and verdict, and whether the
+seed's must-win scenarios are above zero with it in place of the 8-episode one.
 """
 
 import argparse
@@ -57,6 +62,30 @@ def variant_rows(variant: str, record: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+WIDER = "randomized"  # the scenario a wider evaluation may stand in for
+
+
+def add_wider(row: dict[str, Any], results: dict[str, Any]) -> None:
+    """Put a wider evaluation of ``randomized`` (its results.json) beside the row."""
+    verdict = results["agent_vs_best_heuristic"][WIDER]
+    diff = verdict["agent_minus_best"]
+    row[f"{WIDER}_wide_episodes"] = diff["pairs"]
+    row[f"{WIDER}_wide_difference"] = diff["mean"]
+    row[f"{WIDER}_wide_lower_bound"] = diff["ci95"][0]
+    row[f"{WIDER}_wide_verdict"] = verdict["verdict"]
+    lower = {name: row[f"{name}_lower_bound"] for name in MUST_WIN}
+    lower[WIDER] = diff["ci95"][0]
+    row["must_win_above_zero_with_wide"] = all((b or 0.0) > 0 for b in lower.values())
+
+
+def _agent_run(text: str) -> tuple[str, int, Path]:
+    name, sep, path = text.partition("=")
+    variant, colon, seed = name.partition(":")
+    if not (sep and colon and variant and seed.isdigit() and path):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected VARIANT:SEED=RUN/results.json")
+    return variant, int(seed), Path(path)
+
+
 def _variant(text: str) -> tuple[str, Path]:
     name, sep, path = text.partition("=")
     if not sep or not name or not path:
@@ -68,6 +97,13 @@ def main(argv: list[str] | None = None) -> None:
     """Write ``benchmarks/results/recipe_variants.json``."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("variants", type=_variant, nargs="+", help="NAME=RECORD.json")
+    parser.add_argument(
+        "--randomized",
+        type=_agent_run,
+        nargs="*",
+        default=[],
+        help="VARIANT:SEED=RUN/results.json of a wider evaluation of randomized",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     rows, sources = [], {}
@@ -77,6 +113,11 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"{path}: not a three-seed evaluation record (evaluation_record --seeds)")
         rows += variant_rows(name, record)
         sources[name] = {"record": str(path), "command": record["command"]}
+    by_agent = {(r["variant"], r["seed"]): r for r in rows}
+    for variant, seed, path in args.randomized:
+        if (variant, seed) not in by_agent:
+            parser.error(f"--randomized {variant}:{seed}: no such variant and seed above")
+        add_wider(by_agent[variant, seed], json.loads(path.read_text()))
     figures = {"rows": rows, "variants": sources}
     for row in rows:
         print(
@@ -86,10 +127,21 @@ def main(argv: list[str] | None = None) -> None:
             f" (LB {row['mixed_lower_bound']:+.0f}), randomized"
             f" {row['randomized_difference']:+.0f} (LB {row['randomized_lower_bound']:+.0f});"
             f" pages {row['pages']} ({row['wasted_pages']} wasted)"
+            + (
+                f"; randomized over {row[f'{WIDER}_wide_episodes']} episodes"
+                f" {row[f'{WIDER}_wide_difference']:+.0f}"
+                f" (LB {row[f'{WIDER}_wide_lower_bound']:+.0f})"
+                if f"{WIDER}_wide_episodes" in row
+                else ""
+            )
         )
     command = "python -m benchmarks.recipe_variants " + " ".join(
         f"{name}={path}" for name, path in args.variants
     )
+    if args.randomized:
+        command += " --randomized " + " ".join(
+            f"{v}:{s}=RUN/results.json" for v, s, _ in args.randomized
+        )
     out = write_result("recipe_variants", command, figures, args.json)
     print(f"wrote {out}")
 
