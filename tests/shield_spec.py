@@ -22,6 +22,10 @@ stopped feed (no label in the last day: a known ratio at or below 0), so a feed 
 just restored, its backlog arriving, is no reason to page again. The page is that rule's
 alone: a vetoed proposal executes wait, unless wait is vetoed too.
 
+The balance rule's signs alone are evidence only once the last page went out 14 days ago
+or more (a known ``days_since_page``; NaN counts them): a human answered that page, and
+signs that persist are the world's, so they page again only after re-arming.
+
 Pages without that evidence (whoever is on it) are budgeted (``page_budget``): escalate is
 vetoed while the last page went out under 100 days ago (a known ``days_since_page``; NaN,
 never paged, lets the page through), and waits. Evidence pages are never limited, so wait
@@ -63,6 +67,7 @@ THRESHOLDS = {
     "cohort_test_required": True,  # a service may waive the test's verdict, not its evidence
     "balance_max_prediction_psi": 0.1,  # balance evidence needs the served scores to hold
     "page_max_label_arrival_ratio": 0.0,  # arrivals force a page only once the feed stopped
+    "balance_repage_days": 14.0,  # the balance signs alone page again 14 days after a page
     "min_labels_in_window": 300,
     "min_days_between_changes": 2.0,
     "min_days_between_pages": 100.0,  # a page without evidence of a break, at most this often
@@ -76,6 +81,7 @@ BALANCE_PSI = THRESHOLDS["balance_max_prediction_psi"]
 MIN_LABELS = THRESHOLDS["min_labels_in_window"]
 MIN_DAYS = THRESHOLDS["min_days_between_changes"]
 PAGE_DAYS = THRESHOLDS["min_days_between_pages"]
+BALANCE_REPAGE = THRESHOLDS["balance_repage_days"]
 
 
 def known(x: object) -> bool:
@@ -186,11 +192,13 @@ def cohorts_disagree(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objecti
 
 
 def break_evidence(p: ObservedPortfolio, slo: SloConfig) -> bool:
-    """The feed stopped (a known arrival ratio at or below 0), or the balance or cohort rule
-    finds a break (never their unknowns)."""
+    """The feed stopped (a known arrival ratio at or below 0), or the cohort rule finds a
+    break, or the balance rule does and the last page went out 14 days ago or more (or is
+    not known) (never their unknowns)."""
     stopped = known(p.label_arrival_ratio) and p.label_arrival_ratio <= PAGE_ARRIVAL
-    judged = (balance_broken(RETRAIN, p, slo), cohorts_disagree(RETRAIN, p, slo))
-    return stopped or Objection.BROKEN in judged
+    recent_page = known(p.days_since_page) and p.days_since_page < BALANCE_REPAGE
+    balance = not recent_page and balance_broken(RETRAIN, p, slo) == Objection.BROKEN
+    return stopped or balance or cohorts_disagree(RETRAIN, p, slo) == Objection.BROKEN
 
 
 def break_unattended(a: Action, p: ObservedPortfolio, slo: SloConfig) -> Objection:

@@ -125,7 +125,10 @@ reported_changes = st.fixed_dictionaries(
         "labels_in_window": st.one_of(st.integers(0, 10_000), st.sampled_from([299, 300, 301])),
         "days_since_change": st.one_of(st.floats(0.0, 10.0), near(2.0), st.just(NAN)),
         "days_since_page": st.one_of(
-            st.floats(0.0, 300.0), near(100.0, 0.0), st.sampled_from([NAN, math.inf])
+            st.floats(0.0, 300.0),
+            st.floats(0.0, 20.0),
+            near(100.0, 14.0, 0.0),
+            st.sampled_from([NAN, math.inf]),
         ),
         "spend_period": st.floats(0.0, 200.0),
         "cost_ceiling": st.floats(50.0, 300.0),

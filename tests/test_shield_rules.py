@@ -713,14 +713,46 @@ def test_an_evidence_page_is_never_limited(
     shield: Shield, slo: SloConfig, rule: str, changes: dict[str, Any], hold: bool
 ) -> None:
     """Evidence that the label pipeline broke lets a page through a day after the last one,
-    whoever is on it: with no human on it the page is forced, with one it is allowed."""
-    for days in (0.0, 1.0, 99.0):
+    whoever is on it: with no human on it the page is forced, with one it is allowed. The
+    balance signs alone count once the last page is 14 days old (they re-arm; below)."""
+    for days in (14.0, 15.0, 99.0) if rule == "label_balance" else (0.0, 1.0, 99.0):
         p = healthy(**changes, days_since_page=days, human_hold=hold)
         assert ESCALATE not in objections(p, slo), "oracle"
         decision = shield.evaluate(p)
         assert decision.mask[ESCALATE] and int(ESCALATE) not in decision.reasons
         assert shield.apply(int(ESCALATE), decision, hold).executed == ESCALATE
         assert decision.mask[WAIT] == hold  # forced when nobody is on it
+
+
+@pytest.mark.parametrize("days", [0.0, 1.0, BELOW(14.0, 0.0)])
+def test_the_balance_signs_alone_do_not_page_again_until_they_re_arm(
+    shield: Shield, slo: SloConfig, days: float
+) -> None:
+    """Under ``balance_repage_days`` (14) after a page went out, the balance rule's signs
+    still veto label fits, but force no page and do not lift the page budget: a human
+    answered that page, and signs that persist are the world's. At 14 days they page."""
+    p = healthy(**BALANCE_BROKEN, days_since_page=days)
+    assert objections(p, slo) == {a: ["label_balance"] for a in LABEL_FIT_SET} | {
+        ESCALATE: ["page_budget"]
+    }, "oracle"
+    assert vetoed(shield, p) == LABEL_FIT_SET | {ESCALATE}
+    for proposed in (WAIT, RETRAIN, ESCALATE):
+        assert shield.apply(int(proposed), shield.evaluate(p), False).executed == WAIT
+    rearmed = healthy(**BALANCE_BROKEN, days_since_page=14.0)
+    assert vetoed(shield, rearmed) == ALL - {ESCALATE}
+    assert shield.apply(int(WAIT), shield.evaluate(rearmed), False).executed == ESCALATE
+
+
+@pytest.mark.parametrize("evidence", [{"label_shift_z": -6.5}, {"label_arrival_ratio": 0.0}])
+def test_a_new_break_pages_within_the_balance_re_arm(
+    shield: Shield, evidence: dict[str, Any]
+) -> None:
+    """Cohort evidence or a stopped feed pages a day after the last page, the balance signs
+    beside them or not."""
+    for changes in (evidence, {**BALANCE_BROKEN, **evidence}):
+        p = healthy(**changes, days_since_page=1.0)
+        assert vetoed(shield, p) == ALL - {ESCALATE}
+        assert shield.apply(int(WAIT), shield.evaluate(p), False).executed == ESCALATE
 
 
 def test_a_slow_feed_that_still_flows_is_no_evidence_for_a_page(shield: Shield) -> None:
@@ -743,7 +775,7 @@ def test_a_budget_of_zero_limits_no_page(slo: SloConfig, shield_config: ShieldCo
 def test_a_state_no_rule_can_read_fails_closed_to_a_page(shield: Shield) -> None:
     """The label-break page and the page budget both read the evidence; a state they cannot
     read vetoes wait and escalate alike. The mask is never empty: escalate is allowed."""
-    p = healthy(labels_last_day="many", days_since_page=1.0)  # a count no rule can compare
+    p = healthy(labels_last_day="many", days_since_page=20.0)  # a count no rule can compare
     decision = shield.evaluate(p)
     assert vetoed(shield, p) == ALL - {ESCALATE}
     assert set(decision.reasons) == {int(a) for a in ALL - {ESCALATE}}
@@ -775,6 +807,8 @@ def test_a_state_no_rule_can_read_fails_closed_to_a_page(shield: Shield) -> None
         ("page_max_label_arrival_ratio", math.nan, 0.25),
         ("balance_max_prediction_psi", -0.01, 0.0),
         ("balance_max_prediction_psi", math.nan, math.inf),
+        ("balance_repage_days", -1.0, 0.0),
+        ("balance_repage_days", math.nan, 14.0),
         ("min_days_between_pages", -1.0, 0.0),
         ("min_days_between_pages", math.nan, math.inf),
     ],

@@ -76,6 +76,10 @@ class ShieldConfig:
     # evidence, only a feed this far down counts (0: stopped, no label in the last day), so
     # a feed a human just restored, its backlog still arriving, pages nobody again
     page_max_label_arrival_ratio: float = 0.0
+    # the balance rule's signs alone page again only this long after the last page that
+    # went out (the answered page's labels have aged out); cohort and arrival evidence
+    # always page (0: the balance signs always page)
+    balance_repage_days: float = 14.0
     min_labels_in_window: int = 300  # a fit needs this many usable labels
     min_days_between_changes: float = 2.0  # rate limit on model changes
     # a page without evidence of a label break waits this long after the last page that
@@ -110,6 +114,7 @@ class ShieldConfig:
         require_positive(
             self.min_days_between_pages, "shield.min_days_between_pages", allow_zero=True
         )
+        require_positive(self.balance_repage_days, "shield.balance_repage_days", allow_zero=True)
 
 
 def with_overrides(config: ShieldConfig, overrides: dict[str, object], where: str) -> ShieldConfig:
@@ -314,11 +319,24 @@ def _label_break(p: ObservedPortfolio, slo: SloConfig, c: ShieldConfig) -> str:
     """The evidence of a break that forces a page ('' if none): the balance and cohort
     rules' evidence (never their unknowns) and, of the arrival rule's, a feed down to
     ``page_max_label_arrival_ratio`` (held back; not a feed a human just restored, whose
-    backlog is still arriving)."""
+    backlog is still arriving).
+
+    The balance rule's signs count only once the last page that went out is at least
+    ``balance_repage_days`` old (unknown: they count). They read the last day's labels
+    against the live version, and a world whose labels drifted under a fresh model (a
+    prior shift with a concept change) can show all three for weeks: a human who answered
+    that page found nothing to repair, and the same signs would page again at every
+    decision. Alerting re-arms the same way. A new break within those days still pages
+    through the cohort test (its z-scores fire at a corruption's onset) or a stopped feed,
+    and the balance signs keep vetoing label fits meanwhile.
+    """
     ratio = p.label_arrival_ratio
     if _finite(ratio) and ratio <= c.page_max_label_arrival_ratio:
         return f"{LABEL_HEALTH}: labels arrive at {ratio:.2f} of the expected rate (stopped)"
-    for check in (_labels_balanced, _labels_consistent):
+    since = p.days_since_page
+    balance_rearmed = not (_finite(since) and since < c.balance_repage_days)
+    checks = (_labels_balanced, _labels_consistent) if balance_rearmed else (_labels_consistent,)
+    for check in checks:
         why = check(Action.RETRAIN, p, slo, c)
         if why.startswith(LABEL_HEALTH):
             return why

@@ -414,7 +414,8 @@ def label_break(facts: WorldFacts, tolerance: float = TOLERANCE) -> tuple[bool, 
     No label arrived in the last day (the arrival ratio at or below the page's bound), the
     cohort z-scores or the held alarm past their limit, or the label balance's three signs
     while the served scores hold (their PSI against the live version's training deciles
-    at most the page's bound).
+    at most the page's bound) and the last page went out ``balance_repage_days`` ago or
+    more.
     """
     c = facts.config
     ratio = facts.arrival_ratio()
@@ -447,6 +448,9 @@ def label_break(facts: WorldFacts, tolerance: float = TOLERANCE) -> tuple[bool, 
             )
             and not psi > psi_bound * (1 - tolerance)
         )
+    since = facts.world.now - facts.last_page_day()  # NaN: never paged
+    if since < c.balance_repage_days:  # a page went out lately: the balance signs re-arm
+        balance, clear_balance = False, False
     fired = stopped or worst > limit or balance
     clear = stopped or worst > limit * (1 + tolerance) or clear_balance
     return fired, clear
