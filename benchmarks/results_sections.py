@@ -39,8 +39,8 @@ SECTIONS: tuple[Section, ...] = (
         " seed's training and evaluation wall time. Target: on every scenario the interval's"
         " lower bound at least -2 % of the heuristic's absolute return, and above zero on"
         " `mixed` and `randomized`. This section and the two below ran on the shield before"
-        " `page_budget` and the cohort test's inconclusive zone; the humility sections measure"
-        " the same agents' pages under both.",
+        " `page_budget`, the cohort test's inconclusive zone and the balance signs' re-arm;"
+        " the humility sections measure the same agents' pages under all three.",
     ),
     Section(
         "evaluation_seeds_slow_drift",
@@ -100,7 +100,8 @@ SECTIONS: tuple[Section, ...] = (
         "humility_agents",
         "Humility: every trained agent, under the page budget",
         "The measurement above for each recipe variant's three training seeds, on the shield"
-        " with `page_budget` and the cohort test's inconclusive zone: the lowest share of"
+        " with `page_budget`, the cohort test's inconclusive zone and the balance signs'"
+        " re-arm: the lowest share of"
         " alarmed incidents paged within 2 epochs over the flavours, the slowest page,"
         " promotions on incident labels (and how many on incidents monitoring never alarmed"
         " on), pages per 100 incident-free epochs over every world and in the worst one, and"
