@@ -156,7 +156,7 @@ def _slow_drift_features(agent_path: str) -> bool:
     from steward.agent.training.artifacts import read_meta
 
     meta = read_meta(Path(agent_path).parent)
-    return bool(meta.get("agent", {}).get("slow_drift_features", False))
+    return bool(meta.get("slow_drift_features", False))
 
 
 def evidence_rules_firing(env: LifecycleEnv, row: dict[str, Any]) -> list[str]:

@@ -40,7 +40,9 @@ SECTIONS: tuple[Section, ...] = (
         " lower bound at least -2 % of the heuristic's absolute return, and above zero on"
         " `mixed` and `randomized`. This section and the two below ran on the shield before"
         " `page_budget`, the cohort test's inconclusive zone and the balance signs' re-arm;"
-        " the humility sections measure the same agents' pages under all three.",
+        " the humility sections measure the same agents' pages under all three (agents"
+        " trained before `page_budget` never saw escalate masked, as it is for 100 days after"
+        " a page there).",
     ),
     Section(
         "evaluation_seeds_slow_drift",

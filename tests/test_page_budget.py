@@ -163,3 +163,15 @@ def test_a_posted_portfolio_says_when_the_service_last_paged(
     assert answer.status_code == 200, answer.text
     assert answer.json()["action"] == executed
     assert answer.json()["vetoed"] == (executed == "wait")
+
+
+def test_a_last_page_later_than_the_clock_or_not_finite_reads_unknown() -> None:
+    """Monitoring reports the days since the last page; a recorded day later than the
+    decision's clock, or not finite (a clock or a tag gone wrong), is unknown: NaN lets
+    pages through and counts the balance signs, rather than holding them back."""
+    from steward.monitoring.monitor import _days_since_page
+
+    assert _days_since_page(10.0, 15.0) == 5.0
+    assert _days_since_page(15.0, 15.0) == 0.0
+    for day in (15.5, math.inf, -math.inf, math.nan):
+        assert math.isnan(_days_since_page(day, 15.0)), day

@@ -809,6 +809,7 @@ def test_a_state_no_rule_can_read_fails_closed_to_a_page(shield: Shield) -> None
         ("balance_max_prediction_psi", math.nan, math.inf),
         ("balance_repage_days", -1.0, 0.0),
         ("balance_repage_days", math.nan, 14.0),
+        ("balance_repage_days", math.inf, 14.0),
         ("min_days_between_pages", -1.0, 0.0),
         ("min_days_between_pages", math.nan, math.inf),
     ],

@@ -115,6 +115,13 @@ class ShieldConfig:
             self.min_days_between_pages, "shield.min_days_between_pages", allow_zero=True
         )
         require_positive(self.balance_repage_days, "shield.balance_repage_days", allow_zero=True)
+        require(
+            math.isfinite(self.balance_repage_days),
+            "shield.balance_repage_days",
+            "must be finite: the balance signs would never page again after a first page",
+            "use a number of days, e.g. 14 (0: the balance signs always page)",
+            self.balance_repage_days,
+        )
 
 
 def with_overrides(config: ShieldConfig, overrides: dict[str, object], where: str) -> ShieldConfig:

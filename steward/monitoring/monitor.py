@@ -84,6 +84,13 @@ def _days_since(day: float, now: float) -> float:
     return NAN if math.isnan(day) else float(max(now - day, 0.0))
 
 
+def _days_since_page(day: float, now: float) -> float:
+    """Days from the last page to ``now``; NaN (unknown: the paging side) when there was
+    none, or the recorded day is not finite or later than ``now`` (a clock or a tag gone
+    wrong must not hold pages back)."""
+    return float(now - day) if math.isfinite(day) and day <= now else NAN
+
+
 class ServedDay:
     """What monitoring reads of the predictions served in the day before a decision.
 
@@ -242,7 +249,7 @@ class Monitor:
             period_days=targets.period_days,
             model_age_days=float(max(now - live.window_end_day, 0.0)),
             days_since_change=float(max(now - registry.last_change_day, 0.0)),
-            days_since_page=_days_since(registry.last_page_day, now),
+            days_since_page=_days_since_page(registry.last_page_day, now),
             change_in_flight=registry.change_in_flight,
             human_hold=registry.human_hold,
             has_previous_version=previous is not None,
