@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.reporting import write_result
+from benchmarks.reporting import variant_seed_path, write_result
 
 
 def agent_row(variant: str, seed: int, figures: dict[str, Any]) -> dict[str, Any]:
@@ -53,18 +53,12 @@ def agent_row(variant: str, seed: int, figures: dict[str, Any]) -> dict[str, Any
     }
 
 
-def _agent(text: str) -> tuple[str, int, Path]:
-    name, sep, path = text.partition("=")
-    variant, colon, seed = name.partition(":")
-    if not (sep and colon and variant and seed.isdigit() and path):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected VARIANT:SEED=RECORD.json")
-    return variant, int(seed), Path(path)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Write ``benchmarks/results/humility_agents.json``."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("agents", type=_agent, nargs="+", help="VARIANT:SEED=RECORD.json")
+    parser.add_argument(
+        "agents", type=variant_seed_path, nargs="+", help="VARIANT:SEED=RECORD.json"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     rows, commands = [], set()

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.evaluation_record import MAX_LOSS, MUST_WIN
-from benchmarks.reporting import write_result
+from benchmarks.reporting import variant_seed_path, write_result
 
 
 def seed_row(variant: str, seed: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -78,14 +78,6 @@ def add_wider(row: dict[str, Any], results: dict[str, Any]) -> None:
     row["must_win_above_zero_with_wide"] = all((b or 0.0) > 0 for b in lower.values())
 
 
-def _agent_run(text: str) -> tuple[str, int, Path]:
-    name, sep, path = text.partition("=")
-    variant, colon, seed = name.partition(":")
-    if not (sep and colon and variant and seed.isdigit() and path):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected VARIANT:SEED=RUN/results.json")
-    return variant, int(seed), Path(path)
-
-
 def _variant(text: str) -> tuple[str, Path]:
     name, sep, path = text.partition("=")
     if not sep or not name or not path:
@@ -99,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("variants", type=_variant, nargs="+", help="NAME=RECORD.json")
     parser.add_argument(
         "--randomized",
-        type=_agent_run,
+        type=variant_seed_path,
         nargs="*",
         default=[],
         help="VARIANT:SEED=RUN/results.json of a wider evaluation of randomized",

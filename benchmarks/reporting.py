@@ -1,6 +1,7 @@
 """What every benchmark shares: its JSON record (``docs/results.md`` is built from these),
 and timing a command it runs."""
 
+import argparse
 import json
 import os
 import platform
@@ -29,6 +30,16 @@ def _commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return out.stdout.strip()
+
+
+def variant_seed_path(text: str) -> tuple[str, int, Path]:
+    """Parse ``VARIANT:SEED=PATH`` (a recipe variant's training seed and one of its files);
+    an argparse type, so a malformed argument is refused naming the expected form."""
+    name, sep, path = text.partition("=")
+    variant, colon, seed = name.partition(":")
+    if not (sep and colon and variant and seed.isdigit() and path):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected VARIANT:SEED=PATH")
+    return variant, int(seed), Path(path)
 
 
 def write_result(
