@@ -6,7 +6,8 @@ escalate at every decision is paged for at most that often, and as soon as the b
 allows. In the agent server, a service whose portfolio the server computes from its
 ingested logs gets wait for a second escalate inside the budget, with the reason in the
 audit trail; after a restart the budget still holds, the last page rebuilt from the audit
-trail. A client that posts its own portfolio says when it last paged (or leaves it out).
+trail. A client that posts its own portfolio says when it last paged, or leaves it out and
+is held to the server's own last escalate for the service.
 """
 
 import dataclasses
@@ -175,3 +176,42 @@ def test_a_last_page_later_than_the_clock_or_not_finite_reads_unknown() -> None:
     assert _days_since_page(15.0, 15.0) == 0.0
     for day in (15.5, math.inf, -math.inf, math.nan):
         assert math.isnan(_days_since_page(day, 15.0)), day
+
+
+def posted_decision(server: ThreadedServer, service: str, day: float, days_since_page: Any) -> Any:
+    portfolio = {k: v for k, v in EXAMPLE_PORTFOLIO.items() if k != "days_since_page"}
+    portfolio["time_days"] = day
+    if days_since_page != "absent":
+        portfolio["days_since_page"] = days_since_page
+    body = decision_body(service, portfolio, day=int(day))
+    answer = httpx.post(f"{server.url}/v1/decisions", json=body, headers=AUTH, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_a_client_that_leaves_its_last_page_out_is_budgeted_by_the_servers_own_pages(
+    paging_policy: Path, tmp_path: Path
+) -> None:
+    """A posted portfolio's last page is the later of the caller's and the server's last
+    escalate for the service, kept across a restart: leaving the field out does not lift
+    the budget, and a caller's own more recent page still counts."""
+    settings = settings_for(paging_policy, tmp_path / "audit.db", deterministic=True, epsilon=0.0)
+    service = "posting-no-field"
+    with ThreadedServer(settings) as server:
+        assert posted_decision(server, service, 10.0, "absent")["action"] == "escalate"
+        second = posted_decision(server, service, 15.0, None)
+        assert (second["proposed_action"], second["action"]) == ("escalate", "wait")
+        assert second["veto_reasons"][0].startswith(PAGE_REASON.format(days=5.0, limit=100))
+    with ThreadedServer(settings) as restarted:
+        later = posted_decision(restarted, service, 40.0, 150.0)  # the server's page is later
+        assert later["action"] == "wait"
+        assert later["veto_reasons"][0].startswith(PAGE_REASON.format(days=30.0, limit=100))
+        own = posted_decision(restarted, service, 120.0, 2.0)  # the caller's page is later
+        assert own["action"] == "wait"
+        assert own["veto_reasons"][0].startswith(PAGE_REASON.format(days=2.0, limit=100))
+        assert posted_decision(restarted, service, 130.0, "absent")["action"] == "escalate"
+    stored = [
+        json.loads(r["portfolio"])["days_since_page"]
+        for r in audit_rows(tmp_path / "audit.db", service)
+    ]
+    assert math.isnan(stored[0]) and stored[1:] == [5.0, 30.0, 2.0, 120.0]

@@ -89,7 +89,7 @@ async def decide(
             decisions.states.restore(state, history, policy)
         _check_order(source, state.last_time_days)
         if isinstance(source, Posted):
-            portfolio, extra = source.portfolio, None
+            portfolio, extra = source.with_last_page(state.last_page_day), None
         else:
             portfolio, extra = await source.compute(state.last_page_day)
         try:

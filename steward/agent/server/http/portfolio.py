@@ -39,7 +39,12 @@ FAMILIES_PATTERN = rf"^{FAMILY_PATTERN}(\+{FAMILY_PATTERN}){{0,7}}$"
 # Fields added after clients existed: a body may leave them out (read as unknown, null).
 OPTIONAL_FIELDS = frozenset({"label_alarm_peak_z", "days_since_page"})
 # what a null means, where it is not "cannot be measured (no labels back it)"
-NULL_MEANS = {"days_since_page": "null when the service was never paged, or it is not known"}
+NULL_MEANS = {
+    "days_since_page": (
+        "null when the service was never paged, or it is not known (the server then counts"
+        " from its own last escalate for the service)"
+    )
+}
 
 EXAMPLE_PORTFOLIO: dict[str, Any] = {
     "time_days": 26.0,
