@@ -6,7 +6,9 @@
 
 Reads the ``results.json`` that ``steward evaluate`` wrote and records, per scenario, the
 agent minus the best tuned heuristic on the same held-out seeds (mean, 95 % interval,
-verdict, the lower bound over the heuristic's absolute return) and the agent's paging
+verdict, the lower bound over the heuristic's absolute return, and the held-out episodes
+an agent exactly as good as the heuristic would need for that bound to reach -2 % at the
+measured variance) and the agent's paging
 (pages, wasted pages, the latency from the first label alarm to the page), with the
 evaluation's settings. ``--command`` is the evaluate command that produced the file.
 
@@ -22,6 +24,7 @@ with behaviour cloning of the tuned heuristics first as well), ``--recipe`` its 
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +57,9 @@ def paired_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "paired_seeds": diff["pairs"],
                 "verdict": verdict["verdict"],
                 "lower_bound_over_abs_best": verdict["lower_bound_over_abs_best"],
+                "episodes_for_2_percent": episodes_for_margin(
+                    diff["ci95"], diff["pairs"], verdict["best_mean_return"]
+                ),
                 "agent_pages": pages.get("pages"),
                 "agent_pages_wasted": pages.get("pages_wasted"),
                 "agent_alarm_to_page_epochs_max": max(latencies) if latencies else None,
@@ -62,12 +68,26 @@ def paired_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+MAX_LOSS = 0.02  # of the best heuristic's absolute return
+
+
+def episodes_for_margin(ci95: list[float], pairs: int, best_return: float) -> int | None:
+    """Held-out episodes the paired interval needs before an agent exactly as good as the
+    heuristic has its lower bound within ``MAX_LOSS`` of the heuristic's absolute return:
+    the interval's half-width scaled by 1/sqrt(episodes) from the measured one (None: no
+    interval, or a zero return)."""
+    margin = MAX_LOSS * abs(best_return)
+    half_width = (ci95[1] - ci95[0]) / 2.0
+    if not (math.isfinite(half_width) and margin > 0.0):
+        return None
+    return max(math.ceil(pairs * (half_width / margin) ** 2), 2)
+
+
 SEED_RECORDS = (
     "evaluation_seeds",
     "evaluation_seeds_slow_drift",
     "evaluation_seeds_jump_start",
 )
-MAX_LOSS = 0.02  # of the best heuristic's absolute return
 MUST_WIN = ("mixed", "randomized")
 
 
@@ -148,6 +168,9 @@ def main(argv: list[str] | None = None) -> None:
                     conditions["losses_beyond_2_percent"]
                 ),
                 "must_win_not_above_zero": ", ".join(conditions["not_above_zero"]),
+                "worse_beyond_interval": ", ".join(
+                    r["scenario"] for r in paired if r["verdict"] == "worse"
+                ),
             }
             for name, key in (
                 ("train_seconds", "train_seconds"),

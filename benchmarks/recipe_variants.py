@@ -9,13 +9,16 @@ Each record is one variant's ``evaluation_seeds`` record (``benchmarks.evaluatio
 paired on the same held-out episodes. Per variant and seed this lays out how many
 scenarios the agent wins or loses beyond the interval, where the interval's lower bound
 sits below -2 % of the heuristic's absolute return, the paired difference on ``mixed``
-and ``randomized`` with their lower bounds, and the agent's pages and wasted pages over
-every scenario: the ablation table of ``docs/results.md``.
+and ``randomized`` with their lower bounds, the most held-out episodes any of its
+scenarios would need for an agent as good as the heuristic to show within -2 %, and the
+agent's pages and wasted pages over every scenario: the ablation table of
+``docs/results.md``.
 
 ``--randomized VARIANT:SEED=RUN/results.json`` adds an evaluation of ``randomized`` alone
 on more held-out episodes (``steward evaluate scenario=randomized episodes=30``, the first
 8 of them the same): its paired difference, lower bound and verdict, and whether the
-seed's must-win scenarios are above zero with it in place of the 8-episode one.
+seed's must-win scenarios are above zero with it in place of the 8-episode one, and
+whether the seed also loses nowhere beyond the interval.
 """
 
 import argparse
@@ -45,6 +48,10 @@ def seed_row(variant: str, seed: int, rows: list[dict[str, Any]]) -> dict[str, A
         row = by_name.get(name)
         out[f"{name}_difference"] = row["agent_minus_best"] if row else None
         out[f"{name}_lower_bound"] = row["ci95_low"] if row else None
+    needed = [r for r in rows if r.get("episodes_for_2_percent") is not None]
+    widest = max(needed, key=lambda r: r["episodes_for_2_percent"]) if needed else None
+    out["most_episodes_for_2_percent"] = widest["episodes_for_2_percent"] if widest else None
+    out["most_episodes_scenario"] = widest["scenario"] if widest else None
     out["pages"] = sum(r["agent_pages"] or 0 for r in rows)
     out["wasted_pages"] = sum(r["agent_pages_wasted"] or 0 for r in rows)
     out["meets_both"] = out["below_minus_2_percent"] == 0 and all(
@@ -76,6 +83,9 @@ def add_wider(row: dict[str, Any], results: dict[str, Any]) -> None:
     lower = {name: row[f"{name}_lower_bound"] for name in MUST_WIN}
     lower[WIDER] = diff["ci95"][0]
     row["must_win_above_zero_with_wide"] = all((b or 0.0) > 0 for b in lower.values())
+    row["no_loss_and_must_win_with_wide"] = (
+        row["worse"] == 0 and row["must_win_above_zero_with_wide"]
+    )
 
 
 def _variant(text: str) -> tuple[str, Path]:

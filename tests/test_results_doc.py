@@ -137,3 +137,14 @@ def test_an_evaluation_becomes_a_record_of_its_paired_verdicts(tmp_path: Path) -
     (row,) = record["figures"]["paired"]  # a scenario without a verdict is left out
     assert row["scenario"] == "stable" and row["agent_minus_best"] == 220.0
     assert (row["ci95_low"], row["verdict"], row["agent_pages_wasted"]) == (20.0, "better", 1)
+    # half-width 200 against a 2 % margin of 2: (200 / 2) ** 2 times the 8 pairs
+    assert row["episodes_for_2_percent"] == 80_000
+
+
+def test_the_episodes_a_margin_needs_scale_with_the_square_of_the_interval() -> None:
+    from benchmarks.evaluation_record import episodes_for_margin
+
+    assert episodes_for_margin([-10.0, 10.0], 8, 1000.0) == 2  # already inside: at least 2
+    assert episodes_for_margin([-40.0, 40.0], 8, 1000.0) == 32  # twice the margin: 4 x 8
+    assert episodes_for_margin([-40.0, 40.0], 8, 0.0) is None  # no margin to reach
+    assert episodes_for_margin([float("nan"), 1.0], 8, 1000.0) is None
