@@ -136,6 +136,27 @@ def test_a_bad_replay_table_ends_evaluate_in_one_line_before_any_worker(
     assert "tune baselines" not in err, err[-3000:]  # no worker was started
 
 
+def test_a_wrong_policy_path_ends_evaluate_in_one_line_before_any_tuning(
+    entry_point: EntryPoint, tmp_path: Path
+) -> None:
+    """Tuning the baselines can take an hour: the agent's card is read first."""
+    proc = entry_point(
+        "steward.experiments.evaluate",
+        [
+            "scenario=stable",
+            f"policy_path={tmp_path / 'no_run' / 'policy.json'}",
+            "cache_dir=",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            *TINY_GRIDS,
+        ],
+    )
+    _out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err[-3000:]
+    line = one_line_error(err)
+    assert line.startswith("error: policy_path: ") and "Fix:" in line, line
+    assert "tune baselines" not in err, err[-3000:]
+
+
 def test_evaluate_resolves_interpolations_like_simulate(
     entry_point: EntryPoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -134,14 +134,16 @@ def main(cfg: DictConfig) -> None:
         f"use one of {', '.join(EXECUTORS)}",
         cfg.executor,
     )
+    # the agent's card is read before any baseline is tuned: a wrong path ends in one line
+    slow_drift = _agent_slow_drift_features(str(cfg.policy_path))
     started = start_ray(str(cfg.ray_address), cfg.n_jobs) if cfg.executor == "ray" else False
     try:
-        _evaluate(cfg, worlds)
+        _evaluate(cfg, worlds, slow_drift)
     finally:
         stop_ray(started)
 
 
-def _evaluate(cfg: DictConfig, worlds: list[WorldSpec]) -> None:
+def _evaluate(cfg: DictConfig, worlds: list[WorldSpec], slow_drift: bool) -> None:
     out = run_dir()
     grids = {k: {p: list(v) for p, v in g.items()} for k, g in plain(cfg.grids).items()}
     tune_seeds = split_seeds("tune", cfg.tune_seed, cfg.tune_episodes)
@@ -163,7 +165,6 @@ def _evaluate(cfg: DictConfig, worlds: list[WorldSpec]) -> None:
     (out / "tuned_baselines.json").write_text(json.dumps(tuned, indent=2))
     # 2. every policy on the held-out test seeds
     policies = [p for p in cfg.policies if p != "agent" or cfg.policy_path]
-    slow_drift = _agent_slow_drift_features(str(cfg.policy_path))
     eval_tasks = []
     for w in worlds:
         seeds, members = stratify(w, eval_seeds, cfg.episodes_per_member)
