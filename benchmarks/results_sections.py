@@ -38,11 +38,12 @@ SECTIONS: tuple[Section, ...] = (
         " pages, wasted pages and the longest latency from label alarm to page, and each"
         " seed's training and evaluation wall time. Target: on every scenario the interval's"
         " lower bound at least -2 % of the heuristic's absolute return, and above zero on"
-        " `mixed` and `randomized`. This section and the two below ran on the shield before"
-        " `page_budget`, the cohort test's inconclusive zone and the balance signs' re-arm;"
-        " the humility sections measure the same agents' pages under all three (agents"
-        " trained before `page_budget` never saw escalate masked, as it is for 100 days after"
-        " a page there).",
+        " `mixed` and `randomized`. Beside each lower bound, the held-out episodes an agent"
+        " exactly as good as the heuristic would need for its bound to reach -2 % at the"
+        " measured variance (the interval narrows as one over the square root of the"
+        " episodes). Trained and evaluated on the shield with `page_budget`, the cohort"
+        " test's inconclusive zone and the balance signs' re-arm, as are the two sections"
+        " below.",
     ),
     Section(
         "evaluation_seeds_slow_drift",
@@ -67,10 +68,12 @@ SECTIONS: tuple[Section, ...] = (
         " above: scenarios won and lost beyond the paired interval, scenarios whose lower"
         " bound sits below -2 % of the best heuristic's absolute return, the paired"
         " difference and lower bound on `mixed` and `randomized`, pages and wasted pages over"
-        " every scenario; then `randomized` alone over 30 held-out episodes (the first 8 the"
-        " same; baselines cached): its paired difference, lower bound and verdict, and"
-        " whether both must-win lower bounds are above zero with it. Target: no scenario"
-        " below -2 %, both lower bounds above zero.",
+        " every scenario, and the most held-out episodes any scenario would need to show an"
+        " equal agent within -2 %; then `randomized` alone over 30 held-out episodes (the"
+        " first 8 the same; baselines cached): its paired difference, lower bound and"
+        " verdict, whether both must-win lower bounds are above zero with it, and whether the"
+        " seed also loses nowhere beyond the interval. Target: no scenario below -2 %, both"
+        " lower bounds above zero.",
     ),
     Section(
         "recipe_seeds",
@@ -101,9 +104,9 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "humility_agents",
         "Humility: every trained agent, under the page budget",
-        "The measurement above for each recipe variant's three training seeds, on the shield"
-        " with `page_budget`, the cohort test's inconclusive zone and the balance signs'"
-        " re-arm: the lowest share of"
+        "The measurement above for each recipe variant's three training seeds, trained and"
+        " measured on the shield with `page_budget`, the cohort test's inconclusive zone and"
+        " the balance signs' re-arm: the lowest share of"
         " alarmed incidents paged within 2 epochs over the flavours, the slowest page,"
         " promotions on incident labels (and how many on incidents monitoring never alarmed"
         " on), pages per 100 incident-free epochs over every world and in the worst one, and"
