@@ -81,14 +81,18 @@ SECTIONS: tuple[Section, ...] = (
         "Each training seed's agent (the jump-start recipe, at the training steps the record"
         " names) against the best tuned heuristic, paired on the same held-out episodes."
         " Target: on every scenario the interval's lower bound at least -2 % of the"
-        " heuristic's absolute return, and above zero on `mixed` and `randomized`.",
+        " heuristic's absolute return, and above zero on `mixed` and `randomized`. An early"
+        " snapshot, trained and measured on the shield before `page_budget`, the cohort"
+        " test's inconclusive zone and the balance signs' re-arm.",
     ),
     Section(
         "recipe_ablation",
         "The training recipe, ablated",
         "Leave-one-out variants of the jump-start recipe against the same heuristics, at the"
-        " training size and seeds the command names. Target: the conditions of the section"
-        " above, per seed.",
+        " training size and seeds the command names (a small budget; the full-budget variants"
+        " are in the section two above). Target: the conditions of the section above, per"
+        " seed. Trained and measured on the shield before `page_budget`, the cohort test's"
+        " inconclusive zone and the balance signs' re-arm.",
     ),
     Section(
         "humility",

@@ -229,6 +229,20 @@ def test_the_entry_point_trains_the_jump_start_recipe_and_refuses_an_unknown_one
     assert card["observation"]["size"] == 73
     snapshot = json.loads((run / "snapshots" / "step256" / "snapshot.json").read_text())
     assert snapshot["steps"] == 256 and (run / "snapshots" / "step256" / CARD_FILE).exists()
+    simulated = entry_point(  # simulate builds the env the card describes (73 features)
+        "steward.experiments.simulate",
+        [
+            "scenario=stable",
+            "policy=agent",
+            f"policy_path={run / CARD_FILE}",
+            "deterministic=true",
+            "plot=false",
+            f"hydra.run.dir={tmp_path / 'simulated'}",
+        ],
+    )
+    _, err = simulated.communicate(timeout=300)
+    assert simulated.returncode == 0, err[-2000:]
+    assert (tmp_path / "simulated" / "timeline.csv").exists()
 
 
 def _compose_train(overrides: list[str]) -> tuple[AgentConfig, RecipeConfig]:

@@ -10,6 +10,7 @@ simulator's ``portfolios.parquet``, see :mod:`steward.simulators.export`).
 """
 
 import json
+from typing import Any
 
 import hydra
 import numpy as np
@@ -36,15 +37,23 @@ from steward.simulators.export import EpisodeExport
 register_schemas()
 
 
-def build_policy(cfg: DictConfig, env: LifecycleEnv) -> Policy:
-    """The behaviour policy the config names (epsilon-soft if ``epsilon > 0``)."""
+def build_policy(cfg: DictConfig) -> tuple[Policy, dict[str, Any]]:
+    """The behaviour policy the config names (epsilon-soft if ``epsilon > 0``), and the
+    observation layout its env must give it (an agent's, from its card; else the default)."""
+    layout: dict[str, Any] = {}
     if cfg.policy == "agent":
         from steward.agent.policies.ppo import load_agent
 
         require(
             bool(cfg.policy_path), "policy_path", "is empty", "pass policy_path=RUN/policy.json"
         )
-        policy: Policy = load_agent(cfg.policy_path, deterministic=cfg.deterministic)
+        agent = load_agent(cfg.policy_path, deterministic=cfg.deterministic)
+        observation = agent.card.observation
+        layout = {
+            "history_len": observation.history_len,
+            "slow_drift_features": observation.slow_drift_features,
+        }
+        policy: Policy = agent
     else:
         require(
             not cfg.deterministic,
@@ -61,7 +70,7 @@ def build_policy(cfg: DictConfig, env: LifecycleEnv) -> Policy:
         "use e.g. epsilon=0.1",
         cfg.epsilon,
     )
-    return EpsilonSoft(policy, cfg.epsilon) if cfg.epsilon > 0 else policy
+    return (EpsilonSoft(policy, cfg.epsilon) if cfg.epsilon > 0 else policy), layout
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="simulate")
@@ -74,14 +83,15 @@ def main(cfg: DictConfig) -> None:
     if cfg.log:
         require_extras("ope")  # the logs' writer; say so before simulating, not after
     scenario, slo, shield = world_configs(cfg)
+    policy, layout = build_policy(cfg)  # an agent's card sets its observation layout
     env = LifecycleEnv(
         scenario,
         slo,
         shield,
         shield_enabled=cfg.shield_enabled,
         members=scenario_members(scenario),
+        **layout,
     )
-    policy = build_policy(cfg, env)
     rng = np.random.default_rng(cfg.seed)
     rows = []
     seeds = episode_seeds(cfg.seed, cfg.episodes)
