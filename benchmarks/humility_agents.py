@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> None:
             f" {r['worst_world_pages_per_100']:.2f}), wasted {r['pages_wasted']}"
         )
     command = (
-        " ; ".join(sorted(commands)) + " --agent RUN/policy.json, then python -m"
-        " benchmarks.humility_agents " + " ".join(f"{v}:{s}={p}" for v, s, p in args.agents)
+        " ; ".join(sorted(commands)) + " --agent RUN/policy.json --json RECORD.json (one per"
+        " agent), then python -m benchmarks.humility_agents "
+        + " ".join(f"{v}:{s}=RECORD.json" for v, s, _ in args.agents)
     )
     out = write_result("humility_agents", command, {"agents": rows}, args.json)
     print(f"wrote {out}")
