@@ -1,5 +1,6 @@
 """The recipe's mechanisms at tiny scale: warm start, curriculum, seed-ensemble selection."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from steward.agent.training.recipe import (
 from steward.agent.training.selection import select_member, write_selection
 from steward.agent.training.vec_env import env_factory, make_vec_env
 from steward.agent.training.warm_start import agreement, demonstrate, warm_start
+from steward.envs.lifecycle_env import LifecycleEnv
 from steward.envs.shield import ShieldConfig
 from steward.errors import ConfigError
 from steward.simulators.actions import Action
@@ -126,6 +128,26 @@ def test_bad_recipe_settings_name_the_field() -> None:
     with pytest.raises(ConfigError, match="teachers"):
         WarmStartConfig(teachers={"stable": TeacherSpec()})
     assert RecipeConfig() == RecipeConfig()  # the default: every mechanism off
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match=r"recipe\.page_cost"):
+            RecipeConfig(page_cost=bad)
+
+
+def test_a_recipe_page_cost_prices_a_page_in_training_only(slo: SloConfig) -> None:
+    """The training SLO charges the recipe's page cost; the operator's SLO is untouched, and
+    the env's reward for a page moves by exactly the difference."""
+    priced = RecipeConfig(page_cost=600.0).training_slo(slo)
+    assert (slo.page_cost, priced.page_cost) == (60.0, 600.0)
+    assert RecipeConfig().training_slo(slo) is slo
+    assert dataclasses.replace(priced, page_cost=slo.page_cost) == slo  # nothing else moved
+    rewards = []
+    for prices in (slo, priced):
+        env = LifecycleEnv(_short("stable", 20), prices)
+        env.reset(seed=3)
+        _, reward, _, _, info = env.step(int(Action.ESCALATE))
+        assert info["executed_action"] == int(Action.ESCALATE)  # never paged: it goes out
+        rewards.append(reward)
+    assert rewards[0] - rewards[1] == pytest.approx((600.0 - 60.0) * env.reward_scale)
 
 
 def _written_policy(folder: Path, bias_action: int, slo: SloConfig, shield: ShieldConfig) -> str:
@@ -178,6 +200,7 @@ def test_the_trainer_applies_the_recipe_and_the_card_describes_the_layout(
     recipe = RecipeConfig(
         warm_start=WarmStartConfig(enabled=True, episodes=2, epochs=3),
         curriculum=CurriculumConfig(enabled=True),
+        page_cost=600.0,
     )
     scenario = _short("randomized", 20)
     members = tuple(load_members(scenario))
@@ -194,6 +217,7 @@ def test_the_trainer_applies_the_recipe_and_the_card_describes_the_layout(
     assert observation.features[-3:] == tuple(n for n, _ in SLOW_DRIFT_FEATURES)
     assert observation.new_encoder(slo).size == observation.size == 73
     assert policy.card.training["recipe"]["warm_start"]["enabled"]
+    assert policy.card.training["slo"]["page_cost"] == 600.0  # the SLO it trained on
     world = WorldSpec(scenario, slo, shield_config, members=members, slow_drift_features=True)
     _, summaries, _ = run_task(
         Task(world, "agent", seeds=[7], policy_path=str(tmp_path / CARD_FILE))
@@ -261,15 +285,17 @@ def _compose_train(overrides: list[str]) -> tuple[AgentConfig, RecipeConfig]:
     )
 
 
-def test_the_default_run_is_ppo_alone_and_the_warm_start_has_its_teachers() -> None:
-    """``steward train`` is MaskablePPO alone (as measured across seeds before the recipe);
-    ``recipe=warm_start`` clones a tuned teacher per world of ``mixed``, and each single
-    mechanism composes over PPO alone."""
+def test_the_default_run_is_priced_ppo_and_the_warm_start_has_its_teachers() -> None:
+    """``steward train`` is MaskablePPO with a page priced at $600 in training (as measured
+    across seeds); ``recipe=warm_start`` clones a tuned teacher per world of ``mixed``, and
+    each single mechanism composes over PPO alone."""
     from steward.agent.policies import make_heuristic
 
     agent, recipe = _compose_train([])
     assert not agent.slow_drift_features and agent.total_timesteps == 160_000
-    assert recipe == RecipeConfig()
+    assert recipe == RecipeConfig(page_cost=600.0)
+    _, unpriced = _compose_train(["recipe.page_cost=null"])
+    assert unpriced == RecipeConfig()
     _, recipe = _compose_train(["recipe=warm_start"])
     assert recipe.warm_start.enabled and not recipe.curriculum.enabled
     assert recipe.ensemble.members == 1  # one run per seed: the 15-minute budget

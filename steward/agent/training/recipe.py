@@ -16,6 +16,7 @@ The trainer calls :func:`curriculum_wrapper` when it builds its envs and
 """
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ import gymnasium as gym
 from steward.envs.lifecycle_env import LifecycleEnv
 from steward.errors import ConfigError, require, require_positive
 from steward.simulators.catalogue import from_dict
+from steward.simulators.costs import SloConfig
 from steward.simulators.generator import GeneratorConfig
 
 
@@ -113,11 +115,35 @@ class EnsembleConfig:
 
 @dataclass
 class RecipeConfig:
-    """The recipe's optional mechanisms (all off by default)."""
+    """The recipe's optional mechanisms (all off by default).
+
+    ``page_cost``: dollars a page costs in the training reward (``None``: the SLO's). A
+    price on pages during training only, as a Lagrangian weight prices a constraint: under
+    the page budget an agent trained at the SLO's $60 learned to page at its first decision
+    of every episode (one early page masks escalate for 100 days, and with it every later
+    sampled page). Evaluation and serving keep the operator's SLO.
+    """
 
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    page_cost: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.page_cost is not None:
+            require(
+                math.isfinite(self.page_cost) and self.page_cost >= 0.0,
+                "recipe.page_cost",
+                "must be a finite number of dollars >= 0",
+                "use e.g. recipe.page_cost=600, or null for the SLO's page_cost",
+                self.page_cost,
+            )
+
+    def training_slo(self, slo: SloConfig) -> SloConfig:
+        """The SLO the agent trains on: ``slo`` with this recipe's page cost, if it sets one."""
+        if self.page_cost is None:
+            return slo
+        return dataclasses.replace(slo, page_cost=float(self.page_cost))
 
 
 class Curriculum(gym.Wrapper[Any, Any, Any, Any]):

@@ -66,6 +66,7 @@ def train(
         recipe: the mechanisms around PPO (``None``: all off).
     """
     recipe = recipe or RecipeConfig()
+    slo = recipe.training_slo(slo)  # the card records the SLO the agent trained on
     torch.set_num_threads(1)
     set_random_seed(seed)
     factory = env_factory(
