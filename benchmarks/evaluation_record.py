@@ -17,9 +17,10 @@ held-out episodes), the record is ``evaluation_seeds``: the same rows per seed, 
 each seed meets the recipe's conditions (on every scenario the interval's lower bound at
 least -2 % of the best heuristic's absolute return; above zero on ``mixed`` and
 ``randomized``), and the wall time of each seed's training and evaluation when given.
-``--benchmark`` names the record of a recipe variant (``evaluation_seeds_slow_drift``:
-the same training with the slow-drift observation block; ``evaluation_seeds_jump_start``:
-with behaviour cloning of the tuned heuristics first as well), ``--recipe`` its overrides.
+``--benchmark`` names the record of a recipe variant (``evaluation_seeds_plain``:
+MaskablePPO alone, at the SLO's page cost; ``evaluation_seeds_slow_drift``: that with the
+slow-drift observation block; ``evaluation_seeds_jump_start``: with behaviour cloning of the
+tuned heuristics first as well), ``--recipe`` its overrides.
 """
 
 import argparse
@@ -85,6 +86,7 @@ def episodes_for_margin(ci95: list[float], pairs: int, best_return: float) -> in
 
 SEED_RECORDS = (
     "evaluation_seeds",
+    "evaluation_seeds_plain",
     "evaluation_seeds_slow_drift",
     "evaluation_seeds_jump_start",
 )
