@@ -29,6 +29,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from scipy.stats import t as student_t
+
 from benchmarks.reporting import write_result
 
 
@@ -75,13 +77,22 @@ MAX_LOSS = 0.02  # of the best heuristic's absolute return
 def episodes_for_margin(ci95: list[float], pairs: int, best_return: float) -> int | None:
     """Held-out episodes the paired interval needs before an agent exactly as good as the
     heuristic has its lower bound within ``MAX_LOSS`` of the heuristic's absolute return:
-    the interval's half-width scaled by 1/sqrt(episodes) from the measured one (None: no
-    interval, or a zero return)."""
+    the smallest n whose Student-t half-width, at the standard deviation the measured
+    interval implies, fits inside the margin (None: fewer than 2 pairs, no interval, or a
+    zero return)."""
     margin = MAX_LOSS * abs(best_return)
     half_width = (ci95[1] - ci95[0]) / 2.0
-    if not (math.isfinite(half_width) and margin > 0.0):
+    if pairs < 2 or not (math.isfinite(half_width) and margin > 0.0):
         return None
-    return max(math.ceil(pairs * (half_width / margin) ** 2), 2)
+    sd = half_width * math.sqrt(pairs) / float(student_t.ppf(0.975, pairs - 1))
+
+    def fits(n: int) -> bool:
+        return float(student_t.ppf(0.975, n - 1)) * sd / math.sqrt(n) <= margin
+
+    n = max(math.ceil((1.959964 * sd / margin) ** 2), 2)  # the normal quantile: a floor
+    while not fits(n):
+        n += 1
+    return n
 
 
 SEED_RECORDS = (

@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 NO_WARM_START = "recipe.warm_start.enabled=false"
 NO_SLOW_DRIFT = "agent.slow_drift_features=false"
 NO_CURRICULUM = "recipe.curriculum.enabled=false"
-PLAIN = [NO_WARM_START, NO_SLOW_DRIFT, NO_CURRICULUM]
+PLAIN = [NO_WARM_START, NO_SLOW_DRIFT, NO_CURRICULUM, "recipe.page_cost=null"]
 # name -> overrides of the default run, and the ensemble's members per recipe seed
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {"overrides": [], "members": 1},

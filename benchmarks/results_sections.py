@@ -38,13 +38,14 @@ SECTIONS: tuple[Section, ...] = (
         " and 2, each against the best tuned heuristic per scenario on the same held-out"
         " episodes (paired Student-t interval), with the agent's"
         " pages, wasted pages and the longest latency from label alarm to page, and each"
-        " seed's training and evaluation wall time. Target: on every scenario the interval's"
+        " seed's training wall time and, where recorded, its evaluation's. Target: on every"
+        " scenario the interval's"
         " lower bound at least -2 % of the heuristic's absolute return, and above zero on"
         " `mixed` and `randomized`. Beside each lower bound, the held-out episodes an agent"
         " exactly as good as the heuristic would need for its bound to reach -2 % at the"
-        " measured variance (the interval narrows as one over the square root of the"
-        " episodes). Trained and evaluated on the shield with `page_budget`, the cohort"
-        " test's inconclusive zone and the balance signs' re-arm, as are the two sections"
+        " measured variance (the Student-t interval at that many episodes). Trained and"
+        " evaluated on the shield with `page_budget`, the cohort"
+        " test's inconclusive zone and the balance signs' re-arm, as are the three sections"
         " below.",
     ),
     Section(

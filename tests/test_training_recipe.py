@@ -139,6 +139,8 @@ def test_a_recipe_page_cost_prices_a_page_in_training_only(slo: SloConfig) -> No
     priced = RecipeConfig(page_cost=600.0).training_slo(slo)
     assert (slo.page_cost, priced.page_cost) == (60.0, 600.0)
     assert RecipeConfig().training_slo(slo) is slo
+    dear = dataclasses.replace(slo, page_cost=2000.0)  # an operator's dearer page stays
+    assert RecipeConfig(page_cost=600.0).training_slo(dear) is dear
     assert dataclasses.replace(priced, page_cost=slo.page_cost) == slo  # nothing else moved
     rewards = []
     for prices in (slo, priced):

@@ -1,4 +1,4 @@
-"""The training recipe's optional mechanisms, each off by default, selectable from config.
+"""The training recipe's optional mechanisms, each off in ``recipe=plain``, chosen in config.
 
 ``recipe`` in the train config (``configs/recipe/``) switches them on, so each can be
 ablated on its own (``benchmarks/recipe_ablation.py``):
@@ -9,7 +9,9 @@ ablated on its own (``benchmarks/recipe_ablation.py``):
 * ``ensemble``: train ``members`` policies per recipe seed and keep the one with the best
   mean return on training-split seeds (:mod:`steward.agent.training.selection`);
 * slow-drift observation features: ``agent.slow_drift_features`` (an env setting, so it
-  sits with ``history_len`` and travels in ``agent.json``).
+  sits with ``history_len`` and travels in ``agent.json``);
+* ``page_cost``: a floor on the page's price in the SLO the agent trains on
+  (:meth:`RecipeConfig.training_slo`; ``recipe=default`` and ``recipe=all`` set $600).
 
 The trainer calls :func:`curriculum_wrapper` when it builds its envs and
 :func:`steward.agent.training.warm_start.warm_start` before ``learn``.
@@ -117,11 +119,14 @@ class EnsembleConfig:
 class RecipeConfig:
     """The recipe's optional mechanisms (all off by default).
 
-    ``page_cost``: dollars a page costs in the training reward (``None``: the SLO's). A
-    price on pages during training only, as a Lagrangian weight prices a constraint: under
-    the page budget an agent trained at the SLO's $60 learned to page at its first decision
-    of every episode (one early page masks escalate for 100 days, and with it every later
-    sampled page). Evaluation and serving keep the operator's SLO.
+    ``page_cost``: the least a page costs in the SLO the agent trains on (``None``: the
+    SLO's own). A price on pages during training only, as a Lagrangian weight prices a
+    constraint: under the page budget an agent trained at the default SLO's $60 learned to
+    page at its first decision of every episode (one early page masks escalate for 100
+    days, and with it every later sampled page). The training world charges it wherever
+    the SLO's page cost counts: in the reward, and in the period's spend the cost ceiling
+    reads, so a page in training leaves less of the ceiling for model changes. Evaluation
+    and serving keep the operator's SLO.
     """
 
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
@@ -140,8 +145,9 @@ class RecipeConfig:
             )
 
     def training_slo(self, slo: SloConfig) -> SloConfig:
-        """The SLO the agent trains on: ``slo`` with this recipe's page cost, if it sets one."""
-        if self.page_cost is None:
+        """The SLO the agent trains on: ``slo`` with this recipe's page cost where that is
+        higher (an operator's dearer page is never cheapened)."""
+        if self.page_cost is None or self.page_cost <= slo.page_cost:
             return slo
         return dataclasses.replace(slo, page_cost=float(self.page_cost))
 
