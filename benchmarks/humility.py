@@ -152,11 +152,11 @@ def _policy(name: str, agent_path: str) -> Policy:
 
 
 def _slow_drift_features(agent_path: str) -> bool:
-    """Whether the agent was trained with the encoder's slow-drift block (its agent.json)."""
+    """Whether the agent's card says its observations end with the slow-drift block
+    (``agent_path``: the card, or the run dir holding it)."""
     from steward.agent.training.artifacts import read_meta
 
-    meta = read_meta(Path(agent_path).parent)
-    return bool(meta.get("slow_drift_features", False))
+    return bool(read_meta(Path(agent_path))["slow_drift_features"])
 
 
 def evidence_rules_firing(env: LifecycleEnv, row: dict[str, Any]) -> list[str]:

@@ -16,6 +16,7 @@ CPUs, or on the cluster at ``ray_address``.
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -85,11 +86,9 @@ def _agent_slow_drift_features(policy_path: str) -> bool:
     (``policy_path``: the card, or the run dir holding it)."""
     if not policy_path:
         return False
-    from steward.agent.policies.artifact import card_path
     from steward.agent.training.artifacts import read_meta  # torch: only with an agent
 
-    meta = read_meta(card_path(policy_path).parent)
-    return bool(meta["slow_drift_features"])
+    return bool(read_meta(Path(policy_path))["slow_drift_features"])
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
