@@ -17,10 +17,11 @@ held-out episodes), the record is ``evaluation_seeds``: the same rows per seed, 
 each seed meets the recipe's conditions (on every scenario the interval's lower bound at
 least -2 % of the best heuristic's absolute return; above zero on ``mixed`` and
 ``randomized``), and the wall time of each seed's training and evaluation when given.
-``--benchmark`` names the record of a recipe variant (``evaluation_seeds_plain``:
-MaskablePPO alone, at the SLO's page cost; ``evaluation_seeds_slow_drift``: that with the
-slow-drift observation block; ``evaluation_seeds_jump_start``: with behaviour cloning of the
-tuned heuristics first as well), ``--recipe`` its overrides.
+``--benchmark`` names the record of a recipe variant, ``--recipe`` its overrides: the
+default recipe without one mechanism (``evaluation_seeds_no_warm_start``,
+``evaluation_seeds_no_slow_drift``, and ``evaluation_seeds_jump_start``: without the page
+price), MaskablePPO alone at the SLO's page cost (``evaluation_seeds_plain``), or that with
+one mechanism (``evaluation_seeds_slow_drift``, ``evaluation_seeds_page_price``).
 """
 
 import argparse
@@ -63,6 +64,10 @@ def paired_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "episodes_for_2_percent": episodes_for_margin(
                     diff["ci95"], diff["pairs"], verdict["best_mean_return"]
                 ),
+                "agent_retrains": results["scenarios"][scenario]["agent"]["retrains"],
+                "best_heuristic_retrains": results["scenarios"][scenario][
+                    verdict["best_heuristic"]
+                ]["retrains"],
                 "agent_pages": pages.get("pages"),
                 "agent_pages_wasted": pages.get("pages_wasted"),
                 "agent_alarm_to_page_epochs_max": max(latencies) if latencies else None,
@@ -97,9 +102,12 @@ def episodes_for_margin(ci95: list[float], pairs: int, best_return: float) -> in
 
 SEED_RECORDS = (
     "evaluation_seeds",
+    "evaluation_seeds_no_warm_start",
+    "evaluation_seeds_no_slow_drift",
+    "evaluation_seeds_jump_start",
     "evaluation_seeds_plain",
     "evaluation_seeds_slow_drift",
-    "evaluation_seeds_jump_start",
+    "evaluation_seeds_page_price",
 )
 MUST_WIN = ("mixed", "randomized")
 

@@ -282,7 +282,7 @@ def main() -> None:
             "scenario": SCENARIO,
             "epsilon": args.epsilon,
             "log_episodes": args.log_episodes,
-            "logs": {name: str(path) for name, (_, path) in logs.items()},
+            "logs": {name: str(Path(path).relative_to(work)) for name, (_, path) in logs.items()},
             "deployed": list(args.deployed),
             "agents": AGENTS,
             "heuristics": heuristics,

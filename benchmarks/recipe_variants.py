@@ -1,8 +1,8 @@
 """The training recipe's variants side by side, from their three-seed evaluation records.
 
     python -m benchmarks.recipe_variants \
-        plain=benchmarks/results/evaluation_seeds.json \
-        slow_drift=benchmarks/results/evaluation_seeds_slow_drift.json
+        default=benchmarks/results/evaluation_seeds.json \
+        plain=benchmarks/results/evaluation_seeds_plain.json
 
 Each record is one variant's ``evaluation_seeds`` record (``benchmarks.evaluation_record
 --seeds``): every training seed's agent against the best tuned heuristic per scenario,

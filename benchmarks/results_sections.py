@@ -25,8 +25,8 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "evaluation",
         "The default agent against the tuned heuristics",
-        "`steward train` (seed 0; a page priced at $600 in training) against the best tuned"
-        " heuristic per scenario, paired on the"
+        "`steward train` (seed 0; the jump-start recipe, a page priced at $600 in training)"
+        " against the best tuned heuristic per scenario, paired on the"
         " same held-out seeds (Student-t interval of the per-seed differences; stratified for a"
         " mixture), with the agent's pages. Verdict better or worse only when the interval"
         " excludes zero.",
@@ -34,56 +34,83 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "evaluation_seeds",
         "The default recipe on three training seeds",
-        "`steward train` (MaskablePPO, a page priced at $600 in training) with seeds 0, 1"
-        " and 2, each against the best tuned heuristic per scenario on the same held-out"
+        "`steward train` (behaviour cloning of the tuned heuristics, then MaskablePPO, with the"
+        " slow-drift observation block and a page priced at $600 in training) with seeds 0,"
+        " 1 and 2, each against the best tuned heuristic per scenario on the same held-out"
         " episodes (paired Student-t interval), with the agent's"
         " pages, wasted pages and the longest latency from label alarm to page, and each"
-        " seed's training wall time and, where recorded, its evaluation's. Target: on every"
+        " seed's training and evaluation wall times. Target: on every"
         " scenario the interval's"
         " lower bound at least -2 % of the heuristic's absolute return, and above zero on"
         " `mixed` and `randomized`. Beside each lower bound, the held-out episodes an agent"
         " exactly as good as the heuristic would need for its bound to reach -2 % at the"
         " measured variance (the Student-t interval at that many episodes). Trained and"
         " evaluated on the shield with `page_budget`, the cohort"
-        " test's inconclusive zone and the balance signs' re-arm, as are the three sections"
+        " test's inconclusive zone and the balance signs' re-arm, as are the six sections"
         " below.",
+    ),
+    Section(
+        "evaluation_seeds_no_warm_start",
+        "The default recipe without the warm start, on three training seeds",
+        "`steward train recipe.warm_start.enabled=false` (MaskablePPO from scratch, with the"
+        " slow-drift block and the priced page) with seeds 0, 1 and 2, evaluated exactly as"
+        " the section above, on the same held-out episodes and cached baselines. Same"
+        " targets.",
+    ),
+    Section(
+        "evaluation_seeds_no_slow_drift",
+        "The default recipe without the slow-drift block, on three training seeds",
+        "`steward train recipe.slow_drift_features=false` (behaviour cloning, then"
+        " MaskablePPO, with the priced page) with seeds 0, 1 and 2, evaluated exactly as the"
+        " sections above. Same targets.",
+    ),
+    Section(
+        "evaluation_seeds_jump_start",
+        "The default recipe without the page price, on three training seeds",
+        "`steward train recipe.page_cost=null` (behaviour cloning of the tuned heuristics,"
+        " then PPO, with the slow-drift features; a page at the SLO's $60 in training) with"
+        " seeds 0, 1 and 2, evaluated as the sections above, on the same held-out episodes"
+        " and cached baselines. Same targets.",
     ),
     Section(
         "evaluation_seeds_plain",
         "MaskablePPO alone, on three training seeds",
         "`steward train recipe=plain` (the page at the SLO's $60 in training too) with seeds"
-        " 0, 1 and 2, evaluated exactly as the section above, on the same held-out episodes"
+        " 0, 1 and 2, evaluated exactly as the sections above, on the same held-out episodes"
         " and cached baselines. Same targets.",
     ),
     Section(
         "evaluation_seeds_slow_drift",
         "MaskablePPO with the slow-drift features, on three training seeds",
-        "`steward train recipe=plain agent.slow_drift_features=true` (accuracy trend, days"
+        "`steward train recipe=plain recipe.slow_drift_features=true` (accuracy trend, days"
         " since the last fit, loss since the last fit in the observation) with seeds 0, 1"
         " and 2, evaluated exactly as the sections above, on the same held-out episodes and"
         " cached baselines. Same targets.",
     ),
     Section(
-        "evaluation_seeds_jump_start",
-        "The jump-start recipe on three training seeds",
-        "`steward train recipe=warm_start agent.slow_drift_features=true` (behaviour cloning"
-        " of the tuned heuristics, then PPO, with the slow-drift features) with seeds 0, 1"
-        " and 2 at full budget, evaluated as the sections above, on the same held-out"
-        " episodes and cached baselines. Same targets.",
+        "evaluation_seeds_page_price",
+        "MaskablePPO with the page priced, on three training seeds",
+        "`steward train recipe=plain recipe.page_cost=600` (a page at $600 in training,"
+        " nothing else) with seeds 0, 1 and 2, evaluated exactly as the sections above, on"
+        " the same held-out episodes and cached baselines. Same targets.",
     ),
     Section(
         "recipe_variants",
         "The recipe's variants at full budget, per training seed",
-        "Each variant's three training seeds (160,768 steps each) summarised from its record"
-        " above: scenarios won and lost beyond the paired interval, scenarios whose lower"
-        " bound sits below -2 % of the best heuristic's absolute return, the paired"
-        " difference and lower bound on `mixed` and `randomized`, pages and wasted pages over"
-        " every scenario, and the most held-out episodes any scenario would need to show an"
-        " equal agent within -2 %; then `randomized` alone over 30 held-out episodes (the"
-        " first 8 the same; baselines cached): its paired difference, lower bound and"
-        " verdict, whether both must-win lower bounds are above zero with it, and whether the"
-        " seed also loses nowhere beyond the interval. Target: no scenario below -2 %, both"
-        " lower bounds above zero.",
+        "The ablation: the default recipe, the default without each of its three mechanisms "
+        "(`no_page_price` is the jump-start record), MaskablePPO alone, and MaskablePPO with "
+        "the slow-drift block or the priced page alone (behaviour cloning alone is not "
+        "measured at full budget). Each variant's three training seeds (160,768 steps each) "
+        "summarised from its record above: scenarios won and lost beyond the paired "
+        "interval, scenarios whose lower bound sits below -2 % of the best heuristic's "
+        "absolute return, the "
+        "paired difference and lower bound on `mixed` and `randomized`, pages and wasted "
+        "pages over every scenario, and the most held-out episodes any scenario would need to"
+        " show an equal agent within -2 %; then `randomized` alone over 30 held-out episodes "
+        "(the first 8 the same; baselines cached): its paired difference, lower bound and "
+        "verdict, whether both must-win lower bounds are above zero with it, and whether the "
+        "seed also loses nowhere beyond the interval. Target: no scenario below -2 %, both "
+        "lower bounds above zero.",
     ),
     Section(
         "recipe_seeds",
@@ -98,11 +125,11 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "recipe_ablation",
         "The training recipe, ablated",
-        "Leave-one-out variants of the jump-start recipe against the same heuristics, at the"
-        " training size and seeds the command names (a small budget; the full-budget variants"
-        " are in the section two above). Target: the conditions of the section above, per"
-        " seed. Trained and measured on the shield before `page_budget`, the cohort test's"
-        " inconclusive zone and the balance signs' re-arm.",
+        "Leave-one-out variants of the jump-start recipe against the same heuristics, at the "
+        "training size and seeds the command names (a small budget; the full-budget variants "
+        "are in the section on the recipe's variants at full budget). Target: the conditions "
+        "of the section above, per seed. Trained and measured on the shield before "
+        "`page_budget`, the cohort test's inconclusive zone and the balance signs' re-arm.",
     ),
     Section(
         "humility",

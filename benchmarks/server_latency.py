@@ -401,6 +401,17 @@ def write_json(path: Path, runs: list[dict[str, tuple[Run, Run]]], meta: dict[st
     print(f"wrote {out}")
 
 
+def server_commit(root: Path) -> str:
+    """Which code served: the checkout's commit (no path: records name no machine)."""
+    found = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return f"commit {found.stdout.strip()}" if found.returncode == 0 else "not a git checkout"
+
+
 def main() -> None:
     """Start both servers, measure, print."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -481,7 +492,7 @@ def main() -> None:
         print(summary(runs))
     meta = {
         "command": " ".join(["python", *sys.argv]),
-        "server_root": str(args.server_root),
+        "server_root": server_commit(args.server_root),
         "requests": args.requests,
         "concurrency": CONCURRENCY,
         "synchronous": args.synchronous,

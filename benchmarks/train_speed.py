@@ -44,7 +44,7 @@ from steward.agent.training.config import AgentConfig
 from steward.agent.training.recipe import RecipeConfig
 from steward.envs.lifecycle_env import load_shield_config
 from steward.experiments.common import at_least, clean_errors
-from steward.simulators.catalogue import from_dict, load_members, load_scenario, load_slo
+from steward.simulators.catalogue import load_members, load_scenario, load_slo
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "steward" / "configs"
@@ -72,16 +72,10 @@ def held_out_return(
 
 
 def default_recipe() -> tuple[AgentConfig, RecipeConfig]:
-    """The default run's agent and recipe settings, read from the packaged configs."""
-    from omegaconf import OmegaConf
+    """The default run's agent and recipe settings, composed as ``steward train`` does."""
+    from steward.experiments.train import training_settings
 
-    agent = OmegaConf.to_container(OmegaConf.load(CONFIGS / "agent" / "maskable_ppo.yaml"))
-    recipe = OmegaConf.to_container(OmegaConf.load(CONFIGS / "recipe" / "default.yaml"))
-    assert isinstance(agent, dict) and isinstance(recipe, dict)
-    return (
-        from_dict(AgentConfig, {str(k): v for k, v in agent.items()}, "agent"),
-        from_dict(RecipeConfig, {str(k): v for k, v in recipe.items()}, "recipe"),
-    )
+    return training_settings([])
 
 
 def throughput(args: argparse.Namespace) -> dict[str, Any]:

@@ -18,7 +18,14 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from test_server_harness import ADMIN_AUTH, AUTH, ThreadedServer, copy_run, settings_for
+from test_server_harness import (
+    ADMIN_AUTH,
+    AUTH,
+    ThreadedServer,
+    card_env,
+    copy_run,
+    settings_for,
+)
 
 from benchmarks.ope_gate import serve_episode
 from steward.agent.decision_log import DECISION_COLUMNS, logged_portfolio
@@ -33,6 +40,7 @@ from steward.agent.ope.evaluation import OpeSettings
 from steward.agent.ope.gate import evaluate_candidate
 from steward.agent.ope.logs import load_logs, write_logs
 from steward.agent.ope.targets import logged_states
+from steward.agent.ope.validation import fresh_strata, rollout_returns
 from steward.agent.ope.verdict import NOT_ENOUGH_EVIDENCE
 from steward.agent.policies.base import DecisionContext, EpsilonSoft
 from steward.agent.policies.ppo import AgentPolicy, load_agent
@@ -74,7 +82,7 @@ def served(
     """Three services answered by the real server; then a fourth after a reload."""
     db = tmp_path_factory.mktemp("audit") / "audit.db"
     settings = settings_for(policy_path, db, epsilon=EPSILON, seed=4, reload_dir=reload_dir)
-    env = LifecycleEnv("mixed")
+    env = card_env(policy_path, "mixed")
     with (
         ThreadedServer(settings) as server,
         httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as client,
@@ -96,9 +104,11 @@ def served(
 
 
 @pytest.fixture(scope="module")
-def simulated_path(agent: AgentPolicy, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def simulated_path(
+    agent: AgentPolicy, policy_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """Episodes of the agent behind the floor, logged as ``simulate ... log=true`` does."""
-    env = LifecycleEnv("mixed")
+    env = card_env(policy_path, "mixed")
     behaviour = EpsilonSoft(agent, EPSILON)
     rng = np.random.default_rng(0)
     rows = []
@@ -112,6 +122,22 @@ def simulated_path(agent: AgentPolicy, tmp_path_factory: pytest.TempPathFactory)
 @pytest.fixture(scope="module")
 def simulated(simulated_path: Path) -> LoggedDecisions:
     return load_logs(simulated_path)
+
+
+def test_true_values_roll_an_agent_in_the_observation_its_card_names(
+    agent: AgentPolicy, policy_path: Path
+) -> None:
+    """Offline validation's rollouts: an env of the default layout is observed through the
+    card's encoder (the slow-drift block), with the same returns as the card's own env."""
+    env = LifecycleEnv("stable")
+    assert env.encoder.size != agent.card.observation.size
+    stratum = fresh_strata(env, 2, 7)[0]
+    wrapped = EpsilonSoft(agent, EPSILON)  # a deployed agent behind its floor
+    returns, _ = rollout_returns(env, wrapped, stratum, np.random.default_rng(0))
+    expected, _ = rollout_returns(
+        card_env(policy_path, "stable"), wrapped, stratum, np.random.default_rng(0)
+    )
+    np.testing.assert_array_equal(returns, expected)
 
 
 def test_both_sources_give_the_same_columns_and_portfolio_fields(

@@ -16,7 +16,8 @@ from conftest import EntryPoint
 from omegaconf import DictConfig
 
 from steward.agent.closed_loop import run_closed_loop
-from steward.agent.policies import EpsilonSoft, make_heuristic
+from steward.agent.policies import EpsilonSoft, Policy, make_heuristic
+from steward.agent.policies.ppo import load_agent
 from steward.agent.service import AgentService, ServiceSettings
 from steward.backends.estimators import EstimatorFamilies
 from steward.backends.mlflow_backend import local_settings, operated_world
@@ -31,14 +32,17 @@ FAMILIES = Path(__file__).resolve().parents[1] / "steward/configs/backend/famili
 DAYS = 14
 
 
-def operate(kind: str, slo: SloConfig, shield: ShieldConfig, folder: Path) -> pd.DataFrame:
-    """A short Elec2 loop under an epsilon-soft calendar (every allowed action drawn)."""
+def operate(
+    kind: str, slo: SloConfig, shield: ShieldConfig, folder: Path, policy: Policy | None = None
+) -> pd.DataFrame:
+    """A short Elec2 loop under an epsilon-soft calendar (every allowed action drawn), or
+    under ``policy``."""
     scenario = dataclasses.replace(load_scenario("elec2"), horizon_days=DAYS)
     families = EstimatorFamilies(yaml.safe_load(FAMILIES.read_text()))
     settings = local_settings(folder, "operate-parity") if kind == "mlflow" else None
     operated = operated_world(kind, scenario, slo, families, settings)
     first = operated.world.reset(seed=5)
-    policy = EpsilonSoft(make_heuristic("periodic", {"period_days": 4}), 0.5)
+    policy = policy or EpsilonSoft(make_heuristic("periodic", {"period_days": 4}), 0.5)
     own = with_overrides(shield, scenario.shield_overrides, "elec2")  # it waives the cohort test
     service = AgentService(Shield(own, slo), policy, seed=5)
     monitor = MonitorSettings(
@@ -67,6 +71,18 @@ def test_both_backends_execute_the_same_actions_and_see_the_same_portfolios(
     pd.testing.assert_frame_equal(simulated[observed], real[observed])
     executed = set(real["executed_action"])
     assert len(executed - {"wait"}) >= 2, executed  # the loop changed models
+
+
+def test_a_trained_agent_operates_with_the_encoder_its_card_describes(
+    slo: SloConfig, shield_config: ShieldConfig, policy_path: Path, tmp_path: Path
+) -> None:
+    """The default recipe's agent observes the slow-drift block (73 entries): the service
+    builds the card's encoder, not one from its own ``history_len``."""
+    agent = load_agent(policy_path, deterministic=True)
+    assert agent.card.observation.slow_drift_features
+    for policy in (agent, EpsilonSoft(agent, 0.2)):  # served behind a floor too
+        rows = operate("simulator", slo, shield_config, tmp_path, policy=policy)
+        assert len(rows) == DAYS and (rows["portfolio_differs_from_world"] == "").all()
 
 
 BAD_CONFIGS: dict[str, str] = {

@@ -127,6 +127,7 @@ def test_an_evaluation_becomes_a_record_of_its_paired_verdicts(tmp_path: Path) -
     results = {
         "agent_vs_best_heuristic": {"stable": verdict, "empty": {}},
         "humility": {"stable": {"agent": {"pages": 3, "pages_wasted": 1}}},
+        "scenarios": {"stable": {"agent": {"retrains": 12}, "periodic": {"retrains": 30}}},
         "settings": {"episodes": 8, "tune_episodes": 2, "deterministic": True},
     }
     source, out = tmp_path / "results.json", tmp_path / "evaluation.json"
@@ -137,6 +138,7 @@ def test_an_evaluation_becomes_a_record_of_its_paired_verdicts(tmp_path: Path) -
     (row,) = record["figures"]["paired"]  # a scenario without a verdict is left out
     assert row["scenario"] == "stable" and row["agent_minus_best"] == 220.0
     assert (row["ci95_low"], row["verdict"], row["agent_pages_wasted"]) == (20.0, "better", 1)
+    assert (row["agent_retrains"], row["best_heuristic_retrains"]) == (12, 30)
     # half-width 200 against a 2 % margin of 2: about (200 / 2) ** 2 times the 8 pairs,
     # less for the t quantile's fall from 7 degrees of freedom to many
     assert 50_000 < row["episodes_for_2_percent"] < 80_000

@@ -30,8 +30,8 @@ from steward.agent.decision_log import observation_matrix
 from steward.agent.ope.episodes import logged_episodes
 from steward.agent.ope.logs import load_logs
 from steward.agent.policies.artifact import WEIGHTS_FILE, sha256_hex
+from steward.agent.policies.ppo import load_agent
 from steward.agent.server.http.schemas import EXAMPLE_PORTFOLIO, OPTIONAL_FIELDS, DecisionResponse
-from steward.envs.encoder import ObservationEncoder
 from steward.envs.shield import LABEL_HEALTH, MODEL_CHANGES
 from steward.simulators.actions import ACTION_NAMES
 from steward.simulators.costs import SloConfig
@@ -118,11 +118,14 @@ def test_audit_trail_reads_back_for_offline_evaluation(client: httpx.Client, db_
     assert row["extra"]["allowed"] == [int(a in answer["allowed_actions"]) for a in ACTION_NAMES]
 
 
-def test_observation_is_in_the_answer_only_when_asked(client: httpx.Client, slo: SloConfig) -> None:
+def test_observation_is_in_the_answer_only_when_asked(
+    client: httpx.Client, slo: SloConfig, policy_path: Path
+) -> None:
     body = decision_body("api-observation", EXAMPLE_PORTFOLIO)
     assert "observation" not in client.post("/v1/decisions", json=body).json()
     observation = client.post("/v1/decisions?observation=1", json=body).json()["observation"]
-    assert len(observation) == ObservationEncoder(slo).size
+    card = load_agent(policy_path).card.observation
+    assert len(observation) == card.new_encoder(slo).size == len(card.features)
     wrong = client.post("/v1/decisions?observation=maybe", json=body)
     assert wrong.status_code == 422 and wrong.json()["detail"].startswith("query.observation")
 
@@ -150,14 +153,18 @@ def test_exploration_floor_keeps_every_allowed_action_possible(client: httpx.Cli
         assert answer["probabilities"]["executed"][action] == 0.0
 
 
-def test_history_and_last_action_are_kept_per_service(client: httpx.Client) -> None:
-    n = len(ACTION_NAMES)
+def test_history_and_last_action_are_kept_per_service(
+    client: httpx.Client, policy_path: Path
+) -> None:
+    features = load_agent(policy_path).card.observation.features
+    start = features.index(f"last_{ACTION_NAMES[0]}")
+    last_action = slice(start, start + len(ACTION_NAMES))
     first_a = decide(client, "api-hist-a")
     first_b = decide(client, "api-hist-b", estimated_accuracy=0.5)
     second_a = decide(client, "api-hist-a", estimated_accuracy=0.7)
     assert (first_a["step"], first_b["step"], second_a["step"]) == (0, 0, 1)
-    assert first_a["observation"][-n:] == [0.0] * n  # no action before the first portfolio
-    last = second_a["observation"][-n:]
+    assert set(first_a["observation"][last_action]) == {0.0}  # no action before the first
+    last = second_a["observation"][last_action]
     assert last.index(1.0) == ACTION_NAMES.index(first_a["action"])
     # the first history lag of service a holds a's previous portfolio, not b's
     assert second_a["observation"][29:37] == pytest.approx(first_a["observation"][29:37])

@@ -4,7 +4,8 @@ An episode of ``LifecycleEnv`` runs beside a real server: each day's observed po
 is posted under one service id, and the env executes what the server answered (the
 server's proposal goes through the env's own shield, which must land on the server's
 executed action). The server's observation must equal the env's at every step, history
-included, also across a server restart that rebuilds the history from the audit trail.
+and the slow-drift block included, also across a server restart that rebuilds the history
+from the audit trail.
 """
 
 from collections.abc import Iterator
@@ -57,10 +58,21 @@ def deterministic_server(policy_path: Path, tmp_path: Path) -> Iterator[Threaded
         yield server
 
 
+def env_for(policy: AgentPolicy, scenario: str) -> LifecycleEnv:
+    """The env of the card's observation (the default recipe's has the slow-drift block)."""
+    observation = policy.card.observation
+    assert observation.slow_drift_features  # what the restart must rebuild
+    return LifecycleEnv(
+        scenario=scenario,
+        history_len=observation.history_len,
+        slow_drift_features=observation.slow_drift_features,
+    )
+
+
 def test_observations_and_argmax_actions_match_the_env(
     deterministic_server: ThreadedServer, policy: AgentPolicy
 ) -> None:
-    env = LifecycleEnv(scenario="label_outage")
+    env = env_for(policy, "label_outage")
     observation, _ = env.reset(seed=11)
     with httpx.Client(base_url=deterministic_server.url, headers=AUTH, timeout=30) as client:
         for day in range(STEPS):
@@ -76,10 +88,10 @@ def test_observations_and_argmax_actions_match_the_env(
 
 
 def test_observations_match_with_sampled_actions_across_a_restart(
-    policy_path: Path, tmp_path: Path
+    policy_path: Path, policy: AgentPolicy, tmp_path: Path
 ) -> None:
     settings = settings_for(policy_path, tmp_path / "audit.db", epsilon=0.3, seed=5)
-    env = LifecycleEnv(scenario="mixed")
+    env = env_for(policy, "mixed")
     observation, _ = env.reset(seed=3)
     executed: set[str] = set()
     for segment in (range(0, STEPS // 2), range(STEPS // 2, STEPS)):  # restart in between

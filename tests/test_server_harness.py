@@ -28,8 +28,8 @@ from steward.agent.decision_log import sql_tables
 from steward.agent.policies.artifact import CARD_FILE
 from steward.agent.server.app import create_app
 from steward.agent.server.settings import ServerSettings
-from steward.agent.training.artifacts import HASH_FILE, write_hashes
-from steward.envs.lifecycle_env import load_shield_config
+from steward.agent.training.artifacts import HASH_FILE, read_meta, write_hashes
+from steward.envs.lifecycle_env import LifecycleEnv, load_shield_config
 from steward.monitoring.portfolio import ObservedPortfolio
 from steward.simulators.catalogue import load_slo
 
@@ -61,6 +61,17 @@ def trained_policy(base: Path) -> Path:
             timeout=600,
         )
     return run / CARD_FILE
+
+
+def card_env(policy_path: Path, scenario: str) -> LifecycleEnv:
+    """The env whose observations the policy's card describes (the default recipe's carry
+    the slow-drift block)."""
+    meta = read_meta(policy_path.parent)
+    return LifecycleEnv(
+        scenario=scenario,
+        history_len=meta["history_len"],
+        slow_drift_features=meta["slow_drift_features"],
+    )
 
 
 def copy_run(policy_path: Path, target: Path, rezip: bool) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from test_server_harness import card_env
 
 from steward.agent.decision_log import observation_matrix
 from steward.agent.policies.base import DecisionContext, EpsilonSoft
@@ -34,7 +35,6 @@ from steward.agent.server.http.schemas import (
     check_against_specs,
 )
 from steward.agent.server.settings import ServerSettings
-from steward.envs.encoder import ObservationEncoder
 from steward.envs.lifecycle_env import LifecycleEnv
 from steward.envs.shield import Shield, ShieldConfig, ShieldDecision
 from steward.errors import ConfigError
@@ -70,7 +70,7 @@ def test_null_becomes_nan_only_where_a_field_may_be_missing() -> None:
 @pytest.mark.parametrize("deterministic", [False, True])
 def test_numpy_forward_equals_the_torch_policy(policy_path: Path, deterministic: bool) -> None:
     agent = load_agent(policy_path, deterministic=deterministic)
-    env = LifecycleEnv(scenario="label_corruption")
+    env = card_env(policy_path, "label_corruption")
     size = env.encoder.size
     forward, name = policy_forward(agent, size)
     assert name == "numpy"
@@ -97,7 +97,7 @@ def test_numpy_forward_equals_the_torch_policy(policy_path: Path, deterministic:
 @pytest.mark.parametrize("epsilon", [0.0, 0.05, 0.5])
 def test_exploration_floor_is_epsilon_soft(policy_path: Path, epsilon: float) -> None:
     agent = load_agent(policy_path)
-    env = LifecycleEnv(scenario="latency_pressure")
+    env = card_env(policy_path, "latency_pressure")
     observation, _ = env.reset(seed=2)
     context = DecisionContext(observation, env.report.observed, env.action_masks())
     expected = EpsilonSoft(agent, epsilon).action_probabilities(context)
@@ -113,7 +113,7 @@ def test_decisions_match_the_numpy_reference(
     policy = load_policy(policy_path, slo, epsilon, deterministic=False)
     shield = Shield(shield_config, slo)
     decider, reference_rng = Decider(shield, seed), np.random.default_rng(seed)
-    state = ServiceState(encoder=ObservationEncoder(slo, policy.history_len))
+    state = ServiceState(encoder=policy.new_encoder())
     env = LifecycleEnv(scenario="label_corruption")
     env.reset(seed=5)
     rng = np.random.default_rng(0)
@@ -278,7 +278,7 @@ def test_batcher_invalidates_the_state_when_nothing_is_committed(
     when = env_time(0)
 
     def fresh() -> ServiceState:
-        return ServiceState(encoder=ObservationEncoder(slo, policy.history_len))
+        return ServiceState(encoder=policy.new_encoder())
 
     def submit(used: LoadedPolicy, service_id: str, state: ServiceState) -> DecisionJob:
         observed = decider.observe(env.report.observed, state)

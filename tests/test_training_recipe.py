@@ -133,6 +133,14 @@ def test_bad_recipe_settings_name_the_field() -> None:
             RecipeConfig(page_cost=bad)
 
 
+def test_a_recipe_with_the_slow_drift_block_switches_it_on_and_never_off() -> None:
+    without = AgentConfig(slow_drift_features=False)
+    with_block = dataclasses.replace(without, slow_drift_features=True)
+    assert RecipeConfig(slow_drift_features=True).training_agent(without) == with_block
+    assert RecipeConfig().training_agent(without) is without
+    assert RecipeConfig().training_agent(with_block) is with_block  # the agent's own choice
+
+
 def test_a_recipe_page_cost_prices_a_page_in_training_only(slo: SloConfig) -> None:
     """The training SLO charges the recipe's page cost; the operator's SLO is untouched, and
     the env's reward for a page moves by exactly the difference."""
@@ -231,13 +239,11 @@ def test_the_entry_point_trains_the_jump_start_recipe_and_refuses_an_unknown_one
     tmp_path: Path, entry_point: EntryPoint
 ) -> None:
     run = tmp_path / "run"
-    trained = entry_point(  # the jump-start recipe (smoke: one demonstration, two epochs)
+    trained = entry_point(  # the default, jump-start recipe (smoke: one demonstration, two epochs)
         "steward.experiments.train",
         [
             "experiment=smoke",
             "scenario=stable",
-            "recipe=warm_start",
-            "agent.slow_drift_features=true",
             "snapshot_every=256",
             f"hydra.run.dir={run}",
         ],
@@ -251,8 +257,9 @@ def test_the_entry_point_trains_the_jump_start_recipe_and_refuses_an_unknown_one
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["warm_start_decisions"] == 100.0  # one 100-day demonstration
     card = json.loads((run / CARD_FILE).read_text())
-    assert card["observation"]["slow_drift_features"] is True
+    assert card["observation"]["slow_drift_features"] is True  # the recipe's observation
     assert card["observation"]["size"] == 73
+    assert card["training"]["slo"]["page_cost"] == 600.0  # the recipe's price on a page
     snapshot = json.loads((run / "snapshots" / "step256" / "snapshot.json").read_text())
     assert snapshot["steps"] == 256 and (run / "snapshots" / "step256" / CARD_FILE).exists()
     simulated = entry_point(  # simulate builds the env the card describes (73 features)
@@ -272,35 +279,28 @@ def test_the_entry_point_trains_the_jump_start_recipe_and_refuses_an_unknown_one
 
 
 def _compose_train(overrides: list[str]) -> tuple[AgentConfig, RecipeConfig]:
-    from hydra import compose, initialize_config_dir
+    from steward.experiments.train import training_settings
 
-    from steward.experiments.common import plain
-    from steward.experiments.schemas import register_schemas
-    from steward.simulators.catalogue import config_dir, from_dict
-
-    register_schemas()
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    return (
-        from_dict(AgentConfig, plain(cfg.agent), "agent"),
-        from_dict(RecipeConfig, plain(cfg.recipe), "recipe"),
-    )
+    return training_settings(overrides)
 
 
-def test_the_default_run_is_priced_ppo_and_the_warm_start_has_its_teachers() -> None:
-    """``steward train`` is MaskablePPO with a page priced at $600 in training (as measured
-    across seeds); ``recipe=warm_start`` clones a tuned teacher per world of ``mixed``, and
-    each single mechanism composes over PPO alone."""
+def test_the_default_run_is_the_priced_jump_start_and_each_mechanism_composes_alone() -> None:
+    """``steward train`` is the jump-start recipe (as measured across seeds): behaviour
+    cloning of a tuned teacher per world of ``mixed``, the slow-drift block and a page priced
+    at $600 in training; each single mechanism composes over PPO alone."""
     from steward.agent.policies import make_heuristic
 
     agent, recipe = _compose_train([])
     assert not agent.slow_drift_features and agent.total_timesteps == 160_000
-    assert recipe == RecipeConfig(page_cost=600.0)
-    _, unpriced = _compose_train(["recipe.page_cost=null"])
-    assert unpriced == RecipeConfig()
+    assert recipe.warm_start.enabled and not recipe.curriculum.enabled
+    assert recipe.page_cost == 600.0 and recipe.slow_drift_features
+    assert recipe.training_agent(agent).slow_drift_features  # the block the card records
+    assert recipe.ensemble.members == 1  # one run per seed: the 15-minute budget
+    _, unpriced = _compose_train(["recipe.page_cost=null", "recipe.slow_drift_features=false"])
+    assert unpriced.page_cost is None and unpriced.warm_start == recipe.warm_start
     _, recipe = _compose_train(["recipe=warm_start"])
     assert recipe.warm_start.enabled and not recipe.curriculum.enabled
-    assert recipe.ensemble.members == 1  # one run per seed: the 15-minute budget
+    assert recipe.page_cost is None and not recipe.slow_drift_features
     teachers = recipe.warm_start.teachers
     assert set(teachers) - {"default"} <= set(load_scenario("mixed").members)  # no stray name
     assert len(teachers) > 1  # tuned teachers, not only the fallback
@@ -308,5 +308,37 @@ def test_the_default_run_is_priced_ppo_and_the_warm_start_has_its_teachers() -> 
         make_heuristic(spec.policy, spec.params)  # a known heuristic with its own parameters
     _, plain_recipe = _compose_train(["recipe=plain"])
     assert plain_recipe == RecipeConfig()
+    _, everything = _compose_train(["recipe=all"])
+    assert everything.warm_start.enabled and everything.curriculum.enabled
+    assert everything.ensemble.members == 3 and everything.slow_drift_features
+    assert everything.page_cost == 600.0
     _, curriculum = _compose_train(["recipe=curriculum"])
     assert curriculum.curriculum.enabled and not curriculum.warm_start.enabled
+
+
+def _mechanisms(overrides: list[str]) -> dict[str, bool]:
+    agent, recipe = _compose_train(overrides)
+    return {
+        "warm_start": recipe.warm_start.enabled,
+        "slow_drift": recipe.training_agent(agent).slow_drift_features,
+        "page_price": recipe.page_cost is not None,
+        "curriculum": recipe.curriculum.enabled,
+    }
+
+
+def test_each_ablation_variant_switches_exactly_the_mechanism_it_names() -> None:
+    """``no_X`` is the default run without X, ``plus_X`` is PPO alone with X: the ablation
+    measures what its names say."""
+    from benchmarks.recipe_ablation import VARIANTS
+
+    default = _mechanisms(VARIANTS["default"]["overrides"])
+    assert default == {"warm_start": True, "slow_drift": True, "page_price": True,
+                       "curriculum": False}  # fmt: skip
+    assert not any(_mechanisms(VARIANTS["plain"]["overrides"]).values())
+    for name, spec in VARIANTS.items():
+        mechanism = name.split("_", 1)[-1]
+        if name.startswith("no_"):
+            assert _mechanisms(spec["overrides"]) == {**default, mechanism: False}, name
+        elif name.startswith("plus_") and mechanism in default:
+            only = {m: m == mechanism for m in default}
+            assert _mechanisms(spec["overrides"]) == only, name

@@ -86,7 +86,8 @@ class AgentService:
             :func:`steward.agent.policies.make_heuristic`).
         seed: seeds the proposal draws.
         deterministic: propose the most likely action instead of drawing.
-        history_len: the encoder's history (the trained agent's).
+        history_len: the encoder's history for a heuristic (a trained agent's card gives its own
+            encoder: history and slow-drift block).
     """
 
     def __init__(
@@ -109,7 +110,13 @@ class AgentService:
         """Start keeping a service's logs; ``backend`` holds its registry."""
         if service_id in self._services:
             raise ConfigError("service_id", "already added", "use another id", service_id)
-        encoder = ObservationEncoder(self.shield.slo, self.history_len)
+        base = getattr(self.policy, "policy", self.policy)  # an EpsilonSoft's agent
+        card = getattr(base, "card", None)  # a trained agent: its card's encoder
+        encoder = (
+            card.observation.new_encoder(self.shield.slo)
+            if card is not None
+            else ObservationEncoder(self.shield.slo, self.history_len)
+        )
         expected = _observation_size(self.policy)
         if expected is not None and expected != encoder.size:
             raise ConfigError(
@@ -208,8 +215,8 @@ class AgentService:
 
 
 def _observation_size(policy: Policy) -> int | None:
-    """The observation width a trained policy takes (``None``: a heuristic)."""
-    model = getattr(policy, "model", None)
+    """The observation width a trained policy takes, wrapped or not (``None``: a heuristic)."""
+    model = getattr(getattr(policy, "policy", policy), "model", None)
     space = getattr(model, "observation_space", None)
     shape = getattr(space, "shape", None)
     return int(shape[0]) if shape else None

@@ -150,6 +150,28 @@ class LifecycleEnv(gym.Env[np.ndarray, np.int64]):
         self.observation_space = gym.spaces.Box(-1.0, 1.0, (self.encoder.size,), np.float32)
         self._decision = ShieldDecision(np.ones(N_ACTIONS, dtype=bool), {})
         self._report: EpochReport | None = None
+        self._layouts: dict[tuple[int, bool], LifecycleEnv] = {}
+
+    def with_observation(self, history_len: int, slow_drift_features: bool) -> "LifecycleEnv":
+        """This world, its prices and shield, observed through another encoder layout (a
+        trained policy's card names its own); ``self`` when the layout is already this."""
+        layout = (int(history_len), bool(slow_drift_features))
+        if layout == (self.encoder.history_len, self.encoder.slow_drift_features):
+            return self
+        if layout not in self._layouts:
+            self._layouts[layout] = LifecycleEnv(
+                self.scenario,
+                self.slo,
+                self.base_shield.config,
+                shield_enabled=self.base_shield.enabled,
+                history_len=layout[0],
+                reward_scale=self.reward_scale,
+                volume_baseline=self.volume_baseline,
+                nominal_accuracy=self.nominal_accuracy,
+                slow_drift_features=layout[1],
+                members=self.world.members,
+            )
+        return self._layouts[layout]
 
     @property
     def feature_names(self) -> list[str]:

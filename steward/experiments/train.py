@@ -70,6 +70,21 @@ def main(cfg: DictConfig) -> None:
     print(f"wrote {out / CARD_FILE} (sha256 {metrics['policy_sha256']})")
 
 
+def training_settings(overrides: list[str]) -> tuple[AgentConfig, RecipeConfig]:
+    """The agent and recipe ``steward train OVERRIDES`` would train with (Hydra's own
+    composition: each recipe's ``defaults`` included)."""
+    from hydra import compose, initialize_config_dir
+
+    from steward.simulators.catalogue import config_dir
+
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    return (
+        from_dict(AgentConfig, plain(cfg.agent), "agent"),
+        from_dict(RecipeConfig, plain(cfg.recipe), "recipe"),
+    )
+
+
 def run() -> None:
     """``steward train OVERRIDES``: check the extras and the command line, then :func:`main`."""
     start(

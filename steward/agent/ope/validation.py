@@ -90,6 +90,15 @@ def episode_seeds(seed: int, n: int) -> list[int]:
     return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(n)]
 
 
+def observed_by(env: LifecycleEnv, policy: Policy) -> LifecycleEnv:
+    """``env`` with the observation layout of ``policy``'s card (a wrapped agent's too);
+    ``env`` itself for a policy without a card (a heuristic)."""
+    card = getattr(getattr(policy, "policy", policy), "card", None)
+    if card is None:
+        return env
+    return env.with_observation(card.observation.history_len, card.observation.slow_drift_features)
+
+
 def rollout_returns(
     env: LifecycleEnv,
     policy: Policy,
@@ -98,7 +107,9 @@ def rollout_returns(
     gamma: float = 1.0,
     progress: Any = None,
 ) -> tuple[np.ndarray, list[str]]:
-    """Episode returns (dollars, discounted by ``gamma``) in one stratum, and the worlds run."""
+    """Episode returns (dollars, discounted by ``gamma``) in one stratum, and the worlds run;
+    a trained policy observes the world through the encoder its card names."""
+    env = observed_by(env, policy)
     returns, worlds = [], []
     for i, seed in enumerate(stratum.seeds):
         rows = run_episode(env, policy, seed, rng, episode_id=f"truth-{i}", member=stratum.member)

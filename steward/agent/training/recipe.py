@@ -8,10 +8,14 @@ ablated on its own (``benchmarks/recipe_ablation.py``):
 * ``curriculum``: training worlds from the generator, easy first (:class:`Curriculum`);
 * ``ensemble``: train ``members`` policies per recipe seed and keep the one with the best
   mean return on training-split seeds (:mod:`steward.agent.training.selection`);
-* slow-drift observation features: ``agent.slow_drift_features`` (an env setting, so it
-  sits with ``history_len`` and travels in ``agent.json``);
+* slow-drift observation features: ``slow_drift_features`` switches on the agent's
+  ``agent.slow_drift_features`` (an env setting, so it sits with ``history_len`` and
+  travels in the policy card; :meth:`RecipeConfig.training_agent`);
 * ``page_cost``: a floor on the page's price in the SLO the agent trains on
   (:meth:`RecipeConfig.training_slo`; ``recipe=default`` and ``recipe=all`` set $600).
+
+``recipe=default`` (what ``steward train`` runs) is the jump-start recipe with the slow-drift
+block and the page priced at $600; ``recipe=plain`` is MaskablePPO alone.
 
 The trainer calls :func:`curriculum_wrapper` when it builds its envs and
 :func:`steward.agent.training.warm_start.warm_start` before ``learn``.
@@ -25,6 +29,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from steward.agent.training.config import AgentConfig
 from steward.envs.lifecycle_env import LifecycleEnv
 from steward.errors import ConfigError, require, require_positive
 from steward.simulators.catalogue import from_dict
@@ -127,12 +132,16 @@ class RecipeConfig:
     the SLO's page cost counts: in the reward, and in the period's spend the cost ceiling
     reads, so a page in training leaves less of the ceiling for model changes. Evaluation
     and serving keep the operator's SLO.
+
+    ``slow_drift_features``: ``True`` gives the agent the encoder's slow-drift block whatever
+    ``agent.slow_drift_features`` says (``False`` leaves the agent's setting).
     """
 
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     page_cost: float | None = None
+    slow_drift_features: bool = False
 
     def __post_init__(self) -> None:
         if self.page_cost is not None:
@@ -150,6 +159,13 @@ class RecipeConfig:
         if self.page_cost is None or self.page_cost <= slo.page_cost:
             return slo
         return dataclasses.replace(slo, page_cost=float(self.page_cost))
+
+    def training_agent(self, agent: AgentConfig) -> AgentConfig:
+        """The agent's settings with this recipe's observation: the slow-drift block on
+        where the recipe asks for it."""
+        if not self.slow_drift_features or agent.slow_drift_features:
+            return agent
+        return dataclasses.replace(agent, slow_drift_features=True)
 
 
 class Curriculum(gym.Wrapper[Any, Any, Any, Any]):

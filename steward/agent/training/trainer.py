@@ -1,7 +1,8 @@
 """Train PPO or MaskablePPO on the lifecycle env and write the run's artifacts.
 
 The recipe (:mod:`steward.agent.training.recipe`) decides what happens around PPO: the
-slow-drift observation block (``agent.slow_drift_features``), a curriculum over the
+slow-drift observation block (``recipe.slow_drift_features`` or
+``agent.slow_drift_features``), the page's price in training, a curriculum over the
 generator's worlds, and a warm start that clones the tuned heuristics before the first
 rollout. With every mechanism off, training is plain (Maskable)PPO.
 
@@ -67,6 +68,7 @@ def train(
     """
     recipe = recipe or RecipeConfig()
     slo = recipe.training_slo(slo)  # the card records the SLO the agent trained on
+    agent = recipe.training_agent(agent)  # ... and the observation it trained with
     torch.set_num_threads(1)
     set_random_seed(seed)
     factory = env_factory(

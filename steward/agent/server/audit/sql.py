@@ -74,7 +74,8 @@ class ServiceHistory(NamedTuple):
     """What a service's decision state is rebuilt from after a restart.
 
     ``replay`` holds the portfolios to feed through a fresh encoder, oldest first: the
-    service's first portfolio (it fixes the traffic baseline) and its latest ones.
+    service's first portfolio (it fixes the traffic baseline) and its latest ones, or all of
+    them. ``executed``: the action each replayed decision executed, in the same order.
     ``last_page_day``: the time of its last decision that executed escalate (NaN: none).
     """
 
@@ -82,6 +83,7 @@ class ServiceHistory(NamedTuple):
     last_action: int | None
     replay: list[dict[str, Any]]
     last_page_day: float = math.nan
+    executed: tuple[int, ...] = ()
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -382,9 +384,9 @@ class AuditTables:
             if isinstance(extra, dict) and "ingested" in extra
         ]
 
-    def service_history(self, service_id: str, keep: int) -> ServiceHistory:
+    def service_history(self, service_id: str, keep: int | None) -> ServiceHistory:
         """What rebuilds a service's decision state: its first and its ``keep`` latest
-        portfolios, and when it last executed escalate.
+        portfolios (``None``: every one), and when it last executed escalate.
 
         Raises:
             AuditUnavailableError: the database failed.
@@ -394,11 +396,11 @@ class AuditTables:
         except sa.exc.SQLAlchemyError as err:
             raise AuditUnavailableError(f"audit read failed: {_first_line(err)}") from None
 
-    def _service_history(self, service_id: str, keep: int) -> ServiceHistory:
+    def _service_history(self, service_id: str, keep: int | None) -> ServiceHistory:
         d = self.decisions.c
         with self.engine.connect() as conn:
             first = conn.execute(
-                sa.select(d.step, d.portfolio)
+                sa.select(d.step, d.portfolio, d.executed_action)
                 .where(d.service_id == service_id)
                 .order_by(d.step)
                 .limit(1)
@@ -417,9 +419,14 @@ class AuditTables:
                 .order_by(d.step.desc())
                 .limit(1)
             ).first()
-        latest = list(reversed(latest))
-        replay = [row[1] for row in latest]
-        if int(latest[0][0]) != int(first[0]):
-            replay.insert(0, first[1])
+        rows = list(reversed(latest))
+        if int(rows[0][0]) != int(first[0]):
+            rows.insert(0, first)
         last_page_day = math.nan if last_page is None else float(last_page[0])
-        return ServiceHistory(int(latest[-1][0]) + 1, int(latest[-1][2]), replay, last_page_day)
+        return ServiceHistory(
+            int(rows[-1][0]) + 1,
+            int(rows[-1][2]),
+            [row[1] for row in rows],
+            last_page_day,
+            tuple(int(row[2]) for row in rows),
+        )

@@ -60,15 +60,14 @@ def encoder_factory(observation: ObservationSpec, slo: SloConfig) -> EncoderFact
             f"the policy's observations are built by {observation.encoder}",
             "serve a policy trained with this version of the encoder",
         )
-    history_len = observation.history_len
-    size = ObservationEncoder(slo, history_len).size
+    size = observation.new_encoder(slo).size  # the history and slow-drift block it names
     if size != observation.size:
         raise ConfigError(
             "policy_path",
             f"policy expects {observation.size} observation entries, the encoder builds {size}",
             "serve a policy trained with this version of the encoder",
         )
-    return lambda: ObservationEncoder(slo, history_len)
+    return lambda: observation.new_encoder(slo)
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,9 @@ async def decide(
                 return stored
         policy = decisions.store.current
         if not state.ready_for(policy.observation):
-            keep = max(policy.history_len - 1, 1)
+            # the slow-drift block sums over every decision since the last change: replay all
+            slow_drift = policy.observation.slow_drift_features
+            keep = None if slow_drift else max(policy.history_len - 1, 1)
             history = await asyncio.to_thread(
                 decisions.audit.tables.service_history, service_id, keep
             )

@@ -85,11 +85,15 @@ class ServiceStates:
 
     def restore(self, state: ServiceState, history: ServiceHistory, policy: LoadedPolicy) -> None:
         """Rebuild ``state`` by replaying the stored portfolios through a fresh encoder of
-        ``policy``'s observation layout; the last page as the audit trail has it."""
+        ``policy``'s observation layout, each with the action the decision before it
+        executed (the slow-drift block counts fits); the last page as the audit trail has
+        it."""
         encoder = policy.new_encoder()
         allowed = np.ones(N_ACTIONS, dtype=bool)  # the mask is not remembered, only shown
-        for values in history.replay:
-            encoder.encode(logged_portfolio(values), allowed)
+        before: int | None = None
+        for values, executed in zip(history.replay, history.executed, strict=True):
+            encoder.encode(logged_portfolio(values), allowed, last_action=before)
+            before = executed
         state.encoder = encoder
         state.observation = policy.observation
         state.next_step = history.next_step
