@@ -8,6 +8,7 @@ outcome. The same agent behind the same floor also logs episodes through
 same way, be reproduced by the deployed policy, and feed the promotion gate's API.
 """
 
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -39,14 +40,16 @@ from steward.agent.ope.deployed import (
 from steward.agent.ope.evaluation import OpeSettings
 from steward.agent.ope.gate import evaluate_candidate
 from steward.agent.ope.logs import load_logs, write_logs
-from steward.agent.ope.targets import logged_states
+from steward.agent.ope.targets import logged_states, target_probabilities
 from steward.agent.ope.validation import fresh_strata, rollout_returns
 from steward.agent.ope.verdict import NOT_ENOUGH_EVIDENCE
+from steward.agent.policies import make_heuristic
 from steward.agent.policies.base import DecisionContext, EpsilonSoft
 from steward.agent.policies.ppo import AgentPolicy, load_agent
 from steward.agent.rollout import run_episode, shielded_probabilities
 from steward.envs.lifecycle_env import LifecycleEnv
 from steward.envs.shield import Shield, ShieldConfig
+from steward.errors import ConfigError
 from steward.simulators.costs import SloConfig
 
 EntryPoint = Callable[..., subprocess.Popen[str]]  # the ``entry_point`` fixture
@@ -166,6 +169,36 @@ def test_the_deployed_agent_reproduces_both_logs_and_a_wrong_floor_does_not(
         assert reproduction_mismatches(DeployedPolicy(agent, EPSILON), logged, states) == 0
         wrong_floor = reproduction_mismatches(DeployedPolicy(agent, 0.05), logged, states)
         assert wrong_floor > 0.9 * logged.n_decisions
+
+
+def test_logged_portfolios_encoded_again_are_the_observations_the_agent_saw(
+    served: dict[str, Any],
+    simulated: LoggedDecisions,
+    agent: AgentPolicy,
+    slo: SloConfig,
+    shield_config: ShieldConfig,
+    tmp_path: Path,
+) -> None:
+    """Offline evaluation of an agent whose layout differs from the logs' encodes each
+    trajectory's logged portfolios again: on logs of the agent's own layout that gives back
+    exactly what the server and the env encoded; on a heuristic's logs (70 entries) the
+    agent (73) is scored instead of refused; a log that starts mid-trajectory is refused."""
+    shield = Shield(shield_config, slo)
+    layout = agent.card.observation
+    for logged in (served["before"], simulated):
+        states = logged_states(logged, shield)
+        np.testing.assert_allclose(states.observations_for(layout), states.observations, atol=1e-6)
+    env = LifecycleEnv("mixed")  # the default layout: 70 entries
+    behaviour = EpsilonSoft(make_heuristic("periodic", {"period_days": 7}), EPSILON)
+    rows = run_episode(env, behaviour, 3, np.random.default_rng(0), episode_id="h")[:20]
+    write_logs(rows, tmp_path / "h.parquet", behaviour.name, env.shield.version, world="mixed")
+    states = logged_states(load_logs(tmp_path / "h.parquet"), shield)
+    assert states.observations.shape[1] != layout.size
+    executed = target_probabilities(EpsilonSoft(agent, EPSILON), states)
+    assert executed.shape == (20, 7) and np.allclose(executed.sum(axis=1), 1.0)
+    late = dataclasses.replace(states, steps=states.steps + 1)
+    with pytest.raises(ConfigError, match="logged from step 1"):
+        target_probabilities(agent, late)
 
 
 def test_the_servers_propensities_are_the_simulation_paths(

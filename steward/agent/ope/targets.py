@@ -8,8 +8,10 @@ importance ratios compare executed-action probabilities on both sides.
 Stateful targets (the cost-aware rule remembers loss since the last change) are replayed
 along each logged trajectory in order, with ``reset()`` at every new trajectory. A
 policy with ``probabilities_batch`` (a trained agent, also behind an exploration floor)
-is evaluated in batches instead. The oracle reads the simulator's truth, which logs do
-not carry: it cannot be a target.
+is evaluated in batches instead. An agent whose card names another observation layout
+than the logs' (the slow-drift block, another history) sees each trajectory's logged
+portfolios encoded again by its own encoder, with the actions the logs executed. The
+oracle reads the simulator's truth, which logs do not carry: it cannot be a target.
 """
 
 from dataclasses import dataclass, fields
@@ -20,12 +22,14 @@ import numpy as np
 from steward.agent.decision_log import logged_portfolio, observation_matrix
 from steward.agent.ope.checks import LoggedDecisions, LogValidationError
 from steward.agent.ope.world_shields import world_shields
+from steward.agent.policies.artifact import ObservationSpec
 from steward.agent.policies.base import DecisionContext, EpsilonSoft, Policy, one_hot
 from steward.agent.rollout import shielded_probabilities
 from steward.envs.shield import Shield, ShieldDecision
 from steward.errors import ConfigError
 from steward.monitoring.portfolio import NAN_OK, ObservedPortfolio
 from steward.simulators.actions import N_ACTIONS
+from steward.simulators.costs import SloConfig
 
 PORTFOLIO_FIELDS = tuple(f.name for f in fields(ObservedPortfolio))
 BATCH_ROWS = 4096
@@ -55,6 +59,9 @@ class LoggedStates:
         mask_mismatches: rows where the recomputed mask differs from the logged one.
         behaviour_mismatches: rows where the logged proposal distribution, folded
             through the recomputed shield, does not give the logged executed distribution.
+        steps: each row's step in its trajectory.
+        executed: the action each row executed.
+        slo: the SLO the logs ran under (another encoder's prices and families).
     """
 
     service_ids: np.ndarray
@@ -64,6 +71,37 @@ class LoggedStates:
     executed_if_proposed: np.ndarray
     mask_mismatches: int
     behaviour_mismatches: int
+    steps: np.ndarray
+    executed: np.ndarray
+    slo: SloConfig
+
+    def observations_for(self, observation: ObservationSpec) -> np.ndarray:
+        """The logged portfolios encoded by another layout's encoder, ``(N, d)``: each
+        trajectory from its first step, each row with the action executed before it and
+        the recomputed mask, as a live decision would have seen them.
+
+        Raises:
+            ConfigError: a trajectory whose logs begin after its first step (its history
+                is not in the logs).
+        """
+        out = np.empty((len(self.service_ids), observation.size), dtype=np.float32)
+        encoder = observation.new_encoder(self.slo)
+        previous: Any = None
+        for i, service_id in enumerate(self.service_ids):
+            if service_id != previous:
+                if int(self.steps[i]) != 0:
+                    raise ConfigError(
+                        "policy_path",
+                        f"the agent observes another layout than the logs ({observation.size}"
+                        f" entries), and trajectory {service_id!r} is logged from step"
+                        f" {int(self.steps[i])}, without the history to encode it again",
+                        "log trajectories from their first decision, or evaluate a policy"
+                        " trained with the encoder that wrote the logs",
+                    )
+                encoder, previous, before = observation.new_encoder(self.slo), service_id, None
+            out[i] = encoder.encode(self.portfolios[i], self.decisions[i].mask, before)
+            before = int(self.executed[i])
+        return out
 
     @property
     def masks(self) -> np.ndarray:
@@ -130,6 +168,9 @@ def logged_states(
         executed_if_proposed=executed,
         mask_mismatches=mask_mismatches,
         behaviour_mismatches=0,
+        steps=frame["step"].to_numpy(),
+        executed=frame["executed_action"].to_numpy(),
+        slo=shield.slo,
     )
     proposals = np.asarray(frame["proposal_probabilities"].tolist(), dtype=np.float64)
     logged_executed = np.asarray(frame["probabilities"].tolist(), dtype=np.float64)
@@ -162,12 +203,12 @@ def _proposals_replayed(policy: Policy, states: LoggedStates) -> np.ndarray:
     return out
 
 
-def _proposals_batched(policy: Any, states: LoggedStates) -> np.ndarray:
+def _proposals_batched(policy: Any, states: LoggedStates, observations: np.ndarray) -> np.ndarray:
     """A trained agent's proposals, a batch of rows per network call."""
     masks = states.masks
     chunks = [
         policy.probabilities_batch(
-            states.observations[start : start + BATCH_ROWS], masks[start : start + BATCH_ROWS]
+            observations[start : start + BATCH_ROWS], masks[start : start + BATCH_ROWS]
         )
         for start in range(0, len(masks), BATCH_ROWS)
     ]
@@ -178,24 +219,30 @@ def proposal_probabilities(policy: Policy, states: LoggedStates) -> np.ndarray:
     """The policy's proposal distribution (before the shield) per logged row, ``(N, A)``.
 
     Raises:
-        ConfigError: the policy cannot run on logged data (the oracle), or its
-            observation size differs from the logged one.
+        ConfigError: the policy cannot run on logged data (the oracle), or it takes
+            another observation size than the logged one and has no card to encode the
+            logged portfolios again (or the logs lack the history to).
     """
     base = getattr(policy, "policy", policy)  # an EpsilonSoft's agent answers in batches too
-    if hasattr(base, "probabilities_batch"):
+    observations = states.observations
+    card = getattr(base, "card", None)  # a trained agent's: the layout it observes
+    if card is not None and card.observation.size != observations.shape[1]:
+        observations = states.observations_for(card.observation)
+    elif card is None and hasattr(base, "probabilities_batch"):
         expected = getattr(getattr(base, "model", None), "observation_space", None)
         size = None if expected is None else expected.shape[0]
-        if size is not None and size != states.observations.shape[1]:
+        if size is not None and size != observations.shape[1]:
             raise ConfigError(
                 "policy_path",
                 "the agent's observation size differs from the logged observations",
                 "evaluate a policy trained with the encoder that wrote the logs",
-                f"{size} vs {states.observations.shape[1]}",
+                f"{size} vs {observations.shape[1]}",
             )
     if hasattr(policy, "probabilities_batch"):
-        proposals = _proposals_batched(policy, states)
+        proposals = _proposals_batched(policy, states, observations)
     elif isinstance(policy, EpsilonSoft) and hasattr(base, "probabilities_batch"):
-        proposals = with_floor_batch(_proposals_batched(base, states), states.masks, policy.epsilon)
+        batched = _proposals_batched(base, states, observations)
+        proposals = with_floor_batch(batched, states.masks, policy.epsilon)
     else:
         proposals = _proposals_replayed(policy, states)
     return np.asarray(proposals / proposals.sum(axis=1, keepdims=True))
