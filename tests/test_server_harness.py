@@ -41,9 +41,10 @@ ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 START_TIMEOUT_S = 180.0
 
 
-def trained_policy(base: Path) -> Path:
-    """A smoke-trained policy under ``base`` (trained once, then reused by every module)."""
-    run = base / "server-smoke-run"
+def trained_policy(base: Path, *overrides: str) -> Path:
+    """A smoke-trained policy under ``base`` (trained once, then reused by every module);
+    ``overrides`` train another one beside it (``recipe=plain``: the 70-entry layout)."""
+    run = base / ("server-smoke-run" + "".join(f"-{o}" for o in overrides).replace("=", "_"))
     if not (run / HASH_FILE).exists():
         subprocess.run(
             # unmasked PPO: its proposals can break a rule, so the server's veto path runs
@@ -53,6 +54,7 @@ def trained_policy(base: Path) -> Path:
                 "steward.experiments.train",
                 "experiment=smoke",
                 "agent=ppo",
+                *overrides,
                 f"hydra.run.dir={run}",
             ],
             cwd=REPO,
