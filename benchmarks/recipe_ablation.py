@@ -29,6 +29,7 @@ pages, pages after a human fix and the latency from alarm to page
 """
 
 import argparse
+import functools
 import hashlib
 import json
 import shlex
@@ -98,11 +99,16 @@ def member_seeds(seed: int, members: int) -> list[int]:
 def settings_digest(overrides: list[str]) -> str:
     """What a variant trains, as composed now (its overrides, agent and recipe settings):
     runs and results of a variant whose meaning changed since are not reused."""
+    return _settings_digest(tuple(overrides))
+
+
+@functools.cache  # one Hydra composition per variant, however often the plan asks
+def _settings_digest(overrides: tuple[str, ...]) -> str:
     from dataclasses import asdict
 
     from steward.experiments.train import training_settings
 
-    agent, recipe = training_settings(overrides)
+    agent, recipe = training_settings(list(overrides))
     text = json.dumps([overrides, asdict(agent), asdict(recipe)], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 

@@ -47,7 +47,6 @@ from steward.experiments.common import at_least, clean_errors
 from steward.simulators.catalogue import load_members, load_scenario, load_slo
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "steward" / "configs"
 SEEDS = (0, 1, 2)
 
 

@@ -31,6 +31,7 @@ from steward.agent.ingestion import (
     IngestionCounts,
 )
 from steward.agent.monitored import MonitoredService, ServiceSettings
+from steward.agent.policies.artifact import card_observation
 from steward.agent.policies.base import DecisionContext, Policy
 from steward.backends.base import Backend, BackendState, ShieldedExecutor
 from steward.envs.encoder import ObservationEncoder
@@ -110,11 +111,10 @@ class AgentService:
         """Start keeping a service's logs; ``backend`` holds its registry."""
         if service_id in self._services:
             raise ConfigError("service_id", "already added", "use another id", service_id)
-        base = getattr(self.policy, "policy", self.policy)  # an EpsilonSoft's agent
-        card = getattr(base, "card", None)  # a trained agent: its card's encoder
+        layout = card_observation(self.policy)  # a trained agent: its card's encoder
         encoder = (
-            card.observation.new_encoder(self.shield.slo)
-            if card is not None
+            layout.new_encoder(self.shield.slo)
+            if layout is not None
             else ObservationEncoder(self.shield.slo, self.history_len)
         )
         expected = _observation_size(self.policy)

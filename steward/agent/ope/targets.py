@@ -22,7 +22,7 @@ import numpy as np
 from steward.agent.decision_log import logged_portfolio, observation_matrix
 from steward.agent.ope.checks import LoggedDecisions, LogValidationError
 from steward.agent.ope.world_shields import world_shields
-from steward.agent.policies.artifact import ObservationSpec
+from steward.agent.policies.artifact import ObservationSpec, card_observation
 from steward.agent.policies.base import DecisionContext, EpsilonSoft, Policy, one_hot
 from steward.agent.rollout import shielded_probabilities
 from steward.envs.shield import Shield, ShieldDecision
@@ -85,7 +85,6 @@ class LoggedStates:
                 is not in the logs).
         """
         out = np.empty((len(self.service_ids), observation.size), dtype=np.float32)
-        encoder = observation.new_encoder(self.slo)
         previous: Any = None
         for i, service_id in enumerate(self.service_ids):
             if service_id != previous:
@@ -225,10 +224,10 @@ def proposal_probabilities(policy: Policy, states: LoggedStates) -> np.ndarray:
     """
     base = getattr(policy, "policy", policy)  # an EpsilonSoft's agent answers in batches too
     observations = states.observations
-    card = getattr(base, "card", None)  # a trained agent's: the layout it observes
-    if card is not None and card.observation.size != observations.shape[1]:
-        observations = states.observations_for(card.observation)
-    elif card is None and hasattr(base, "probabilities_batch"):
+    layout = card_observation(policy)  # a trained agent's: the layout it observes
+    if layout is not None and layout.size != observations.shape[1]:
+        observations = states.observations_for(layout)
+    elif layout is None and hasattr(base, "probabilities_batch"):
         expected = getattr(getattr(base, "model", None), "observation_space", None)
         size = None if expected is None else expected.shape[0]
         if size is not None and size != observations.shape[1]:

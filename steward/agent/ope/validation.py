@@ -25,6 +25,7 @@ import numpy as np
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
+from steward.agent.policies.artifact import card_observation
 from steward.agent.policies.base import Policy
 from steward.agent.rollout import run_episode
 from steward.envs.lifecycle_env import LifecycleEnv
@@ -93,10 +94,10 @@ def episode_seeds(seed: int, n: int) -> list[int]:
 def observed_by(env: LifecycleEnv, policy: Policy) -> LifecycleEnv:
     """``env`` with the observation layout of ``policy``'s card (a wrapped agent's too);
     ``env`` itself for a policy without a card (a heuristic)."""
-    card = getattr(getattr(policy, "policy", policy), "card", None)
-    if card is None:
+    observation = card_observation(policy)
+    if observation is None:
         return env
-    return env.with_observation(card.observation.history_len, card.observation.slow_drift_features)
+    return env.with_observation(observation.history_len, observation.slow_drift_features)
 
 
 def rollout_returns(

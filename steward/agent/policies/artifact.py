@@ -296,6 +296,13 @@ class ArtifactBytes:
         return sha256_hex(self.card)
 
 
+def card_observation(policy: object) -> ObservationSpec | None:
+    """The observation layout a trained agent's card names, wrapped behind an exploration
+    floor (``.policy``) or not; ``None`` for a policy without a card (a heuristic)."""
+    card = getattr(getattr(policy, "policy", policy), "card", None)
+    return None if card is None else card.observation
+
+
 def card_path(policy_path: str | Path) -> Path:
     """The card a ``policy_path`` names: the card itself, or a run dir holding one.
 
