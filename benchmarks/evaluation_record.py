@@ -21,7 +21,10 @@ least -2 % of the best heuristic's absolute return; above zero on ``mixed`` and
 default recipe without one mechanism (``evaluation_seeds_no_warm_start``,
 ``evaluation_seeds_no_slow_drift``, and ``evaluation_seeds_jump_start``: without the page
 price), MaskablePPO alone at the SLO's page cost (``evaluation_seeds_plain``), or that with
-one mechanism (``evaluation_seeds_slow_drift``, ``evaluation_seeds_page_price``).
+one mechanism (``evaluation_seeds_slow_drift``, ``evaluation_seeds_page_price``), or the
+default as a seed ensemble, each seed's file the evaluation of the member it kept
+(``evaluation_seeds_ensemble``), or the default trained on the generator with the
+curriculum (``evaluation_seeds_curriculum``).
 """
 
 import argparse
@@ -108,6 +111,8 @@ SEED_RECORDS = (
     "evaluation_seeds_plain",
     "evaluation_seeds_slow_drift",
     "evaluation_seeds_page_price",
+    "evaluation_seeds_ensemble",
+    "evaluation_seeds_curriculum",
 )
 MUST_WIN = ("mixed", "randomized")
 

@@ -40,7 +40,10 @@ from typing import Any
 
 from benchmarks.reporting import RESULTS_DIR, run_timed, write_result
 from steward.agent.evaluation.harness import WorldSpec
-from steward.agent.training.selection import select_member, write_selection
+from steward.agent.training.config import AgentConfig
+from steward.agent.training.ensemble import choose_member, selection_world
+from steward.agent.training.recipe import EnsembleConfig, RecipeConfig
+from steward.agent.training.selection import write_selection
 from steward.envs.lifecycle_env import load_shield_config
 from steward.experiments.common import clean_errors
 from steward.experiments.schemas import EvaluateConfig
@@ -52,7 +55,8 @@ NO_SLOW_DRIFT = "recipe.slow_drift_features=false"
 NO_PAGE_PRICE = "recipe.page_cost=null"
 PLAIN = ["recipe=plain"]
 # name -> overrides of the default run (the jump-start recipe: warm start, slow-drift block,
-# priced page), and the ensemble's members per recipe seed
+# priced page), and the ensemble's members per recipe seed: `no_X` is the default without X,
+# `plus_X` PPO alone with X, `ensemble` and `curriculum` the default with that mechanism
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {"overrides": [], "members": 1},
     "no_warm_start": {"overrides": [NO_WARM_START], "members": 1},
@@ -66,7 +70,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "overrides": ["scenario=randomized", "recipe=curriculum"],
         "members": 1,
     },
-    "plus_ensemble": {"overrides": PLAIN, "members": 3, "runs_as": "plain"},
+    "plus_ensemble": {"overrides": ["recipe=ensemble"], "members": 3},  # the tuned teachers
+    "ensemble": {"overrides": [], "members": 3, "runs_as": "default"},
+    "curriculum": {
+        "overrides": ["scenario=randomized", "recipe.curriculum.enabled=true"],
+        "members": 1,
+    },
 }
 DEFAULT_VARIANTS = ("default", "no_warm_start", "no_slow_drift", "no_page_price", "plain")
 TOLERANCE = 0.02  # the lower bound may sit this share of |best heuristic| below zero
@@ -78,6 +87,7 @@ EVALUATE_MINUTES = 4.5
 FIRST_EVALUATION_MINUTES = 30.0
 SELECTION_MINUTES = 2.0
 SMOKE_TRAIN = ["experiment=smoke", "recipe.warm_start.episodes=1", "recipe.warm_start.epochs=2"]
+SMOKE_SELECTION = ["recipe.ensemble.selection_episodes=2"]
 SMOKE_EVALUATE = [
     "grids.periodic.period_days=[7]",
     "grids.accuracy_trigger.drop=[0.05]",
@@ -91,9 +101,27 @@ SMOKE_EVALUATE = [
 ]
 
 
+@functools.cache  # one Hydra composition per variant
+def composed(overrides: tuple[str, ...]) -> tuple[AgentConfig, RecipeConfig]:
+    """The agent and recipe ``steward train OVERRIDES`` trains with."""
+    from steward.experiments.train import training_settings
+
+    return training_settings(list(overrides))
+
+
+def selection_world_of(overrides: list[str], policy_path: str) -> WorldSpec:
+    """The world a variant's members are selected in: the scenario their card trained on,
+    the operator's SLO, observed as the variant's agent observes it."""
+    meta = json.loads(Path(policy_path).read_text())
+    scenario = load_scenario(meta["training"]["scenario"])
+    agent, recipe = composed(tuple(overrides))
+    members = tuple(load_members(scenario))
+    return selection_world(scenario, load_slo(), load_shield_config(), members, agent, recipe)
+
+
 def member_seeds(seed: int, members: int) -> list[int]:
-    """PPO seeds of a recipe seed's members: ``seed``, ``seed + 3``, ``seed + 6``, ..."""
-    return [seed + 3 * k for k in range(members)]
+    """PPO seeds of a recipe seed's members, as ``steward train`` gives them."""
+    return EnsembleConfig(members=members).member_seeds(seed)
 
 
 def settings_digest(overrides: list[str]) -> str:
@@ -102,14 +130,14 @@ def settings_digest(overrides: list[str]) -> str:
     return _settings_digest(tuple(overrides))
 
 
-@functools.cache  # one Hydra composition per variant, however often the plan asks
+@functools.cache  # one digest per variant, however often the plan asks
 def _settings_digest(overrides: tuple[str, ...]) -> str:
     from dataclasses import asdict
 
-    from steward.experiments.train import training_settings
-
-    agent, recipe = training_settings(list(overrides))
-    text = json.dumps([overrides, asdict(agent), asdict(recipe)], sort_keys=True, default=str)
+    agent, recipe = composed(overrides)
+    settings = asdict(recipe)
+    del settings["ensemble"]["n_jobs"]  # how many train at once changes no run
+    text = json.dumps([overrides, asdict(agent), settings], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
@@ -501,20 +529,20 @@ def main() -> None:
                 policies.append(str(run_dir / "policy.json"))
             if len(policies) > 1:
                 print(f"{name}: selecting among {len(policies)} members ...", flush=True)
-                meta = json.loads(Path(policies[0]).read_text())
-                train_scenario = load_scenario(meta["training"]["scenario"])
-                world = WorldSpec(
-                    train_scenario,
-                    load_slo(),
-                    load_shield_config(),
-                    members=tuple(load_members(train_scenario)),
-                    slow_drift_features=meta["observation"].get("slow_drift_features", False),
+                selecting = [*spec["overrides"], *(SMOKE_SELECTION if args.smoke else [])]
+                selection = choose_member(
+                    selection_world_of(selecting, policies[0]),
+                    {
+                        m: Path(p).parent
+                        for m, p in zip(member_seeds(seed, spec["members"]), policies, strict=True)
+                    },
+                    seed,
+                    composed(tuple(selecting))[1],
+                    executor=args.executor,
                 )
-                episodes = 2 if args.smoke else 16
-                selection = select_member(world, policies, seed, episodes, executor=args.executor)
                 write_selection(args.out / "selection" / variant / f"seed{seed}", selection)
                 entry["selection"] = selection
-                policy = selection["selected"]
+                policy = policies[selection["member_seeds"].index(selection["selected_seed"])]
             else:
                 policy = policies[0]
             entry["policy_path"] = policy

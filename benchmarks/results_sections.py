@@ -95,6 +95,33 @@ SECTIONS: tuple[Section, ...] = (
         " the same held-out episodes and cached baselines. Same targets.",
     ),
     Section(
+        "evaluation_seeds_ensemble",
+        "The default recipe as a seed ensemble, on three recipe seeds",
+        "`steward train recipe.ensemble.members=3` with seeds 0, 1 and 2: three members each"
+        " (PPO seeds S, S + 3, S + 6), the one with the best worst world against the recipe's"
+        " teachers on training-split seeds kept, and that member evaluated exactly as the"
+        " sections above. Same targets.",
+    ),
+    Section(
+        "evaluation_seeds_curriculum",
+        "The default recipe with the curriculum over the generator, on three training seeds",
+        "`steward train scenario=randomized recipe.curriculum.enabled=true` (behaviour cloning,"
+        " the slow-drift block and the priced page, trained on generated worlds: one mechanism"
+        " per world for the first quarter of the steps, two until half, then all) with seeds"
+        " 0, 1 and 2, evaluated exactly as the sections above. Same targets.",
+    ),
+    Section(
+        "ensemble_selection",
+        "Seed ensembles: what the choice on training seeds kept",
+        "Every member of the three recipe seeds' ensembles: its score on training-split seeds"
+        " under both selection rules (the worst world's return against its teacher as a share"
+        " of the teacher's, and the mean return), the rule that chose it, and whether it holds"
+        " on the held-out episodes (no scenario lost beyond the paired interval; `mixed` and"
+        " `randomized` over 30 episodes above zero). Then, per way of picking one member (the"
+        " recipe seed's own single run; each rule over the first 2 or all 3 members, as an"
+        " ensemble of that size picks), in how many recipe seeds the pick holds.",
+    ),
+    Section(
         "recipe_variants",
         "The recipe's variants at full budget, per training seed",
         "The ablation: the default recipe, the default without each of its three mechanisms "

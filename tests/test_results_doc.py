@@ -3,6 +3,7 @@ comparison's sides beside each other, and a file without the envelope named in o
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -172,3 +173,34 @@ def test_the_episodes_a_margin_needs_are_unknown_without_an_interval() -> None:
     assert episodes_for_margin([-40.0, 40.0], 8, 0.0) is None  # no margin to reach
     assert episodes_for_margin([float("nan"), 1.0], 8, 1000.0) is None
     assert episodes_for_margin([5.0, 5.0], 1, 1000.0) is None  # one pair: no interval
+
+
+def test_the_ensemble_record_counts_the_recipe_seeds_whose_pick_holds() -> None:
+    """Which member each rule kept, and whether that member holds on the held-out episodes,
+    come from the selection and the member's own verdicts."""
+    from benchmarks.ensemble_selection import member_rows, summary
+
+    def selection(seeds: list[int], worst: str, mean: str) -> dict[str, Any]:
+        paths = [str(s) for s in seeds]  # a selection names members by PPO seed
+        return {
+            "member_seeds": seeds,
+            "scores": {
+                "worst_world": {p: 0.1 * i for i, p in enumerate(paths)},
+                "mean_return": {p: -1.0 * i for i, p in enumerate(paths)},
+            },
+            "choices": {"worst_world": worst, "mean_return": mean},
+        }
+
+    verdicts = {s: {"held_out_worse": int(s in (0, 4)), "holds": s not in (0, 4)} for s in range(6)}
+    rows = member_rows(selection([0, 2, 4], "4", "0"), verdicts)
+    rows += member_rows(selection([1, 3, 5], "5", "1"), verdicts)
+    assert [r["chosen_by"] for r in rows[:3]] == ["mean_return", "", "worst_world"]
+    picks = {p["pick"]: p for p in summary(rows, ["worst_world", "mean_return"])}
+    assert picks["first member alone"]["members_picked"] == "0, 1"
+    assert picks["first member alone"]["recipe_seeds_holding"] == 1
+    assert picks["worst_world, best of the first 3"]["members_picked"] == "4, 5"
+    assert picks["worst_world, best of the first 3"]["recipe_seeds_holding"] == 1
+    assert picks["worst_world, best of the first 2"]["members_picked"] == "2, 3"
+    assert picks["worst_world, best of the first 2"]["recipe_seeds_holding"] == 2
+    assert picks["mean_return, best of the first 3"]["held_out_worse"] == 1
+    assert picks["every member"]["members_picked"] == "4 of 6 hold"

@@ -10,20 +10,21 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecNormalize
 
-from steward.agent.evaluation.harness import WorldSpec
-from steward.agent.evaluation.seeds import split_of
+from steward.agent.evaluation.harness import Task, WorldSpec, run_task
+from steward.agent.evaluation.seeds import split_of, split_seeds
 from steward.agent.policies.artifact import CARD_FILE, observation_feature_names
 from steward.agent.training.artifacts import write_artifact
 from steward.agent.training.config import AgentConfig
 from steward.agent.training.recipe import (
     CurriculumConfig,
     CurriculumStage,
+    EnsembleConfig,
     RecipeConfig,
     TeacherSpec,
     WarmStartConfig,
     curriculum_wrapper,
 )
-from steward.agent.training.selection import select_member, write_selection
+from steward.agent.training.selection import best, rule_scores, select_member, write_selection
 from steward.agent.training.vec_env import env_factory, make_vec_env
 from steward.agent.training.warm_start import agreement, demonstrate, warm_start
 from steward.envs.lifecycle_env import LifecycleEnv
@@ -127,6 +128,10 @@ def test_bad_recipe_settings_name_the_field() -> None:
         CurriculumConfig(stages=[CurriculumStage(1.0, {"max_mechanismz": 1})])
     with pytest.raises(ConfigError, match="teachers"):
         WarmStartConfig(teachers={"stable": TeacherSpec()})
+    with pytest.raises(ConfigError, match=r"recipe\.ensemble\.rule"):
+        EnsembleConfig(rule="best_mean")
+    with pytest.raises(ConfigError, match=r"recipe\.ensemble\.seed_stride"):
+        EnsembleConfig(seed_stride=0)
     assert RecipeConfig() == RecipeConfig()  # the default: every mechanism off
     for bad in (-1.0, float("nan"), float("inf")):
         with pytest.raises(ConfigError, match=r"recipe\.page_cost"):
@@ -177,13 +182,116 @@ def test_selection_keeps_the_member_that_does_best_on_training_seeds(
     pager = _written_policy(tmp_path / "pager", int(Action.ESCALATE), slo, shield_config)
     waiter = _written_policy(tmp_path / "waiter", int(Action.WAIT), slo, shield_config)
     world = WorldSpec(_short("stable", 20), slo, shield_config)
-    selection = select_member(world, [pager, waiter], seed=0, episodes=2, n_jobs=1)
-    scores = selection["mean_return_dollars"]
-    assert scores[pager] < scores[waiter]  # $60 a page, every day, in a calm world
-    assert selection["selected"] == waiter
+    selection = select_member(
+        world, {"pager": pager, "waiter": waiter}, seed=0, episodes=2, n_jobs=1
+    )
+    scores = selection["scores"]["mean_return"]
+    assert scores["pager"] < scores["waiter"]  # $60 a page, every day, in a calm world
+    assert selection["selected"] == "waiter" and selection["rule"] == "worst_world"
+    assert selection["choices"] == {"worst_world": "waiter", "mean_return": "waiter"}
+    teacher = selection["teacher_return_dollars"]["stable"]  # the default teacher, same seeds
+    worst = selection["scores"]["worst_world"]
+    returns = selection["world_return_dollars"]
+    assert worst["pager"] == pytest.approx((returns["pager"]["stable"] - teacher) / abs(teacher))
     assert all(split_of(s) == "train" for s in selection["seeds"])
+    demonstrated = split_seeds("train", 0, 2)  # what a member with PPO seed 0 cloned
+    assert not set(selection["seeds"]) & set(demonstrated)
     written = json.loads(write_selection(tmp_path / "out", selection).read_text())
-    assert written["selected"] == waiter
+    assert written["selected"] == "waiter"
+
+
+def test_the_worst_world_rule_keeps_the_member_no_world_lost_where_the_mean_would_not() -> None:
+    """A member that wins big where returns are large and loses a small world outright has
+    the better mean; the worst-world rule keeps the one that loses no world to its teacher."""
+    teachers = {"big": -10_000.0, "small": 100.0}
+    returns = {
+        "lopsided": {"big": -9_000.0, "small": 40.0},  # +10 % in big, -60 % in small
+        "even": {"big": -9_900.0, "small": 105.0},  # +1 %, +5 %
+    }
+    worst = rule_scores(returns, teachers, "worst_world")
+    assert worst == {"lopsided": pytest.approx(-0.6), "even": pytest.approx(0.01)}
+    mean = rule_scores(returns, teachers, "mean_return")
+    assert best(mean, ["lopsided", "even"]) == "lopsided"
+    assert best(worst, ["lopsided", "even"]) == "even"
+    assert best({"a": 1.0, "b": 1.0}, ["b", "a"]) == "b"  # a tie keeps the first listed
+    with pytest.raises(ConfigError, match="rule"):
+        rule_scores(returns, teachers, "median")
+
+
+def test_steward_train_runs_a_seed_ensemble_and_serves_the_member_it_selected(
+    tmp_path: Path, entry_point: EntryPoint
+) -> None:
+    """``recipe.ensemble.members=2`` trains two members of the default recipe on ``mixed``,
+    scores them and each world's teacher on training seeds, and the run dir holds the chosen
+    member's artifact, byte for byte, with the selection beside it."""
+    from steward.agent.policies.ppo import load_agent
+
+    run = tmp_path / "run"
+    trained = entry_point(
+        "steward.experiments.train",
+        [
+            "experiment=smoke",
+            "recipe.ensemble.members=2",
+            "recipe.ensemble.selection_episodes=1",
+            f"hydra.run.dir={run}",
+        ],
+    )
+    _, err = trained.communicate(timeout=600)
+    assert trained.returncode == 0, err[-2000:]
+    selection = json.loads((run / "selection.json").read_text())
+    assert selection["member_seeds"] == [0, 3] and selection["rule"] == "worst_world"
+    chosen = run / "members" / f"seed{selection['selected_seed']}"
+    assert selection["selected"] == str(selection["selected_seed"])
+    worlds = set(load_scenario("mixed").members)
+    assert set(selection["teacher_return_dollars"]) == worlds
+    assert selection["teachers"]["stable"]["policy"] == "periodic"  # the recipe's own teachers
+    assert set(selection["world_return_dollars"]) == {"0", "3"}
+    for returns in selection["world_return_dollars"].values():
+        assert set(returns) == worlds
+    scores = selection["scores"]["worst_world"]
+    assert scores[selection["selected"]] == max(scores.values())
+    assert all(split_of(s) == "train" for s in selection["seeds"])
+    for name in (CARD_FILE, "policy.safetensors", "normalization.safetensors"):
+        assert (run / name).read_bytes() == (chosen / name).read_bytes(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["selected_seed"] == selection["selected_seed"]
+    assert set(metrics["members"]) == {"0", "3"}
+    policy = load_agent(str(run / CARD_FILE))  # checks the hashes of what was copied
+    assert policy.card.training["seed"] == selection["selected_seed"]
+    assert (
+        metrics["policy_sha256"]
+        == metrics["members"][str(selection["selected_seed"])]["policy_sha256"]
+    )
+    # each world's teacher ran in that world alone: its return is the heuristic's own there
+    scenario = load_scenario("mixed")
+    world = WorldSpec(scenario, SloConfig(), ShieldConfig(), members=tuple(load_members(scenario)))
+    teacher = selection["teachers"]["stable"]
+    _, summaries, _ = run_task(
+        Task(world, teacher["policy"], teacher["params"], selection["seeds"], members=["stable"])
+    )
+    assert {s.member for s in summaries} == {"stable"}
+    assert selection["teacher_return_dollars"]["stable"] == pytest.approx(
+        float(np.mean([s.return_dollars for s in summaries]))
+    )
+
+
+def test_an_ensemble_run_refuses_snapshots_and_members_past_the_train_split(
+    tmp_path: Path, entry_point: EntryPoint
+) -> None:
+    snapshots = entry_point(
+        "steward.experiments.train",
+        ["recipe.ensemble.members=2", "snapshot_every=256", f"hydra.run.dir={tmp_path / 'a'}"],
+    )
+    too_far = entry_point(
+        "steward.experiments.train",
+        ["recipe.ensemble.members=3", "seed=2147483640", f"hydra.run.dir={tmp_path / 'b'}"],
+    )
+    _, err = snapshots.communicate(timeout=120)
+    assert snapshots.returncode == 2 and "snapshot_every" in err and "members" in err
+    _, err = too_far.communicate(timeout=120)
+    assert too_far.returncode == 2 and "recipe.ensemble.members" in err
+    assert "would leave the train split" in err
+    assert not (tmp_path / "a" / "members").exists()  # refused before any training
 
 
 def test_the_trainer_applies_the_recipe_and_the_card_describes_the_layout(
@@ -191,7 +299,6 @@ def test_the_trainer_applies_the_recipe_and_the_card_describes_the_layout(
 ) -> None:
     """Warm start, curriculum and the slow-drift block in one tiny run: the card says so,
     the loader accepts it, and the encoder the card describes builds its observations."""
-    from steward.agent.evaluation.harness import Task, run_task
     from steward.agent.policies.ppo import load_agent
     from steward.agent.training.config import AgentConfig
     from steward.agent.training.trainer import train
@@ -342,3 +449,9 @@ def test_each_ablation_variant_switches_exactly_the_mechanism_it_names() -> None
         elif name.startswith("plus_") and mechanism in default:
             only = {m: m == mechanism for m in default}
             assert _mechanisms(spec["overrides"]) == only, name
+    # the default with one mechanism added: the curriculum, or three members (one run each)
+    assert _mechanisms(VARIANTS["curriculum"]["overrides"]) == {**default, "curriculum": True}
+    assert _mechanisms(VARIANTS["ensemble"]["overrides"]) == default
+    assert VARIANTS["ensemble"]["members"] == 3 and VARIANTS["plus_ensemble"]["members"] == 3
+    _, ensemble = _compose_train(VARIANTS["plus_ensemble"]["overrides"])
+    assert not ensemble.warm_start.enabled and len(ensemble.warm_start.teachers) > 1

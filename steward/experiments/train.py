@@ -3,7 +3,10 @@
 Writes the policy artifact (``policy.json``, ``policy.safetensors``,
 ``normalization.safetensors``), ``policy.sha256``, ``config.yaml``, ``metrics.json``,
 TensorBoard logs and ``checkpoint/`` (SB3's pickles, to resume training only) into the
-run dir. Sweeps:
+run dir. A seed ensemble (``recipe.ensemble.members > 1``) trains each member into
+``members/seedS/`` (its logs and checkpoint stay there) and copies the one selected on
+training seeds into the run dir, with ``selection.json`` and a ``metrics.json`` of every
+member (:mod:`steward.agent.training.ensemble`). Sweeps:
 ``python -m steward.experiments.train -m seed=0,1,2 scenario=mixed,sudden_drift`` (joblib).
 """
 
@@ -12,7 +15,7 @@ import json
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from steward.agent.evaluation.seeds import check_training_seed
+from steward.agent.evaluation.seeds import SPLITS, check_training_seed
 from steward.agent.policies.artifact import CARD_FILE
 from steward.agent.reporting.learning_curve import plot_learning_curve
 from steward.agent.training.config import AgentConfig
@@ -40,6 +43,14 @@ def main(cfg: DictConfig) -> None:
     agent = from_dict(AgentConfig, plain(cfg.agent), "agent")
     recipe = from_dict(RecipeConfig, plain(cfg.recipe), "recipe")
     check_training_seed(cfg.seed, agent.n_envs)
+    last = recipe.ensemble.member_seeds(cfg.seed)[-1]
+    require(
+        last == cfg.seed or last + agent.n_envs <= SPLITS["train"][1],
+        "recipe.ensemble.members",
+        f"the last member's PPO seed ({last}) would leave the train split",
+        "use a smaller seed, fewer members or a smaller recipe.ensemble.seed_stride",
+        recipe.ensemble.members,
+    )
     require(
         cfg.snapshot_every >= 0,
         "snapshot_every",
@@ -49,23 +60,49 @@ def main(cfg: DictConfig) -> None:
     )
     out = run_dir()
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    from steward.agent.training.trainer import train  # torch loads only when training
+    members = tuple(scenario_members(scenario))
+    logs = out / "logs"
+    if recipe.ensemble.members > 1:
+        require(
+            cfg.snapshot_every == 0,
+            "snapshot_every",
+            "is not taken by a seed ensemble (recipe.ensemble.members > 1)",
+            "use snapshot_every=0, or train one member with recipe.ensemble.members=1",
+            cfg.snapshot_every,
+        )
+        from steward.agent.training.ensemble import MEMBERS_DIR, train_ensemble
 
-    metrics = train(
-        agent,
-        scenario,
-        slo,
-        shield,
-        seed=cfg.seed,
-        out_dir=out,
-        members=tuple(scenario_members(scenario)),
-        progress_bar=cfg.progress_bar,
-        tensorboard=cfg.tensorboard,
-        snapshot_every=cfg.snapshot_every,
-        recipe=recipe,
-    )
+        metrics = train_ensemble(
+            agent,
+            scenario,
+            slo,
+            shield,
+            cfg.seed,
+            out,
+            members,
+            cfg.progress_bar,
+            cfg.tensorboard,
+            recipe,
+        )
+        logs = out / MEMBERS_DIR / f"seed{metrics['selected_seed']}" / "logs"
+    else:
+        from steward.agent.training.trainer import train  # torch loads only when training
+
+        metrics = train(
+            agent,
+            scenario,
+            slo,
+            shield,
+            seed=cfg.seed,
+            out_dir=out,
+            members=members,
+            progress_bar=cfg.progress_bar,
+            tensorboard=cfg.tensorboard,
+            snapshot_every=cfg.snapshot_every,
+            recipe=recipe,
+        )
     print(json.dumps(metrics, indent=2))
-    if plot_learning_curve(out / "logs" / "progress.csv", out / "learning_curve.png"):
+    if plot_learning_curve(logs / "progress.csv", out / "learning_curve.png"):
         print(f"wrote {out / 'learning_curve.png'}")
     print(f"wrote {out / CARD_FILE} (sha256 {metrics['policy_sha256']})")
 

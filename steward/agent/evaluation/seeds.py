@@ -14,13 +14,17 @@ The splits are disjoint by construction, whatever run seed picks them:
 
 Within a split, ``split_seeds(split, run_seed, n)`` gives ``n`` seeds from
 ``numpy.random.SeedSequence(run_seed, spawn_key=(split index, i))`` for i = 0, 1, ...
-(a duplicate within one list is skipped, so every seed in it is distinct).
+(a duplicate within one list is skipped, so every seed in it is distinct). A second use
+of one run seed in a split takes its own ``stream``: an ensemble's member trained with PPO
+seed S cloned its teachers on ``split_seeds("train", S, n)``, so recipe seed S selects its
+member on other episodes.
 """
 
 import numpy as np
 
 from steward.errors import require
 
+SELECTION_STREAM = 1  # the ensemble selection's training seeds, apart from the warm start's
 SPLITS: dict[str, tuple[int, int]] = {
     "train": (0, 2**31),
     "tune": (2**31, 2**32),
@@ -36,13 +40,16 @@ def split_of(seed: int) -> str:
     raise ValueError(f"seed {seed} is outside every split band")
 
 
-def split_seeds(split: str, run_seed: int, n: int) -> list[int]:
+def split_seeds(split: str, run_seed: int, n: int, stream: int = 0) -> list[int]:
     """``n`` distinct episode seeds of ``split``, derived from ``run_seed``.
 
     Args:
         split: ``train``, ``tune`` or ``test``.
         run_seed: the run's seed (any non-negative integer).
         n: how many seeds.
+        stream: another use of the same run seed in the same split draws from its own
+            stream (spawn key ``(split index, i, stream)``): 0 is the behaviour-cloning
+            demonstrations', :data:`SELECTION_STREAM` the ensemble selection's.
     """
     require(
         split in SPLITS, "split", "unknown seed split", f"use one of {', '.join(SPLITS)}", split
@@ -53,7 +60,8 @@ def split_seeds(split: str, run_seed: int, n: int) -> list[int]:
     seeds: list[int] = []
     index = 0
     while len(seeds) < n:
-        child = np.random.SeedSequence(run_seed, spawn_key=(key, index))
+        spawn_key = (key, index, stream) if stream else (key, index)
+        child = np.random.SeedSequence(run_seed, spawn_key=spawn_key)
         index += 1
         value = low + int(child.generate_state(1, np.uint64)[0] % np.uint64(high - low))
         if value not in seeds:

@@ -61,6 +61,10 @@ class WarmStartConfig:
         default_factory=lambda: {"default": TeacherSpec("accuracy_trigger", {"drop": 0.05})}
     )
 
+    def teacher_for(self, world: str) -> TeacherSpec:
+        """The teacher of ``world`` (a mixture member's name or the scenario's)."""
+        return self.teachers.get(world, self.teachers["default"])
+
     def __post_init__(self) -> None:
         for name in ("episodes", "epochs", "batch_size"):
             require_positive(getattr(self, name), f"recipe.warm_start.{name}")
@@ -108,16 +112,41 @@ class CurriculumConfig:
             from_dict(GeneratorConfig, dict(stage.generator), "recipe.curriculum.generator")
 
 
+SELECTION_RULES = ("worst_world", "mean_return")
+
+
 @dataclass
 class EnsembleConfig:
-    """Seed ensembles: several policies per recipe seed, one kept (selected on training seeds)."""
+    """Seed ensembles: several policies per recipe seed, one kept (selected on training seeds).
+
+    Member ``k`` of recipe seed ``s`` trains with PPO seed ``s + k * seed_stride``: with the
+    default stride, recipe seeds 0, 1 and 2 never share a member. ``rule`` is how the kept
+    member is chosen (:mod:`steward.agent.training.selection`): ``worst_world``, the best
+    worst world against the recipe's teachers (the tuned heuristics), or ``mean_return``.
+    """
 
     members: int = 1  # > 1: train this many and keep the best on the selection episodes
-    selection_episodes: int = 16
+    selection_episodes: int = 16  # per world of a mixture
+    rule: str = "worst_world"
+    seed_stride: int = 3
+    n_jobs: int = 2  # members trained at once (one process each)
 
     def __post_init__(self) -> None:
         require_positive(self.members, "recipe.ensemble.members")
         require_positive(self.selection_episodes, "recipe.ensemble.selection_episodes")
+        require_positive(self.seed_stride, "recipe.ensemble.seed_stride")
+        require_positive(self.n_jobs, "recipe.ensemble.n_jobs")
+        require(
+            self.rule in SELECTION_RULES,
+            "recipe.ensemble.rule",
+            "is not a selection rule",
+            f"use one of {', '.join(SELECTION_RULES)}",
+            self.rule,
+        )
+
+    def member_seeds(self, seed: int) -> list[int]:
+        """The PPO seeds of recipe seed ``seed``'s members (``seed`` first)."""
+        return [seed + self.seed_stride * k for k in range(self.members)]
 
 
 @dataclass

@@ -70,7 +70,7 @@ def demonstrate(world: WorldSpec, config: WarmStartConfig, seed: int) -> Demonst
     observations, actions, rewards, returns = [], [], [], []
     for i, episode_seed in enumerate(split_seeds("train", seed, config.episodes)):
         member = members[i % len(members)]
-        spec = config.teachers.get(member or world.scenario.name, config.teachers["default"])
+        spec = config.teacher_for(member or world.scenario.name)
         teacher = make_heuristic(spec.policy, spec.params)
         rows = run_episode(
             env, teacher, episode_seed, np.random.default_rng(episode_seed), True, member=member
