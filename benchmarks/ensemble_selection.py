@@ -151,7 +151,6 @@ def main(argv: list[str] | None = None) -> None:
         "selection_episodes_per_world": len(selections[0]["seeds"]),
         "selection_worlds": len(selections[0]["teacher_return_dollars"]),
         "rule_served": selections[0]["rule"],
-        "selection_seconds": [s.get("wall_seconds") for s in selections],
     }
     for pick in figures["picks"]:
         print(

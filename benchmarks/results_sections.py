@@ -125,9 +125,11 @@ SECTIONS: tuple[Section, ...] = (
         "recipe_variants",
         "The recipe's variants at full budget, per training seed",
         "The ablation: the default recipe, the default without each of its three mechanisms "
-        "(`no_page_price` is the jump-start record), MaskablePPO alone, and MaskablePPO with "
+        "(`no_page_price` is the jump-start record), MaskablePPO alone, MaskablePPO with "
         "the slow-drift block or the priced page alone (behaviour cloning alone is not "
-        "measured at full budget). Each variant's three training seeds (160,768 steps each) "
+        "measured at full budget), and the default with one more mechanism: a seed ensemble "
+        "of three (`ensemble`, the member kept on training seeds) or the curriculum over the "
+        "generator (`curriculum`). Each variant's three training seeds (160,768 steps each) "
         "summarised from its record above: scenarios won and lost beyond the paired "
         "interval, scenarios whose lower bound sits below -2 % of the best heuristic's "
         "absolute return, the "
