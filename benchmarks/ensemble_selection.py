@@ -37,11 +37,13 @@ def _member_path(text: str) -> tuple[int, Path]:
 
 def held_out(results: dict[str, Any], wide: dict[str, Any]) -> dict[str, Any]:
     """One member's held-out summary: losses, must-win lower bounds, whether it holds."""
-    row = seed_row("member", 0, paired_rows(results))
+    paired = paired_rows(results)
+    row = seed_row("member", 0, paired)
     add_wider(row, wide)
     return {
         "held_out_better": row["better"],
         "held_out_worse": row["worse"],
+        "held_out_lost": ", ".join(r["scenario"] for r in paired if r["verdict"] == "worse"),
         "mixed_lower_bound": row["mixed_lower_bound"],
         "randomized_30_lower_bound": row["randomized_wide_lower_bound"],
         "holds": row["no_loss_and_must_win_with_wide"],
@@ -55,10 +57,16 @@ def member_rows(
     rows = []
     for seed in selection["member_seeds"]:
         name = str(seed)  # the selection names members by PPO seed
+        returns = selection["world_return_dollars"][name]
+        teachers = selection["teacher_return_dollars"]
+        worst = min(returns, key=lambda w: (returns[w] - teachers[w]) / max(abs(teachers[w]), 1.0))
         rows.append(
             {
                 "recipe_seed": selection["member_seeds"][0],
                 "member_seed": seed,
+                "worst_world": worst,
+                "worst_world_return": returns[worst],
+                "teacher_return": teachers[worst],
                 "worst_world_share": selection["scores"]["worst_world"][name],
                 "mean_return": selection["scores"]["mean_return"][name],
                 "chosen_by": ", ".join(
@@ -160,8 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     command = (  # where the runs lived is the machine's business, not the record's
         "python -m benchmarks.ensemble_selection RUN_S/selection.json (S = "
         + ", ".join(str(s["member_seeds"][0]) for s in selections)
-        + ", each RUN_S from steward train seed=S recipe.ensemble.members="
-        + f"{len(selections[0]['member_seeds'])})"
+        + "; the selection steward train seed=S recipe.ensemble.members="
+        + f"{len(selections[0]['member_seeds'])} makes, of members trained as separate runs"
+        + " of the recipe at their PPO seeds)"
         + " --held-out M=EVAL_M/results.json --randomized M=WIDE_M/results.json (M = "
         + ", ".join(str(m) for m in members)
         + "; EVAL_M the member's steward evaluate, WIDE_M the same with scenario=randomized"

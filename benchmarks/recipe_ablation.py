@@ -119,9 +119,11 @@ def selection_world_of(overrides: list[str], policy_path: str) -> WorldSpec:
     return selection_world(scenario, load_slo(), load_shield_config(), members, agent, recipe)
 
 
-def member_seeds(seed: int, members: int) -> list[int]:
+def member_seeds(seed: int, variant: str) -> list[int]:
     """PPO seeds of a recipe seed's members, as ``steward train`` gives them."""
-    return EnsembleConfig(members=members).member_seeds(seed)
+    spec = VARIANTS[variant]
+    stride = composed(tuple(spec["overrides"]))[1].ensemble.seed_stride
+    return EnsembleConfig(members=spec["members"], seed_stride=stride).member_seeds(seed)
 
 
 def settings_digest(overrides: list[str]) -> str:
@@ -156,7 +158,7 @@ def plan(variants: list[str], seeds: list[int], steps: int | None) -> dict[str, 
     for variant in variants:
         members = VARIANTS[variant]["members"]
         for seed in seeds:
-            runs.update((run_key(variant, steps), s) for s in member_seeds(seed, members))
+            runs.update((run_key(variant, steps), s) for s in member_seeds(seed, variant))
             selections += members > 1
     evaluations = len(variants) * len(seeds)
     share = (steps or 160_000) / 160_000
@@ -507,7 +509,7 @@ def main() -> None:
             entry: dict[str, Any] = {"overrides": spec["overrides"], "settings": digest}
             policies = []
             reused = args.reuse is not None and variant == "default" and not steps
-            for member in member_seeds(seed, spec["members"]):
+            for member in member_seeds(seed, variant):
                 run_dir = args.out / "train" / key / f"seed{member}"
                 if reused:
                     run_dir = args.reuse / "train" / f"seed{member}"
@@ -521,6 +523,7 @@ def main() -> None:
                             "tensorboard=false",
                             f"hydra.run.dir={run_dir}",
                             *spec["overrides"],
+                            "recipe.ensemble.members=1",  # one member per run: selected here
                             *([f"agent.total_timesteps={steps}"] if steps else []),
                             *(SMOKE_TRAIN if args.smoke else []),
                         ],
@@ -534,7 +537,7 @@ def main() -> None:
                     selection_world_of(selecting, policies[0]),
                     {
                         m: Path(p).parent
-                        for m, p in zip(member_seeds(seed, spec["members"]), policies, strict=True)
+                        for m, p in zip(member_seeds(seed, variant), policies, strict=True)
                     },
                     seed,
                     composed(tuple(selecting))[1],

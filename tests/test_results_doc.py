@@ -184,6 +184,8 @@ def test_the_ensemble_record_counts_the_recipe_seeds_whose_pick_holds() -> None:
         paths = [str(s) for s in seeds]  # a selection names members by PPO seed
         return {
             "member_seeds": seeds,
+            "world_return_dollars": {p: {"w": -float(i)} for i, p in enumerate(paths)},
+            "teacher_return_dollars": {"w": 1.0},
             "scores": {
                 "worst_world": {p: 0.1 * i for i, p in enumerate(paths)},
                 "mean_return": {p: -1.0 * i for i, p in enumerate(paths)},
@@ -195,6 +197,7 @@ def test_the_ensemble_record_counts_the_recipe_seeds_whose_pick_holds() -> None:
     rows = member_rows(selection([0, 2, 4], "4", "0"), verdicts)
     rows += member_rows(selection([1, 3, 5], "5", "1"), verdicts)
     assert [r["chosen_by"] for r in rows[:3]] == ["mean_return", "", "worst_world"]
+    assert rows[2]["worst_world"] == "w" and rows[2]["worst_world_return"] == -2.0
     picks = {p["pick"]: p for p in summary(rows, ["worst_world", "mean_return"])}
     assert picks["first member alone"]["members_picked"] == "0, 1"
     assert picks["first member alone"]["recipe_seeds_holding"] == 1

@@ -6,8 +6,9 @@ ablated on its own (``benchmarks/recipe_ablation.py``):
 * ``warm_start``: behaviour cloning of the tuned heuristics before PPO
   (:mod:`steward.agent.training.warm_start`);
 * ``curriculum``: training worlds from the generator, easy first (:class:`Curriculum`);
-* ``ensemble``: train ``members`` policies per recipe seed and keep the one with the best
-  mean return on training-split seeds (:mod:`steward.agent.training.selection`);
+* ``ensemble``: train ``members`` policies per recipe seed and keep the one whose worst
+  world does best against its teacher on training-split seeds, or the best mean return
+  (``rule``; :mod:`steward.agent.training.selection`, :mod:`steward.agent.training.ensemble`);
 * slow-drift observation features: ``slow_drift_features`` switches on the agent's
   ``agent.slow_drift_features`` (an env setting, so it sits with ``history_len`` and
   travels in the policy card; :meth:`RecipeConfig.training_agent`);
