@@ -10,7 +10,9 @@ training-split seeds under both rules. ``--held-out MEMBER=results.json`` is tha
 paired evaluation on the held-out episodes (``steward evaluate``, every catalogue scenario
 and ``randomized``), ``--randomized MEMBER=results.json`` its wider evaluation of
 ``randomized`` (30 episodes). Per member this lays out its training-seed scores, which rule
-chose it, and whether it *holds* on the held-out episodes: no scenario lost beyond the
+chose it, the worlds it loses to its teacher beyond the paired interval on the training
+seeds (a selection that kept every episode's return), and whether it *holds* on the
+held-out episodes: no scenario lost beyond the
 paired interval, and the lower bound above zero on ``mixed`` and on the wider
 ``randomized``. Per rule and ensemble size (the best of the first k members, as an
 ensemble of k picks: a member's scores do not depend on the others), in how many recipe
@@ -23,9 +25,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from benchmarks.evaluation_record import paired_rows
 from benchmarks.recipe_variants import add_wider, seed_row
 from benchmarks.reporting import write_result
+from steward.agent.evaluation.paired import verdict_of
+from steward.agent.evaluation.stats import mean_ci95
+from steward.agent.training.selection import TEACHER
 
 
 def _member_path(text: str) -> tuple[int, Path]:
@@ -50,6 +57,22 @@ def held_out(results: dict[str, Any], wide: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def worlds_lost(selection: dict[str, Any], member: str) -> str | None:
+    """The worlds a member loses to its teacher beyond the paired 95 % interval on the
+    selection's own episodes (the evaluation's verdict, on training seeds), or None for a
+    selection without its episodes' returns."""
+    episodes = selection.get("episode_return_dollars")
+    if not episodes:
+        return None
+    lost = []
+    for world, returns in episodes[member].items():
+        diff = np.asarray(returns) - np.asarray(episodes[TEACHER][world])
+        _, low, high = mean_ci95(diff)
+        if verdict_of(low, high) == "worse":
+            lost.append(world)
+    return ", ".join(lost)
+
+
 def member_rows(
     selection: dict[str, Any], verdicts: dict[int, dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -69,6 +92,7 @@ def member_rows(
                 "teacher_return": teachers[worst],
                 "worst_world_share": selection["scores"]["worst_world"][name],
                 "mean_return": selection["scores"]["mean_return"][name],
+                "training_seed_worlds_lost": worlds_lost(selection, name),
                 "chosen_by": ", ".join(
                     rule for rule, chosen in selection["choices"].items() if chosen == name
                 ),

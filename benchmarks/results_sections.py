@@ -115,7 +115,8 @@ SECTIONS: tuple[Section, ...] = (
         "Seed ensembles: what the choice on training seeds kept",
         "Every member of the three recipe seeds' ensembles: its score on training-split seeds"
         " under both selection rules (the worst world's return against its teacher as a share"
-        " of the teacher's, and the mean return), the rule that chose it, and whether it holds"
+        " of the teacher's, and the mean return), the rule that chose it, the worlds it loses"
+        " to its teacher beyond the paired interval on those seeds, and whether it holds"
         " on the held-out episodes (no scenario lost beyond the paired interval; `mixed` and"
         " `randomized` over 30 episodes above zero). Then, per way of picking one member (the"
         " recipe seed's own single run; each rule over the first 2 or all 3 members, as an"

@@ -198,6 +198,18 @@ def test_the_ensemble_record_counts_the_recipe_seeds_whose_pick_holds() -> None:
     rows += member_rows(selection([1, 3, 5], "5", "1"), verdicts)
     assert [r["chosen_by"] for r in rows[:3]] == ["mean_return", "", "worst_world"]
     assert rows[2]["worst_world"] == "w" and rows[2]["worst_world_return"] == -2.0
+    assert rows[0]["training_seed_worlds_lost"] is None  # no episode returns kept
+    paired = {
+        **selection([0, 2, 4], "4", "0"),
+        "episode_return_dollars": {
+            "0": {"w": [1.0, 2.0, 3.0], "v": [5.0, 6.0, 7.0]},
+            "2": {"w": [9.0, 9.5, 10.0], "v": [5.0, 6.0, 7.0]},
+            "4": {"w": [12.0, 8.0, 11.0], "v": [5.0, 6.0, 7.0]},
+            "teacher": {"w": [9.0, 10.0, 11.0], "v": [5.0, 6.0, 7.0]},
+        },
+    }
+    lost = [r["training_seed_worlds_lost"] for r in member_rows(paired, verdicts)]
+    assert lost == ["w", "", ""]  # 8 below in every pair; within the interval; either sign
     picks = {p["pick"]: p for p in summary(rows, ["worst_world", "mean_return"])}
     assert picks["first member alone"]["members_picked"] == "0, 1"
     assert picks["first member alone"]["recipe_seeds_holding"] == 1

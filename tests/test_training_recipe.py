@@ -193,6 +193,10 @@ def test_selection_keeps_the_member_that_does_best_on_training_seeds(
     worst = selection["scores"]["worst_world"]
     returns = selection["world_return_dollars"]
     assert worst["pager"] == pytest.approx((returns["pager"]["stable"] - teacher) / abs(teacher))
+    episodes = selection["episode_return_dollars"]  # every pair, in the order of the seeds
+    assert len(episodes["pager"]["stable"]) == len(selection["seeds"]) == 2
+    assert np.mean(episodes["teacher"]["stable"]) == pytest.approx(teacher)
+    assert np.mean(episodes["waiter"]["stable"]) == pytest.approx(returns["waiter"]["stable"])
     assert all(split_of(s) == "train" for s in selection["seeds"])
     demonstrated = split_seeds("train", 0, 2)  # what a member with PPO seed 0 cloned
     assert not set(selection["seeds"]) & set(demonstrated)
@@ -272,6 +276,10 @@ def test_steward_train_runs_a_seed_ensemble_and_serves_the_member_it_selected(
     assert {s.member for s in summaries} == {"stable"}
     assert selection["teacher_return_dollars"]["stable"] == pytest.approx(
         float(np.mean([s.return_dollars for s in summaries]))
+    )
+    by_seed = {s.seed: s.return_dollars for s in summaries}
+    assert selection["episode_return_dollars"]["teacher"]["stable"] == pytest.approx(
+        [by_seed[seed] for seed in selection["seeds"]]
     )
 
 

@@ -35,6 +35,7 @@ from steward.agent.training.recipe import SELECTION_RULES, TeacherSpec, WarmStar
 from steward.errors import require
 
 SELECTION_FILE = "selection.json"
+TEACHER = "teacher"  # the teachers' row among the members' in the episode returns
 
 
 RULE_FIX = f"use one of {', '.join(SELECTION_RULES)}"
@@ -95,10 +96,12 @@ def select_member(
 
     Returns:
         ``selected`` (a member's name), the rule, both rules' scores and choices, each
-        member's and teacher's mean return per world, the seeds and the wall time; member
-        names, never paths, so the record can travel.
+        member's and teacher's mean return per world and every episode's return (in the
+        order of the seeds, so the pairs can be checked), the seeds and the wall time;
+        member names, never paths, so the record can travel.
     """
     require(bool(policies), "policies", "is empty", "give the members' policy.json")
+    require(TEACHER not in policies, "policies", f"names a member {TEACHER!r}", "rename it")
     require(rule in SELECTION_RULES, "rule", "is not a selection rule", RULE_FIX, rule)
     started = time.perf_counter()
     spec = WarmStartConfig(teachers=teachers) if teachers else WarmStartConfig()
@@ -114,20 +117,22 @@ def select_member(
     for name in worlds:
         teacher = spec.teacher_for(name)
         tasks.append(Task(world, teacher.policy, teacher.params, seeds, members=members and [name]))
-    returns: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    teacher_returns: dict[str, float] = {}
+    # member (or "teacher") -> world -> episode seed -> return, so each pair can be checked
+    episodes_of: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for task, summaries, _ in run_parallel(tasks, n_jobs, None, executor):
-        if task.policy == "agent":
-            for summary in summaries:
-                returns[by_path[task.policy_path]][summary.member or worlds[0]].append(
-                    summary.return_dollars
-                )
-        else:
-            name = task.members[0] if task.members else worlds[0]
-            teacher_returns[name] = float(np.mean([s.return_dollars for s in summaries]))
-    world_returns = {
-        member: {name: float(np.mean(returns[member][name])) for name in worlds} for member in names
+        who = by_path[task.policy_path] if task.policy == "agent" else TEACHER
+        for summary in summaries:
+            world_name = summary.member or worlds[0]
+            episodes_of[who][world_name][summary.seed] = summary.return_dollars
+    episode_returns = {
+        who: {name: [episodes_of[who][name][seed] for seed in seeds] for name in worlds}
+        for who in [*names, TEACHER]
     }
+    world_returns = {
+        member: {name: float(np.mean(episode_returns[member][name])) for name in worlds}
+        for member in names
+    }
+    teacher_returns = {name: float(np.mean(episode_returns[TEACHER][name])) for name in worlds}
     scores = {r: rule_scores(world_returns, teacher_returns, r) for r in SELECTION_RULES}
     choices = {r: best(scores[r], names) for r in SELECTION_RULES}
     return {
@@ -138,6 +143,7 @@ def select_member(
         "scores": scores,
         "world_return_dollars": world_returns,
         "teacher_return_dollars": teacher_returns,
+        "episode_return_dollars": episode_returns,  # per world, in the order of "seeds"
         "teachers": {name: asdict(spec.teacher_for(name)) for name in worlds},
         "worlds": worlds,
         "seeds": seeds,
