@@ -32,35 +32,6 @@ from steward.simulators.scenario import ScenarioConfig
 MEMBERS_DIR = "members"
 
 
-def _train_member(
-    agent: AgentConfig,
-    scenario: ScenarioConfig,
-    slo: SloConfig,
-    shield: ShieldConfig,
-    seed: int,
-    out_dir: Path,
-    members: tuple[ScenarioConfig, ...],
-    progress_bar: bool,
-    tensorboard: bool,
-    recipe: RecipeConfig,
-) -> tuple[int, dict[str, Any]]:
-    from steward.agent.training.trainer import train
-
-    metrics = train(
-        agent,
-        scenario,
-        slo,
-        shield,
-        seed=seed,
-        out_dir=out_dir,
-        members=members,
-        progress_bar=progress_bar,
-        tensorboard=tensorboard,
-        recipe=recipe,
-    )
-    return seed, metrics
-
-
 def train_ensemble(
     agent: AgentConfig,
     scenario: ScenarioConfig,
@@ -84,21 +55,31 @@ def train_ensemble(
     folders = {s: out_dir / MEMBERS_DIR / f"seed{s}" for s in seeds}
     n_jobs = min(ensemble.n_jobs, len(seeds))
     started = time.perf_counter()
-    one_at_a_time = n_jobs == 1
-    show_bar = progress_bar and one_at_a_time  # one bar at a time, or none
+    from steward.agent.training.trainer import train  # torch loads only when training
+
+    show_bar = progress_bar and n_jobs == 1  # one bar at a time, or none
     runs = [
-        (agent, scenario, slo, shield, s, folders[s], members, show_bar, tensorboard, recipe)
+        delayed(train)(
+            agent,
+            scenario,
+            slo,
+            shield,
+            seed=s,
+            out_dir=folders[s],
+            members=members,
+            progress_bar=show_bar,
+            tensorboard=tensorboard,
+            recipe=recipe,
+        )
         for s in seeds
     ]
-    trained: dict[int, dict[str, Any]] = {}
-    results: Any = (
-        (_train_member(*run) for run in runs)
-        if one_at_a_time
-        else Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")(
-            delayed(_train_member)(*run) for run in runs
-        )
+    results: Any = (  # in the members' order
+        (function(*args, **kwargs) for function, args, kwargs in runs)
+        if n_jobs == 1
+        else Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")(runs)
     )
-    for member_seed, metrics in results:
+    trained: dict[int, dict[str, Any]] = {}
+    for member_seed, metrics in zip(seeds, results, strict=True):
         trained[member_seed] = metrics
         print(
             f"member seed {member_seed} trained ({len(trained)}/{len(seeds)}, "
